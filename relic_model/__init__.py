@@ -1,0 +1,2 @@
+"""relic_model: reference implementation of RELIC (networks, objectives, rollout pipelines,
+trainers, streaming inference)."""
