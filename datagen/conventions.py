@@ -42,6 +42,23 @@ def ours_point_to_ue(p_m) -> np.ndarray:
     return (p @ _FLIP_Y) * CM_PER_M
 
 
+def ue_direction_to_ours(v) -> np.ndarray:
+    """UE world direction(s) (unit vectors, normals), shape (..., 3) -> ours: negate Y, no scaling.
+
+    Keeps the input's float dtype (float32 normals stay float32)."""
+    return ours_direction_to_ue(v)  # negating Y is its own inverse
+
+
+def ours_direction_to_ue(v) -> np.ndarray:
+    """Our world direction(s), shape (..., 3) -> UE world direction(s): negate Y, no scaling.
+
+    Keeps the input's float dtype (float32 normals stay float32)."""
+    v = np.asarray(v)
+    out = v.astype(np.float32 if v.dtype == np.float32 else np.float64, copy=True)
+    out[..., 1] *= -1
+    return out
+
+
 def rotator_axes(pitch: float, yaw: float, roll: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Forward, right and up unit vectors (UE world frame) of a UE rotator given in degrees."""
     p, y, r = (math.radians(v) for v in (pitch, yaw, roll))

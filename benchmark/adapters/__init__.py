@@ -1,0 +1,73 @@
+"""Model adapters and the spec parser used by ``relic bench run --models``.
+
+Spec grammar: ``NAME`` or ``NAME:ARG``.
+
+==============================  =====================================================
+``oracle``                      ground-truth renders (privileged; upper bound)
+``static``                      repeats frame 0
+``reproject``                   warps frame 0 with its GT depth to the commanded poses
+``noisy-oracle:KIND=S``         GT with one corruption: drift | blur | forget (strength S)
+``video-folder:DIR``            externally generated videos ``DIR/<task_id>.mp4`` or PNG folders
+``relic[:CKPT]``                the RELIC model (bundled checkpoint unless CKPT is given)
+``relic-nomem[:CKPT]``          RELIC with its long-horizon memory disabled
+==============================  =====================================================
+"""
+from __future__ import annotations
+
+from benchmark.world_model import WorldModel
+
+BASELINES = ("oracle", "static", "reproject")
+#: noisy-oracle variants used by the report's metric-validity section (two strengths per kind)
+VALIDITY_VARIANTS = ("noisy-oracle:drift=0.5", "noisy-oracle:drift=2", "noisy-oracle:blur=1.5",
+                     "noisy-oracle:blur=4", "noisy-oracle:forget=0.5", "noisy-oracle:forget=1")
+KNOWN = ("oracle", "static", "reproject", "noisy-oracle", "video-folder", "relic", "relic-nomem")
+
+
+def make_model(spec: str) -> WorldModel:
+    """Build a model from its spec string (see module doc); raises ValueError on unknown names."""
+    spec = spec.strip()
+    name, _, arg = spec.partition(":")
+    if name == "oracle":
+        from benchmark.adapters.oracle import OracleModel
+
+        return OracleModel()
+    if name == "static":
+        from benchmark.adapters.static import StaticModel
+
+        return StaticModel()
+    if name == "reproject":
+        from benchmark.adapters.reproject import ReprojectModel
+
+        return ReprojectModel()
+    if name == "noisy-oracle":
+        from benchmark.adapters.noisy_oracle import NoisyOracleModel, parse_spec
+
+        return NoisyOracleModel(*parse_spec(arg))
+    if name == "video-folder":
+        from benchmark.adapters.video_folder import VideoFolderModel
+
+        if not arg:
+            raise ValueError("video-folder needs a folder: video-folder:DIR")
+        return VideoFolderModel(arg)
+    if name in ("relic", "relic-nomem"):
+        from benchmark.adapters.relic import make_relic
+
+        return make_relic(checkpoint=arg or None, memory=(name == "relic"))
+    raise ValueError(f"unknown model {spec!r}; known: {', '.join(KNOWN)} (see `relic bench run --help`)")
+
+
+def parse_models(text: str) -> list[str]:
+    """Split a comma-separated --models value; the word ``validity`` expands to VALIDITY_VARIANTS."""
+    out: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part == "baselines":
+            out.extend(BASELINES)
+        elif part == "validity":
+            out.extend(VALIDITY_VARIANTS)
+        else:
+            out.append(part)
+    seen = set()
+    return [m for m in out if not (m in seen or seen.add(m))]

@@ -1,0 +1,22 @@
+"""``relic`` / ``relic-nomem``: the bundled RELIC model (relic_model), with and without memory.
+
+A thin wrapper: ``relic_model.inference.adapter.RelicWorldModel`` implements
+:class:`benchmark.world_model.WorldModel`; it is imported lazily so the benchmark works without
+relic_model. ``relic-nomem`` is the ablation with the compressed long-horizon memory disabled.
+"""
+from __future__ import annotations
+
+
+def make_relic(checkpoint: str | None = None, memory: bool = True):
+    try:
+        from relic_model.inference.adapter import RelicWorldModel
+    except ImportError as e:
+        raise RuntimeError(f"the RELIC model is not available in this installation ({e}); "
+                           "install/build relic_model or leave 'relic' out of --models") from e
+    try:
+        model = RelicWorldModel(checkpoint=checkpoint, memory=memory)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"no RELIC checkpoint: {e}. Pass one with --models relic:PATH, or train one "
+                                "with `relic train all`") from e
+    model.name = "relic" if memory else "relic-nomem"
+    return model

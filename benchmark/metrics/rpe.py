@@ -1,0 +1,141 @@
+"""Action following: relative pose error (RPE) of an estimated camera trajectory, computed with evo.
+
+Inputs: reference (commanded / ground-truth) and estimated trajectories, each (N,4,4)
+camera-to-world SE(3) matrices (metres for the reference; any world frame and any scale for the
+estimate), frame i at time ``i / fps`` s. evo stores orientations as wxyz quaternions internally;
+we only ever hand it 4x4 matrices (``PoseTrajectory3D(poses_se3=...)``), so no quaternion order
+question arises here (the TUM writer handles the file order, see pose_estimation.tum).
+
+1. Alignment: the estimate is aligned to the reference with Umeyama's Sim(3) method over all poses
+   (``traj_est.align(traj_ref, correct_scale=True)``: rotation, translation and one global scale
+   applied to the estimated positions), like ``evo_rpe -as``.
+   Degenerate cases (evo's Umeyama needs a covariance of rank >= 2, so it refuses constant AND
+   collinear trajectories, e.g. a straight dolly), all with origin alignment (``align_origin``:
+   first poses made equal) and a scale s applied to the estimated positions:
+   - estimate has no translation (e.g. a static video): s = 1; its RPE-trans is then the
+     commanded per-frame motion;
+   - reference has no translation (pure rotation script) but the estimate moves:
+     ``s = gamma / median(nonzero estimated step length)`` (gamma = commanded speed, metres per
+     frame; s = 1 if unknown), so spurious translation costs about gamma per frame;
+   - both move but Umeyama is degenerate (collinear): ``s = sqrt(sum|q_i - mean q|^2 /
+     sum|p_i - mean p|^2)`` (ratio of RMS spreads about the centroids; Umeyama's scale for a perfect
+     shape match).
+   RPE does not depend on the alignment's rotation/translation, only on its scale (see 2.), so
+   these fallbacks change ATE but give RPE values comparable with the Sim(3) case.
+   The alignment used is reported (``alignment``) and noted.
+2. RPE with delta = 1 frame over consecutive pairs (evo ``metrics.RPE(delta=1,
+   delta_unit=Unit.frames, all_pairs=False)``): per pair ``E_i = (Q_i^-1 Q_{i+1})^-1 (P_i^-1 P_{i+1})``
+   with Q reference and P aligned estimate.
+   - ``rpe_trans``: RMSE over pairs of ``|trans(E_i)|`` in metres (``PoseRelation.translation_part``);
+   - ``rpe_rot_deg``: RMSE over pairs of the rotation angle of ``E_i`` in degrees
+     (``PoseRelation.rotation_angle_deg``); ``_mean`` variants give the mean instead of the RMSE.
+   RPE-rot does not depend on the alignment; RPE-trans depends only on its scale.
+3. ``ate``: RMSE of absolute position errors after the same alignment (evo APE translation part), m.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from evo.core import metrics as evo_metrics
+from evo.core.geometry import GeometryException
+from evo.core.trajectory import PoseTrajectory3D
+
+_EPS_M = 1e-9
+
+
+@dataclass
+class RPEResult:
+    rpe_trans: float
+    rpe_trans_mean: float
+    rpe_rot_deg: float
+    rpe_rot_deg_mean: float
+    ate: float
+    scale: float
+    alignment: str
+    aligned_poses: np.ndarray
+    trans_errors: np.ndarray  # (N-1,) metres per consecutive pair
+    rot_errors_deg: np.ndarray  # (N-1,)
+    notes: list[str] = field(default_factory=list)
+
+    def as_metrics(self) -> dict[str, float]:
+        return {"rpe_trans": self.rpe_trans, "rpe_trans_mean": self.rpe_trans_mean,
+                "rpe_rot_deg": self.rpe_rot_deg, "rpe_rot_deg_mean": self.rpe_rot_deg_mean, "ate": self.ate}
+
+
+def to_evo(poses: np.ndarray, fps: float) -> PoseTrajectory3D:
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
+        raise ValueError(f"poses must be (N,4,4) camera-to-world matrices, got {poses.shape}")
+    return PoseTrajectory3D(poses_se3=[p for p in poses], timestamps=np.arange(len(poses)) / float(fps))
+
+
+def _step_lengths(p: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.diff(p, axis=0), axis=1)
+
+
+def _is_static(p: np.ndarray) -> bool:
+    return float(np.max(np.linalg.norm(p - p.mean(axis=0), axis=1))) < _EPS_M
+
+
+def align_sim3(ref: PoseTrajectory3D, est: PoseTrajectory3D, gamma: Optional[float] = None
+               ) -> tuple[PoseTrajectory3D, float, str, list[str]]:
+    """Aligned copy of ``est`` (Sim(3) Umeyama, or the documented fallback), scale, name, notes."""
+    out = copy.deepcopy(est)
+    ref_p, est_p = np.array(ref.positions_xyz), np.array(est.positions_xyz)
+    ref_static, est_static = _is_static(ref_p), _is_static(est_p)
+    s = 1.0
+    if not ref_static and not est_static:
+        try:
+            _, _, s = out.align(ref, correct_scale=True)
+            return out, float(s), "sim3", []
+        except GeometryException as e:
+            s = float(np.sqrt(np.sum((ref_p - ref_p.mean(0)) ** 2) / np.sum((est_p - est_p.mean(0)) ** 2)))
+            note = (f"Umeyama Sim(3) alignment degenerate ({e}; e.g. collinear trajectory): origin-aligned, "
+                    f"scale from the RMS spread ratio (s={s:.4g})")
+    elif est_static:
+        note = "estimated trajectory has no translation; Sim(3) alignment impossible, origin-aligned, s=1"
+    else:
+        note = "reference trajectory has no translation (pure rotation); Sim(3) alignment impossible, origin-aligned"
+        steps = _step_lengths(est_p)
+        steps = steps[steps > _EPS_M]
+        if gamma is not None and gamma > 0 and steps.size:
+            s = float(gamma) / float(np.median(steps))
+            note += f", scaled to the commanded speed gamma={gamma:g} m/frame (s={s:.4g})"
+    if s != 1.0:
+        out.scale(s)
+    out.align_origin(ref)
+    return out, s, "origin", [note]
+
+
+def _rpe(ref: PoseTrajectory3D, est: PoseTrajectory3D, relation) -> np.ndarray:
+    m = evo_metrics.RPE(relation, delta=1, delta_unit=evo_metrics.Unit.frames, all_pairs=False)
+    m.process_data((ref, est))
+    return np.asarray(m.error, dtype=np.float64)
+
+
+def _rmse(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x * x))) if x.size else float("nan")
+
+
+def compute_rpe(ref_poses: np.ndarray, est_poses: np.ndarray, fps: float,
+                gamma: Optional[float] = None) -> RPEResult:
+    """Sim(3)-align ``est_poses`` to ``ref_poses`` and compute RPE (delta 1 frame) and ATE with evo."""
+    ref_poses = np.asarray(ref_poses, dtype=np.float64)
+    est_poses = np.asarray(est_poses, dtype=np.float64)
+    if ref_poses.shape != est_poses.shape:
+        raise ValueError(f"reference {ref_poses.shape} and estimate {est_poses.shape} differ in length/shape")
+    if ref_poses.shape[0] < 2:
+        raise ValueError("RPE needs at least 2 poses")
+    ref, est = to_evo(ref_poses, fps), to_evo(est_poses, fps)
+    aligned, s, how, notes = align_sim3(ref, est, gamma)
+    te = _rpe(ref, aligned, evo_metrics.PoseRelation.translation_part)
+    re = _rpe(ref, aligned, evo_metrics.PoseRelation.rotation_angle_deg)
+    ape = evo_metrics.APE(evo_metrics.PoseRelation.translation_part)
+    ape.process_data((ref, aligned))
+    return RPEResult(rpe_trans=_rmse(te), rpe_trans_mean=float(te.mean()), rpe_rot_deg=_rmse(re),
+                     rpe_rot_deg_mean=float(re.mean()), ate=float(ape.get_statistic(evo_metrics.StatisticsType.rmse)),
+                     scale=s, alignment=how, aligned_poses=np.array(aligned.poses_se3), trans_errors=te,
+                     rot_errors_deg=re, notes=notes)

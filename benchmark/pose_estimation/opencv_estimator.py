@@ -1,0 +1,333 @@
+"""Default camera-trajectory estimator: monocular visual odometry with OpenCV (CPU).
+
+Input: RGB uint8 frames (N,H,W,3) and the pinhole intrinsics K (pixel centres at integer + 0.5,
+datagen.conventions). Frames wider than ``max_width`` are first downscaled (INTER_AREA) by
+f = max_width / W and K by diag(f, f, 1). Output: (N,4,4) camera-to-world poses in the estimator's
+own world (frame 0 = identity, OpenCV camera axes) with an arbitrary global scale;
+benchmark.metrics.rpe aligns them to the commanded trajectory with Sim(3) before computing errors.
+
+Tracks. ``feature="klt"`` (default): Shi-Tomasi corners tracked frame to frame with pyramidal
+Lucas-Kanade (21x21 window, 4 levels), kept only if tracking back lands within ``fb_px`` pixels of
+the start (forward-backward check); new corners top the set up to ``max_features`` after every
+frame. ``feature="orb"`` / ``"sift"``: keypoints detected per frame, matched to the previous frame
+by brute force with Lowe's ratio test (``ratio``) and a mutual-nearest check; a matched keypoint
+inherits its match's track id. Either way each frame has (track id, pixel position) pairs.
+
+Poses (keyframe visual odometry). The estimator keeps a keyframe (a frame with known pose and track
+positions) and a map of 3D points (track id -> world point, in the estimator's scale).
+1. Tracking: if at least ``min_pnp`` tracked points have map points, the pose comes from
+   ``cv2.solvePnPRansac`` (reprojection threshold ``2 * ransac_px``) refined by Levenberg-Marquardt
+   on the inliers (step kind "pnp").
+2. Otherwise two-view geometry against the keyframe on their common tracks (if fewer than
+   ``min_matches``, the previous frame becomes the keyframe first): RANSAC homography -> rotation
+   ``R_h`` (projection of K^-1 H K onto SO(3), refined by Kabsch on the inlier bearings), and
+   essential matrix with the known K + ``cv2.recoverPose`` -> (R, unit t). The translational
+   parallax is the median pixel distance between each point and its keyframe position rotated by R
+   (rotation removed). Below ``min_parallax_px`` the motion is a pure rotation relative to the
+   keyframe (kind "rotation", t = 0, the keyframe is kept so parallax can accumulate); otherwise
+   (kind "init") the translation is scaled to ``speed * frames since the keyframe`` (speed = median
+   per-frame camera displacement over the last 16 PnP frames, 1.0 before any), the map is
+   re-initialised by triangulating the common tracks, and the frame becomes the keyframe.
+3. Keyframes and map growth: after a PnP frame, when the median rotation-compensated parallax to
+   the keyframe exceeds ``kf_parallax_px`` or fewer than half the keyframe's map points are still
+   tracked, tracks seen in both frames without a map point are triangulated
+   (``cv2.triangulatePoints`` with both poses; kept if in front of both cameras, reprojection error
+   below 2 px in both and triangulation angle above ``min_tri_deg``) and the frame becomes the
+   keyframe. The global scale is fixed by the first "init"; it drifts slowly and whenever the map
+   is lost (e.g. long pure pans) and re-initialised.
+4. Failures: too few tracks, RANSAC / PnP failing -> the pose of the previous frame is HELD (kind
+   "failed", counted). Frames whose tracks moved less than ``static_px`` (median) since the
+   previous frame are "static" (pose held, not a failure).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class EstimateResult:
+    """poses (N,4,4) c2w, frame 0 = identity; step_kind[i] says how frame i+1 was posed (N-1
+    entries): "pnp", "init", "rotation", "static" or "failed" (or "unknown" for external callables)."""
+
+    poses: np.ndarray
+    step_kind: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> np.ndarray:
+        return np.array([k == "failed" for k in self.step_kind], dtype=bool)
+
+    @property
+    def num_failed(self) -> int:
+        return int(self.failed.sum())
+
+
+def _project_so3(m: np.ndarray) -> np.ndarray:
+    u, _, vt = np.linalg.svd(m)
+    r = u @ vt
+    if np.linalg.det(r) < 0:
+        u[:, -1] *= -1
+        r = u @ vt
+    return r
+
+
+def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotation R minimising sum |b_k - R a_k|^2 for unit vectors a, b (M,3)."""
+    return _project_so3(b.T @ a)
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+class _KLTTracker:
+    """Shi-Tomasi corners + pyramidal Lucas-Kanade with a forward-backward check (module doc)."""
+
+    def __init__(self, max_points: int, fb_px: float):
+        self.max_points, self.fb_px = max_points, fb_px
+        self.lk = dict(winSize=(21, 21), maxLevel=3,
+                       criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+        self.gray = None
+        self.pts = np.zeros((0, 2), np.float32)  # OpenCV pixel coordinates (centre of pixel 0 = 0.0)
+        self.ids = np.zeros(0, np.int64)
+        self.next_id = 0
+
+    def _top_up(self):
+        need = self.max_points - len(self.pts)
+        if need <= 0:
+            return
+        mask = np.full(self.gray.shape, 255, np.uint8)
+        for x, y in self.pts:
+            cv2.circle(mask, (int(round(x)), int(round(y))), 7, 0, -1)
+        c = cv2.goodFeaturesToTrack(self.gray, need, 0.001, 7, mask=mask, blockSize=7)
+        if c is not None:
+            c = c.reshape(-1, 2).astype(np.float32)
+            self.pts = np.vstack([self.pts, c])
+            self.ids = np.concatenate([self.ids, np.arange(self.next_id, self.next_id + len(c))])
+            self.next_id += len(c)
+
+    def __call__(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.gray is not None and len(self.pts):
+            p0 = self.pts.reshape(-1, 1, 2)
+            p1, st, _ = cv2.calcOpticalFlowPyrLK(self.gray, gray, p0, None, **self.lk)
+            pb, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self.gray, p1, None, **self.lk)
+            p1 = p1.reshape(-1, 2)
+            h, w = gray.shape
+            ok = (st.ravel() == 1) & (st2.ravel() == 1) & \
+                (np.linalg.norm((pb - p0).reshape(-1, 2), axis=1) < self.fb_px) & \
+                (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1) & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1)
+            self.pts, self.ids = p1[ok].astype(np.float32), self.ids[ok]
+        else:
+            self.pts, self.ids = np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
+        self.gray = gray
+        ids, pts = self.ids.copy(), self.pts.astype(np.float64) + 0.5
+        self._top_up()
+        return ids, pts
+
+
+class _DescriptorTracker:
+    """ORB or SIFT keypoints per frame, ratio-test + mutual matching to the previous frame; a matched
+    keypoint inherits its match's track id, others get new ids."""
+
+    def __init__(self, feature: str, max_features: int, ratio: float):
+        if feature == "orb":
+            self.det = cv2.ORB_create(nfeatures=max_features, fastThreshold=7, edgeThreshold=19, patchSize=19)
+            self.bf = cv2.BFMatcher(cv2.NORM_HAMMING)
+        else:
+            self.det = cv2.SIFT_create(nfeatures=max_features)
+            self.bf = cv2.BFMatcher(cv2.NORM_L2)
+        self.ratio = ratio
+        self.prev_desc, self.prev_ids, self.next_id = None, None, 0
+
+    def __call__(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        kps, desc = self.det.detectAndCompute(gray, None)
+        pts = np.array([k.pt for k in kps], dtype=np.float64).reshape(-1, 2) + 0.5
+        ids = np.arange(self.next_id, self.next_id + len(pts))
+        self.next_id += len(pts)
+        pd_ = self.prev_desc
+        if pd_ is not None and desc is not None and len(pd_) >= 2 and len(desc) >= 2:
+            fwd = self.bf.knnMatch(desc, pd_, k=2)
+            back = {m.queryIdx: m.trainIdx for m in self.bf.match(pd_, desc)}
+            for a in fwd:
+                if len(a) == 2 and a[0].distance < self.ratio * a[1].distance and back.get(a[0].trainIdx) == a[0].queryIdx:
+                    ids[a[0].queryIdx] = self.prev_ids[a[0].trainIdx]
+        self.prev_desc, self.prev_ids = desc, ids
+        return ids, pts
+
+
+def _w2c(c2w: np.ndarray) -> np.ndarray:
+    return np.linalg.inv(c2w)
+
+
+class OpenCVEstimator:
+    """Keyframe visual odometry from tracked features (see the module docstring)."""
+
+    name = "opencv"
+
+    def __init__(self, feature: str = "klt", max_features: int = 1000, max_width: int | None = 640,
+                 ratio: float = 0.8, fb_px: float = 0.5, ransac_px: float = 1.0, min_matches: int = 15,
+                 min_pnp: int = 12, min_parallax_px: float = 3.0, kf_parallax_px: float = 12.0,
+                 min_tri_deg: float = 0.5, static_px: float = 0.02, ransac_seed: int = 0):
+        if feature not in ("klt", "orb", "sift"):
+            raise ValueError(f"feature must be 'klt', 'orb' or 'sift', got {feature!r}")
+        self.feature, self.max_features, self.max_width = feature, max_features, max_width
+        self.ratio, self.fb_px, self.ransac_px = ratio, fb_px, ransac_px
+        self.min_matches, self.min_pnp = min_matches, min_pnp
+        self.min_parallax_px, self.kf_parallax_px, self.min_tri_deg = min_parallax_px, kf_parallax_px, min_tri_deg
+        self.static_px, self.ransac_seed = static_px, ransac_seed
+
+    # ------------------------------------------------------------------------------ geometry
+    def _parallax(self, pa, pb, R, K, Kinv) -> float:
+        """Median distance (px) between pb and pa rotated by R (frame a -> b camera rotation)."""
+        h = np.column_stack([pa, np.ones(len(pa))]) @ Kinv.T @ R.T
+        q = h[:, :2] / h[:, 2:3] @ K[:2, :2].T + K[:2, 2]
+        return float(np.median(np.linalg.norm(q - pb, axis=1)))
+
+    def _two_view(self, pa, pb, K, Kinv):
+        """(kind, R, t_unit) of frame b relative to frame a ("rotation"/"translation") or None."""
+        ha = np.column_stack([pa, np.ones(len(pa))]) @ Kinv.T
+        hb = np.column_stack([pb, np.ones(len(pb))]) @ Kinv.T
+        r_h = None
+        H, hmask = cv2.findHomography(pa, pb, cv2.RANSAC, self.ransac_px)
+        if H is not None and hmask is not None and hmask.sum() >= self.min_matches:
+            inl = hmask.ravel().astype(bool)
+            ba = ha[inl] / np.linalg.norm(ha[inl], axis=1, keepdims=True)
+            bb = hb[inl] / np.linalg.norm(hb[inl], axis=1, keepdims=True)
+            r_h = _kabsch(ba, bb)
+        E, emask = cv2.findEssentialMat(pa, pb, K, method=cv2.RANSAC, prob=0.999, threshold=self.ransac_px)
+        if E is None or E.shape != (3, 3) or emask is None or emask.sum() < self.min_matches:
+            return ("rotation", r_h, np.zeros(3)) if r_h is not None else None
+        n_in, R, t, _ = cv2.recoverPose(E, pa, pb, K, mask=emask.copy())
+        inl = emask.ravel().astype(bool)
+        if n_in < self.min_matches or self._parallax(pa[inl], pb[inl], R, K, Kinv) < self.min_parallax_px:
+            return ("rotation", r_h if r_h is not None else R, np.zeros(3))
+        return "translation", R, t.ravel() / max(np.linalg.norm(t), 1e-12)
+
+    def _triangulate(self, pa, pb, c2w_a, c2w_b, K):
+        """World points (M,3) and a validity mask for matches pa (frame a) / pb (frame b)."""
+        Pa, Pb = K @ _w2c(c2w_a)[:3], K @ _w2c(c2w_b)[:3]
+        X = cv2.triangulatePoints(Pa, Pb, pa.T, pb.T)
+        w = X[3]
+        good = np.abs(w) > 1e-12
+        X = (X[:3] / np.where(good, w, 1.0)).T
+        ok = good.copy()
+        for P, p, c2w in ((Pa, pa, c2w_a), (Pb, pb, c2w_b)):
+            x = np.column_stack([X, np.ones(len(X))]) @ P.T
+            z = (np.column_stack([X, np.ones(len(X))]) @ _w2c(c2w)[:3].T)[:, 2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                err = np.linalg.norm(x[:, :2] / x[:, 2:3] - p, axis=1)
+            ok &= (z > 0) & (err < 2.0)
+        ra, rb = X - c2w_a[:3, 3], X - c2w_b[:3, 3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cosang = np.sum(ra * rb, axis=1) / (np.linalg.norm(ra, axis=1) * np.linalg.norm(rb, axis=1))
+        ok &= cosang < np.cos(np.radians(self.min_tri_deg))
+        return X, ok
+
+    def _pnp(self, X, p, K, c2w_guess):
+        ok, rvec, tvec, inl = cv2.solvePnPRansac(X, p, K, None, iterationsCount=100,
+                                                 reprojectionError=2.0 * self.ransac_px, confidence=0.999,
+                                                 flags=cv2.SOLVEPNP_EPNP)
+        if not ok or inl is None or len(inl) < self.min_pnp:
+            return None
+        inl = inl.ravel()
+        rvec, tvec = cv2.solvePnPRefineLM(X[inl], p[inl], K, None, rvec, tvec)
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.ravel()
+        return np.linalg.inv(T)
+
+    # ---------------------------------------------------------------------------------- main
+    def __call__(self, frames: np.ndarray, K: np.ndarray, progress: bool = False) -> EstimateResult:
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be RGB uint8 (N,H,W,3), got {frames.dtype} {frames.shape}")
+        cv2.setRNGSeed(self.ransac_seed)
+        n, _, w = frames.shape[:3]
+        f = self.max_width / w if (self.max_width and w > self.max_width) else 1.0
+        K = np.diag([f, f, 1.0]) @ np.asarray(K, dtype=np.float64)
+        Kinv = np.linalg.inv(K)
+        tracker = _KLTTracker(self.max_features, self.fb_px) if self.feature == "klt" else \
+            _DescriptorTracker(self.feature, self.max_features, self.ratio)
+
+        def obs(i):
+            g = _gray(frames[i])
+            if f != 1.0:
+                g = cv2.resize(g, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+            ids, pts = tracker(g)
+            return dict(zip(ids.tolist(), pts))
+
+        poses = np.tile(np.eye(4), (n, 1, 1))
+        kinds: list[str] = []
+        world: dict[int, np.ndarray] = {}
+        prev = obs(0)
+        kf_i, kf_obs = 0, prev
+        speeds: deque = deque(maxlen=16)
+        it = range(1, n)
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(it, desc="pose estimation", unit="frame")
+        for i in it:
+            cur = obs(i)
+            kind = None
+            common_prev = [k for k in cur if k in prev]
+            if len(common_prev) >= self.min_matches and np.median(
+                    [np.linalg.norm(cur[k] - prev[k]) for k in common_prev]) < self.static_px:
+                poses[i], kind = poses[i - 1], "static"
+            if kind is None:
+                in_map = [k for k in cur if k in world]
+                if len(in_map) >= self.min_pnp:
+                    c2w = self._pnp(np.array([world[k] for k in in_map]), np.array([cur[k] for k in in_map]),
+                                    K, poses[i - 1])
+                    if c2w is not None:
+                        poses[i], kind = c2w, "pnp"
+                        speeds.append(float(np.linalg.norm(c2w[:3, 3] - poses[i - 1][:3, 3])))
+            if kind is None:
+                common = [k for k in cur if k in kf_obs]
+                if len(common) < self.min_matches:
+                    kf_i, kf_obs = i - 1, prev
+                    common = [k for k in cur if k in kf_obs]
+                tv = None
+                if len(common) >= self.min_matches:
+                    pa, pb = np.array([kf_obs[k] for k in common]), np.array([cur[k] for k in common])
+                    tv = self._two_view(pa, pb, K, Kinv)
+                if tv is None:
+                    poses[i], kind = poses[i - 1], "failed"
+                else:
+                    what, R, t = tv
+                    speed = float(np.median(speeds)) if speeds else 1.0
+                    T = np.eye(4)
+                    T[:3, :3], T[:3, 3] = R, t * speed * (i - kf_i)
+                    poses[i] = poses[kf_i] @ np.linalg.inv(T)
+                    if what == "rotation":
+                        kind = "rotation"
+                    else:
+                        kind = "init"
+                        X, ok = self._triangulate(pa, pb, poses[kf_i], poses[i], K)
+                        world = {k: X[j] for j, k in enumerate(common) if ok[j]}
+                        kf_i, kf_obs = i, cur
+            elif kind == "pnp":
+                common = [k for k in cur if k in kf_obs]
+                kf_map = [k for k in kf_obs if k in world]
+                tracked = sum(1 for k in kf_map if k in cur)
+                par = 0.0
+                if common:
+                    R_ab = _w2c(poses[i])[:3, :3] @ poses[kf_i][:3, :3]
+                    par = self._parallax(np.array([kf_obs[k] for k in common]),
+                                         np.array([cur[k] for k in common]), R_ab, K, Kinv)
+                if par > self.kf_parallax_px or tracked < 0.5 * max(len(kf_map), 1):
+                    new = [k for k in common if k not in world]
+                    if new:
+                        X, ok = self._triangulate(np.array([kf_obs[k] for k in new]),
+                                                  np.array([cur[k] for k in new]), poses[kf_i], poses[i], K)
+                        world.update({k: X[j] for j, k in enumerate(new) if ok[j]})
+                    kf_i, kf_obs = i, cur
+            kinds.append(kind)
+            prev = cur
+        notes = []
+        nf = kinds.count("failed")
+        if nf:
+            notes.append(f"opencv estimator: {nf}/{n - 1} frames failed (pose held)")
+        return EstimateResult(poses=poses, step_kind=kinds, notes=notes)

@@ -1,0 +1,56 @@
+"""Pluggable camera-trajectory estimators, by name.
+
+An estimator is a callable ``(frames (N,H,W,3) uint8, K (3,3)) -> EstimateResult | ndarray (N,4,4)``
+returning camera-to-world poses (any world frame, any global scale: scoring aligns with Sim(3)).
+Built in: ``opencv`` (ORB), ``opencv-sift`` (SIFT features). External estimators (ViPE, MegaSaM,
+DROID-SLAM, ...) run elsewhere and hand in TUM files (benchmark.pose_estimation.tum), which
+``benchmark.scoring.score_task(est_trajectory=...)`` accepts directly.
+"""
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import numpy as np
+
+from benchmark.pose_estimation.opencv_estimator import EstimateResult, OpenCVEstimator
+
+EstimatorFn = Callable[[np.ndarray, np.ndarray], Union[EstimateResult, np.ndarray]]
+
+_REGISTRY: dict[str, Callable[[], EstimatorFn]] = {
+    "opencv": lambda: OpenCVEstimator(feature="klt"),
+    "opencv-orb": lambda: OpenCVEstimator(feature="orb"),
+    "opencv-sift": lambda: OpenCVEstimator(feature="sift"),
+}
+
+
+def register_estimator(name: str, factory: Callable[[], EstimatorFn]) -> None:
+    """Register ``factory`` (no-argument callable returning an estimator) under ``name``."""
+    if not name or not isinstance(name, str):
+        raise ValueError("estimator name must be a non-empty string")
+    _REGISTRY[name] = factory
+
+
+def available_estimators() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_estimator(estimator: Union[str, EstimatorFn]) -> EstimatorFn:
+    """Resolve a registered name (or pass a callable through)."""
+    if callable(estimator):
+        return estimator
+    if estimator not in _REGISTRY:
+        raise ValueError(f"unknown pose estimator {estimator!r}; registered: {available_estimators()} "
+                         "(or pass est_trajectory from a TUM file)")
+    return _REGISTRY[estimator]()
+
+
+def run_estimator(estimator: Union[str, EstimatorFn], frames: np.ndarray, K: np.ndarray) -> EstimateResult:
+    """Run an estimator and normalise its output to an EstimateResult."""
+    fn = get_estimator(estimator)
+    out = fn(frames, K)
+    if isinstance(out, EstimateResult):
+        return out
+    poses = np.asarray(out, dtype=np.float64)
+    if poses.shape != (frames.shape[0], 4, 4):
+        raise ValueError(f"estimator returned poses of shape {poses.shape}, expected {(frames.shape[0], 4, 4)}")
+    return EstimateResult(poses=poses, step_kind=["unknown"] * (frames.shape[0] - 1))

@@ -1,0 +1,182 @@
+"""Score one generated video against one task: action following, memory retrieval, drift.
+
+``score_task(task, frames)`` takes the model's frames INCLUDING frame 0 ((N,H,W,3) uint8, N =
+task.num_frames, frame i shown after actions[0..i-1]) and returns a :class:`TaskScore` whose
+``metrics`` is a flat {name: float} dict (NaN when a metric cannot be computed; the reason is in
+``notes``). Definitions live in the metric modules; the names:
+
+Action following (benchmark.metrics.rpe; poses from benchmark.pose_estimation)
+    rpe_trans, rpe_rot_deg            RMSE RPE (delta 1 frame) after Sim(3) alignment, m and degrees
+    rpe_trans_mean, rpe_rot_deg_mean  the same, mean instead of RMSE
+    ate                               RMSE absolute trajectory error after the same alignment, m
+    pose_est_failed_frac              fraction of frame steps where the estimator failed (pose held)
+    est_noise_floor_rpe_trans, est_noise_floor_rpe_rot_deg
+                                      the estimator's RPE on the ground-truth video (only when the
+                                      caller passes ``noise_floor``, see estimate_noise_floor)
+Memory retrieval (benchmark.metrics.retrieval)
+    revisit_{psnr,ssim,lpips}_{gt,self,self_ceiling,gt_covis,self_covis,self_covis_ceiling},
+    revisit_{psnr,ssim,lpips}_{gt,self}@{gap<5s,5-15s,>15s}, revisit_covis_frac, revisit_pairs
+Per-frame fidelity and drift (benchmark.metrics.image_quality / noref / drift), frames 1..N-1
+    frames_psnr_gt, frames_ssim_gt, frames_lpips_gt   means over generated frames
+    drift_{psnr,ssim,lpips}_{slope,ratio}             windowed full-reference curves vs GT
+    drift_{sharpness,luma_mean,luma_std,colourfulness,saturation}_{slope,ratio}
+                                                      no-reference curves of the generated video
+``curves`` holds the windowed curves ("t_s" window times; "psnr", "ssim", "lpips", the no-reference
+stats, and "gt_<stat>" for the ground truth), ``est_poses`` the Sim(3)-aligned estimated trajectory.
+LPIPS is NaN everywhere (and ``lpips_status`` / notes say why) when its backbone weights are not
+cached locally.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from benchmark.metrics import drift as drift_m
+from benchmark.metrics import image_quality as iq
+from benchmark.metrics import noref
+from benchmark.metrics.retrieval import score_revisits
+from benchmark.metrics.rpe import compute_rpe
+from benchmark.pose_estimation.registry import run_estimator
+from benchmark.pose_estimation.tum import trajectory_for_frames
+
+NOISE_FLOOR_KEYS = ("est_noise_floor_rpe_trans", "est_noise_floor_rpe_rot_deg")
+
+
+@dataclass
+class TaskScore:
+    task_id: str
+    metrics: dict[str, float]
+    curves: dict[str, np.ndarray]
+    est_poses: Optional[np.ndarray]
+    notes: list[str] = field(default_factory=list)
+    revisit_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    step_kind: list[str] = field(default_factory=list)
+    lpips_status: str = ""
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def tidy(self, model: str) -> pd.DataFrame:
+        """Rows (model, task, metric, value) for a results table."""
+        return pd.DataFrame({"model": model, "task": self.task_id, "metric": list(self.metrics),
+                             "value": [float(v) for v in self.metrics.values()]})
+
+
+def _check_frames(task, frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    want = (task.num_frames, task.height, task.width, 3)
+    if frames.dtype != np.uint8 or frames.shape != want:
+        hint = " (frame 0, the given first frame, must be included)" if frames.ndim == 4 and \
+            frames.shape[0] == task.num_frames - 1 else ""
+        raise ValueError(f"task {task.task_id}: frames must be uint8 {want}, got {frames.dtype} {frames.shape}{hint}")
+    return frames
+
+
+def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[np.ndarray], list[str]]:
+    if est_trajectory is not None:
+        if isinstance(est_trajectory, (str, bytes)) or hasattr(est_trajectory, "__fspath__"):
+            poses = trajectory_for_frames(str(est_trajectory), task.num_frames, task.fps)
+        else:
+            poses = np.asarray(est_trajectory, dtype=np.float64)
+        if poses.shape != (task.num_frames, 4, 4):
+            raise ValueError(f"task {task.task_id}: est_trajectory must be ({task.num_frames},4,4), got {poses.shape}")
+        notes.append("trajectory from an external estimator")
+        return poses, []
+    res = run_estimator(estimator, frames, task.K)
+    notes.extend(res.notes)
+    return res.poses, res.step_kind
+
+
+def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "opencv",
+               est_trajectory: Union[np.ndarray, str, None] = None, lpips: bool = True,
+               noise_floor: Optional[dict] = None, window_s: float = 1.0,
+               max_revisit_pairs: Optional[int] = 48, lpips_net: str = "alex") -> TaskScore:
+    """Score ``frames`` (incl. frame 0) of one task; see the module docstring for metric names."""
+    frames = _check_frames(task, frames)
+    gt = task.gt_frames()
+    notes: list[str] = []
+    timings: dict[str, float] = {}
+    metrics: dict[str, float] = {}
+    curves: dict[str, np.ndarray] = {}
+    lp = iq.get_lpips(lpips_net) if lpips else None
+    if lp is None:
+        lpips_status = "disabled (lpips=False)"
+    else:
+        lpips_status = lp.status
+    if lp is None or not lp.available:
+        notes.append(f"LPIPS metrics are NaN: {lpips_status}")
+
+    # ---- action following
+    t0 = time.perf_counter()
+    est_poses, step_kind = _estimate(task, frames, estimator, est_trajectory, notes)
+    timings["pose_estimation"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rr = compute_rpe(task.gt_poses, est_poses, task.fps, gamma=task.gamma)
+    metrics.update(rr.as_metrics())
+    notes.extend(rr.notes)
+    metrics["pose_est_failed_frac"] = (float(np.mean([k == "failed" for k in step_kind]))
+                                       if step_kind else float("nan"))
+    if noise_floor:
+        for key in NOISE_FLOOR_KEYS:
+            short = key.replace("est_noise_floor_", "")
+            metrics[key] = float(noise_floor.get(key, noise_floor.get(short, float("nan"))))
+    timings["rpe"] = time.perf_counter() - t0
+
+    # ---- per-frame full-reference metrics (frames 1..N-1 for means and drift)
+    t0 = time.perf_counter()
+    per = {"psnr": iq.psnr(frames, gt), "ssim": iq.ssim(frames, gt)}
+    timings["psnr_ssim"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    per["lpips"] = lp(frames, gt) if (lp is not None and lp.available) else np.full(len(frames), np.nan)
+    timings["lpips"] = time.perf_counter() - t0
+    for k in ("psnr", "ssim", "lpips"):
+        metrics[f"frames_{k}_gt"] = iq.mean_or_nan(per[k][1:])
+
+    # ---- memory retrieval
+    t0 = time.perf_counter()
+    if task.revisits is None or len(task.revisits) == 0:
+        notes.append("task has no revisit pairs: revisit metrics are NaN")
+        table = pd.DataFrame()
+        rv, _ = score_revisits(frames, gt, np.zeros((0,)), task.gt_poses, task.K,
+                               pd.DataFrame(columns=["later", "earlier", "gap_s"]), per, None)
+    else:
+        rv, table = score_revisits(frames, gt, task.gt_depth(), task.gt_poses, task.K, task.revisits, per,
+                                   lp, max_pairs=max_revisit_pairs)
+        if max_revisit_pairs is not None and len(task.revisits) > max_revisit_pairs:
+            notes.append(f"scored {len(table)} of {len(task.revisits)} revisit pairs (evenly spaced)")
+    metrics.update(rv)
+    timings["revisits"] = time.perf_counter() - t0
+
+    # ---- drift curves
+    t0 = time.perf_counter()
+    gen_stats = noref.video_stats(frames)
+    gt_stats = noref.video_stats(gt)
+    per_frame = dict(per)
+    per_frame.update(gen_stats)
+    per_frame.update({f"gt_{k}": v for k, v in gt_stats.items()})
+    t_s, cur = drift_m.window_curves(per_frame, task.fps, window_s)
+    curves["t_s"] = t_s
+    curves.update(cur)
+    for k in ("psnr", "ssim", "lpips", *noref.NOREF_STATS):
+        s, r = drift_m.slope_and_ratio(t_s, cur[k])
+        metrics[f"drift_{k}_slope"], metrics[f"drift_{k}_ratio"] = s, r
+    timings["drift"] = time.perf_counter() - t0
+
+    return TaskScore(task_id=task.task_id, metrics=metrics, curves=curves, est_poses=rr.aligned_poses,
+                     notes=notes, revisit_table=table, step_kind=step_kind, lpips_status=lpips_status,
+                     timings_s=timings)
+
+
+def estimate_noise_floor(task, estimator: Union[str, Callable] = "opencv") -> dict[str, float]:
+    """The estimator's own error: RPE of its trajectory from the GROUND-TRUTH video of ``task``.
+
+    Returns {"est_noise_floor_rpe_trans": m, "est_noise_floor_rpe_rot_deg": deg}, ready to pass to
+    score_task(noise_floor=...). A model whose RPE is within this floor is indistinguishable from
+    perfect action following by this estimator.
+    """
+    gt = task.gt_frames()
+    res = run_estimator(estimator, gt, task.K)
+    rr = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma)
+    return {"est_noise_floor_rpe_trans": rr.rpe_trans, "est_noise_floor_rpe_rot_deg": rr.rpe_rot_deg}

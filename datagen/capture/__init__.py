@@ -1,0 +1,1 @@
+"""Corpus capture: config, episode capture, multi-process / multi-endpoint build pipeline, CLI."""

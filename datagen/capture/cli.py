@@ -1,0 +1,42 @@
+"""`relic datagen build`: capture episodes into a curated corpus (resumable)."""
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--config", default=None, help="corpus YAML (default: datagen/configs/default_corpus.yaml)")
+    p.add_argument("--out", required=True, help="corpus directory (created; re-running resumes)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for the embedded backend (default 2)")
+    p.add_argument("--backend", choices=("embedded", "unrealcv"), default="embedded",
+                   help="embedded ray-cast renderer in each worker, or UnrealCV server(s)")
+    p.add_argument("--host", default="127.0.0.1", help="UnrealCV host (with --backend unrealcv)")
+    p.add_argument("--port", type=int, default=9000, help="UnrealCV port (with --backend unrealcv)")
+    p.add_argument("--endpoints", default=None,
+                   help="comma-separated host:port UnrealCV servers; episodes are spread over them and a "
+                        "failed server's episodes are re-queued on the others (implies --backend unrealcv)")
+    p.add_argument("--limit", type=int, default=None, help="capture at most this many new episodes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from datagen.capture.config import load_config
+    from datagen.capture.pipeline import build_corpus, parse_endpoints
+
+    cfg = load_config(args.config)
+    endpoints = parse_endpoints(args.endpoints)
+    backend = args.backend
+    if endpoints:
+        backend = "unrealcv"
+    elif backend == "unrealcv":
+        endpoints = [(args.host, args.port)]
+    res = build_corpus(cfg, args.out, workers=args.workers, backend=backend, endpoints=endpoints,
+                       progress=not args.no_progress, limit=args.limit)
+    print(f"corpus {res.out}: {res.planned} planned, {res.skipped} already done, {res.built} built "
+          f"({res.frames} frames in {res.seconds:.1f} s, {res.frames_per_s:.0f} frames/s)"
+          + (f", {len(res.failed)} FAILED" if res.failed else ""))
+    for eid, why in res.failed:
+        print(f"  failed {eid}: {why}", file=sys.stderr)
+    if res.endpoints_retired:
+        print(f"  retired endpoints: {', '.join(f'{h}:{p}' for h, p in res.endpoints_retired if h)}", file=sys.stderr)
+    return 1 if res.failed else 0

@@ -1,0 +1,386 @@
+"""Build a corpus: plan episodes, farm them out to worker processes, write atomically, resume.
+
+Coordinator (this process)
+    1. ``init_corpus`` writes/validates corpus.json (same config hash required to resume).
+    2. Removes leftovers in ``.tmp/`` (episodes in flight when a previous run died), checks every
+       finished episode's files (sizes), re-queues broken ones, and skips the intact ones.
+    3. Starts workers and hands each ONE episode at a time (preferring the scene it rendered last,
+       so scene setup is reused), tracks which episode each worker holds, and re-queues it if the
+       worker dies or its UnrealCV endpoint fails (that endpoint is then retired; the build fails
+       only when no endpoint is left).
+    4. Rewrites manifest.parquet/.csv after every finished episode (atomically), so a killed run
+       leaves a consistent corpus of the episodes finished so far.
+
+Workers (processes) each own a backend: ``embedded`` builds the scene in-process
+(``datagen.scenes.library.generate_scene`` + ``datagen.backends.embedded.EmbeddedBackend``);
+``unrealcv`` connects to one endpoint ``host:port`` (``datagen.backends.unrealcv_client``).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import sys
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from datagen.capture.config import CorpusConfig, EpisodeSpec, plan_episodes
+from datagen.corpus import format as F
+from datagen.corpus import writer as W
+
+MAX_ATTEMPTS = 3  # per episode, over worker deaths / endpoint failures
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    planned: int
+    skipped: int  # already finished before this run
+    built: int
+    failed: list = field(default_factory=list)  # [(episode_id, error)]
+    frames: int = 0
+    seconds: float = 0.0
+    endpoints_retired: list = field(default_factory=list)
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def parse_endpoints(text: Optional[str]) -> list[tuple[str, int]]:
+    """'host:port,host:port' -> [(host, port)]."""
+    out = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"--endpoints: {item!r} is not host:port")
+        out.append((host, int(port)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side
+class _Backends:
+    """Per-worker backend owner (caches the last few scenes for the embedded backend)."""
+
+    def __init__(self, kind: str, endpoint: Optional[tuple[str, int]], cfg: CorpusConfig, cache: int = 3):
+        self.kind, self.endpoint, self.cfg, self.cache_size = kind, endpoint, cfg, cache
+        self.cache: dict[str, tuple] = {}
+        self.remote = None
+
+    def scene(self, spec: EpisodeSpec):
+        from datagen.scenes.library import generate_scene
+
+        return generate_scene(spec.family, spec.scene_seed)
+
+    def get(self, spec: EpisodeSpec):
+        """(backend, scene) for this episode."""
+        if spec.scene_id in self.cache:
+            return self.cache[spec.scene_id]
+        scene = self.scene(spec)
+        if self.kind == "embedded":
+            from datagen.backends.embedded import EmbeddedBackend
+
+            be = EmbeddedBackend(scene, width=self.cfg.width, height=self.cfg.height, fov=self.cfg.fov_deg)
+        else:
+            from datagen.backends.unrealcv_client import UnrealCVBackend
+
+            if self.remote is not None:
+                self.remote.close()
+                self.cache.clear()
+            host, port = self.endpoint
+            be = UnrealCVBackend(host, port, scene=scene).connect()
+            self.remote = be
+        while len(self.cache) >= self.cache_size:
+            old = self.cache.pop(next(iter(self.cache)))
+            old[0].close()
+        self.cache[spec.scene_id] = (be, scene)
+        return be, scene
+
+    def close(self):
+        for be, _ in self.cache.values():
+            try:
+                be.close()
+            except Exception:
+                pass
+
+
+def _is_endpoint_error(e: BaseException) -> bool:
+    from datagen.backends.base import BackendError
+
+    return isinstance(e, (BackendError, ConnectionError, TimeoutError, EOFError, BrokenPipeError, OSError))
+
+
+def _worker_main(wid: int, kind: str, endpoint, cfg_dict: dict, out: str, task_q, result_q) -> None:
+    from datagen.capture.config import config_from_dict
+    from datagen.capture.episode import capture_episode
+
+    cfg = config_from_dict(cfg_dict)
+    owner = _Backends(kind, endpoint, cfg)
+    name = kind if endpoint is None else f"{kind}://{endpoint[0]}:{endpoint[1]}"
+    if kind == "unrealcv":  # which scene does this server host? (vget /scene/name)
+        try:
+            from datagen.backends.unrealcv_client import UnrealCVBackend
+
+            probe = UnrealCVBackend(endpoint[0], endpoint[1]).connect()
+            try:
+                served = probe.request("vget /scene/name").strip()
+            finally:
+                probe.close()
+        except Exception as e:  # noqa: BLE001
+            result_q.put(("endpoint_failed", wid, None, f"{name}: {type(e).__name__}: {e}", 0))
+            return
+        result_q.put(("hello", wid, served))
+    parent = os.getppid()
+    try:
+        while True:
+            try:
+                spec = task_q.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != parent:  # coordinator died: stop (in-flight work is lost by design)
+                    return
+                continue
+            if spec is None:
+                break
+            sent = [0]
+
+            def progress(k, sent=sent):
+                result_q.put(("frames", wid, k - sent[0]))
+                sent[0] = k
+
+            try:
+                backend, scene = owner.get(spec)
+                rec = capture_episode(spec, backend, cfg, scene=scene, backend_name=kind, progress=progress)
+                W.write_episode(out, rec, png_compression=cfg.png_compression)
+                result_q.put(("done", wid, spec.episode_id, W.manifest_row(rec.meta), len(rec.frames)))
+            except Exception as e:  # noqa: BLE001 - reported to the coordinator
+                if kind == "unrealcv" and _is_endpoint_error(e):
+                    result_q.put(("endpoint_failed", wid, spec.episode_id, f"{name}: {type(e).__name__}: {e}",
+                                  sent[0]))
+                    return
+                result_q.put(("error", wid, spec.episode_id, "".join(traceback.format_exception(e)), sent[0]))
+    finally:
+        owner.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# coordinator side
+@dataclass
+class _Worker:
+    wid: int
+    proc: mp.Process
+    task_q: object
+    endpoint: Optional[tuple[str, int]]
+    holding: Optional[EpisodeSpec] = None
+    last_scene: Optional[str] = None
+    alive: bool = True
+    serves: Optional[str] = None  # unrealcv: the scene id its server hosts (None until known)
+
+
+def _existing(out: Path, planned: list[EpisodeSpec], log) -> tuple[set, list[dict]]:
+    """Finished intact episodes (ids) and their manifest rows; broken ones are removed."""
+    from datagen.corpus.format import CorpusError
+    from datagen.corpus.reader import Episode
+
+    done, rows = set(), []
+    ids = {s.episode_id for s in planned}
+    for sid in sorted(ids):
+        d = W.episode_dir(out, sid)
+        if not d.exists():
+            continue
+        try:
+            ep = Episode(d)
+            rows.append(W.manifest_row(ep.meta))
+            done.add(sid)
+        except (CorpusError, KeyError, ValueError) as e:
+            log(f"relic: episode {sid} is broken ({e}); it will be captured again")
+            import shutil
+
+            trash = out / F.TMP_DIR / f"{sid}.broken"
+            (out / F.TMP_DIR).mkdir(exist_ok=True)
+            if trash.exists():
+                shutil.rmtree(trash)
+            os.replace(d, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+    return done, rows
+
+
+def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, backend: str = "embedded",
+                 endpoints: Optional[list[tuple[str, int]]] = None, progress: bool = True,
+                 limit: Optional[int] = None, log=None) -> BuildResult:
+    """Capture every planned episode of `cfg` into corpus directory `out` (resumable).
+
+    backend: "embedded" (each of `workers` processes renders in-process) or "unrealcv" (one
+    worker per endpoint in `endpoints`). limit: capture at most this many new episodes.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out = Path(out)
+    if backend not in ("embedded", "unrealcv"):
+        raise ValueError(f"--backend must be embedded or unrealcv, got {backend!r}")
+    if backend == "unrealcv" and not endpoints:
+        raise ValueError("the unrealcv backend needs at least one endpoint (--host/--port or --endpoints)")
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    specs = plan_episodes(cfg)
+    W.init_corpus(out, cfg.to_dict())
+    W.clean_tmp(out)
+    done, rows = _existing(out, specs, log)
+    pending = deque(s for s in specs if s.episode_id not in done)
+    if limit is not None:
+        pending = deque(list(pending)[:limit])
+    result = BuildResult(out=out, planned=len(specs), skipped=len(done), built=0)
+    rebalance = bool(cfg.balance["rebalance"])
+    W.write_manifest(out, rows, rebalance)
+    if not pending:
+        return result
+
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    result_q = ctx.Queue()
+    slots = [(None,)] * workers if backend == "embedded" else [(ep,) for ep in endpoints]
+    pool: list[_Worker] = []
+    cfg_dict = cfg.to_dict()
+
+    def start(wid: int, endpoint) -> _Worker:
+        tq = ctx.Queue()
+        p = ctx.Process(target=_worker_main, args=(wid, backend, endpoint, cfg_dict, str(out), tq, result_q),
+                        daemon=True, name=f"relic-capture-{wid}")
+        p.start()
+        return _Worker(wid, p, tq, endpoint)
+
+    for wid, (ep,) in enumerate(slots[: max(1, min(len(slots), len(pending)))]):
+        pool.append(start(wid, ep))
+
+    attempts: dict[str, int] = {}
+    total_frames = sum(int(round(s.duration_s * cfg.fps)) for s in pending)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_frames, unit="frame", desc=f"build {out.name}", smoothing=0.1, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    remaining = len(pending)
+    frames_counted: dict[str, int] = {}
+
+    def dispatch(w: _Worker):
+        if not pending or w.holding is not None or not w.alive:
+            return
+        if backend == "unrealcv":  # only episodes of the scene its server hosts
+            if w.serves is None:
+                return
+            pick = next((s for s in pending if s.scene_id == w.serves), None)
+            if pick is None:
+                return
+        else:
+            pick = next((s for s in pending if s.scene_id == w.last_scene), None) or pending[0]
+        pending.remove(pick)
+        w.holding, w.last_scene = pick, pick.scene_id
+        w.task_q.put(pick)
+
+    def requeue(w: _Worker, why: str):
+        nonlocal remaining
+        spec = w.holding
+        w.holding = None
+        if spec is None:
+            return
+        if bar is not None and frames_counted.get(spec.episode_id):
+            bar.update(-frames_counted.pop(spec.episode_id))
+        attempts[spec.episode_id] = attempts.get(spec.episode_id, 0) + 1
+        if attempts[spec.episode_id] >= MAX_ATTEMPTS:
+            result.failed.append((spec.episode_id, why))
+            remaining -= 1
+            log(f"relic: giving up on episode {spec.episode_id} after {MAX_ATTEMPTS} attempts: {why}")
+        else:
+            pending.appendleft(spec)
+
+    try:
+        for w in pool:
+            dispatch(w)
+        while remaining > 0:
+            try:
+                msg = result_q.get(timeout=0.5)
+            except queue.Empty:
+                msg = None
+            if msg is not None:
+                kind, wid = msg[0], msg[1]
+                w = pool[wid]
+                if kind == "hello":
+                    w.serves = msg[2]
+                elif kind == "frames":
+                    if bar is not None:
+                        bar.update(msg[2])
+                    if w.holding is not None:
+                        frames_counted[w.holding.episode_id] = frames_counted.get(w.holding.episode_id, 0) + msg[2]
+                elif kind == "done":
+                    _, _, eid, row, nfr = msg
+                    rows.append(row)
+                    W.write_manifest(out, rows, rebalance)
+                    result.built += 1
+                    result.frames += nfr
+                    remaining -= 1
+                    frames_counted.pop(eid, None)
+                    w.holding = None
+                    dispatch(w)
+                elif kind == "endpoint_failed":
+                    log(f"relic: endpoint failed, retiring it and re-queueing {msg[2]}: {msg[3]}")
+                    result.endpoints_retired.append(w.endpoint)
+                    w.alive = False
+                    requeue(w, msg[3])
+                elif kind == "error":
+                    _, _, eid, tb, _ = msg
+                    log(f"relic: episode {eid} failed:\n{tb}")
+                    spec = w.holding
+                    w.holding = None
+                    if bar is not None and frames_counted.get(eid):
+                        bar.update(-frames_counted.pop(eid))
+                    result.failed.append((eid, tb.strip().splitlines()[-1] if tb.strip() else "error"))
+                    remaining -= 1
+                    dispatch(w)
+            # dead workers (killed, crashed) -> re-queue what they held; respawn embedded ones
+            for w in pool:
+                if w.alive and not w.proc.is_alive():
+                    w.alive = False
+                    why = f"worker {w.wid} died (exit code {w.proc.exitcode})"
+                    log(f"relic: {why}; re-queueing {w.holding.episode_id if w.holding else 'nothing'}")
+                    if backend == "unrealcv":
+                        result.endpoints_retired.append(w.endpoint)
+                    requeue(w, why)
+                    if backend == "embedded" and remaining > 0:
+                        nw = start(w.wid, None)
+                        pool[w.wid] = nw
+            live = [w for w in pool if w.alive]
+            if not live and remaining > 0:
+                raise RuntimeError(f"every capture endpoint failed ({result.endpoints_retired}); "
+                                   f"{remaining} episode(s) not captured; fix the servers and re-run to resume")
+            if backend == "unrealcv" and all(w.serves is not None and w.holding is None for w in live):
+                served = {w.serves for w in live}
+                orphans = [s for s in pending if s.scene_id not in served]
+                for s in orphans:  # no live server hosts their scene
+                    pending.remove(s)
+                    result.failed.append((s.episode_id, f"no live endpoint serves scene {s.scene_id} "
+                                                        f"(servers host: {sorted(served)})"))
+                    remaining -= 1
+            for w in live:
+                dispatch(w)
+    finally:
+        for w in pool:
+            if w.alive and w.proc.is_alive():
+                try:
+                    w.task_q.put(None)
+                except Exception:
+                    pass
+        for w in pool:
+            w.proc.join(timeout=10)
+            if w.proc.is_alive():
+                w.proc.terminate()
+                w.proc.join(timeout=5)
+        if bar is not None:
+            bar.close()
+        result.seconds = time.perf_counter() - t0
+    return result

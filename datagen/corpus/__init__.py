@@ -1,0 +1,1 @@
+"""On-disk corpus: format (schema + version), atomic writer, reader API (Corpus, Episode)."""

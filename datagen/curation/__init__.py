@@ -1,0 +1,1 @@
+"""Automated curation: filters, captions, action balance, scene splits."""

@@ -1,0 +1,1 @@
+"""Embedded ray-cast renderer (Open3D RaycastingScene / Embree, CPU)."""

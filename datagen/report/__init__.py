@@ -1,0 +1,1 @@
+"""Curation report of a corpus (Markdown + PNG)."""

@@ -1,0 +1,211 @@
+"""Curation report of a corpus: Markdown (report.md) plus PNG plots and a summary.json.
+
+Contents
+    counts (episodes by status / split / family / generator), minutes captured and kept, reject
+    and trim reasons (episodes per reason) and per-filter flagged frames, the action histogram
+    (per-channel active frequency, as captured and as sampled with ``sample_weight``), the
+    clip-length histogram (captured duration and kept seconds per episode), top-down trajectory
+    maps per scene (x/y of every episode's camera, kept frames solid, removed frames grey) and
+    sample frames with their first caption.
+
+Definitions: "kept seconds" = frames inside kept segments / fps; "active" as in
+:mod:`datagen.curation.balance` (label > the corpus's balance.active_threshold).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from datagen.corpus import format as F
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=90, bbox_inches="tight")
+    os.replace(tmp, path)
+    _plt().close(fig)
+
+
+def _table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(lines)
+
+
+def summarize(corpus) -> dict:
+    """Numbers of the report (also written to summary.json)."""
+    m = corpus.manifest
+    fps = m["fps"].astype(float)
+    reasons: Counter = Counter()
+    trims: Counter = Counter()
+    for v in m["reject_reasons"].fillna(""):
+        reasons.update([r for r in str(v).split("|") if r])
+    for v in m["trim_reasons"].fillna(""):
+        trims.update([r for r in str(v).split("|") if r])
+    usable = m[m.status != "rejected"]
+    return {
+        "episodes": int(len(m)),
+        "status": {k: int(v) for k, v in m["status"].value_counts().items()},
+        "split_episodes": {k: int(v) for k, v in usable["split"].value_counts().items()},
+        "split_scenes": {k: int(v) for k, v in m.groupby("split")["scene_id"].nunique().items()},
+        "families": {k: int(v) for k, v in m["family"].value_counts().items()},
+        "generators": {k: int(v) for k, v in m["generator"].value_counts().items()},
+        "scenes": int(m["scene_id"].nunique()),
+        "frames": int(m["num_frames"].sum()),
+        "minutes_captured": float((m["num_frames"] / fps).sum() / 60.0),
+        "minutes_kept": float(m["kept_s"].sum() / 60.0),
+        "reject_reasons": dict(reasons.most_common()),
+        "trim_reasons": dict(trims.most_common()),
+        "revisit_pairs": int(m["num_revisit_pairs"].sum()),
+        "episodes_with_revisits": int((m["num_revisit_pairs"] > 0).sum()),
+        "clip_seconds_kept": {"mean": float(usable["kept_s"].mean()) if len(usable) else 0.0,
+                              "median": float(usable["kept_s"].median()) if len(usable) else 0.0,
+                              "max": float(usable["kept_s"].max()) if len(usable) else 0.0},
+    }
+
+
+def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                 max_maps: int = 12, samples: int = 6) -> Path:
+    """Write the report into `out_dir` (default CORPUS/report); returns the report.md path."""
+    from datagen.corpus.reader import Corpus
+    from datagen.curation.balance import FRACTION_COLUMNS
+
+    plt = _plt()
+    c = Corpus.open(corpus_dir)
+    out = Path(out_dir) if out_dir is not None else Path(corpus_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    m = c.manifest
+    s = summarize(c)
+    usable = m[m.status != "rejected"]
+
+    # per-filter flagged frames (from episode metadata)
+    flagged: Counter = Counter()
+    metas = {}
+    for eid in m.episode_id:
+        p = c.path / F.EPISODES_DIR / eid / F.EPISODE_JSON
+        meta = json.loads(p.read_text())
+        metas[eid] = meta
+        flagged.update(meta.get("curation", {}).get("reasons", {}))
+    s["flagged_frames"] = {k: int(flagged.get(k, 0)) for k in F.FILTER_NAMES}
+
+    # action histogram
+    fr = usable[list(FRACTION_COLUMNS)].to_numpy(float) if len(usable) else np.zeros((0, 13))
+    k = usable["kept_frames"].to_numpy(float)
+    wts = usable["sample_weight"].to_numpy(float)
+    freq = (fr * k[:, None]).sum(0) / max(k.sum(), 1)
+    bal = (fr * (wts * k)[:, None]).sum(0) / max((wts * k).sum(), 1e-12)
+    s["action_frequency"] = dict(zip(F.ACTION_CHANNELS, map(float, freq)))
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    x = np.arange(13)
+    ax.bar(x - 0.2, freq, 0.4, label="captured (kept frames)")
+    ax.bar(x + 0.2, bal, 0.4, label="sampled with sample_weight")
+    ax.set_xticks(x, F.ACTION_CHANNELS, rotation=45, ha="right")
+    ax.set_ylabel("fraction of frames active")
+    ax.set_title("Action channels")
+    ax.legend()
+    _save(fig, out / "actions.png")
+
+    # clip-length histogram
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    dur = (m["num_frames"] / m["fps"]).to_numpy(float)
+    bins = np.linspace(0, max(1.0, dur.max() if len(dur) else 1.0), 16)
+    ax.hist(dur, bins=bins, alpha=0.5, label="captured")
+    ax.hist(usable["kept_s"].to_numpy(float), bins=bins, alpha=0.7, label="kept (non-rejected episodes)")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("episodes")
+    ax.set_title("Clip lengths")
+    ax.legend()
+    _save(fig, out / "clip_lengths.png")
+
+    # reasons
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.barh(list(F.FILTER_NAMES), [s["flagged_frames"][n] for n in F.FILTER_NAMES])
+    ax.set_xlabel("flagged frames")
+    ax.set_title("Curation filters")
+    _save(fig, out / "filters.png")
+
+    # top-down maps per scene
+    maps = []
+    for sid in sorted(m.scene_id.unique())[:max_maps]:
+        rows = m[m.scene_id == sid]
+        fig, ax = plt.subplots(figsize=(4.2, 4.2))
+        for _, r in rows.iterrows():
+            ep = c.episode(r.episode_id)
+            p = ep.poses()[:, :3, 3]
+            kept = ep.kept_mask()
+            ax.plot(p[:, 0], p[:, 1], color="0.8", lw=1)
+            pk = np.where(kept[:, None], p, np.nan)
+            ax.plot(pk[:, 0], pk[:, 1], lw=1.5, label=f"{r.generator} ({r.status})")
+            ax.plot(p[0, 0], p[0, 1], "k^", ms=5)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("y (m)")
+        ax.set_title(f"{sid} [{rows.split.iloc[0]}]", fontsize=9)
+        ax.legend(fontsize=6, loc="best")
+        name = f"map_{sid}.png"
+        _save(fig, out / name)
+        maps.append(name)
+
+    # sample frames
+    pick = usable.drop_duplicates("family").head(samples) if len(usable) else m.head(samples)
+    sample_lines = []
+    if len(pick):
+        fig, axes = plt.subplots(len(pick), 3, figsize=(9, 1.9 * len(pick)), squeeze=False)
+        for row, (_, r) in zip(axes, pick.iterrows()):
+            ep = c.episode(r.episode_id)
+            n = ep.num_frames
+            for ax, i in zip(row, (0, n // 2, n - 1)):
+                ax.imshow(ep.rgb(i))
+                ax.set_title(f"{r.episode_id} f{i}", fontsize=6)
+                ax.axis("off")
+            sample_lines.append(f"- `{r.episode_id}`: {ep.captions[0]['text'] if ep.captions else ''}")
+        _save(fig, out / "samples.png")
+
+    with open(out / ".summary.json.tmp", "w") as f:
+        json.dump(s, f, indent=1)
+    os.replace(out / ".summary.json.tmp", out / "summary.json")
+
+    counts = pd.DataFrame([{"status": k, "episodes": v} for k, v in s["status"].items()])
+    split = pd.DataFrame([{"split": sp, "scenes": s["split_scenes"].get(sp, 0),
+                           "usable episodes": s["split_episodes"].get(sp, 0)} for sp in ("train", "val", "test")])
+    gens = pd.DataFrame([{"generator": g, "episodes": v} for g, v in s["generators"].items()])
+    reasons = pd.DataFrame([{"filter": n, "flagged frames": s["flagged_frames"][n],
+                             "episodes rejected for it": s["reject_reasons"].get(n, 0),
+                             "episodes trimmed for it": s["trim_reasons"].get(n, 0)} for n in F.FILTER_NAMES])
+    md = [f"# Curation report: {Path(corpus_dir).name}", "",
+          f"Corpus `{c.path}` (schema {c.header['schema']} v{c.header['schema_version']}, config "
+          f"`{c.config.get('name', '?')}`, hash {c.header['config_hash'][:12]}).", "",
+          f"- episodes: {s['episodes']} in {s['scenes']} scenes ({', '.join(f'{k} {v}' for k, v in s['families'].items())})",
+          f"- frames: {s['frames']}; minutes captured {s['minutes_captured']:.2f}, kept {s['minutes_kept']:.2f}",
+          f"- revisit pairs: {s['revisit_pairs']} in {s['episodes_with_revisits']} episodes",
+          f"- kept clip seconds: mean {s['clip_seconds_kept']['mean']:.1f}, median "
+          f"{s['clip_seconds_kept']['median']:.1f}, max {s['clip_seconds_kept']['max']:.1f}", "",
+          "## Status", "", _table(counts) if len(counts) else "(none)", "",
+          "## Splits (by scene)", "", _table(split), "",
+          "## Generators", "", _table(gens) if len(gens) else "(none)", "",
+          "## Curation filters and reasons", "", _table(reasons), "", "![filters](filters.png)", "",
+          "## Action histogram", "", "![actions](actions.png)", "",
+          "## Clip lengths", "", "![clip lengths](clip_lengths.png)", "",
+          "## Top-down trajectory maps", "",
+          *[f"![{n}]({n})" for n in maps], "",
+          "## Sample frames", "", "![samples](samples.png)" if sample_lines else "(none)", "", *sample_lines, ""]
+    tmp = out / ".report.md.tmp"
+    tmp.write_text("\n".join(md))
+    os.replace(tmp, out / "report.md")
+    return out / "report.md"

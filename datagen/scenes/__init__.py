@@ -1,0 +1,1 @@
+"""Scene library: procedural families, user meshes, Unreal level metadata; collision queries."""

@@ -1,0 +1,130 @@
+"""Accumulates objects, materials, mesh parts and colliders, then builds a :class:`Scene`.
+
+Generators (``datagen.scenes.families.*``) call ``material``/``obj``/``part``/collider methods and
+finally :meth:`SceneBuilder.build`. Insertion order is the only source of ordering, so a
+generator that draws from a seeded Generator yields bit-identical arrays every time.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from datagen.scenes import geometry as G
+from datagen.scenes.materials import Material
+from datagen.scenes.scene import Colliders, Environment, Scene, SceneObject, yaw_look_c2w
+
+
+class SceneBuilder:
+    def __init__(self, family: str, seed: int):
+        self.family = family
+        self.seed = int(seed)
+        self.materials: list[Material] = []
+        self._mat_index: dict[str, int] = {}
+        self.objects: list[SceneObject] = []
+        self._names: dict[str, int] = {}
+        self.parts: list[tuple[int, int, G.MeshPart]] = []
+        self.boxes: list[tuple] = []
+        self.cyls: list[tuple] = []
+        self.sphs: list[tuple] = []
+        self.terrain = None
+        self.shadow_casters: list[int] | None = None
+        self.environment = Environment()
+
+    # -------------------------------------------------------------- registry
+    def material(self, name: str, kind: str, color, color2=(0.5, 0.5, 0.5), tile_m: float = 1.0,
+                 seed: int | None = None, **params) -> str:
+        if name in self._mat_index:
+            return name
+        if seed is None:
+            seed = (self.seed * 1000003 + len(self.materials) * 7919) & 0x7FFFFFFF
+        self._mat_index[name] = len(self.materials)
+        self.materials.append(Material(name, kind, tuple(color), tuple(color2), float(tile_m), int(seed),
+                                       params=params))
+        return name
+
+    def obj(self, category: str, description: str, material: str = "", caster: bool = False) -> int:
+        k = self._names.get(category, 0)
+        self._names[category] = k + 1
+        self.objects.append(SceneObject(f"{category}_{k:02d}", category, description, material))
+        idx = len(self.objects) - 1
+        if caster:
+            if self.shadow_casters is None:
+                self.shadow_casters = []
+            self.shadow_casters.append(idx)
+        return idx
+
+    def part(self, obj: int, material: str, mesh: G.MeshPart) -> None:
+        self.parts.append((obj, self._mat_index[material], mesh))
+
+    # -------------------------------------------------------------- helpers
+    def box(self, obj: int, material: str, center, size, yaw: float = 0.0, collide: bool = True,
+            uv_mode: str = "metric", faces=None) -> None:
+        self.part(obj, material, G.box(center, size, yaw, uv_mode=uv_mode, faces=faces))
+        if collide:
+            self.box_collider(center, size, yaw)
+
+    def box_collider(self, center, size, yaw: float = 0.0) -> None:
+        self.boxes.append((tuple(map(float, center)), tuple(float(s) / 2 for s in size), float(yaw)))
+
+    def cyl_collider(self, base, radius, height) -> None:
+        self.cyls.append((tuple(map(float, base)), float(radius), float(height)))
+
+    def sphere_collider(self, center, radius) -> None:
+        self.sphs.append((tuple(map(float, center)), float(radius)))
+
+    # -------------------------------------------------------------- build
+    def colliders(self) -> Colliders:
+        c = Colliders()
+        if self.boxes:
+            c.box_c = np.array([b[0] for b in self.boxes], np.float64)
+            c.box_h = np.array([b[1] for b in self.boxes], np.float64)
+            c.box_yaw = np.array([b[2] for b in self.boxes], np.float64)
+        if self.cyls:
+            c.cyl_b = np.array([b[0] for b in self.cyls], np.float64)
+            c.cyl_r = np.array([b[1] for b in self.cyls], np.float64)
+            c.cyl_h = np.array([b[2] for b in self.cyls], np.float64)
+        if self.sphs:
+            c.sph_c = np.array([b[0] for b in self.sphs], np.float64)
+            c.sph_r = np.array([b[1] for b in self.sphs], np.float64)
+        c.terrain = self.terrain
+        return c
+
+    def build(self, *, description: str, bounds_min, bounds_max, camera_height: float,
+              spawn_candidates, spec: dict, kind: str = "procedural", scene_id: str | None = None,
+              rng: np.random.Generator | None = None) -> Scene:
+        parts = [p[2] for p in self.parts]
+        mesh = G.merge(parts)
+        tri_obj = np.concatenate([np.full(len(p[2].triangles), p[0], np.int32) for p in self.parts])
+        tri_mat = np.concatenate([np.full(len(p[2].triangles), p[1], np.int32) for p in self.parts])
+        scene = Scene(
+            scene_id=scene_id or f"{self.family}-{self.seed:04d}", family=self.family, seed=self.seed,
+            description=description, objects=self.objects, materials=self.materials,
+            bounds_min=bounds_min, bounds_max=bounds_max, spawn_c2w=np.eye(4), camera_height=camera_height,
+            vertices=mesh.vertices, triangles=mesh.triangles, tri_uv=mesh.uv, tri_object=tri_obj,
+            tri_material=tri_mat, colliders=self.colliders(), environment=self.environment,
+            shadow_casters=None if self.shadow_casters is None else np.array(self.shadow_casters, np.int32),
+            spec=spec, kind=kind)
+        scene.spawn_c2w = choose_spawn(scene, spawn_candidates, rng or np.random.default_rng(self.seed))
+        return scene
+
+
+def choose_spawn(scene: Scene, candidates, rng: np.random.Generator, radius: float = 0.35) -> np.ndarray:
+    """Spawn pose: the first free candidate (else a sampled free point) at eye height, facing the
+    heading (of 16) with the longest free sweep, level horizon."""
+    pos = None
+    for c in candidates:
+        c = np.asarray(c, np.float64)
+        if scene.is_free(c, radius):
+            pos = c
+            break
+    if pos is None:
+        pos = scene.sample_free_point(rng, radius=radius)
+    best, best_yaw = -1.0, 0.0
+    for k in range(16):
+        yaw = 2 * math.pi * k / 16
+        tgt = pos + 12.0 * np.array([math.cos(yaw), math.sin(yaw), 0.0])
+        reach = float(np.linalg.norm(scene.sweep(pos, tgt, 0.2) - pos))
+        if reach > best + 0.25:
+            best, best_yaw = reach, yaw
+    return yaw_look_c2w(pos, best_yaw, 0.0)

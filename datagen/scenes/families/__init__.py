@@ -1,0 +1,1 @@
+"""Procedural scene families. Each module exposes ``generate(seed, params) -> Scene``."""

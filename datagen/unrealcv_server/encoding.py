@@ -1,0 +1,119 @@
+"""Image and array encodings the UnrealCV commands return, and their inverses (used by the client).
+
+Byte formats (as the UnrealCV plugin sends them)
+    png   8-bit RGBA PNG (alpha 255), compression level :data:`PNG_LEVEL` (low, for speed).
+    bmp   32-bit BGRA BMP, top-down rows (BITMAPINFOHEADER with negative height), alpha 255.
+    npy   ``numpy.save`` bytes (format 1.0); depth is float32 (H, W) planar depth in CENTIMETRES.
+
+Instance colours (object_mask)
+    Object index i (0-based, the index into ``vget /objects``) gets the 24-bit colour
+    c = ((i + 1) * 0x9E3779) mod 2**24, split as R = c >> 16, G = (c >> 8) & 255, B = c & 255.
+    The multiplier is odd, so the map is a bijection on 24-bit values: colours are unique and never
+    black; black (0, 0, 0) means "no object" (sky / void).
+
+Normals (normal png)
+    UE world-frame unit normal n -> pixel round((n + 1) / 2 * 255) per channel (R = X, G = Y, B = Z);
+    pixels where nothing was hit are (0, 0, 0).
+"""
+from __future__ import annotations
+
+import io
+import struct
+
+import cv2
+import numpy as np
+
+PNG_LEVEL = 1
+_COLOUR_MUL = 0x9E3779
+
+
+def instance_colour(index: int) -> tuple[int, int, int]:
+    """(R, G, B) 0..255 of object `index` in object_mask images."""
+    c = ((int(index) + 1) * _COLOUR_MUL) & 0xFFFFFF
+    return c >> 16, (c >> 8) & 255, c & 255
+
+
+def instance_palette(n: int) -> np.ndarray:
+    """(n + 1, 3) uint8 RGB lookup table; row 0 is black (no object), row i + 1 is object i."""
+    idx = np.arange(n, dtype=np.int64)
+    c = ((idx + 1) * _COLOUR_MUL) & 0xFFFFFF
+    lut = np.zeros((n + 1, 3), dtype=np.uint8)
+    lut[1:, 0], lut[1:, 1], lut[1:, 2] = c >> 16, (c >> 8) & 255, c & 255
+    return lut
+
+
+def mask_to_rgb(mask: np.ndarray, n_objects: int) -> np.ndarray:
+    """int32 instance mask (-1 = none) -> (H, W, 3) uint8 RGB instance colours."""
+    lut = instance_palette(n_objects)
+    return lut[np.clip(mask, -1, n_objects - 1) + 1]
+
+
+def rgb_to_mask(rgb: np.ndarray, colours: list[tuple[int, int, int]]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB instance colours -> int32 mask indexing `colours`; unknown colours -> -1."""
+    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    if not colours:
+        return np.full(rgb.shape[:2], -1, dtype=np.int32)
+    keys = np.array([(r << 16) | (g << 8) | b for r, g, b in colours], dtype=np.int64)
+    order = np.argsort(keys)
+    sk = keys[order]
+    pos = np.clip(np.searchsorted(sk, packed), 0, len(sk) - 1)
+    found = sk[pos] == packed
+    return np.where(found, order[pos], -1).astype(np.int32)
+
+
+def normals_to_rgb(n_ue: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float UE-frame normals (zeros = no hit) -> (H, W, 3) uint8 RGB."""
+    px = np.rint((np.clip(n_ue, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+    px[~np.any(n_ue != 0, axis=-1)] = 0
+    return px
+
+
+def rgb_to_normals(px: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`normals_to_rgb`: uint8 RGB -> float32 unit UE-frame normals (zeros = no hit)."""
+    n = px.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    hit = np.any(px != 0, axis=-1, keepdims=True) & (norm > 0)
+    return np.where(hit, n / np.where(norm > 0, norm, 1), 0).astype(np.float32)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 RGB -> RGBA PNG bytes (alpha 255), like the plugin's png replies."""
+    bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
+    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def encode_bmp(rgb: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 RGB -> 32-bit BGRA top-down BMP bytes (alpha 255)."""
+    h, w = rgb.shape[:2]
+    bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
+    data = bgra.tobytes()
+    offset = 14 + 40
+    file_header = struct.pack("<2sIHHI", b"BM", offset + len(data), 0, 0, offset)
+    info = struct.pack("<IiiHHIIiiII", 40, w, -h, 1, 32, 0, len(data), 2835, 2835, 0, 0)
+    return file_header + info + data
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    """Any array -> ``numpy.save`` bytes (no pickle)."""
+    bio = io.BytesIO()
+    np.save(bio, np.ascontiguousarray(array), allow_pickle=False)
+    return bio.getvalue()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """PNG or BMP bytes (RGB, RGBA, BGRA) -> (H, W, 3) uint8 RGB."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot decode image bytes (first bytes {bytes(data[:8])!r})")
+    if img.ndim == 2:
+        return np.repeat(img[..., None], 3, axis=-1)
+    code = cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(img, code)
+
+
+def decode_npy(data: bytes) -> np.ndarray:
+    """``numpy.save`` bytes -> array (no pickle)."""
+    return np.load(io.BytesIO(data), allow_pickle=False)

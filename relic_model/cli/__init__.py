@@ -1,0 +1,1 @@
+"""Command-line front-ends of relic_model (``relic play``, ``relic train ...``)."""

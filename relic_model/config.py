@@ -1,0 +1,232 @@
+"""Typed configuration for the RELIC reference model, loaded from / saved to YAML.
+
+One :class:`RelicConfig` describes a whole model and its training run. Sections:
+
+- ``data``:        video resolution (pixels, both sides divisible by the autoencoder's spatial
+                   factor) and frame rate (frames/s).
+- ``autoencoder``: causal video autoencoder (8x spatial / 4x temporal by default).
+- ``dit``:         the flow-matching diffusion transformer (width, depth, heads, patching, RoPE).
+- ``memory``:      the two-branch KV cache (rolling window ``window`` latent frames, cyclic
+                   spatial-downsampling schedule ``schedule`` for older frames).
+- ``text``:        the offline hashed-word text encoder.
+- ``sampling``:    the student's few-step sampler (sigma schedule, seed).
+- ``train``:       free-form mapping owned by the training stages (``relic_model.train``); kept
+                   as a plain dict here so training code can evolve without touching this file.
+
+YAML files contain any subset of the fields; missing fields take the dataclass defaults, unknown
+fields raise ``ValueError`` naming them (typos never pass silently).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: The paper's cyclic spatial-downsampling schedule over latent-frame index i: s_i = S[i mod 18].
+PAPER_SCHEDULE: tuple[int, ...] = (1, 4, 2, 4, 4, 4, 2, 4, 4, 2, 4, 4, 4, 2, 4, 4, 2, 4)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    """Video geometry. ``height``/``width`` in pixels, ``fps`` frames per second."""
+    height: int = 64
+    width: int = 112
+    fps: float = 16.0
+
+
+@dataclass
+class AutoencoderConfig:
+    """Causal video autoencoder.
+
+    ``spatial_factor`` (power of two) pixels per latent cell per side; ``temporal_factor`` video
+    frames per latent frame after the first (the first frame is encoded alone, as in Wan's causal
+    VAE); ``latent_channels`` C; ``channels`` widths of the encoder/decoder stages (one stage per
+    factor of two, coarse last); ``fast_channels`` widths of the small streaming decoder.
+    ``streaming_decoder`` picks which decoder ``decode_chunk`` uses: "fast" or "full".
+    """
+    in_channels: int = 3
+    latent_channels: int = 8
+    spatial_factor: int = 8
+    temporal_factor: int = 4
+    channels: list[int] = field(default_factory=lambda: [32, 48, 64])
+    fast_channels: list[int] = field(default_factory=lambda: [16, 24, 32])
+    streaming_decoder: str = "full"
+
+
+@dataclass
+class DiTConfig:
+    """Diffusion transformer over latent frames.
+
+    ``dim`` model width, ``depth`` blocks, ``heads`` attention heads (head dim = dim / heads, even
+    and >= 6 for 3-axis RoPE), ``patch_size`` latent cells per token per side, ``frames_per_block``
+    latent frames generated together by the block-causal student, ``action_dim``/``pose_dim``
+    control widths (13 action channels; 12 = flattened 3x4 [R|t]), ``rope_theta`` RoPE base,
+    ``rope_frame_scale`` multiplies frame positions (< 1 interpolates: horizon curriculum),
+    ``text_dim`` must equal ``text.dim``; ``pose_translation_scale`` multiplies the translation
+    column of the absolute poses (in units of gamma, i.e. label units) before the pose encoder.
+    """
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    patch_size: int = 1
+    frames_per_block: int = 1
+    action_dim: int = 13
+    pose_dim: int = 12
+    rope_theta: float = 10000.0
+    rope_frame_scale: float = 1.0
+    qk_norm: bool = True
+    text_dim: int = 64
+    pose_translation_scale: float = 0.05
+
+
+@dataclass
+class MemoryConfig:
+    """Two-branch KV cache. ``window`` latent frames stay uncompressed; older frames are kept
+    (when ``enabled``) spatially avg-pooled by ``schedule[i % len(schedule)]`` (i = latent frame
+    index). ``enabled=False`` keeps only the rolling window (the no-memory ablation)."""
+    window: int = 4
+    schedule: list[int] = field(default_factory=lambda: list(PAPER_SCHEDULE))
+    enabled: bool = True
+
+
+@dataclass
+class TextConfig:
+    """Offline text encoder: words hashed (crc32) into ``buckets`` fixed seeded embeddings of width
+    ``dim``, then ``layers`` small transformer layers; at most ``max_tokens`` tokens (incl. BOS)."""
+    dim: int = 64
+    max_tokens: int = 32
+    buckets: int = 4096
+    layers: int = 1
+    heads: int = 4
+    seed: int = 0
+
+
+@dataclass
+class SamplingConfig:
+    """Student few-step flow sampler: ``sigmas`` descending noise levels in (0, 1] visited per
+    block (the last step jumps to 0); ``seed`` seeds the noise generator."""
+    sigmas: list[float] = field(default_factory=lambda: [1.0, 0.75, 0.5, 0.25])
+    seed: int = 0
+
+
+@dataclass
+class RelicConfig:
+    name: str = "relic"
+    data: DataConfig = field(default_factory=DataConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> "RelicConfig":
+        """Check cross-field consistency; raises ValueError saying what to fix."""
+        ae, d, m = self.autoencoder, self.dit, self.memory
+        f = ae.spatial_factor
+        if f < 2 or f & (f - 1):
+            raise ValueError(f"autoencoder.spatial_factor must be a power of two >= 2, got {f}")
+        if len(ae.channels) != f.bit_length() - 1 or len(ae.fast_channels) != len(ae.channels):
+            raise ValueError(f"autoencoder.channels / fast_channels need log2(spatial_factor)="
+                             f"{f.bit_length() - 1} entries, got {ae.channels} / {ae.fast_channels}")
+        if self.data.height % (f * d.patch_size) or self.data.width % (f * d.patch_size):
+            raise ValueError(f"data.height/width ({self.data.height}x{self.data.width}) must be divisible by "
+                             f"spatial_factor*patch_size = {f * d.patch_size}")
+        if ae.temporal_factor < 1:
+            raise ValueError("autoencoder.temporal_factor must be >= 1")
+        if ae.streaming_decoder not in ("fast", "full"):
+            raise ValueError(f"autoencoder.streaming_decoder must be 'fast' or 'full', got {ae.streaming_decoder!r}")
+        if d.dim % d.heads:
+            raise ValueError(f"dit.dim ({d.dim}) must be divisible by dit.heads ({d.heads})")
+        hd = d.dim // d.heads
+        if hd % 2 or hd < 6:
+            raise ValueError(f"head dim dit.dim/dit.heads = {hd} must be even and >= 6 (3-axis RoPE)")
+        if d.text_dim != self.text.dim:
+            raise ValueError(f"dit.text_dim ({d.text_dim}) must equal text.dim ({self.text.dim})")
+        if d.frames_per_block < 1 or m.window < d.frames_per_block:
+            raise ValueError(f"memory.window ({m.window}) must be >= dit.frames_per_block ({d.frames_per_block}) >= 1")
+        if not m.schedule or any(int(s) < 1 for s in m.schedule):
+            raise ValueError(f"memory.schedule must be a non-empty list of ints >= 1, got {m.schedule}")
+        s = self.sampling.sigmas
+        if not s or any(not (0.0 < x <= 1.0) for x in s) or any(a <= b for a, b in zip(s, s[1:])):
+            raise ValueError(f"sampling.sigmas must be strictly descending in (0, 1], got {s}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"data": DataConfig, "autoencoder": AutoencoderConfig, "dit": DiTConfig, "memory": MemoryConfig,
+             "text": TextConfig, "sampling": SamplingConfig}
+
+
+def _build(cls, values: dict, where: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"config section '{where}' must be a mapping, got {type(values).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown field(s) in config section '{where}': {unknown}; known: {sorted(names)}")
+    return cls(**values)
+
+
+def config_from_dict(d: dict) -> RelicConfig:
+    """Build and validate a RelicConfig from a (possibly partial) nested dict."""
+    d = dict(d or {})
+    top = {f.name for f in dataclasses.fields(RelicConfig)}
+    unknown = sorted(set(d) - top)
+    if unknown:
+        raise ValueError(f"unknown config section(s): {unknown}; known: {sorted(top)}")
+    kw: dict[str, Any] = {k: _build(cls, d.get(k), k) for k, cls in _SECTIONS.items()}
+    if "name" in d:
+        kw["name"] = str(d["name"])
+    train = d.get("train") or {}
+    if not isinstance(train, dict):
+        raise ValueError("config section 'train' must be a mapping")
+    kw["train"] = train
+    return RelicConfig(**kw).validate()
+
+
+def load_config(path: str | os.PathLike) -> RelicConfig:
+    """Load a YAML config. ``path`` may also be a bundled config name ("tiny", "small", "gpu")."""
+    p = Path(path)
+    if not p.exists() and not p.suffix and (CONFIG_DIR / f"{p.name}.yaml").exists():
+        p = CONFIG_DIR / f"{p.name}.yaml"
+    if not p.exists():
+        raise FileNotFoundError(f"config file not found: {path} (bundled: "
+                                f"{sorted(q.stem for q in CONFIG_DIR.glob('*.yaml'))})")
+    with open(p, "r", encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    try:
+        return config_from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"{p}: {e}") from None
+
+
+def save_config(cfg: RelicConfig, path: str | os.PathLike) -> None:
+    """Write ``cfg`` as YAML atomically (temp file in the same folder, then os.replace)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = ["RelicConfig", "DataConfig", "AutoencoderConfig", "DiTConfig", "MemoryConfig", "TextConfig",
+           "SamplingConfig", "PAPER_SCHEDULE", "load_config", "save_config", "config_from_dict"]

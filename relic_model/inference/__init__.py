@@ -1,0 +1,1 @@
+"""RELIC inference: the few-step sampler, checkpoints, the streaming generator and the benchmark adapter."""

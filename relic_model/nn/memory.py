@@ -1,0 +1,288 @@
+"""RELIC's two-branch KV memory for block-causal streaming.
+
+Per transformer layer the cache holds, in one contiguous buffer (B, heads, tokens, head_dim):
+
+    [ compressed memory | rolling window | scratch for the block being generated ]
+
+- rolling window: the K/V of the last ``window`` committed latent frames, uncompressed
+  (``gh * gw`` tokens per frame);
+- compressed memory: every older latent frame ``i``, its K and V spatially average-pooled over
+  ``s x s`` token windows with ``s = schedule[i % len(schedule)]`` (the paper's
+  S = [1,4,2,4,4,4,2,4,4,2,4,4,4,2,4,4,2,4]); grids not divisible by ``s`` are padded and the mean
+  is over the valid cells only, so a pooled frame has ``ceil(gh/s) * ceil(gw/s)`` tokens.
+
+Keys are stored already rotated by RoPE. When a frame leaves the window its keys are rotated back
+(RoPE is orthogonal, so this is exact), pooled, and rotated again at the pooled tokens' positions
+(the mean (frame, row, col) of the cells they pool): compressed tokens keep matching positions.
+
+``enabled=False`` (the no-memory ablation) drops frames that leave the window: the cache never
+holds more than ``window`` frames. ``schedule=[1]`` with ``enabled=True`` is the uncompressed
+full-history cache used as the scaling baseline.
+
+Two storage modes, chosen automatically: under ``torch.no_grad``/``inference_mode`` the buffers
+are preallocated and written in place (no per-step copy of the whole history); with autograd
+enabled every update is out of place (``torch.cat``), so gradients flow through cached K/V
+(hybrid forcing, replayed back-propagation). Do not mix the two on one cache while a graph that
+uses it is still alive; use :meth:`KVCache.clone` to snapshot.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .rope import Rope3D, apply_rope, grid_positions
+
+
+def pooled_grid(gh: int, gw: int, s: int) -> tuple[int, int]:
+    """Token grid of one frame pooled by ``s`` (ceil division)."""
+    return math.ceil(gh / s), math.ceil(gw / s)
+
+
+def frame_tokens(gh: int, gw: int, s: int) -> int:
+    """Tokens of one latent frame stored with downsampling factor ``s`` (1 = uncompressed)."""
+    a, b = pooled_grid(gh, gw, s)
+    return a * b
+
+
+def kv_token_counts(num_frames: int, grid: tuple[int, int], window: int, schedule, enabled: bool = True) -> dict:
+    """KV tokens per layer held by the cache after ``num_frames`` latent frames were committed.
+
+    Returns ``{"frames", "held", "window_tokens", "memory_tokens", "uncompressed", "ratio"}`` where
+    ``uncompressed = num_frames * gh * gw`` (a full-history uncompressed cache) and
+    ``ratio = uncompressed / held``.
+    """
+    gh, gw = grid
+    n = gh * gw
+    in_win = min(num_frames, window)
+    mem = 0
+    if enabled:
+        for i in range(num_frames - in_win):
+            mem += frame_tokens(gh, gw, int(schedule[i % len(schedule)]))
+    held = mem + in_win * n
+    unc = num_frames * n
+    return {"frames": num_frames, "held": held, "window_tokens": in_win * n, "memory_tokens": mem,
+            "uncompressed": unc, "ratio": (unc / held) if held else float("nan")}
+
+
+def latent_frames_for_seconds(seconds: float, fps: float, temporal_factor: int) -> int:
+    """Latent frames covering ``seconds`` of video at ``fps``: T = round(seconds * fps) video frames
+    -> 1 + (T - 1) // temporal_factor latent frames (first frame alone, then groups)."""
+    t = max(1, int(round(seconds * fps)))
+    return 1 + (t - 1) // temporal_factor
+
+
+def history_token_counts(seconds: float, cfg) -> dict:
+    """:func:`kv_token_counts` for ``seconds`` of history under a :class:`RelicConfig` ``cfg``
+    (its resolution, autoencoder factors, patch size, memory window and schedule)."""
+    f = cfg.autoencoder.spatial_factor * cfg.dit.patch_size
+    grid = (cfg.data.height // f, cfg.data.width // f)
+    nf = latent_frames_for_seconds(seconds, cfg.data.fps, cfg.autoencoder.temporal_factor)
+    out = kv_token_counts(nf, grid, cfg.memory.window, cfg.memory.schedule, cfg.memory.enabled)
+    out["seconds"] = seconds
+    return out
+
+
+@dataclass
+class CommitPlan:
+    """What one commit does (shared by all layers): frames added, frames evicted from the window
+    (with their factor ``s``, or 0 when dropped), and the resulting token layout."""
+    frames: list[int]
+    evicted: list[tuple[int, int]]
+    old_comp: int
+    old_window: list[int]
+    new_comp: int
+    new_window: list[int]
+
+
+class KVCache:
+    """Two-branch KV cache for ``depth`` layers on a ``grid = (gh, gw)`` token grid per latent frame."""
+
+    def __init__(self, depth: int, grid: tuple[int, int], window: int, schedule=(1,), enabled: bool = True,
+                 rope: Rope3D | None = None):
+        if window < 1:
+            raise ValueError(f"KVCache window must be >= 1, got {window}")
+        self.depth = int(depth)
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.window = int(window)
+        self.schedule = [int(s) for s in schedule]
+        self.enabled = bool(enabled)
+        self.rope = rope
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        self.k: list[torch.Tensor | None] = [None] * self.depth
+        self.v: list[torch.Tensor | None] = [None] * self.depth
+        self.n_comp = 0                      # tokens in the compressed branch
+        self.window_frames: list[int] = []   # absolute latent frame indices in the rolling window
+        self.memory_frames: list[tuple[int, int]] = []  # (frame, s) in the compressed branch
+        self.num_frames = 0                  # frames committed so far (next frame index)
+        self.text_kv: list | None = None     # per-layer cross-attention K/V (set by the model)
+        self.text_ref = None
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens per layer currently held (compressed memory + window)."""
+        return self.n_comp + len(self.window_frames) * self.tokens_per_frame
+
+    def token_counts(self) -> dict:
+        """``{"frames", "held", "window_tokens", "memory_tokens", "uncompressed", "ratio"}`` for the
+        cache as it is (``uncompressed`` = what an uncompressed full-history cache would hold)."""
+        n = self.tokens_per_frame
+        unc = self.num_frames * n
+        return {"frames": self.num_frames, "held": self.n_tokens, "window_tokens": len(self.window_frames) * n,
+                "memory_tokens": self.n_comp, "uncompressed": unc,
+                "ratio": (unc / self.n_tokens) if self.n_tokens else float("nan")}
+
+    def clone(self) -> "KVCache":
+        """Independent copy (buffers trimmed to the held tokens; autograd history kept)."""
+        c = KVCache(self.depth, self.grid, self.window, self.schedule, self.enabled, self.rope)
+        n = self.n_tokens
+        c.k = [None if t is None else t[:, :, :n].clone() for t in self.k]
+        c.v = [None if t is None else t[:, :, :n].clone() for t in self.v]
+        c.n_comp, c.window_frames = self.n_comp, list(self.window_frames)
+        c.memory_frames, c.num_frames = list(self.memory_frames), self.num_frames
+        c.text_kv, c.text_ref = self.text_kv, self.text_ref
+        return c
+
+    # ------------------------------------------------------------------ reading
+    def keys_values(self, layer: int, k_cur: torch.Tensor, v_cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """K/V to attend to for the current tokens: cached tokens followed by ``k_cur``/``v_cur``
+        (B, heads, m, hd). Does not commit anything."""
+        n = self.n_tokens
+        kb, vb = self.k[layer], self.v[layer]
+        if kb is None or n == 0:
+            return k_cur, v_cur
+        if kb.shape[0] != k_cur.shape[0]:
+            raise ValueError(f"KVCache holds batch {kb.shape[0]}, got {k_cur.shape[0]}")
+        m = k_cur.shape[2]
+        if torch.is_grad_enabled():
+            return torch.cat([kb[:, :, :n], k_cur], 2), torch.cat([vb[:, :, :n], v_cur], 2)
+        kb, vb = self._ensure_capacity(layer, n + m)
+        kb[:, :, n:n + m].copy_(k_cur)
+        vb[:, :, n:n + m].copy_(v_cur)
+        return kb[:, :, :n + m], vb[:, :, :n + m]
+
+    def _ensure_capacity(self, layer: int, need: int):
+        kb, vb = self.k[layer], self.v[layer]
+        if kb.shape[2] >= need:
+            return kb, vb
+        cap = max(need, 2 * kb.shape[2])
+        n = self.n_tokens
+        nk = kb.new_empty(kb.shape[0], kb.shape[1], cap, kb.shape[3])
+        nv = vb.new_empty(nk.shape)
+        nk[:, :, :n].copy_(kb[:, :, :n])
+        nv[:, :, :n].copy_(vb[:, :, :n])
+        self.k[layer], self.v[layer] = nk, nv
+        return nk, nv
+
+    # ------------------------------------------------------------------ writing
+    def plan(self, frames: list[int]) -> CommitPlan:
+        """Plan committing latent frames ``frames`` (must continue at ``num_frames``)."""
+        frames = [int(f) for f in frames]
+        if frames != list(range(self.num_frames, self.num_frames + len(frames))):
+            raise ValueError(f"KVCache expects frames {self.num_frames}.. in order, got {frames} "
+                             f"(pass frame_offset=cache.num_frames)")
+        win = self.window_frames + frames
+        n_ev = max(0, len(win) - self.window)
+        evicted = [(f, self.schedule[f % len(self.schedule)] if self.enabled else 0) for f in win[:n_ev]]
+        new_comp = self.n_comp + sum(frame_tokens(*self.grid, s) for _, s in evicted if s > 0)
+        return CommitPlan(frames, evicted, self.n_comp, list(self.window_frames), new_comp, win[n_ev:])
+
+    def commit(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor, plan: CommitPlan) -> None:
+        """Write layer ``layer``'s K/V (B, heads, len(plan.frames) * gh * gw, hd) per ``plan``."""
+        n = self.tokens_per_frame
+        kb, vb = self.k[layer], self.v[layer]
+        oc, ow = plan.old_comp, len(plan.old_window) * n
+        if kb is None:
+            win_k, win_v = k_new, v_new
+        else:
+            win_k = torch.cat([kb[:, :, oc:oc + ow], k_new], 2)
+            win_v = torch.cat([vb[:, :, oc:oc + ow], v_new], 2)
+        pk, pv = [], []
+        for j, (f, s) in enumerate(plan.evicted):
+            if s <= 0:
+                continue
+            fk, fv = win_k[:, :, j * n:(j + 1) * n], win_v[:, :, j * n:(j + 1) * n]
+            pk.append(self._pool_keys(fk, f, s))
+            pv.append(self._pool(fv, s))
+        keep = len(plan.evicted) * n
+        tail_k = [*pk, win_k[:, :, keep:]]
+        tail_v = [*pv, win_v[:, :, keep:]]
+        total = plan.new_comp + len(plan.new_window) * n
+        if kb is None or torch.is_grad_enabled():
+            head_k = [] if kb is None else [kb[:, :, :oc]]
+            head_v = [] if vb is None else [vb[:, :, :oc]]
+            self.k[layer] = torch.cat([*head_k, *tail_k], 2)
+            self.v[layer] = torch.cat([*head_v, *tail_v], 2)
+            if not torch.is_grad_enabled():   # first commit in no-grad mode: leave room to grow
+                self.k[layer] = self._grow(self.k[layer], total)
+                self.v[layer] = self._grow(self.v[layer], total)
+            return
+        tk, tv = torch.cat(tail_k, 2), torch.cat(tail_v, 2)   # fresh tensors: safe to overwrite source
+        kb, vb = self._ensure_capacity(layer, total + 4 * n)
+        kb[:, :, oc:total].copy_(tk)
+        vb[:, :, oc:total].copy_(tv)
+
+    @staticmethod
+    def _grow(t: torch.Tensor, used: int) -> torch.Tensor:
+        out = t.new_empty(t.shape[0], t.shape[1], max(2 * used, 64), t.shape[3])
+        out[:, :, :used].copy_(t[:, :, :used])
+        return out
+
+    def finish(self, plan: CommitPlan) -> None:
+        """Update bookkeeping after every layer committed ``plan``."""
+        self.n_comp = plan.new_comp
+        self.window_frames = list(plan.new_window)
+        self.memory_frames += [(f, s) for f, s in plan.evicted if s > 0]
+        self.num_frames = plan.frames[-1] + 1 if plan.frames else self.num_frames
+
+    # ------------------------------------------------------------------ pooling
+    def _pool(self, x: torch.Tensor, s: int) -> torch.Tensor:
+        """Average-pool one frame's tokens (B, H, gh*gw, hd) over s x s cells (valid cells only)."""
+        if s == 1:
+            return x
+        B, H, _, hd = x.shape
+        gh, gw = self.grid
+        ph, pw = pooled_grid(gh, gw, s)
+        g = x.reshape(B * H, gh, gw, hd).permute(0, 3, 1, 2)
+        g = F.pad(g, (0, pw * s - gw, 0, ph * s - gh))
+        summed = F.avg_pool2d(g, s, divisor_override=1)
+        cnt = self._counts(s, x.device, x.dtype)
+        out = summed / cnt
+        return out.permute(0, 2, 3, 1).reshape(B, H, ph * pw, hd)
+
+    def _counts(self, s: int, device, dtype) -> torch.Tensor:
+        gh, gw = self.grid
+        ph, pw = pooled_grid(gh, gw, s)
+        ones = torch.zeros(1, 1, ph * s, pw * s, device=device, dtype=dtype)
+        ones[:, :, :gh, :gw] = 1
+        return F.avg_pool2d(ones, s, divisor_override=1)
+
+    def pooled_positions(self, frame: int, s: int) -> torch.Tensor:
+        """(ceil(gh/s)*ceil(gw/s), 3) mean (frame, row, col) positions of a frame pooled by ``s``."""
+        gh, gw = self.grid
+        pos = grid_positions(torch.tensor([frame]), gh, gw)  # (gh*gw, 3)
+        p = pos.reshape(1, 1, gh * gw, 3)
+        return self._pool(p, s).reshape(-1, 3)
+
+    def _pool_keys(self, k: torch.Tensor, frame: int, s: int) -> torch.Tensor:
+        if s == 1 or self.rope is None:
+            return self._pool(k, s)
+        gh, gw = self.grid
+        cos, sin = self.rope.cos_sin(grid_positions(torch.tensor([frame]), gh, gw).to(k.device), k.dtype)
+        raw = apply_rope(k, cos, sin, inverse=True)
+        pooled = self._pool(raw, s)
+        pcos, psin = self.rope.cos_sin(self.pooled_positions(frame, s).to(k.device), k.dtype)
+        return apply_rope(pooled, pcos, psin)
+
+
+__all__ = ["KVCache", "CommitPlan", "kv_token_counts", "history_token_counts", "latent_frames_for_seconds",
+           "frame_tokens", "pooled_grid"]

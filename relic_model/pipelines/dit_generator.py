@@ -1,0 +1,74 @@
+"""``BlockGenerator`` adapter for :class:`relic_model.nn.dit.RelicDiT` (block-causal student).
+
+- ``denoise``: one student step, ``x0_hat = x_t - sigma * v`` with ``v = model(x_t, sigma, text,
+  actions, poses, "block_causal", cache, frame_offset, update_cache=False)``.
+- ``commit``: the clean block at sigma 0 with ``update_cache=True`` (always without autograd).
+
+Text: ``cond.global_["text"]`` holds the (B, L, Dt) text-encoder output. The DiT caches the text
+cross-attention K/V inside the KV cache; when ``denoise`` runs with autograd it recomputes them
+(and restores the cache's no-grad copy afterwards) so the text projections receive gradients and no
+graph ever lives inside the cache across blocks.
+
+``model`` may be wrapped in DDP/FSDP: the wrapper is used for grad-enabled denoise calls (so
+gradient synchronisation hooks fire), the bare module for no-grad calls.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from relic_model.objectives.flow_matching import x0_from_velocity
+from relic_model.pipelines.conditioning import Cond
+from relic_model.train.distributed import unwrap
+
+
+class DiTBlockGenerator:
+    def __init__(self, model: nn.Module, memory: bool | None = None):
+        self.model = model
+        self.memory = memory
+
+    @property
+    def module(self) -> nn.Module:
+        return unwrap(self.model)
+
+    def new_cache(self, batch: int, device=None, dtype=None):
+        return self.module.new_cache(memory=self.memory)
+
+    def _call(self, x, sigma, cond: Cond, cache, frame_offset, update):
+        pf = cond.per_frame
+        net = self.model if torch.is_grad_enabled() else self.module
+        return net(x, sigma, cond.global_["text"], pf["actions"], pf["poses"], "block_causal", cache, frame_offset, update)
+
+    def denoise(self, x_t, sigma, cond: Cond, cache, frame_offset: int) -> torch.Tensor:
+        if torch.is_grad_enabled() and cache is not None:
+            saved = (cache.text_kv, cache.text_ref)
+            cache.text_kv, cache.text_ref = None, None
+            try:
+                v = self._call(x_t, sigma, cond, cache, frame_offset, False)
+            finally:
+                cache.text_kv, cache.text_ref = saved
+        else:
+            v = self._call(x_t, sigma, cond, cache, frame_offset, False)
+        return x0_from_velocity(x_t, sigma, v)
+
+    def commit(self, x0, cond: Cond, cache, frame_offset: int) -> None:
+        with torch.no_grad():
+            sig = torch.zeros(x0.shape[:2], dtype=x0.dtype, device=x0.device)
+            pf = cond.per_frame
+            self.module(x0, sig, cond.global_["text"], pf["actions"], pf["poses"], "block_causal", cache,
+                        frame_offset, True)
+
+
+def score_fn(model: nn.Module, cond: Cond, guidance: float = 1.0, null_text: torch.Tensor | None = None):
+    """Bidirectional score model as ``(x_t, sigma) -> x0_hat`` (teacher = real score, critic = fake),
+    with classifier-free guidance on the text when ``guidance != 1`` and ``null_text`` is given."""
+    from relic_model.objectives.dmd import cfg_combine
+
+    def fn(x_t, sigma):
+        pf = cond.per_frame
+        v = model(x_t, sigma, cond.global_["text"], pf["actions"], pf["poses"], "bidirectional")
+        if guidance != 1.0 and null_text is not None:
+            vu = model(x_t, sigma, null_text, pf["actions"], pf["poses"], "bidirectional")
+            v = cfg_combine(v, vu, guidance)
+        return x0_from_velocity(x_t, sigma, v)
+    return fn

@@ -1,0 +1,149 @@
+"""Shared plumbing of the four stages: run directory layout, seeding, model construction and
+loading the previous stages' results.
+
+Run layout (``--out RUN``)::
+
+    RUN/autoencoder/   RUN/teacher/   RUN/student_init/   RUN/distill/
+        losses.csv  samples/  checkpoints/step_XXXXXXXX/  final/{model.safetensors,config.yaml,state.json}
+    RUN/cache/         encoded clip pools and teacher ODE trajectories (content-hashed names)
+    RUN/bundle/        the final model (``relic train all``)
+
+Weights inside ``model.safetensors`` are prefixed by module: ``autoencoder.``, ``teacher.``,
+``text.``, ``student.``, ``fake.`` (the DMD critic).
+
+Seeding: every random draw of step ``s`` for global sample ``i`` comes from
+``numpy.random.SeedSequence([seed, stage_id, s, i])`` so results do not depend on the number of
+processes (DDP) or on resuming.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from relic_model.train.checkpoint import load_modules
+from relic_model.train.distributed import DistInfo
+from relic_model.train.settings import TrainSettings, train_settings
+
+STAGES = ("autoencoder", "teacher", "student_init", "distill")
+STAGE_ID = {s: i + 1 for i, s in enumerate(STAGES)}
+
+
+def sample_seed(seed: int, stage: str, step: int, index: int) -> int:
+    return int(np.random.SeedSequence([int(seed), STAGE_ID.get(stage, 99), int(step), int(index)]).generate_state(1)[0])
+
+
+def torch_gen(seed: int, stage: str, step: int, index: int) -> torch.Generator:
+    return torch.Generator().manual_seed(sample_seed(seed, stage, step, index))
+
+
+def np_rng(seed: int, stage: str, step: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(sample_seed(seed, stage, step, index))
+
+
+def per_sample_randn(shape_one: tuple, seed: int, stage: str, step: int, indices, salt: int = 0) -> torch.Tensor:
+    """Stack of standard normals, one independently seeded draw per global sample index."""
+    return torch.stack([torch.randn(shape_one, generator=torch_gen(seed, stage, step * 16 + salt, int(i)))
+                        for i in indices])
+
+
+@dataclass
+class RunContext:
+    cfg: object                       # RelicConfig
+    corpus: str | Path | None
+    out: Path
+    info: DistInfo = field(default_factory=DistInfo)
+    progress: bool = True
+    settings: TrainSettings | None = None
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        if self.settings is None:
+            self.settings = train_settings(self.cfg)
+
+    @property
+    def seed(self) -> int:
+        return int(self.settings.seed)
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.out / stage
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.out / "cache"
+
+    def final_dir(self, stage: str) -> Path:
+        p = self.out / stage / "final"
+        if not (p / "model.safetensors").is_file():
+            cmd = stage.replace("_", "-")
+            raise FileNotFoundError(f"stage '{stage}' has no final weights in {p}; run `relic train {cmd} "
+                                    f"--out {self.out} ...` first")
+        return p
+
+    def clips(self, time_reverse_prob: float = 0.0):
+        from relic_model.data.clips import CorpusClips
+        if self.corpus is None:
+            raise ValueError("this stage needs --corpus DIR")
+        d = self.cfg.data
+        return CorpusClips(self.corpus, "train", d.height, d.width, d.fps, time_reverse_prob)
+
+    def corpus_hash(self) -> str:
+        from datagen import Corpus
+        return str(Corpus.open(self.corpus).header.get("config_hash", "")) if self.corpus else ""
+
+
+def build_autoencoder(cfg) -> nn.Module:
+    from relic_model.nn.autoencoder import VideoAutoencoder
+    return VideoAutoencoder(cfg)
+
+
+def build_dit(cfg) -> nn.Module:
+    from relic_model.nn.dit import RelicDiT
+    return RelicDiT(cfg)
+
+
+def build_text(cfg) -> nn.Module:
+    from relic_model.nn.text import TextEncoder
+    return TextEncoder(cfg.text)
+
+
+def frozen(m: nn.Module) -> nn.Module:
+    m.eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def load_stage_module(ctx: RunContext, stage: str, prefix: str, module: nn.Module) -> nn.Module:
+    load_modules(ctx.final_dir(stage) / "model.safetensors", {prefix: module})
+    return module
+
+
+def stage_config(ctx: RunContext, stage: str):
+    """The RelicConfig saved with a stage's final weights (carries e.g. the RoPE frame scale)."""
+    from relic_model.config import load_config
+    return load_config(ctx.final_dir(stage) / "config.yaml")
+
+
+def dit_with_cfg(cfg, rope_frame_scale: float | None = None) -> nn.Module:
+    c = copy.deepcopy(cfg)
+    if rope_frame_scale is not None:
+        c.dit.rope_frame_scale = float(rope_frame_scale)
+    return build_dit(c)
+
+
+def warmup_lr(opt: torch.optim.Optimizer, base_lr: float, step: int, warmup: int) -> None:
+    lr = base_lr * min(1.0, (step + 1) / max(1, warmup))
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def clip_and_step(opt: torch.optim.Optimizer, params, grad_clip: float) -> float:
+    gn = torch.nn.utils.clip_grad_norm_(list(params), grad_clip) if grad_clip > 0 else torch.tensor(0.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(gn)

@@ -1,0 +1,140 @@
+"""torch.distributed setup for training under ``torchrun`` (never a home-made launcher).
+
+- ``init_distributed()`` reads the torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK,
+  MASTER_ADDR/PORT). Without it (plain ``python``/``relic train``) it returns a single-process
+  ``DistInfo`` and touches nothing. Backend: ``nccl`` when CUDA is available, else ``gloo``.
+- ``wrap_model(module, info, mode)``: ``"ddp"`` -> DistributedDataParallel (CPU/gloo or GPU/nccl);
+  ``"fsdp"`` -> FSDP2 ``fully_shard`` on every transformer block then the root (GPUs only; it
+  cannot be exercised on this CPU-only machine and is untested here); ``"none"`` or world size 1
+  -> the module unchanged.
+- ``no_sync_ctx(wrapped)``: a context-manager factory that suppresses gradient all-reduce (DDP
+  ``no_sync``; FSDP2 ``set_requires_gradient_sync(False)``), used by replayed back-propagation
+  so only the last block's backward communicates.
+- ``unwrap(m)`` returns the underlying module (for checkpoints and no-grad rollouts).
+
+Per-rank data: each rank takes its slice of every global batch (``rank_slice``); random draws use
+generators seeded from (seed, step, global sample index), so a run on W ranks with per-rank batch
+b takes the same optimisation steps as one process with batch W*b (up to float reduction order).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str | None = None, backend: str | None = None) -> DistInfo:
+    """Initialise the default process group from torchrun's environment (if present)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    want_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if world <= 1 and not dist.is_initialized():
+        dev = torch.device("cuda", 0) if want_cuda else torch.device("cpu")
+        return DistInfo(device=dev)
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    be = backend or ("nccl" if want_cuda else "gloo")
+    if want_cuda:
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend=be, rank=rank, world_size=world)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local, dev, be)
+
+
+def current() -> DistInfo:
+    """DistInfo of an already initialised group (or single process)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
+                        torch.device("cpu"), dist.get_backend())
+    return DistInfo()
+
+
+def wrap_model(module: nn.Module, info: DistInfo, mode: str = "ddp") -> nn.Module:
+    if mode not in ("ddp", "fsdp", "none"):
+        raise ValueError(f"distributed mode must be ddp, fsdp or none, got {mode!r}")
+    if not info.distributed or mode == "none":
+        return module
+    if mode == "ddp":
+        ids = [info.local_rank] if info.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    if info.device.type != "cuda":
+        raise RuntimeError("FSDP is for GPUs (nccl); on CPU use --dist ddp (gloo)")
+    from torch.distributed.fsdp import fully_shard  # FSDP2
+    for blk in getattr(module, "blocks", []):
+        fully_shard(blk)
+    fully_shard(module)
+    return module
+
+
+def unwrap(m: nn.Module) -> nn.Module:
+    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+
+
+def no_sync_ctx(m: nn.Module):
+    """Factory of contexts that skip gradient synchronisation for one backward (or None)."""
+    if isinstance(m, nn.parallel.DistributedDataParallel):
+        return m.no_sync
+    if hasattr(m, "set_requires_gradient_sync"):  # FSDP2 module
+        @contextlib.contextmanager
+        def ctx():
+            m.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                m.set_requires_gradient_sync(True)
+        return ctx
+    return None
+
+
+def rank_slice(global_batch: int, info: DistInfo) -> slice:
+    """This rank's rows of a global batch (``global_batch`` divisible by the world size)."""
+    if global_batch % info.world_size:
+        raise ValueError(f"global batch {global_batch} is not divisible by world size {info.world_size}")
+    b = global_batch // info.world_size
+    return slice(info.rank * b, (info.rank + 1) * b)
+
+
+def all_reduce_mean(x: float, info: DistInfo) -> float:
+    """Mean of a python float over ranks (identity in one process)."""
+    if not info.distributed:
+        return float(x)
+    t = torch.tensor([float(x)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item()) / info.world_size
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def broadcast_module(m: nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's parameters and buffers to every rank (for modules not wrapped in DDP)."""
+    if not info.distributed:
+        return
+    with torch.no_grad():
+        for t in list(m.parameters()) + list(m.buffers()):
+            dist.broadcast(t.data, 0)

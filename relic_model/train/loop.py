@@ -1,0 +1,134 @@
+"""The training loop shared by every stage: resume, step, log, sample, checkpoint, finish.
+
+A stage implements ``Stage`` (what one optimisation step is, which modules/optimizers it owns);
+``run_stage`` does the rest identically for all stages:
+
+- resume from the newest complete checkpoint in ``<stage_dir>/checkpoints`` when ``resume`` is
+  set (weights, optimizer states, step counter, wall time; every random draw of a step is seeded
+  from (seed, step), so a resumed run reproduces an uninterrupted one exactly on CPU);
+- ``losses.csv`` every ``log_every`` steps (+ TensorBoard if installed), a tqdm bar;
+- sample videos every ``sample_every`` steps, checkpoints every ``ckpt_every`` steps;
+- ``final/`` (weights + config + state.json with wall time and final losses) at the end.
+
+Only rank 0 writes files; every rank runs the steps.
+"""
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from relic_model.train.checkpoint import CheckpointManager
+from relic_model.train.distributed import DistInfo, barrier
+from relic_model.train.loss_log import LossLog
+
+
+class Stage(ABC):
+    name: str = "stage"
+
+    @abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """Modules whose weights change in this stage (saved in checkpoints, restored on resume)."""
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+
+    @abstractmethod
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimisation step (``step`` = number of steps completed before it). Returns losses."""
+
+    def lr(self) -> float:
+        opt = next(iter(self.optimizers().values()), None)
+        return float(opt.param_groups[0]["lr"]) if opt is not None else 0.0
+
+    def sample_video(self, step: int) -> torch.Tensor | None:
+        """(B, T, 3, H, W) in [-1, 1] to write as a sample, or None."""
+        return None
+
+    def final_modules(self) -> dict[str, nn.Module]:
+        return self.modules()
+
+    def extra_state(self) -> dict:
+        return {}
+
+
+def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, resume: bool = False,
+              log_every: int = 10, ckpt_every: int = 100, sample_every: int = 0, info: DistInfo | None = None,
+              progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train ``stage`` up to ``total_steps`` completed steps. ``stop_after`` (tests) stops early
+    after that many steps of this call, checkpointing like an interrupted run would have.
+
+    Returns {"stage", "steps", "time_s", "final_losses", "final_dir"}.
+    """
+    info = info or DistInfo()
+    stage_dir = Path(stage_dir)
+    mgr = CheckpointManager(stage_dir)
+    start, t_prev = 0, 0.0
+    latest = mgr.latest()
+    if latest is not None and not resume:
+        raise RuntimeError(f"{stage_dir} already holds checkpoints (newest {latest.name}); pass --resume to "
+                           "continue that run or choose a fresh --out")
+    if resume and latest is not None:
+        st = CheckpointManager.load(latest, stage.modules(), stage.optimizers())
+        start, t_prev = int(st["step"]), float(st.get("time_s", 0.0))
+    log = LossLog(stage_dir / "losses.csv", resume_step=start if resume else None) if info.is_main else None
+    recent: dict[str, list[float]] = {}
+    bar = None
+    if progress and info.is_main:
+        from tqdm import tqdm
+        bar = tqdm(total=total_steps, initial=start, desc=stage.name, unit="it", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    step = start
+    end = total_steps if stop_after is None else min(total_steps, start + stop_after)
+
+    def state(losses=None):
+        return {"stage": stage.name, "time_s": t_prev + time.perf_counter() - t0,
+                "losses": losses or {}, **stage.extra_state()}
+
+    losses: dict[str, float] = {}
+    while step < end:
+        losses = stage.train_step(step)
+        step += 1
+        for k, v in losses.items():
+            if math.isfinite(v):
+                recent.setdefault(k, []).append(float(v))
+                recent[k] = recent[k][-20:]
+            else:
+                raise RuntimeError(f"{stage.name}: loss {k} became {v} at step {step}; lower the learning rate "
+                                   "in the config's train section or resume from an earlier checkpoint")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in list(losses.items())[:3]})
+        if info.is_main:
+            if step % log_every == 0 or step == end:
+                log.log(step, t_prev + time.perf_counter() - t0, stage.lr(), losses)
+            if sample_every and (step % sample_every == 0 or step == total_steps):
+                with torch.no_grad():
+                    vid = stage.sample_video(step)
+                if vid is not None:
+                    from relic_model.train.samples import write_samples
+                    write_samples(vid, stage_dir / "samples", step)
+            if step % ckpt_every == 0 or step == end:
+                mgr.save(step, stage.modules(), stage.optimizers(), config, state(losses))
+        barrier(info)
+    if bar is not None:
+        bar.close()
+    final_losses = {k: sum(v) / len(v) for k, v in recent.items()}
+    total_time = t_prev + time.perf_counter() - t0
+    final_dir = None
+    if step >= total_steps and info.is_main:
+        if not final_losses:  # resumed a finished run
+            import json
+            final_losses = json.loads((latest / "state.json").read_text()).get("losses", {}) if latest else {}
+        final_dir = mgr.save_final(stage.final_modules(), config,
+                                   {"stage": stage.name, "step": step, "time_s": total_time,
+                                    "final_losses": final_losses, **stage.extra_state()})
+    if log is not None:
+        log.close()
+    barrier(info)
+    return {"stage": stage.name, "steps": step, "time_s": total_time, "final_losses": final_losses,
+            "final_dir": str(final_dir) if final_dir else None}

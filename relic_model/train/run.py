@@ -1,0 +1,111 @@
+"""Run one stage or all four, and assemble the final bundle.
+
+``run_stage_named(ctx, name, steps=None, resume=False)`` trains one stage into ``RUN/<name>/``;
+``train_all(ctx, steps=None, resume=True)`` runs the stages in order (a stage whose ``final/``
+exists is skipped when resuming) and writes ``RUN/bundle/``:
+
+    model.safetensors   autoencoder.* (incl. latent statistics), dit.* (the distilled student),
+                        text.* (text encoder)  -- what ``RelicWorldModel(checkpoint=RUN/bundle)`` loads
+    config.yaml         the model config (the student's, e.g. its RoPE frame scale)
+    provenance.json     corpus path, config and hash; per stage: steps, wall time (s), final losses
+                        (mean of the last 20 logged values); versions; the command line
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from relic_model.train.checkpoint import atomic_write_text, load_modules, save_modules
+from relic_model.train.common import STAGES, RunContext, build_autoencoder, build_dit, build_text
+from relic_model.train.loop import run_stage
+
+BUNDLE_PREFIXES = {"autoencoder": "autoencoder", "dit": "dit", "text": "text"}
+
+
+def make_stage(ctx: RunContext, name: str, steps: int | None):
+    if name == "autoencoder":
+        from relic_model.train.stage_autoencoder import AutoencoderStage
+        st = AutoencoderStage(ctx)
+        st.total_steps = int(steps if steps is not None else ctx.settings.autoencoder.steps)
+        st.cfg = ctx.cfg
+        return st
+    if name == "teacher":
+        from relic_model.train.stage_teacher import TeacherStage
+        return TeacherStage(ctx, steps)
+    if name == "student_init":
+        from relic_model.train.stage_student_init import StudentInitStage
+        return StudentInitStage(ctx, steps)
+    if name == "distill":
+        from relic_model.train.stage_distill import DistillStage
+        return DistillStage(ctx, steps)
+    raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+
+
+def run_stage_named(ctx: RunContext, name: str, steps: int | None = None, resume: bool = False,
+                    stop_after: int | None = None) -> dict:
+    torch.manual_seed(ctx.seed)  # parameter initialisation is identical on every rank and run
+    st = make_stage(ctx, name, steps)
+    s = getattr(ctx.settings, name)
+    return run_stage(st, ctx.stage_dir(name), st.cfg, st.total_steps, resume=resume, log_every=s.log_every,
+                     ckpt_every=s.ckpt_every, sample_every=s.sample_every, info=ctx.info, progress=ctx.progress,
+                     stop_after=stop_after)
+
+
+def stage_summary(ctx: RunContext, name: str) -> dict:
+    st = json.loads((ctx.final_dir(name) / "state.json").read_text())
+    return {"steps": st.get("step"), "wall_time_s": round(float(st.get("time_s", 0.0)), 2),
+            "final_losses": st.get("final_losses", {})}
+
+
+def write_bundle(ctx: RunContext, out: Path | None = None, command: str | None = None) -> Path:
+    """Assemble RUN/bundle from the autoencoder, teacher (text encoder) and distill finals."""
+    from relic_model.config import load_config, save_config
+    from datagen import Corpus
+    out = Path(out or ctx.out / "bundle")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(ctx.final_dir("distill") / "config.yaml")
+    ae, dit, text = build_autoencoder(cfg), build_dit(cfg), build_text(cfg)
+    load_modules(ctx.final_dir("autoencoder") / "model.safetensors", {"autoencoder": ae})
+    load_modules(ctx.final_dir("distill") / "model.safetensors", {"student": dit})
+    load_modules(ctx.final_dir("teacher") / "model.safetensors", {"text": text})
+    save_modules(out / "model.safetensors", {"autoencoder": ae, "dit": dit, "text": text},
+                 {"format": "relic-bundle-v1"})
+    save_config(cfg, out / "config.yaml")
+    corpus = Corpus.open(ctx.corpus) if ctx.corpus else None
+    prov = {
+        "format": "relic-bundle-v1",
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "corpus": {"path": str(ctx.corpus), "config": corpus.config if corpus else None,
+                   "config_hash": corpus.header.get("config_hash") if corpus else None,
+                   "episodes": len(corpus) if corpus else None},
+        "stages": {name: stage_summary(ctx, name) for name in STAGES},
+        "train_settings": ctx.cfg.train,
+        "seed": ctx.seed,
+        "parameters": {"dit": sum(p.numel() for p in dit.parameters()),
+                       "autoencoder": sum(p.numel() for p in ae.parameters()),
+                       "text": sum(p.numel() for p in text.parameters())},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "command": command or " ".join(sys.argv),
+    }
+    prov["total_wall_time_s"] = round(sum(s["wall_time_s"] for s in prov["stages"].values()), 2)
+    atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2, default=str))
+    return out
+
+
+def train_all(ctx: RunContext, steps: int | None = None, resume: bool = True, command: str | None = None) -> Path:
+    from relic_model.train.distributed import barrier
+    for name in STAGES:
+        if resume and (ctx.stage_dir(name) / "final" / "model.safetensors").is_file():
+            if ctx.info.is_main:
+                print(f"[relic train all] {name}: final weights exist, skipped", file=sys.stderr)
+            continue
+        run_stage_named(ctx, name, steps, resume=resume)
+        barrier(ctx.info)
+    if ctx.info.is_main:
+        return write_bundle(ctx, command=command)
+    return ctx.out / "bundle"

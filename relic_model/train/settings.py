@@ -1,0 +1,152 @@
+"""Training hyper-parameters of every stage: the ``train:`` section of a RelicConfig YAML.
+
+Every field has a default sized for the tiny config on a 2-core CPU (a few minutes per stage);
+the YAML overrides any subset, e.g.::
+
+    train:
+      seed: 0
+      teacher: {batch: 8, curriculum: [{latent_frames: 6, steps: 2000}, {latent_frames: 21, steps: 500}]}
+      distill: {curriculum: [{num_blocks: 20, steps: 250}, {num_blocks: 40, steps: 150}]}
+
+Unknown keys raise ValueError. ``batch`` is the GLOBAL batch (split over torchrun ranks).
+Curricula: lists of phases run in order; ``--steps N`` rescales the phase lengths to sum to N.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Common:
+    log_every: int = 10
+    ckpt_every: int = 100
+    sample_every: int = 200
+    grad_clip: float = 1.0
+    warmup: int = 20
+
+
+@dataclass
+class AutoencoderSettings(Common):
+    steps: int = 600
+    batch: int = 4
+    clip_latents: int = 3            # latent frames per clip (T = 1 + tf (n - 1) video frames)
+    lr: float = 1e-3
+    mse_weight: float = 1.0
+    l1_weight: float = 1.0
+    fast_weight: float = 1.0         # fast (streaming) decoder, trained on detached latents
+    latent_reg: float = 1e-4         # small L2 on raw latents (keeps their scale bounded)
+    stats_clips: int = 32            # clips used to set the latent normalisation statistics
+
+
+@dataclass
+class TeacherSettings(Common):
+    # horizon curriculum: short -> long clips (latent frames incl. the first-image latent);
+    # optional per-phase rope_frame_scale (< 1 interpolates longer clips into the trained range)
+    curriculum: list = field(default_factory=lambda: [{"latent_frames": 4, "steps": 400},
+                                                      {"latent_frames": 7, "steps": 150},
+                                                      {"latent_frames": 10, "steps": 150}])
+    batch: int = 4
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    sigma_shift: float = 2.0         # training-noise shift (logit-normal then shifted)
+    text_dropout: float = 0.1        # prompts replaced by "" (for classifier-free guidance)
+    time_reverse_prob: float = 0.3   # paper's time-reverse augmentation
+    pool_clips: int = 192            # encoded clips cached per clip length
+
+
+@dataclass
+class StudentInitSettings(Common):
+    steps: int = 400
+    batch: int = 4
+    lr: float = 2e-4
+    num_blocks: int = 6              # student blocks per clip (each dit.frames_per_block latent frames)
+    num_noisy_blocks: int = 2        # hybrid forcing: last K blocks noised, the rest clean context
+    trajectories: int = 96           # teacher ODE trajectories precomputed (cached on disk)
+    ode_steps: int = 16              # Euler steps of the teacher ODE
+    guidance: float = 1.0            # CFG scale of the teacher while sampling trajectories
+    sample_every: int = 200
+
+
+@dataclass
+class DistillSettings(Common):
+    # rollout curriculum (paper: 5 s / 10 s / 20 s); blocks of dit.frames_per_block latent frames
+    curriculum: list = field(default_factory=lambda: [{"num_blocks": 4, "steps": 90},
+                                                      {"num_blocks": 8, "steps": 60},
+                                                      {"num_blocks": 16, "steps": 30}])
+    batch: int = 2
+    lr_gen: float = 5e-5
+    lr_fake: float = 1e-4
+    gen_update_every: int = 2        # critic updates per generator update (Self-Forcing: 5)
+    guidance: float = 2.0            # CFG scale of the real score (teacher)
+    sigma_min: float = 0.02
+    sigma_max: float = 0.98
+    same_exit_step: bool = True      # one random exit step for all blocks of a rollout
+    sample_every: int = 60
+    ckpt_every: int = 30
+
+
+@dataclass
+class TrainSettings:
+    seed: int = 0
+    dist: str = "ddp"                # ddp | fsdp | none (used under torchrun)
+    autoencoder: AutoencoderSettings = field(default_factory=AutoencoderSettings)
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    student_init: StudentInitSettings = field(default_factory=StudentInitSettings)
+    distill: DistillSettings = field(default_factory=DistillSettings)
+
+
+_STAGES = {"autoencoder": AutoencoderSettings, "teacher": TeacherSettings,
+           "student_init": StudentInitSettings, "distill": DistillSettings}
+
+
+def _fill(cls, d: dict, where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(d) - names)
+    if bad:
+        raise ValueError(f"unknown key(s) {bad} in config train.{where}; known: {sorted(names)}")
+    return cls(**d)
+
+
+def train_settings(cfg) -> TrainSettings:
+    """TrainSettings from ``cfg.train`` (a dict), with defaults for everything absent."""
+    d = dict(cfg.train or {})
+    kw = {}
+    for k in ("seed", "dist"):
+        if k in d:
+            kw[k] = d.pop(k)
+    for name, cls in _STAGES.items():
+        kw[name] = _fill(cls, dict(d.pop(name, None) or {}), name)
+    if d:
+        raise ValueError(f"unknown key(s) {sorted(d)} in config section train; known: "
+                         f"seed, dist, {', '.join(_STAGES)}")
+    return TrainSettings(**kw)
+
+
+def curriculum_total(phases: list) -> int:
+    return sum(int(p["steps"]) for p in phases)
+
+
+def rescale_curriculum(phases: list, total: int) -> list:
+    """Phase lengths rescaled proportionally to sum to ``total`` (every phase >= 1 step)."""
+    old = curriculum_total(phases)
+    out = [dict(p) for p in phases]
+    if total == old:
+        return out
+    acc, done = 0, 0
+    for i, p in enumerate(out):
+        acc += int(p["steps"])
+        target = round(total * acc / old) if i < len(out) - 1 else total
+        p["steps"] = max(1, target - done)
+        done += p["steps"]
+    return out
+
+
+def phase_at(phases: list, step: int) -> tuple[int, dict]:
+    """(index, phase) active at ``step`` (0-based completed-steps counter)."""
+    acc = 0
+    for i, p in enumerate(phases):
+        acc += int(p["steps"])
+        if step < acc:
+            return i, p
+    return len(phases) - 1, phases[-1]

@@ -1,0 +1,138 @@
+"""Stage 4: Self-Forcing distillation with the DMD loss and replayed back-propagation.
+
+Networks: the student (generator, from stage 3), the frozen teacher (real score, with
+classifier-free guidance ``guidance``), and the critic (fake score, initialised from the teacher,
+trained). Per step (``step`` counts critic updates; every ``gen_update_every``-th step is also a
+generator update):
+
+1. roll out the student block by block without autograd (``pipelines.self_forcing.rollout``) from
+   a clip's first-image latent, caption and controls, with a random exit step (shared by the
+   ranks and, by default, by the blocks);
+2. generator update: DMD targets on the detached video (``dmd_targets``: one sigma per clip,
+   ``g = (x0_fake - x0_real) / mean|x - x0_real|``), then ``replay_backward`` re-runs each block
+   with autograd and back-propagates its slice of ``dL/dx`` (only the last block all-reduces under
+   DDP); ONE optimizer step per replay;
+3. critic update: flow matching of the critic on the detached rollout (frame 0 clean).
+
+Rollout curriculum: phases ``{num_blocks, steps}`` (paper: 5 s x 250, 10 s x 150, 20 s x 150).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from relic_model.objectives.flow_matching import add_noise, first_frame_clean_sigma, flow_matching_loss, sample_sigma
+from relic_model.pipelines.dit_generator import DiTBlockGenerator, score_fn
+from relic_model.pipelines.replay_backprop import dmd_targets, replay_backward
+from relic_model.pipelines.self_forcing import rollout, sample_exit_steps
+from relic_model.train.common import RunContext, build_dit, clip_and_step, load_stage_module, torch_gen, warmup_lr
+from relic_model.train.distributed import no_sync_ctx, rank_slice, wrap_model
+from relic_model.train.loop import Stage
+from relic_model.train.settings import curriculum_total, phase_at, rescale_curriculum
+from relic_model.train.stage_student_init import load_teacher_and_text, student_sample
+from relic_model.train.stage_teacher import PoolSource, load_autoencoder, pool_batch
+
+
+class DistillStage(Stage):
+    name = "distill"
+
+    def __init__(self, ctx: RunContext, total_steps: int | None = None):
+        self.ctx = ctx
+        self.s = ctx.settings.distill
+        phases = self.s.curriculum
+        if total_steps is not None:
+            phases = rescale_curriculum(phases, total_steps)
+        self.phases = phases
+        self.total_steps = curriculum_total(phases)
+        dev = ctx.info.device
+        self.ae = load_autoencoder(ctx).to(dev)
+        self.teacher, self.text, self.cfg = load_teacher_and_text(ctx)
+        self.teacher.to(dev), self.text.to(dev)
+        self.student = load_stage_module(ctx, "student_init", "student", build_dit(self.cfg)).to(dev)
+        self.fake = copy.deepcopy(self.teacher)
+        for m in (self.student, self.fake):
+            m.train()
+            for p in m.parameters():
+                p.requires_grad_(True)
+        self.student_w = wrap_model(self.student, ctx.info, ctx.settings.dist)
+        self.fake_w = wrap_model(self.fake, ctx.info, ctx.settings.dist)
+        self.opt_gen = torch.optim.AdamW(self.student.parameters(), lr=self.s.lr_gen, weight_decay=0.0,
+                                         betas=(0.0, 0.999))
+        self.opt_fake = torch.optim.AdamW(self.fake.parameters(), lr=self.s.lr_fake, weight_decay=0.0,
+                                          betas=(0.0, 0.999))
+        self.fpb = self.cfg.dit.frames_per_block
+        self.levels = [float(x) for x in self.cfg.sampling.sigmas]
+        tr = ctx.settings.teacher
+        self.pools = PoolSource(ctx, self.ae, tr.time_reverse_prob, tr.pool_clips)
+        with torch.no_grad():
+            self.null_text = self.text.encode_text([""])
+        self.last_gen = {}
+
+    def modules(self):
+        return {"student": self.student, "fake": self.fake}
+
+    def optimizers(self):
+        return {"generator": self.opt_gen, "fake": self.opt_fake}
+
+    def lr(self) -> float:
+        return float(self.opt_gen.param_groups[0]["lr"])
+
+    def _batch(self, step, nb):
+        pool = self.pools.get(1 + nb * self.fpb)
+        idx = list(range(self.s.batch))[rank_slice(self.s.batch, self.ctx.info)]
+        js = [int(torch.randint(0, len(pool), (1,), generator=torch_gen(self.ctx.seed, self.name, step, i)))
+              for i in idx]
+        x0, cond, texts = pool_batch(pool, js, self.ctx.info.device)
+        with torch.no_grad():
+            cond = cond.with_global(text=self.text.encode_text(texts))
+        return x0, cond, idx
+
+    def train_step(self, step: int) -> dict:
+        s, info = self.s, self.ctx.info
+        _, ph = phase_at(self.phases, step)
+        nb = int(ph["num_blocks"])
+        x0, cond, idx = self._batch(step, nb)
+        K = len(self.levels)
+        gen = DiTBlockGenerator(self.student_w)
+        exits = sample_exit_steps(nb, K, torch_gen(self.ctx.seed, self.name, step, 10 ** 6), s.same_exit_step)
+        ro = rollout(gen, x0[:, :1], cond, nb, self.fpb, self.levels,
+                     torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 1 + info.rank), exit_steps=exits)
+        out = {}
+        if step % s.gen_update_every == s.gen_update_every - 1:
+            warmup_lr(self.opt_gen, s.lr_gen, step // s.gen_update_every, s.warmup)
+            B = x0.shape[0]
+            null = self.null_text.expand(B, -1, -1)
+            self.fake.eval()
+            tg = dmd_targets(ro.video, score_fn(self.teacher, cond, s.guidance, null), score_fn(self.fake, cond),
+                             True, torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 100 + info.rank),
+                             (s.sigma_min, s.sigma_max))
+            self.fake.train()
+            replay_backward(gen, ro, cond, tg.out_grad, no_sync=no_sync_ctx(self.student_w))
+            out["grad_norm_gen"] = clip_and_step(self.opt_gen, self.student.parameters(), s.grad_clip)
+            self.last_gen = {"dmd": tg.loss}
+        out.update(self.last_gen)
+        # critic: flow matching on the detached student video
+        warmup_lr(self.opt_fake, s.lr_fake, step, s.warmup)
+        video = ro.video.detach()
+        B, F = video.shape[:2]
+        g = torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 200 + info.rank)
+        sig = first_frame_clean_sigma(sample_sigma((B,), g, self.ctx.settings.teacher.sigma_shift), F).to(video)
+        eps = torch.randn(video.shape, generator=g).to(video)
+        v = self.fake_w(add_noise(video, eps, sig), sig, cond.global_["text"], cond.per_frame["actions"],
+                        cond.per_frame["poses"], "bidirectional")
+        mask = torch.ones((B, F), dtype=torch.bool, device=video.device)
+        mask[:, 0] = False
+        lf = flow_matching_loss(v, video, eps, mask)
+        lf.backward()
+        out["grad_norm_fake"] = clip_and_step(self.opt_fake, self.fake.parameters(), s.grad_clip)
+        out["fake_fm"] = float(lf)
+        out["num_blocks"] = float(nb)
+        return out
+
+    @torch.no_grad()
+    def sample_video(self, step: int):
+        _, ph = phase_at(self.phases, max(0, step - 1))
+        nb = int(ph["num_blocks"])
+        return student_sample(self.ctx, self.student, self.text, self.ae, self.pools.get(1 + nb * self.fpb), nb,
+                              self.fpb, self.levels)

@@ -1,0 +1,114 @@
+"""End-to-end corpus build with the embedded backend (tiny corpus), resume-skip, config errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from datagen import Corpus
+from datagen.actions import poses_to_actions
+from datagen.capture.config import config_from_dict, load_config, plan_episodes
+from datagen.capture.pipeline import build_corpus
+from datagen.corpus import format as F
+from datagen.curation.splits import scene_split
+
+TINY = {
+    "name": "test-tiny", "seed": 0, "fps": 16, "width": 32, "height": 24,
+    "scenes": [{"family": "apartment", "seeds": [1]}, {"family": "office", "seeds": [2]}],
+    "episodes": [{"generator": "explore", "duration_s": 5}, {"generator": "revisit_pan360", "duration_s": 8}],
+}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    cfg = config_from_dict(TINY)
+    res = build_corpus(cfg, out, workers=2, progress=False)
+    return out, cfg, res
+
+
+def test_build_writes_every_planned_episode(built):
+    out, cfg, res = built
+    assert res.failed == [] and res.built == 4 and res.frames == 2 * (80 + 128)
+    c = Corpus.open(out)
+    assert sorted(c.manifest.episode_id) == sorted(s.episode_id for s in plan_episodes(cfg))
+    assert c.verify() == []
+    assert (out / F.MANIFEST_CSV).is_file() and not any((out / F.TMP_DIR).iterdir())
+
+
+def test_episode_contents_follow_the_format(built):
+    out, cfg, _ = built
+    c = Corpus.open(out)
+    for eid in c.manifest.episode_id:
+        ep = c.episode(eid)
+        poses = ep.poses()
+        n = 80 if ep.meta["generator"] == "explore" else 128
+        assert poses.shape == (n, 4, 4) and ep.rgb(0).shape == (24, 32, 3) and ep.depth(n - 1).shape == (24, 32)
+        # labels are those of the CAPTURED poses
+        a, g = poses_to_actions(poses)
+        np.testing.assert_allclose(ep.actions(), a, atol=1e-6)
+        assert ep.gamma == pytest.approx(g, rel=1e-9)
+        # raw UE columns agree with the pose
+        assert ep.frames.ue_z_cm.to_numpy() == pytest.approx(poses[:, 2, 3] * 100)
+        assert ep.split == scene_split(ep.scene_id)
+        assert len(ep.captions) == (1 if n == 80 else 2) and ep.captions[-1]["end_frame"] == n
+        assert ep.K[0, 0] == pytest.approx(16.0)  # 32 px at 90 degrees
+        assert set(ep.revisits.columns) == set(F.REVISIT_COLUMNS)
+    pans = c.manifest[c.manifest.generator == "revisit_pan360"]
+    assert (pans.num_revisit_pairs > 0).all(), "a 360-degree pan must revisit its first view"
+
+
+def test_rerun_skips_finished_episodes(built):
+    out, cfg, _ = built
+    before = (out / F.MANIFEST_CSV).read_bytes()
+    res = build_corpus(cfg, out, workers=1, progress=False)
+    assert res.built == 0 and res.skipped == 4
+    assert (out / F.MANIFEST_CSV).read_bytes() == before
+
+
+def test_broken_episode_is_recaptured(built, tmp_path):
+    out, cfg, _ = built
+    import shutil
+
+    copy = tmp_path / "c"
+    shutil.copytree(out, copy)
+    eid = sorted(p.name for p in (copy / "episodes").iterdir())[0]
+    good = (copy / "episodes" / eid / F.DEPTH_FILE).read_bytes()
+    (copy / "episodes" / eid / F.DEPTH_FILE).write_bytes(good[:-10])  # truncated
+    res = build_corpus(cfg, copy, workers=1, progress=False)
+    assert res.built == 1 and res.skipped == 3
+    assert (copy / "episodes" / eid / F.DEPTH_FILE).read_bytes() == good  # deterministic re-capture
+    assert Corpus.open(copy).verify() == []
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "relic_cli", "datagen", "build", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("patch,needle", [
+    ({"fps": -3}, "config (c.yaml).fps: must be a positive number"),
+    ({"widht": 32}, "unknown key(s) ['widht']"),
+    ({"episodes": [{"generator": "explore", "duration_s": "long"}]}, "episodes[0].duration_s: must be a positive number"),
+    ({"episodes": [{"generator": "teleport", "duration_s": 5}]}, "episodes[0].generator: unknown generator 'teleport'"),
+    ({"scenes": [{"family": "castle", "seeds": [1]}]}, "scenes[0].family: unknown scene family 'castle'"),
+    ({"curation": {"max_pan_deg_s": "x"}}, "curation.max_pan_deg_s: must be a non-negative number"),
+    ({"captions": {"segment": 5}}, "captions: unknown key(s) ['segment']"),
+])
+def test_bad_config_errors_name_the_key(tmp_path, patch, needle):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({**TINY, **patch}))
+    r = _cli("--config", str(p), "--out", str(tmp_path / "out"))
+    assert r.returncode == 1
+    assert r.stderr.startswith("relic: error:") and needle in r.stderr, r.stderr
+
+
+def test_default_config_is_valid():
+    cfg = load_config(None)
+    specs = plan_episodes(cfg)
+    assert {s.split for s in specs} == {"train", "val", "test"}
+    assert len({s.family for s in specs}) >= 3 and cfg.fps == 16
+    assert any(s.generator.startswith("revisit_") for s in specs)
+    assert len({s.episode_id for s in specs}) == len(specs)

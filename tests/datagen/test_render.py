@@ -1,0 +1,126 @@
+"""The embedded renderer: analytic depth, projection, determinism, masks, normals, any size."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from datagen.conventions import intrinsics_from_fov, look_at
+from datagen.render.presets import RESOLUTIONS, resolution
+from datagen.render.renderer import Renderer
+from datagen.scenes.builder import SceneBuilder
+from datagen.scenes.library import generate_scene
+
+
+def _facing_wall_scene(dist=4.0):
+    """A big wall whose face is the plane x = dist, plus a small marker cube centred at (dist-1, 0.6, -0.3)+..."""
+    b = SceneBuilder("test", 0)
+    m = b.material("white", "paint", (0.8, 0.8, 0.8))
+    w = b.obj("wall", "a wall", m)
+    b.box(w, m, (dist + 0.5, 0, 0), (1.0, 200, 200))
+    c = b.obj("marker", "a marker cube", m)
+    b.box(c, m, (dist - 1.0, 0.6, 1.0 - 0.3), (0.1, 0.1, 0.1))
+    return b.build(description="wall", bounds_min=(-1, -5, -5), bounds_max=(dist - 0.5, 5, 5), camera_height=1.0,
+                   spawn_candidates=[(0, 0, 1.0)], spec={"family": "test", "seed": 0})
+
+
+def test_planar_depth_exact_on_a_wall():
+    s = _facing_wall_scene(4.0)
+    r = Renderer(s)
+    c2w = look_at((0.0, 0.0, 1.0), (1.0, 0.0, 1.0))
+    for (w, h, fov) in ((64, 48, 90.0), (37, 23, 120.0)):
+        f = r.render(c2w, intrinsics_from_fov(w, h, fov), w, h, ("depth", "mask", "normal"))
+        wall = f.mask == 0
+        assert wall.mean() > 0.9
+        # planar depth: every wall pixel, even at the image corners, is exactly 4 m
+        assert np.allclose(f.depth[wall], 4.0, atol=2e-5)
+        assert f.depth.dtype == np.float32 and f.mask.dtype == np.int32 and f.normal.dtype == np.float32
+        # normals face the camera: the wall's normal is -x
+        assert np.allclose(f.normal[wall], (-1, 0, 0), atol=1e-5)
+
+
+def test_depth_inf_and_mask_minus_one_where_nothing_is_hit():
+    s = _facing_wall_scene(4.0)
+    f = Renderer(s).render(look_at((0, 0, 1.0), (-1, 0, 1.0)), intrinsics_from_fov(32, 24, 60), 32, 24,
+                           ("depth", "mask", "normal", "rgb"))
+    assert np.all(np.isinf(f.depth)) and np.all(f.mask == -1) and np.all(f.normal == 0)
+    assert f.rgb.dtype == np.uint8 and f.rgb.shape == (24, 32, 3)
+
+
+def test_known_point_lands_at_predicted_pixel():
+    """The marker cube's centre (projected with K and inv(c2w)) is where the mask shows it."""
+    s = _facing_wall_scene(4.0)
+    r = Renderer(s)
+    c2w = look_at((0.0, 0.0, 1.0), (1.0, 0.0, 1.0))
+    w, h = 200, 160
+    K = intrinsics_from_fov(w, h, 70.0)
+    f = r.render(c2w, K, w, h, ("mask", "depth"))
+    X = np.array([4.0 - 1.0 - 0.05, 0.6, 0.7, 1.0])  # centre of the cube's camera-facing face
+    xc = np.linalg.inv(c2w) @ X
+    u, v = (K @ (xc[:3] / xc[2]))[:2]
+    ys, xs = np.nonzero(f.mask == 1)
+    assert len(xs) > 4
+    # pixel centres are at integer + 0.5
+    assert abs((xs.mean() + 0.5) - u) < 0.6 and abs((ys.mean() + 0.5) - v) < 0.6
+    assert abs(float(f.depth[int(v), int(u)]) - xc[2]) < 1e-4
+    # in our world +y is LEFT: the marker at y = +0.6 appears left of centre; z up -> above centre
+    assert u < w / 2 and v < h / 2
+
+
+@pytest.mark.parametrize("family", ["apartment", "street"])
+def test_same_pose_twice_identical_and_scenes_differ(family):
+    s = generate_scene(family, 5)
+    K = intrinsics_from_fov(112, 64, 90)
+    a = Renderer(s).render(s.spawn_c2w, K, 112, 64, ("rgb", "depth", "normal", "mask"))
+    r2 = Renderer(generate_scene(family, 5))
+    b = r2.render(s.spawn_c2w, K, 112, 64, ("rgb", "depth", "normal", "mask"))
+    for k in ("rgb", "depth", "normal", "mask"):
+        assert np.array_equal(getattr(a, k), getattr(b, k)), k
+    c = r2.render(s.spawn_c2w, K, 112, 64, ("rgb",))
+    assert np.array_equal(a.rgb, c.rgb)
+    other = generate_scene(family, 6)
+    o = Renderer(other).render(other.spawn_c2w, K, 112, 64, ("rgb",))
+    assert np.abs(o.rgb.astype(int) - a.rgb.astype(int)).mean() > 10
+    # mask ids index objects; every object id seen is valid
+    ids = np.unique(a.mask)
+    assert ids.min() >= -1 and ids.max() < len(s.objects)
+    # normals are unit where hit
+    hit = a.mask >= 0
+    assert np.allclose(np.linalg.norm(a.normal[hit], axis=-1), 1.0, atol=1e-4)
+
+
+def test_two_apartments_rooms_look_different():
+    K = intrinsics_from_fov(112, 64, 90)
+    imgs = []
+    for seed in range(4):
+        s = generate_scene("apartment", seed)
+        imgs.append(Renderer(s).render(s.spawn_c2w, K, 112, 64, ("rgb",)).rgb.astype(float))
+    means = [im.reshape(-1, 3).mean(0) for im in imgs]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert np.abs(imgs[i] - imgs[j]).mean() > 8
+    assert np.std(np.array(means), axis=0).max() > 3
+
+
+def test_shadows_darken_and_are_deterministic():
+    s = generate_scene("park", 0)
+    K = intrinsics_from_fov(112, 64, 90)
+    r = Renderer(s)
+    c2w = s.spawn_c2w.copy()
+    lit = r.render(c2w, K, 112, 64, ("rgb",), shadows=False).rgb.astype(int)
+    sh = r.render(c2w, K, 112, 64, ("rgb",), shadows=True).rgb.astype(int)
+    assert np.all(sh <= lit)
+
+
+def test_presets_divisible_by_8_and_parse():
+    assert RESOLUTIONS["paper"] == (832, 480) and RESOLUTIONS["train"] == (112, 64)
+    for w, h in RESOLUTIONS.values():
+        assert w % 8 == 0 and h % 8 == 0
+    assert resolution("320x200") == (320, 200)
+    with pytest.raises(ValueError):
+        resolution("big")
+
+
+def test_bad_kinds_rejected():
+    s = _facing_wall_scene()
+    with pytest.raises(ValueError, match="unknown capture kind"):
+        Renderer(s).render(np.eye(4), intrinsics_from_fov(8, 8, 90), 8, 8, ("lit",))
