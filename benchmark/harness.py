@@ -90,12 +90,13 @@ def rollout(model: WorldModel, task: Task) -> Rollout:
 
 
 def revisit_strip(task: Task, frames: np.ndarray) -> np.ndarray | None:
-    """(H, 3W+2*gap, 3) uint8: GT(later) | model(earlier) | model(later) for the task's
-    widest-gap revisit pair (ties: most overlap), white gaps between panels; None without pairs."""
+    """(H, 3W+2*gap, 3) uint8: GT(later) | model(earlier) | model(later) for the task's clearest
+    revisit pair: highest view overlap (rounded to 0.05), then widest gap; white gaps between
+    panels; None without pairs."""
     rv = task.revisits
     if rv is None or len(rv) == 0:
         return None
-    rv = rv.sort_values(["gap_s", "overlap"], ascending=[False, False])
+    rv = rv.assign(_ov=(rv["overlap"] / 0.05).round()).sort_values(["_ov", "gap_s"], ascending=[False, False])
     later, earlier = int(rv.iloc[0]["later"]), int(rv.iloc[0]["earlier"])
     gt = task.gt_frames()[later]
     gap = np.full((task.height, 2, 3), 255, np.uint8)

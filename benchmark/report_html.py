@@ -160,6 +160,8 @@ def curves_section(run_dir: Path, df: pd.DataFrame, info: dict, max_tasks: int =
         fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.1), squeeze=False)
         for ax, k in zip(axes[0], keys):
             for model in sorted(per_model, key=model_sort_key):
+                if model.startswith("noisy-oracle") and len(per_model) > 1:
+                    continue  # corrupted references live in the validity section
                 for name, tt, vv in per_model[model]:
                     if name == k and np.isfinite(vv).any():
                         ax.plot(tt, vv, label=model, lw=1.4)
@@ -167,7 +169,7 @@ def curves_section(run_dir: Path, df: pd.DataFrame, info: dict, max_tasks: int =
             ax.set_xlabel("time (s)")
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7, loc="best")
-        fig.suptitle(f"{t['task_id']} ({t['family']}, {t['num_frames'] / t['fps']:.0f} s)", fontsize=11)
+        fig.suptitle(f"{t['task_id']} ({t['family']}, {t['num_frames'] / t['fps']:.0f} s)", fontsize=11, y=1.04)
         html_parts.append(f"<figure>{_img(_fig_png(fig), 'curves ' + t['task_id'])}"
                           f"<figcaption>Metric vs time on {html.escape(t['task_id'])} "
                           f"(per-window values against ground truth / no-reference statistics).</figcaption></figure>")
@@ -214,7 +216,7 @@ def trajectories_section(run_dir: Path, df: pd.DataFrame, info: dict, max_tasks:
         for ax, s in zip(axes[0], models):
             f = tdirs[s] / f"{t['task_id']}.npz"
             ax.set_title(names.get(s, s), fontsize=9)
-            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_aspect("equal", adjustable="box")
             ax.grid(alpha=0.3)
             if not f.exists():
                 ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
@@ -226,12 +228,18 @@ def trajectories_section(run_dir: Path, df: pd.DataFrame, info: dict, max_tasks:
             if ok.sum() >= 3:  # plot the estimate Sim(3)-aligned to the commanded trajectory
                 sc, R, tr = _umeyama_sim3(pe[ok], pg[ok])
                 pe = (sc * (R @ pe.T)).T + tr
+            allp = np.concatenate([pg[:, :2], pe[ok, :2]]) if ok.any() else pg[:, :2]
+            c = 0.5 * (allp.min(0) + allp.max(0))
+            half = max(0.25, 0.55 * float(np.max(allp.max(0) - allp.min(0))))
+            ax.set_xlim(c[0] - half, c[0] + half)
+            ax.set_ylim(c[1] - half, c[1] + half)
+            ax.ticklabel_format(useOffset=False)
             ax.plot(pg[:, 0], pg[:, 1], "-", color="#222", lw=1.6, label="commanded (GT)")
             ax.plot(pe[ok, 0], pe[ok, 1], "-", color="#d9480f", lw=1.2, label="estimated")
             ax.plot(pg[0, 0], pg[0, 1], "o", color="#222", ms=4)
             ax.tick_params(labelsize=7)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle(f"{t['task_id']} ({t['family']}): top-down x/y (m)", fontsize=10)
+        fig.suptitle(f"{t['task_id']} ({t['family']}): top-down x/y (m)", fontsize=10, y=1.05)
         parts.append(f"<figure>{_img(_fig_png(fig), 'trajectories ' + t['task_id'])}</figure>")
     return "".join(parts) + ("<p class='note'>Estimated camera centres (pose estimator on each model's frames), "
                              "Sim(3)-aligned to the commanded trajectory as for RPE; world x/y from above. "

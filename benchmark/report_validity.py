@@ -10,8 +10,11 @@ models it needs are in the run. Checks:
 - reproject follows actions: its RPE-rot is smaller than static's.
 - reproject retrieves less than oracle (occluded content stays black): revisit PSNR vs GT lower.
 - each noisy-oracle kind degrades its target metric monotonically in its strength, with the oracle as
-  strength 0: drift -> rpe_trans and rpe_rot_deg increase; blur -> drift_psnr_slope decreases;
-  forget -> revisit_psnr_gt and revisit_psnr_self decrease (strictly, across all strengths run).
+  strength 0: drift -> rpe_trans and rpe_rot_deg increase; blur -> drift_ssim_slope and
+  drift_sharpness_ratio decrease; forget -> revisit_psnr_gt and revisit_psnr_self decrease (strictly,
+  across all strengths run). (Not drift_psnr_slope: PSNR is logarithmic in the error, so for a
+  corruption whose error grows like strength x time, PSNR(t) = c - 20 log10(strength) - 20 log10(t)
+  and its slope over time does not depend on the strength; it is also capped at 60 dB at frame 0.)
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import pandas as pd
 
 NOISE_FLOOR_MODEL = "estimator-noise-floor"
 TARGETS = {"drift": [("rpe_trans", +1), ("rpe_rot_deg", +1)],
-           "blur": [("drift_psnr_slope", -1)],
+           "blur": [("drift_ssim_slope", -1), ("drift_sharpness_ratio", -1)],
            "forget": [("revisit_psnr_gt", -1), ("revisit_psnr_self", -1)]}
 
 

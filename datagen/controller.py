@@ -24,7 +24,8 @@ Motion model (per frame, dt = 1/fps)
       a pure pan label; while pitched, a yaw also shows a small roll component in the camera-frame
       labels (that is the true camera-frame rotation).
     * Translation: the step target (position + R @ v dt) is clamped to the scene's walkable
-      bounds (``scene_info()["bounds_min"/"bounds_max"]``, shrunk by ``bounds_margin`` m), then
+      bounds (``scene_info()["bounds_min"/"bounds_max"]``, shrunk by ``bounds_margin`` m; a
+      backend that reports None, e.g. a bare UE level, is unbounded), then
       requested with ``backend.move_to`` which stops before geometry. The velocity is then set to
       what was actually achieved (a blocked camera does not keep its speed). Order: translate
       with the orientation of frame t (the labels' dP is in frame t's axes), then rotate.
@@ -99,8 +100,10 @@ class CameraController:
         self.radius = radius  # informational: the backend's move_to owns collision
         self.snap_fraction = float(snap_fraction)
         info = backend.scene_info()
-        self.bounds_min = np.asarray(info["bounds_min"], np.float64) + bounds_margin
-        self.bounds_max = np.asarray(info["bounds_max"], np.float64) - bounds_margin
+        lo, hi = info.get("bounds_min"), info.get("bounds_max")
+        # a backend without known bounds (a bare UE level) is unbounded: move_to still collides
+        self.bounds_min = np.full(3, -np.inf) if lo is None else np.asarray(lo, np.float64) + bounds_margin
+        self.bounds_max = np.full(3, np.inf) if hi is None else np.asarray(hi, np.float64) - bounds_margin
         if np.any(self.bounds_min > self.bounds_max):
             raise ValueError(f"scene bounds are empty: {info['bounds_min']} .. {info['bounds_max']}")
         start = backend.get_pose() if start_c2w is None else np.asarray(start_c2w, np.float64)

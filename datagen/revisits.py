@@ -19,7 +19,8 @@ overlap (with depth)
     surfaces hidden behind other geometry in the earlier view do not count. The denominator is
     all grid samples (NaN depths are treated as invalid and count as not overlapping).
 overlap (without depth, ``depths=None``): frustum-overlap approximation
-    The same grid of rays of the later frame is sampled at the assumed depths
+    A grid of ``frustum_samples`` (default 12 x 8) rays of the later frame is sampled at the assumed
+    depths
     ``assumed_depths_m`` (default 1, 2, 4, 8 m: a room-to-street scale); overlap is the fraction of
     those points that land in front of and inside the earlier image. It ignores occlusion and the
     real depth, so it over-estimates overlap where the earlier view is blocked, and it is only as
@@ -118,6 +119,7 @@ def find_revisit_pairs(
     max_candidates: int = 8,
     samples: Sequence[int] = (24, 16),
     assumed_depths_m: Sequence[float] = DEFAULT_ASSUMED_DEPTHS_M,
+    frustum_samples: Sequence[int] = (12, 8),
     depth_tol_rel: float = 0.05,
     depth_tol_abs_m: float = 0.05,
     require_excursion: bool = True,
@@ -158,7 +160,8 @@ def find_revisit_pairs(
     ok = np.isfinite(score[later, earlier])
     later, earlier = later[ok], earlier[ok]
 
-    pts, finite, valid = _later_points_cam(K, width, height, depths, samples, assumed_depths_m)
+    grid = samples if depths is not None else frustum_samples
+    pts, finite, valid = _later_points_cam(K, width, height, depths, grid, assumed_depths_m)
     kmat = np.asarray(K, dtype=np.float64)
     overlap = np.empty(len(later))
     chunk = 4096

@@ -18,8 +18,8 @@ from benchmark.world_model import WorldModel
 
 BASELINES = ("oracle", "static", "reproject")
 #: noisy-oracle variants used by the report's metric-validity section (two strengths per kind)
-VALIDITY_VARIANTS = ("noisy-oracle:drift=0.5", "noisy-oracle:drift=2", "noisy-oracle:blur=1.5",
-                     "noisy-oracle:blur=4", "noisy-oracle:forget=0.5", "noisy-oracle:forget=1")
+VALIDITY_VARIANTS = ("noisy-oracle:drift=0.5", "noisy-oracle:drift=2", "noisy-oracle:blur=1",
+                     "noisy-oracle:blur=2.5", "noisy-oracle:forget=0.5", "noisy-oracle:forget=1")
 KNOWN = ("oracle", "static", "reproject", "noisy-oracle", "video-folder", "relic", "relic-nomem")
 
 

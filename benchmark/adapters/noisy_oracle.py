@@ -12,8 +12,8 @@ Kinds (strength s >= 0; s = 0 is exactly the oracle):
               composed on the right of the ground-truth pose (error in the camera frame). Targets
               ``rpe_trans`` / ``rpe_rot_deg`` (revisit metrics degrade too, as a real drift would).
 ``blur=s``    long-horizon drift. Frame t is blurred with a Gaussian of sigma = s * t / (N - 1)
-              pixels (sharp at the start, sigma s at the end). Targets ``drift_*`` slopes/ratios
-              and sharpness.
+              pixels (sharp at the start, sigma s at the end). Targets the long-horizon drift
+              metrics ``drift_ssim_slope`` and ``drift_sharpness_ratio``.
 ``forget=s``  memory retrieval. On every frame the task lists as a revisit (``revisits.later``),
               the output is (1 - s) * GT + s * R, with R the render of a different scene of the same
               family (seed + 1000) from the same pose: the place is "forgotten" and replaced by

@@ -2,7 +2,9 @@
 
 Input: RGB uint8 frames (N,H,W,3) and the pinhole intrinsics K (pixel centres at integer + 0.5,
 datagen.conventions). Frames wider than ``max_width`` are first downscaled (INTER_AREA) by
-f = max_width / W and K by diag(f, f, 1). Output: (N,4,4) camera-to-world poses in the estimator's
+f = max_width / W, frames narrower than ``min_width`` upscaled (bilinear) by f = min_width / W (small
+benchmark renders, so the 21x21 tracking windows and corner detector have room), and K becomes
+diag(f, f, 1) K (exact for the pixel-centre-at-+0.5 convention). Output: (N,4,4) camera-to-world poses in the estimator's
 own world (frame 0 = identity, OpenCV camera axes) with an arbitrary global scale;
 benchmark.metrics.rpe aligns them to the commanded trajectory with Sim(3) before computing errors.
 
@@ -16,18 +18,22 @@ inherits its match's track id. Either way each frame has (track id, pixel positi
 Poses (keyframe visual odometry). The estimator keeps a keyframe (a frame with known pose and track
 positions) and a map of 3D points (track id -> world point, in the estimator's scale).
 1. Tracking: if at least ``min_pnp`` tracked points have map points, the pose comes from
-   ``cv2.solvePnPRansac`` (reprojection threshold ``2 * ransac_px``) refined by Levenberg-Marquardt
-   on the inliers (step kind "pnp").
+   ``cv2.solvePnPRansac`` (EPnP, reprojection threshold ``2 * ransac_px``) refined by
+   Levenberg-Marquardt on the inliers (step kind "pnp").
 2. Otherwise two-view geometry against the keyframe on their common tracks (if fewer than
-   ``min_matches``, the previous frame becomes the keyframe first): RANSAC homography -> rotation
+   ``max(min_matches, kf_keep_frac * the tracks it shared with the frame after it)``, the previous
+   frame becomes the keyframe first): RANSAC homography -> rotation
    ``R_h`` (projection of K^-1 H K onto SO(3), refined by Kabsch on the inlier bearings), and
    essential matrix with the known K + ``cv2.recoverPose`` -> (R, unit t). The translational
    parallax is the median pixel distance between each point and its keyframe position rotated by R
-   (rotation removed). Below ``min_parallax_px`` the motion is a pure rotation relative to the
+   (rotation removed). If ``R_h`` explains the tracks to within ``rotation_px`` (median) or the
+   parallax is below ``min_parallax_px``, the motion is taken as a pure rotation relative to the
    keyframe (kind "rotation", t = 0, the keyframe is kept so parallax can accumulate); otherwise
    (kind "init") the translation is scaled to ``speed * frames since the keyframe`` (speed = median
    per-frame camera displacement over the last 16 PnP frames, 1.0 before any), the map is
-   re-initialised by triangulating the common tracks, and the frame becomes the keyframe.
+   re-initialised by triangulating the common tracks, and the frame becomes the keyframe. Frames
+   since the keyframe that were posed as pure rotations get their camera centres interpolated
+   linearly between the keyframe's and this frame's (back-fill, so slow starts do not jump).
 3. Keyframes and map growth: after a PnP frame, when the median rotation-compensated parallax to
    the keyframe exceeds ``kf_parallax_px`` or fewer than half the keyframe's map points are still
    tracked, tracks seen in both frames without a map point are triangulated
@@ -36,8 +42,8 @@ positions) and a map of 3D points (track id -> world point, in the estimator's s
    keyframe. The global scale is fixed by the first "init"; it drifts slowly and whenever the map
    is lost (e.g. long pure pans) and re-initialised.
 4. Failures: too few tracks, RANSAC / PnP failing -> the pose of the previous frame is HELD (kind
-   "failed", counted). Frames whose tracks moved less than ``static_px`` (median) since the
-   previous frame are "static" (pose held, not a failure).
+   "failed", counted). Frames whose (downscaled) luma differs from the previous frame's by less than
+   ``static_luma`` grey levels (mean absolute difference) are "static" (pose held, not a failure).
 """
 from __future__ import annotations
 
@@ -124,9 +130,8 @@ class _KLTTracker:
         else:
             self.pts, self.ids = np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
         self.gray = gray
-        ids, pts = self.ids.copy(), self.pts.astype(np.float64) + 0.5
         self._top_up()
-        return ids, pts
+        return self.ids.copy(), self.pts.astype(np.float64) + 0.5
 
 
 class _DescriptorTracker:
@@ -169,16 +174,20 @@ class OpenCVEstimator:
     name = "opencv"
 
     def __init__(self, feature: str = "klt", max_features: int = 1000, max_width: int | None = 640,
+                 min_width: int | None = 320,
                  ratio: float = 0.8, fb_px: float = 0.5, ransac_px: float = 1.0, min_matches: int = 15,
-                 min_pnp: int = 12, min_parallax_px: float = 3.0, kf_parallax_px: float = 12.0,
-                 min_tri_deg: float = 0.5, static_px: float = 0.02, ransac_seed: int = 0):
+                 min_pnp: int = 12, min_parallax_px: float = 5.0, kf_parallax_px: float = 12.0,
+                 min_tri_deg: float = 1.0, rotation_px: float = 1.0, kf_keep_frac: float = 0.5, static_luma: float = 0.25,
+                 ransac_seed: int = 0):
         if feature not in ("klt", "orb", "sift"):
             raise ValueError(f"feature must be 'klt', 'orb' or 'sift', got {feature!r}")
         self.feature, self.max_features, self.max_width = feature, max_features, max_width
+        self.min_width = min_width
         self.ratio, self.fb_px, self.ransac_px = ratio, fb_px, ransac_px
         self.min_matches, self.min_pnp = min_matches, min_pnp
         self.min_parallax_px, self.kf_parallax_px, self.min_tri_deg = min_parallax_px, kf_parallax_px, min_tri_deg
-        self.static_px, self.ransac_seed = static_px, ransac_seed
+        self.rotation_px = rotation_px
+        self.static_luma, self.ransac_seed, self.kf_keep_frac = static_luma, ransac_seed, kf_keep_frac
 
     # ------------------------------------------------------------------------------ geometry
     def _parallax(self, pa, pb, R, K, Kinv) -> float:
@@ -203,7 +212,10 @@ class OpenCVEstimator:
             return ("rotation", r_h, np.zeros(3)) if r_h is not None else None
         n_in, R, t, _ = cv2.recoverPose(E, pa, pb, K, mask=emask.copy())
         inl = emask.ravel().astype(bool)
-        if n_in < self.min_matches or self._parallax(pa[inl], pb[inl], R, K, Kinv) < self.min_parallax_px:
+        par = self._parallax(pa[inl], pb[inl], R, K, Kinv)
+        # E is ill-conditioned for pure rotations: a rotation that explains the motion to ~noise wins
+        rot_fits = r_h is not None and self._parallax(pa[inl], pb[inl], r_h, K, Kinv) < self.rotation_px
+        if n_in < self.min_matches or rot_fits or par < self.min_parallax_px:
             return ("rotation", r_h if r_h is not None else R, np.zeros(3))
         return "translation", R, t.ravel() / max(np.linalg.norm(t), 1e-12)
 
@@ -246,7 +258,11 @@ class OpenCVEstimator:
             raise ValueError(f"frames must be RGB uint8 (N,H,W,3), got {frames.dtype} {frames.shape}")
         cv2.setRNGSeed(self.ransac_seed)
         n, _, w = frames.shape[:3]
-        f = self.max_width / w if (self.max_width and w > self.max_width) else 1.0
+        f = 1.0
+        if self.max_width and w > self.max_width:
+            f = self.max_width / w
+        elif self.min_width and w < self.min_width:
+            f = self.min_width / w
         K = np.diag([f, f, 1.0]) @ np.asarray(K, dtype=np.float64)
         Kinv = np.linalg.inv(K)
         tracker = _KLTTracker(self.max_features, self.fb_px) if self.feature == "klt" else \
@@ -255,26 +271,25 @@ class OpenCVEstimator:
         def obs(i):
             g = _gray(frames[i])
             if f != 1.0:
-                g = cv2.resize(g, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+                g = cv2.resize(g, None, fx=f, fy=f, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
             ids, pts = tracker(g)
-            return dict(zip(ids.tolist(), pts))
+            return dict(zip(ids.tolist(), pts)), g
 
         poses = np.tile(np.eye(4), (n, 1, 1))
         kinds: list[str] = []
         world: dict[int, np.ndarray] = {}
-        prev = obs(0)
+        prev, prev_gray = obs(0)
         kf_i, kf_obs = 0, prev
         speeds: deque = deque(maxlen=16)
+        kf_ref = None
         it = range(1, n)
         if progress:
             from tqdm import tqdm
             it = tqdm(it, desc="pose estimation", unit="frame")
         for i in it:
-            cur = obs(i)
+            cur, gray = obs(i)
             kind = None
-            common_prev = [k for k in cur if k in prev]
-            if len(common_prev) >= self.min_matches and np.median(
-                    [np.linalg.norm(cur[k] - prev[k]) for k in common_prev]) < self.static_px:
+            if float(np.mean(cv2.absdiff(gray, prev_gray))) < self.static_luma:
                 poses[i], kind = poses[i - 1], "static"
             if kind is None:
                 in_map = [k for k in cur if k in world]
@@ -286,9 +301,12 @@ class OpenCVEstimator:
                         speeds.append(float(np.linalg.norm(c2w[:3, 3] - poses[i - 1][:3, 3])))
             if kind is None:
                 common = [k for k in cur if k in kf_obs]
-                if len(common) < self.min_matches:
+                if kf_ref is None or kf_ref[0] != kf_i:
+                    kf_ref = (kf_i, len(common))  # tracks the keyframe shares with its first follower
+                if len(common) < max(self.min_matches, self.kf_keep_frac * kf_ref[1]):
                     kf_i, kf_obs = i - 1, prev
                     common = [k for k in cur if k in kf_obs]
+                    kf_ref = (kf_i, len(common))
                 tv = None
                 if len(common) >= self.min_matches:
                     pa, pb = np.array([kf_obs[k] for k in common]), np.array([cur[k] for k in common])
@@ -305,6 +323,12 @@ class OpenCVEstimator:
                         kind = "rotation"
                     else:
                         kind = "init"
+                        # back-fill: frames since the keyframe posed as pure rotations get their
+                        # camera centres interpolated linearly between the keyframe and this frame
+                        for j in range(kf_i + 1, i):
+                            if kinds[j - 1] == "rotation":
+                                a = (j - kf_i) / (i - kf_i)
+                                poses[j, :3, 3] = (1 - a) * poses[kf_i, :3, 3] + a * poses[i, :3, 3]
                         X, ok = self._triangulate(pa, pb, poses[kf_i], poses[i], K)
                         world = {k: X[j] for j, k in enumerate(common) if ok[j]}
                         kf_i, kf_obs = i, cur
@@ -325,7 +349,7 @@ class OpenCVEstimator:
                         world.update({k: X[j] for j, k in enumerate(new) if ok[j]})
                     kf_i, kf_obs = i, cur
             kinds.append(kind)
-            prev = cur
+            prev, prev_gray = cur, gray
         notes = []
         nf = kinds.count("failed")
         if nf:

@@ -105,3 +105,12 @@ def full_suite(scene_families: list[str], width: int = 224, height: int = 128, f
             for k in range(scenes_per_family):
                 tasks.append(TaskSpec(fam, sf, k, FULL_DURATIONS[fam], traj_seed=1000 + 100 * fi + 10 * si + k))
     return SuiteSpec("full", width, height, fps, tuple(tasks))
+
+
+def mini_suite(scene_families: list[str], width: int = 64, height: int = 40, fps: float = 16.0) -> SuiteSpec:
+    """Three short tasks (a translation script, a look-away revisit, mixed actions): for tests."""
+    sf = scene_families
+    tasks = (TaskSpec("single_action", sf[0], 0, 3.0, traj_seed=100),
+             TaskSpec("revisit_look_away", sf[1 % len(sf)], 0, 8.0, traj_seed=102),
+             TaskSpec("mixed_action", sf[0], 0, 3.0, traj_seed=101))
+    return SuiteSpec("mini", width, height, fps, tasks)

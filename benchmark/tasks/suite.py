@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.tasks.families import (MAX_SEED_TRIES, MIN_REVISIT_PAIRS, SEED_STRIDE, SuiteSpec, TaskSpec,
-                                      full_suite, smoke_suite)
+                                      full_suite, mini_suite, smoke_suite)
 from benchmark.tasks.io import SUITE_VERSION, _atomic_json, save_task, write_manifest
 from benchmark.tasks.task import REVISIT_COLUMNS, Task
 
-SUITES = ("smoke", "full")
+SUITES = ("smoke", "full", "mini")
 BUILD_STATE = "build_state.json"
 
 
@@ -58,6 +58,8 @@ def suite_spec(name: str, width: int | None = None, height: int | None = None, f
         return smoke_suite(fams, **kw)
     if name == "full":
         return full_suite(fams, **kw)
+    if name == "mini":
+        return mini_suite(fams, **kw)
     raise ValueError(f"unknown suite {name!r}; use one of {SUITES}")
 
 

@@ -23,6 +23,12 @@ def run(args) -> int:
     from datagen.capture.config import load_config
     from datagen.capture.pipeline import build_corpus, parse_endpoints
 
+    import signal
+
+    def _term(signum, frame):  # SIGTERM behaves like Ctrl-C: stop workers, keep finished episodes
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
     cfg = load_config(args.config)
     endpoints = parse_endpoints(args.endpoints)
     backend = args.backend

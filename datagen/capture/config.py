@@ -14,6 +14,9 @@ YAML layout (every key optional except ``scenes`` and ``episodes``; defaults sho
       - {family: apartment, train: 2, val: 1, test: 1}   # that many scenes per split (seeds found
                                                          # with datagen.curation.splits.seeds_for_split)
       - {family: forest, seeds: [3, 7]}                  # explicit scene seeds
+      - {file: scenes/my_level.json}                     # a scene file (relic-scene JSON: procedural,
+                                                         # mesh, or an Unreal level's metadata for the
+                                                         # unrealcv backend); relative to the YAML file
     episodes:                  # recorded in EVERY scene
       - {generator: explore, duration_s: 20, count: 1, params: {}}
     revisits: {min_gap_s: 2.0, max_dist_m: 1.5, max_rot_deg: 45.0, min_overlap: 0.5}  # -> datagen.revisits
@@ -63,6 +66,7 @@ class EpisodeSpec:
     seed: int
     duration_s: float
     params: dict = field(default_factory=dict)
+    scene_file: Optional[str] = None  # absolute path of a scene file, else None (procedural family/seed)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,9 +170,15 @@ def config_from_dict(d: Any, where: str = "config") -> CorpusConfig:
         w = f"{where}.scenes[{i}]"
         if not isinstance(s, dict):
             raise ValueError(f"{w}: must be a mapping, got {s!r}")
-        bad = sorted(set(s) - {"family", "seeds", "train", "val", "test", "seed_start"})
+        bad = sorted(set(s) - {"family", "seeds", "train", "val", "test", "seed_start", "file"})
         if bad:
-            raise ValueError(f"{w}: unknown key(s) {bad}; known: family, seeds, train, val, test, seed_start")
+            raise ValueError(f"{w}: unknown key(s) {bad}; known: family, seeds, train, val, test, seed_start, file")
+        if "file" in s:
+            if set(s) != {"file"}:
+                raise ValueError(f"{w}: a scene file entry takes only 'file', got {sorted(s)}")
+            if not isinstance(s["file"], str) or not s["file"]:
+                raise ValueError(f"{w}.file: must be a path to a scene file, got {s['file']!r}")
+            continue
         if not isinstance(s.get("family"), str) or not s["family"]:
             raise ValueError(f"{w}.family: must be a scene family name, got {s.get('family')!r}")
         if "seeds" in s:
@@ -223,6 +233,10 @@ def load_config(path: Optional[str | Path] = None) -> CorpusConfig:
         d = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML: {e}") from None
+    if isinstance(d, dict) and isinstance(d.get("scenes"), list):  # scene files: relative to the YAML
+        d["scenes"] = [{**s, "file": str((path.parent / s["file"]).resolve())}
+                       if isinstance(s, dict) and isinstance(s.get("file"), str) and s["file"] else s
+                       for s in d["scenes"]]
     return config_from_dict(d, where=f"config ({path.name})")
 
 
@@ -231,10 +245,19 @@ def _derive_seed(master: int, *parts) -> int:
     return int(h[:8], 16)
 
 
-def resolve_scenes(c: CorpusConfig) -> list[tuple[str, int, str, str]]:
-    """[(family, seed, scene_id, split)] in config order."""
+def resolve_scenes(c: CorpusConfig) -> list[tuple[str, int, str, str, Optional[str]]]:
+    """[(family, seed, scene_id, split, scene_file or None)] in config order."""
     out = []
-    for s in c.scenes:
+    for i, s in enumerate(c.scenes):
+        if "file" in s:
+            from datagen.scenes.library import load_scene
+
+            try:
+                scene = load_scene(s["file"])
+            except (FileNotFoundError, ValueError) as e:
+                raise ValueError(f"config.scenes[{i}].file: {e}") from None
+            out.append((scene.family, scene.seed, scene.scene_id, scene_split(scene.scene_id), str(Path(s["file"]).resolve())))
+            continue
         fam = s["family"]
         if "seeds" in s:
             seeds = [int(v) for v in s["seeds"]]
@@ -247,9 +270,9 @@ def resolve_scenes(c: CorpusConfig) -> list[tuple[str, int, str, str]]:
             seeds = sorted(seeds)
         for seed in seeds:
             sid = scene_id_for(fam, seed)
-            out.append((fam, seed, sid, scene_split(sid)))
+            out.append((fam, seed, sid, scene_split(sid), None))
     seen = set()
-    for fam, seed, sid, _ in out:
+    for fam, seed, sid, *_ in out:
         if sid in seen:
             raise ValueError(f"config.scenes: scene {sid} is listed twice")
         seen.add(sid)
@@ -268,7 +291,7 @@ def check_names(c: CorpusConfig) -> None:
         raise RuntimeError(f"the trajectory generators (datagen.trajectories) are unavailable: {e}") from None
     fams = list(FAMILIES)
     for i, s in enumerate(c.scenes):
-        if s["family"] not in fams:
+        if "family" in s and s["family"] not in fams:
             raise ValueError(f"config.scenes[{i}].family: unknown scene family {s['family']!r}; known: {fams}")
     gens = list(GENERATORS)
     for i, e in enumerate(c.episodes):
@@ -285,7 +308,7 @@ def plan_episodes(c: CorpusConfig, check: bool = True) -> list[EpisodeSpec]:
     if check:
         check_names(c)
     specs = []
-    for fam, seed, sid, split in resolve_scenes(c):
+    for fam, seed, sid, split, sfile in resolve_scenes(c):
         counters: dict[str, int] = {}
         for e in c.episodes:
             for _ in range(e["count"]):
@@ -294,5 +317,5 @@ def plan_episodes(c: CorpusConfig, check: bool = True) -> list[EpisodeSpec]:
                 eid = f"{sid}_{e['generator']}_{k:02d}"
                 specs.append(EpisodeSpec(episode_id=eid, family=fam, scene_seed=seed, scene_id=sid, split=split,
                                          generator=e["generator"], seed=_derive_seed(c.seed, sid, e["generator"], k),
-                                         duration_s=e["duration_s"], params=dict(e["params"])))
+                                         duration_s=e["duration_s"], params=dict(e["params"]), scene_file=sfile))
     return specs

@@ -76,8 +76,10 @@ class _Backends:
         self.remote = None
 
     def scene(self, spec: EpisodeSpec):
-        from datagen.scenes.library import generate_scene
+        from datagen.scenes.library import generate_scene, load_scene
 
+        if spec.scene_file:
+            return load_scene(spec.scene_file)
         return generate_scene(spec.family, spec.scene_seed)
 
     def get(self, spec: EpisodeSpec):
@@ -368,13 +370,20 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
                     remaining -= 1
             for w in live:
                 dispatch(w)
+        clean_exit = True
+    except BaseException:
+        clean_exit = False
+        raise
     finally:
-        for w in pool:
-            if w.alive and w.proc.is_alive():
-                try:
-                    w.task_q.put(None)
-                except Exception:
-                    pass
+        for w in pool:  # finished: ask workers to stop; interrupted/failed: stop them now
+            if w.proc.is_alive():
+                if clean_exit:
+                    try:
+                        w.task_q.put(None)
+                    except Exception:
+                        pass
+                else:
+                    w.proc.terminate()
         for w in pool:
             w.proc.join(timeout=10)
             if w.proc.is_alive():

@@ -33,6 +33,9 @@ Filters (name: test, default threshold; defaults are justified in datagen/README
     static_too_long:       frames of a static run (|d_t| < 1 mm and |w_t| < 0.05 deg) beyond
                            its first max_static_s (4 s)
 
+Luma (BT.601, 0..255) and colour statistics come from :func:`image_stats` (a pixel grid of at
+most ~16k pixels per frame; every pixel up to 128x128).
+
 Decision (:func:`curate`): bad = OR of all flags, dilated by ``margin_frames``; kept segments are
 the clean runs at least ``min_segment_s`` long. The episode is "rejected" if the kept frames are
 fewer than ``min_kept_s`` seconds or ``min_kept_fraction`` of the episode, "trimmed" if any frame
@@ -157,8 +160,8 @@ def _rolling_median(x: np.ndarray, win: int) -> np.ndarray:
         return x
     win = max(1, min(win, len(x)))
     pad = win // 2
-    xp = np.pad(x, (pad, win - 1 - pad), mode="edge")
-    return np.median(np.lib.stride_tricks.sliding_window_view(xp, win), axis=1)
+    xp = np.pad(np.asarray(x, np.float64), (pad, win - 1 - pad), constant_values=np.nan)  # windows shrink at the ends
+    return np.nanmedian(np.lib.stride_tricks.sliding_window_view(xp, win), axis=1)
 
 
 def _window_count(events: np.ndarray, win: int) -> np.ndarray:
@@ -186,6 +189,26 @@ def _reversals(sig: np.ndarray, floor: float) -> np.ndarray:
 def _luma(rgb: np.ndarray) -> np.ndarray:
     x = rgb.astype(np.float32)
     return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+
+
+MAX_STAT_PIXELS = 16384  # image statistics use a pixel grid of at most ~this many pixels per frame
+
+
+def image_stats(rgb: np.ndarray) -> dict:
+    """Per-frame image statistics on a regular pixel grid (every s-th row/column, s chosen so at
+    most ~MAX_STAT_PIXELS pixels are used; s = 1 up to 128x128): mean luma (BT.601, 0..255),
+    fractions of luma >= 250 and <= 5, and the largest per-channel standard deviation."""
+    n, h, w = rgb.shape[:3]
+    s = max(1, int(np.ceil(np.sqrt(h * w / MAX_STAT_PIXELS))))
+    out = {k: np.zeros(n) for k in ("mean", "hi", "lo", "std")}
+    for i in range(n):
+        x = rgb[i, ::s, ::s]
+        L = _luma(x)
+        out["mean"][i] = L.mean()
+        out["hi"][i] = (L >= 250).mean()
+        out["lo"][i] = (L <= 5).mean()
+        out["std"][i] = x.reshape(-1, 3).std(axis=0).max()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,21 +280,20 @@ def near_collision(depth, th: CurationThresholds) -> np.ndarray:
     return close > th.near_fraction
 
 
-def exposure(rgb, th: CurationThresholds) -> tuple[np.ndarray, np.ndarray]:
+def exposure(rgb, th: CurationThresholds, stats: Optional[dict] = None) -> tuple[np.ndarray, np.ndarray]:
     """(over, under) per frame."""
-    L = _luma(rgb).reshape(len(rgb), -1)
-    mean = L.mean(axis=1)
-    over = (mean > th.over_mean_luma) | ((L >= 250).mean(axis=1) > th.clip_fraction)
-    under = (mean < th.under_mean_luma) | ((L <= 5).mean(axis=1) > th.clip_fraction)
+    st = stats or image_stats(rgb)
+    over = (st["mean"] > th.over_mean_luma) | (st["hi"] > th.clip_fraction)
+    under = (st["mean"] < th.under_mean_luma) | (st["lo"] > th.clip_fraction)
     return over, under
 
 
-def flicker(rgb, th: CurationThresholds) -> np.ndarray:
+def flicker(rgb, th: CurationThresholds, stats: Optional[dict] = None) -> np.ndarray:
     n = len(rgb)
     out = np.zeros(n, bool)
     if n < 3:
         return out
-    L = _luma(rgb).reshape(n, -1).mean(axis=1)
+    L = (stats or image_stats(rgb))["mean"]
     d1 = L[1:-1] - L[:-2]
     d2 = L[1:-1] - L[2:]
     spike = (np.sign(d1) == np.sign(d2)) & (np.minimum(np.abs(d1), np.abs(d2)) > th.flicker_luma)
@@ -279,7 +301,7 @@ def flicker(rgb, th: CurationThresholds) -> np.ndarray:
     return out
 
 
-def degenerate(th: CurationThresholds, depth=None, mask=None, rgb=None) -> np.ndarray:
+def degenerate(th: CurationThresholds, depth=None, mask=None, rgb=None, stats: Optional[dict] = None) -> np.ndarray:
     n = len(next(a for a in (depth, mask, rgb) if a is not None))
     out = np.zeros(n, bool)
     if depth is not None:
@@ -291,7 +313,7 @@ def degenerate(th: CurationThresholds, depth=None, mask=None, rgb=None) -> np.nd
             if ids.size:
                 out[i] |= np.bincount(ids).max() / m.shape[1] > th.max_single_instance
     if rgb is not None:
-        out |= rgb.reshape(n, -1, 3).astype(np.float32).std(axis=1).max(axis=1) < th.min_rgb_std
+        out |= (stats or image_stats(rgb))["std"] < th.min_rgb_std
     return out
 
 
@@ -317,6 +339,7 @@ def run_filters(c2w, fps, th: CurationThresholds, rgb=None, depth=None, mask=Non
     c2w = np.asarray(c2w, dtype=np.float64)
     n = len(c2w)
     z = np.zeros(n, bool)
+    st = image_stats(rgb) if rgb is not None else None
     flags = {
         "pan_speed": pan_speed(c2w, fps, th),
         "abrupt_rotation": abrupt_rotation(c2w, fps, th),
@@ -324,13 +347,13 @@ def run_filters(c2w, fps, th: CurationThresholds, rgb=None, depth=None, mask=Non
         "micro_jitter": micro_jitter(c2w, fps, th),
         "oscillation": oscillation(c2w, fps, th),
         "near_collision": near_collision(depth, th) if depth is not None else z.copy(),
-        "flicker": flicker(rgb, th) if rgb is not None else z.copy(),
-        "degenerate": degenerate(th, depth=depth, mask=mask, rgb=rgb) if any(
+        "flicker": flicker(rgb, th, st) if rgb is not None else z.copy(),
+        "degenerate": degenerate(th, depth=depth, mask=mask, rgb=rgb, stats=st) if any(
             a is not None for a in (depth, mask, rgb)) else z.copy(),
         "static_too_long": static_too_long(c2w, fps, th),
     }
     if rgb is not None:
-        flags["over_exposure"], flags["under_exposure"] = exposure(rgb, th)
+        flags["over_exposure"], flags["under_exposure"] = exposure(rgb, th, st)
     else:
         flags["over_exposure"], flags["under_exposure"] = z.copy(), z.copy()
     for name in th.disabled:

@@ -20,6 +20,8 @@ and the camera-to-world pose, OpenCV camera axes) and returns a :class:`datagen.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
 import numpy as np
@@ -39,10 +41,13 @@ def _o3d(a: np.ndarray) -> o3d.core.Tensor:
 class Renderer:
     """Renders one :class:`Scene`. Build once per scene (textures and BVH are made here)."""
 
-    def __init__(self, scene: Scene, nthreads: int = 0):
+    def __init__(self, scene: Scene, nthreads: int = 0, threads: int | None = None):
         scene._need_geometry()
         self.scene = scene
-        self.nthreads = int(nthreads)
+        self.nthreads = int(nthreads)  # Embree threads per call (0 = all cores)
+        # numpy shading threads (row chunks); default: the number of CPU cores, at most 4
+        self.threads = int(threads) if threads else max(1, min(4, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
         self._rs = o3d.t.geometry.RaycastingScene()
         self._rs.add_triangles(_o3d(scene.vertices), _o3d(scene.triangles.astype(np.uint32)))
         env = scene.environment
@@ -64,35 +69,83 @@ class Renderer:
             levels.append(cur)
             s = cur.shape[1] // 2
             cur = cur.reshape(cur.shape[0], s, 2, s, 2, 3).mean((2, 4))
-        self._mip_offsets = np.cumsum([0] + [lv[:, :, :, 0].size for lv in levels])[:-1].astype(np.int64)
-        self._tex = np.concatenate([lv.reshape(-1, 3) for lv in levels]).astype(np.float32)
-        self._inv_tile = np.array([1.0 / max(m.tile_m, 1e-6) for m in scene.materials] or [1.0], np.float32)
-        self._emissive = np.array([m.emissive for m in scene.materials] or [False])
-        self._texel_m = (1.0 / self._inv_tile / TEX_SIZE).astype(np.float32)
-        self._tri_uv = scene.tri_uv.reshape(-1, 6)
-        self._tri_mat = scene.tri_material
-        self._tri_obj = scene.tri_object
-        self._tri_emissive = self._emissive[scene.tri_material]
+        self._mip_offsets32 = np.cumsum([0] + [lv[:, :, :, 0].size for lv in levels])[:-1].astype(np.int32)
+        # albedo texels scaled to 0..255 (the output scale) so shading needs no extra multiply
+        self._tex = (np.concatenate([lv.reshape(-1, 3) for lv in levels]) * 255.0).astype(np.float32)
+        inv_tile = np.array([1.0 / max(m.tile_m, 1e-6) for m in scene.materials] or [1.0], np.float32)
+        emissive = np.array([m.emissive for m in scene.materials] or [False])
+        # Per-triangle shading table, one gather per frame: uv0 and the two uv edge vectors in
+        # level-0 texels (uv / tile_m * TEX_SIZE), then 1/tile (for the mip level) and the
+        # material index. Row Nt is a dummy for misses.
+        nt = len(scene.triangles)
+        uvt = scene.tri_uv.astype(np.float32) * (inv_tile[scene.tri_material] * TEX_SIZE)[:, None, None]
+        tbl = np.zeros((nt + 1, 8), np.float32)
+        tbl[:nt, 0] = uvt[:, 0, 0]
+        tbl[:nt, 1] = uvt[:, 1, 0] - uvt[:, 0, 0]
+        tbl[:nt, 2] = uvt[:, 2, 0] - uvt[:, 0, 0]
+        tbl[:nt, 3] = uvt[:, 0, 1]
+        tbl[:nt, 4] = uvt[:, 1, 1] - uvt[:, 0, 1]
+        tbl[:nt, 5] = uvt[:, 2, 1] - uvt[:, 0, 1]
+        tbl[:nt, 6] = inv_tile[scene.tri_material]
+        tbl[:nt, 7] = scene.tri_material
+        self._tbl = tbl
+        self._nt = nt
+        v = scene.vertices.astype(np.float64)
+        tri = scene.triangles
+        nrm = np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]])
+        nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-30)
+        self._tri_n = nrm  # (Nt, 3) float64 geometric normals (winding order)
+        self._tri_p0 = v[tri[:, 0]]
+        self._tri_emis = emissive[scene.tri_material]
+        self._tri_obj = np.append(scene.tri_object, np.int32(-1)).astype(np.int32)
+        self._tri_color = None
+        if scene.tri_color is not None:
+            self._tri_color = np.concatenate([scene.tri_color, np.ones((1, 9), np.float32)]).astype(np.float32)
         self._L = np.asarray(env.sun_dir, np.float32)
         self._L = self._L / np.linalg.norm(self._L)
         self._ray_cache: dict = {}
 
     # ------------------------------------------------------------------
-    def _camera_dirs(self, K: np.ndarray, width: int, height: int) -> np.ndarray:
+    def _camera(self, K: np.ndarray, width: int, height: int):
+        """Cached per (size, K): camera-frame ray x (W,) and y (H,) coordinates at z = 1, the ray
+        length |d| (N,), the mip footprint factor |d| / fx * TEX_SIZE (N,) and a ray buffer."""
         key = (width, height, K.tobytes())
-        d = self._ray_cache.get(key)
-        if d is None:
+        c = self._ray_cache.get(key)
+        if c is None:
             xs = (np.arange(width, dtype=np.float64) + 0.5 - K[0, 2]) / K[0, 0]
             ys = (np.arange(height, dtype=np.float64) + 0.5 - K[1, 2]) / K[1, 1]
-            d = np.empty((height, width, 3), np.float64)
-            d[..., 0] = xs[None, :]
-            d[..., 1] = ys[:, None]
-            d[..., 2] = 1.0
-            d = d.reshape(-1, 3)
+            dl = np.sqrt(xs[None, :] ** 2 + ys[:, None] ** 2 + 1.0).reshape(-1)
+            c = (xs.astype(np.float32), ys.astype(np.float32), dl.astype(np.float32),
+                 (dl / K[0, 0] * TEX_SIZE).astype(np.float32), np.empty((width * height, 6), np.float32))
             if len(self._ray_cache) > 8:
                 self._ray_cache.clear()
-            self._ray_cache[key] = d
-        return d
+            self._ray_cache[key] = c
+        return c
+
+    def _frame_table(self, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-frame per-triangle tables (flat shading makes lighting a per-triangle quantity):
+
+        shade (Nt + 1, 10) float32: the static uv/material table (8 columns), then the ambient
+        multiplier ambient * ((1 - tilt) + tilt * n_z) (1 for emissive) and the sun term
+        sun_strength * max(n.L, 0) (0 for emissive); the sun's colour multiplies it later.
+        normals (Nt + 1, 3) float32: geometric normals turned toward the camera (row Nt zeros).
+        """
+        env = self.scene.environment
+        nt = self._nt
+        side = np.einsum("ij,ij->i", self._tri_n, origin[None, :].astype(np.float64) - self._tri_p0)
+        n = np.where((side < 0)[:, None], -self._tri_n, self._tri_n).astype(np.float32)
+        ndl = n @ self._L
+        tilt = np.float32(env.ambient_tilt)
+        ft = np.zeros((nt + 1, 10), np.float32)
+        ft[:, :8] = self._tbl[:, :8]
+        ft[:nt, 8] = np.float32(env.ambient) * ((1 - tilt) + tilt * n[:, 2])
+        ft[:nt, 9] = np.maximum(ndl, 0) * np.float32(env.sun_strength)
+        emis = self._tri_emis
+        ft[:nt][emis, 8] = 1.0
+        ft[:nt][emis, 9] = 0.0
+        normals = np.zeros((nt + 1, 3), np.float32)
+        normals[:nt] = n
+        return ft, normals
 
     def render(self, c2w, K, width: int, height: int, kinds: Iterable[str] = ("rgb", "depth"),
                shadows: bool = True) -> Frame:
@@ -105,97 +158,117 @@ class Renderer:
             raise ValueError(f"resolution must be positive, got {width}x{height}")
         c2w = np.asarray(c2w, np.float64)
         K = np.asarray(K, np.float64)
-        dcam = self._camera_dirs(K, width, height)
-        R = c2w[:3, :3]
-        origin = c2w[:3, 3]
-        n_pix = width * height
-        rays = np.empty((n_pix, 6), np.float32)
-        rays[:, :3] = origin
-        dirs = (dcam @ R.T).astype(np.float32)
-        rays[:, 3:] = dirs
+        xs, ys, dlen, foot, rays = self._camera(K, width, height)
+        origin = c2w[:3, 3].astype(np.float32)
+        R = c2w[:3, :3].astype(np.float32)
+        # world ray directions, separable: d = x * R[:,0] + y * R[:,1] + R[:,2] (camera z = 1)
+        rv = rays.reshape(height, width, 6)
+        rv[:, :, :3] = origin
+        np.add((xs[:, None] * R[:, 0])[None, :, :], (ys[:, None] * R[:, 1] + R[:, 2])[:, None, :], out=rv[:, :, 3:])
         ans = self._rs.cast_rays(_o3d(rays), nthreads=self.nthreads)
         t = ans["t_hit"].numpy()
-        hit = np.isfinite(t)
-        idx = np.flatnonzero(hit)
-        prim = ans["primitive_ids"].numpy()[idx].astype(np.int64)
+        prim = np.minimum(ans["primitive_ids"].numpy(), np.uint32(self._nt))  # misses -> dummy row
         frame = Frame(c2w=c2w.copy(), K=K.copy(), meta={"width": width, "height": height})
-
-        need_n = ("normal" in kinds) or ("rgb" in kinds)
-        if need_n:
-            n = ans["primitive_normals"].numpy()[idx]
-            dh = dirs[idx]
-            flip = np.einsum("ij,ij->i", n, dh) > 0
-            n = np.where(flip[:, None], -n, n)
         if "depth" in kinds:
-            frame.depth = t.reshape(height, width).astype(np.float32, copy=True)
+            frame.depth = t.reshape(height, width).copy()
         if "mask" in kinds:
-            m = np.full(n_pix, -1, np.int32)
-            m[idx] = self._tri_obj[prim]
-            frame.mask = m.reshape(height, width)
-        if "normal" in kinds:
-            nn = np.zeros((n_pix, 3), np.float32)
-            nn[idx] = n
-            frame.normal = nn.reshape(height, width, 3)
-        if "rgb" in kinds:
-            frame.rgb = self._shade(t, idx, prim, n, dirs, origin, K, shadows, n_pix, ans).reshape(height, width, 3)
+            frame.mask = np.take(self._tri_obj, prim).reshape(height, width)
+        if "normal" in kinds or "rgb" in kinds:
+            ft, normals = self._frame_table(c2w[:3, 3])
+            if "normal" in kinds:
+                frame.normal = np.take(normals, prim, axis=0).reshape(height, width, 3)
+            if "rgb" in kinds:
+                frame.rgb = self._shade(t, prim, ft, rays, dlen, foot, shadows, ans).reshape(height, width, 3)
         return frame
 
     # ------------------------------------------------------------------
-    def _shade(self, t, idx, prim, n, dirs, origin, K, shadows, n_pix, ans) -> np.ndarray:
+    def _chunks(self, n: int) -> list[slice]:
+        k = self.threads if n >= 20000 else 1
+        edges = [n * i // k for i in range(k + 1)]
+        return [slice(edges[i], edges[i + 1]) for i in range(k)]
+
+    def _parallel(self, fn, chunks) -> None:
+        if len(chunks) == 1:
+            fn(chunks[0])
+            return
+        for f in [self._pool.submit(fn, c) for c in chunks]:
+            f.result()
+
+    def _shade(self, t, prim, ft, rays, dlen, foot, shadows, ans) -> np.ndarray:
+        """Texture, light, shadow and fog every pixel; numpy work runs on row chunks in
+        ``self.threads`` threads (numpy releases the GIL), Embree calls use all cores."""
         env = self.scene.environment
-        out = np.empty((n_pix, 3), np.float32)
-        # sky for every pixel first (cheap), then overwrite hits
-        dn = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-        up = np.clip(dn[:, 2], 0.0, 1.0)[:, None] ** 0.6
-        sky_h = np.asarray(env.sky_horizon, np.float32)
-        sky_t = np.asarray(env.sky_top, np.float32)
-        out[:] = sky_h * (1 - up) + sky_t * up
-        below = dn[:, 2] < 0
-        out[below] = np.asarray(env.fog_color, np.float32)
-        if len(idx):
-            th = t[idx]
-            bary = ans["primitive_uvs"].numpy()[idx]
-            b1, b2 = bary[:, 0:1], bary[:, 1:2]
-            uvc = self._tri_uv[prim]  # (k, 6): u0 v0 u1 v1 u2 v2
-            uv = uvc[:, 0:2] * (1 - b1 - b2) + uvc[:, 2:4] * b1 + uvc[:, 4:6] * b2
-            mat = self._tri_mat[prim]
-            # mip level from the pixel footprint: metres per pixel ~ t*|d|/fx vs texel size
-            dl = np.linalg.norm(dirs[idx], axis=1)
-            foot = th * dl / np.float32(K[0, 0])
-            ratio = foot / self._texel_m[mat]
-            lvl = np.clip(np.floor(np.log2(np.maximum(ratio, 1e-6)) + 0.5), 0, _MIP_LEVELS - 1).astype(np.int64)
-            size = TEX_SIZE >> lvl
-            uvs = uv * self._inv_tile[mat][:, None]
-            iu = np.floor(uvs[:, 0] * size).astype(np.int64) & (size - 1)
-            iv = np.floor(uvs[:, 1] * size).astype(np.int64) & (size - 1)
-            flat = self._mip_offsets[lvl] + (mat * size + iv) * size + iu
-            albedo = self._tex[flat]
-            if self.scene.tri_color is not None:
-                cc = self.scene.tri_color[prim]
-                albedo = albedo * (cc[:, 0:3] * (1 - b1 - b2) + cc[:, 3:6] * b1 + cc[:, 6:9] * b2)
-            # lighting
-            L = self._L
-            ndl = n @ L
-            emis = self._tri_emissive[prim]
-            amb = np.float32(env.ambient) * (0.8 + 0.2 * n[:, 2])
-            light = np.repeat(amb[:, None], 3, axis=1)
-            facing = np.flatnonzero((ndl > 0) & ~emis)
-            if len(facing):
-                vis = np.ones(len(facing), np.float32)
-                if shadows and self._shadow_rs is not None:
-                    p = origin.astype(np.float32) + dirs[idx[facing]] * th[facing, None]
-                    p = p + n[facing] * np.float32(2e-3) + L * np.float32(1e-3)
-                    srays = np.empty((len(facing), 6), np.float32)
-                    srays[:, :3] = p
-                    srays[:, 3:] = L
-                    occ = self._shadow_rs.test_occlusions(_o3d(srays), nthreads=self.nthreads).numpy()
-                    vis = np.where(occ, np.float32(0.0), np.float32(1.0))
-                sun = np.asarray(env.sun_color, np.float32) * np.float32(env.sun_strength)
-                light[facing] += (ndl[facing] * vis)[:, None] * sun
-            col = albedo * light
-            col[emis] = albedo[emis]
-            if env.fog_density > 0:
-                f = 1.0 - np.exp(-np.float32(env.fog_density) * th * dl)
-                col = col * (1 - f)[:, None] + np.asarray(env.fog_color, np.float32) * f[:, None]
-            out[idx] = col
-        return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        n_pix = len(t)
+        bary = ans["primitive_uvs"].numpy()
+        albedo = np.empty((n_pix, 3), np.float32)
+        light = np.empty((n_pix, 2), np.float32)
+        th = np.empty(n_pix, np.float32)
+        out = np.empty((n_pix, 3), np.uint8)
+        do_shadows = shadows and self._shadow_rs is not None
+        sky_h = np.asarray(env.sky_horizon, np.float32) * 255
+        sky_t = np.asarray(env.sky_top, np.float32) * 255
+        fog_c = np.asarray(env.fog_color, np.float32) * 255
+        sun_c = np.asarray(env.sun_color, np.float32)
+        L = self._L
+
+        def phase1(sl: slice) -> None:
+            p = prim[sl]
+            tb = np.take(ft, p, axis=0)
+            hit = p < self._nt
+            b1, b2 = bary[sl, 0], bary[sl, 1]
+            uu = tb[:, 0] + b1 * tb[:, 1] + b2 * tb[:, 2]  # level-0 texel coordinates
+            vv = tb[:, 3] + b1 * tb[:, 4] + b2 * tb[:, 5]
+            tt = np.where(hit, t[sl], np.float32(0.0))
+            th[sl] = tt
+            # mip level ~ log2(texels per pixel): footprint t*|d|/fx metres times T/tile
+            _, e = np.frexp(tt * foot[sl] * tb[:, 6])
+            lvl = np.clip(e - 1, 0, _MIP_LEVELS - 1).astype(np.int32)
+            size = np.right_shift(np.int32(TEX_SIZE), lvl)
+            mask = size - 1
+            iu = np.right_shift(np.floor(uu).astype(np.int32), lvl) & mask  # floor division by 2^lvl
+            iv = np.right_shift(np.floor(vv).astype(np.int32), lvl) & mask
+            flat = np.take(self._mip_offsets32, lvl) + (tb[:, 7].astype(np.int32) * size + iv) * size + iu
+            a = np.take(self._tex, flat, axis=0)
+            if self._tri_color is not None:
+                cc = np.take(self._tri_color, p, axis=0)
+                a *= cc[:, 0:3] * (1 - b1 - b2)[:, None] + cc[:, 3:6] * b1[:, None] + cc[:, 6:9] * b2[:, None]
+            albedo[sl] = a
+            light[sl] = tb[:, 8:10]
+            miss = np.flatnonzero(~hit)
+            if len(miss):  # sky gradient by the ray's elevation (before the ray buffer is reused)
+                r = rays[sl]
+                dz = np.take(r[:, 5], miss) / np.take(dlen[sl], miss)
+                up = np.clip(dz, 0.0, 1.0)[:, None] ** np.float32(0.6)
+                sky = sky_h * (1 - up) + sky_t * up
+                sky[dz < 0] = fog_c
+                albedo[sl][miss] = sky
+                light[sl][miss] = (1.0, 0.0)
+            if do_shadows:
+                # shadow rays from every hit point toward the sun, in the primary ray buffer.
+                # Pixels facing away get no sun term anyway (their sun column is 0); their
+                # occlusion rays stop at their own object at once.
+                r = rays[sl]
+                r[:, :3] += r[:, 3:] * tt[:, None]
+                r[:, 3:] = L
+
+        def phase2(sl: slice) -> None:
+            lt = light[sl]
+            sun_amt = lt[:, 1] if vis is None else lt[:, 1] * vis[sl]
+            col = albedo[sl] * (lt[:, 0:1] + sun_amt[:, None] * sun_c)
+            if env.fog_density > 0:  # misses have th = 0, so no fog over the sky
+                f = np.exp(np.float32(-env.fog_density) * th[sl] * dlen[sl])
+                col *= f[:, None]
+                col += (1 - f)[:, None] * fog_c + np.float32(0.5)
+            else:
+                col += np.float32(0.5)
+            np.minimum(col, np.float32(255.49), out=col)
+            out[sl] = col
+
+        chunks = self._chunks(n_pix)
+        self._parallel(phase1, chunks)
+        vis = None
+        if do_shadows:
+            occ = self._shadow_rs.test_occlusions(_o3d(rays), tnear=2e-3, nthreads=self.nthreads).numpy()
+            vis = np.logical_not(occ).astype(np.float32)
+        self._parallel(phase2, chunks)
+        return out

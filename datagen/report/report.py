@@ -5,7 +5,8 @@ Contents
     and trim reasons (episodes per reason) and per-filter flagged frames, the action histogram
     (per-channel active frequency, as captured and as sampled with ``sample_weight``), the
     clip-length histogram (captured duration and kept seconds per episode), top-down trajectory
-    maps per scene (x/y of every episode's camera, kept frames solid, removed frames grey) and
+    maps per scene (x/y of every episode's camera, kept frames solid, removed frames grey, over
+    the scene's solids between 0.3 m and 2 m height when the scene can be regenerated) and
     sample frames with their first caption.
 
 Definitions: "kept seconds" = frames inside kept segments / fps; "active" as in
@@ -46,6 +47,29 @@ def _table(df: pd.DataFrame) -> str:
     for _, r in df.iterrows():
         lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
     return "\n".join(lines)
+
+
+def _draw_obstacles(ax, family: str, seed: int) -> None:
+    """Faint top-down outline of a procedural scene's solids between 0.3 m and 2 m height."""
+    try:
+        from datagen.scenes.library import FAMILIES, generate_scene
+
+        if family not in FAMILIES:
+            return
+        col = generate_scene(family, int(seed)).colliders
+    except Exception:  # scene not reproducible here (e.g. an Unreal level): trajectories only
+        return
+    from matplotlib.patches import Circle, Polygon
+
+    for c, h, yaw in zip(col.box_c, col.box_h, col.box_yaw):
+        if c[2] + h[2] < 0.3 or c[2] - h[2] > 2.0:
+            continue
+        R = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+        corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * h[:2]
+        ax.add_patch(Polygon(corners @ R.T + c[:2], closed=True, fc="0.85", ec="0.6", lw=0.3, zorder=0))
+    for b, r, hh in zip(col.cyl_b, col.cyl_r, col.cyl_h):
+        if b[2] + hh >= 0.3 and b[2] <= 2.0:
+            ax.add_patch(Circle(b[:2], r, fc="0.85", ec="0.6", lw=0.3, zorder=0))
 
 
 def summarize(corpus) -> dict:
@@ -145,6 +169,7 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     for sid in sorted(m.scene_id.unique())[:max_maps]:
         rows = m[m.scene_id == sid]
         fig, ax = plt.subplots(figsize=(4.2, 4.2))
+        _draw_obstacles(ax, rows.family.iloc[0], rows.scene_seed.iloc[0])
         for _, r in rows.iterrows():
             ep = c.episode(r.episode_id)
             p = ep.poses()[:, :3, 3]

@@ -109,22 +109,44 @@ class SceneBuilder:
         return scene
 
 
+STRUCTURE = {"wall", "floor", "ceiling", "ceiling_light", "terrain", "road", "road_marking", "sidewalk",
+             "ground", "path", "window"}
+
+
+def view_score(scene: Scene, c2w: np.ndarray, w: int = 40, h: int = 24) -> float:
+    """How interesting a view is: distinct non-structural objects seen in a w x h ray grid
+    (90 deg horizontal FOV), plus openness (median depth, capped at 8 m, x 0.5), minus 3 if the
+    centre third of the view is closer than 1.5 m anywhere."""
+    import open3d as o3d
+
+    f = (w / 2) / math.tan(math.radians(45))
+    xs = (np.arange(w) + 0.5 - w / 2) / f
+    ys = (np.arange(h) + 0.5 - h / 2) / f
+    d = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None], np.ones((h, w))), -1).reshape(-1, 3)
+    dw = d @ c2w[:3, :3].T
+    rays = np.concatenate([np.broadcast_to(c2w[:3, 3], dw.shape), dw], 1).astype(np.float32)
+    ans = scene.query_scene().cast_rays(o3d.core.Tensor(rays))
+    t = ans["t_hit"].numpy().reshape(h, w)
+    prim = ans["primitive_ids"].numpy()
+    hit = prim < len(scene.triangles)
+    objs = np.unique(scene.tri_object[prim[hit]])
+    n_interesting = sum(1 for o in objs if scene.objects[o].category not in STRUCTURE)
+    depth = np.where(np.isfinite(t), t, 30.0)
+    centre = depth[h // 3: 2 * h // 3, w // 3: 2 * w // 3]
+    return n_interesting + 0.5 * float(np.median(np.minimum(depth, 8.0))) - (3.0 if centre.min() < 1.5 else 0.0)
+
+
 def choose_spawn(scene: Scene, candidates, rng: np.random.Generator, radius: float = 0.35) -> np.ndarray:
-    """Spawn pose: the first free candidate (else a sampled free point) at eye height, facing the
-    heading (of 16) with the longest free sweep, level horizon."""
-    pos = None
-    for c in candidates:
-        c = np.asarray(c, np.float64)
-        if scene.is_free(c, radius):
-            pos = c
-            break
-    if pos is None:
-        pos = scene.sample_free_point(rng, radius=radius)
-    best, best_yaw = -1.0, 0.0
-    for k in range(16):
-        yaw = 2 * math.pi * k / 16
-        tgt = pos + 12.0 * np.array([math.cos(yaw), math.sin(yaw), 0.0])
-        reach = float(np.linalg.norm(scene.sweep(pos, tgt, 0.2) - pos))
-        if reach > best + 0.25:
-            best, best_yaw = reach, yaw
-    return yaw_look_c2w(pos, best_yaw, 0.0)
+    """Spawn pose: among the free candidates (else sampled free points) at eye height and 12
+    headings each, the level view with the best :func:`view_score` (ties: first)."""
+    pts = [np.asarray(c, np.float64) for c in candidates if scene.is_free(np.asarray(c, np.float64), radius)]
+    while len(pts) < 2:
+        pts.append(scene.sample_free_point(rng, radius=radius))
+    best, best_pose = -1e9, None
+    for pos in pts[:8]:
+        for k in range(12):
+            pose = yaw_look_c2w(pos, 2 * math.pi * k / 12, math.radians(-4.0))
+            sc = view_score(scene, pose)
+            if sc > best + 1e-9:
+                best, best_pose = sc, pose
+    return best_pose

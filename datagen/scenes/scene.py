@@ -124,6 +124,8 @@ class Environment:
 
     sun_dir points FROM the surface TOWARD the sun. ``indoor`` scenes light with a key light
     whose shadows are cast only by ``shadow_casters`` objects (furniture), plus ambient.
+    Colour of a lit surface = albedo * (ambient * ((1 - ambient_tilt) + ambient_tilt * n_z)
+    + sun_color * sun_strength * max(n . sun_dir, 0) * visible).
     fog: colour = mix(colour, fog_color, 1 - exp(-fog_density * distance_m)).
     """
 
@@ -134,6 +136,7 @@ class Environment:
     sky_horizon: tuple = (0.78, 0.85, 0.95)
     ground_color: tuple = (0.35, 0.32, 0.28)
     ambient: float = 0.45
+    ambient_tilt: float = 0.2  # ambient multiplier = (1 - tilt) + tilt * n_z (sky brighter than ground)
     fog_color: tuple = (0.78, 0.85, 0.95)
     fog_density: float = 0.004
     indoor: bool = False
@@ -223,18 +226,25 @@ class Scene:
         d = self.colliders.distance(p)
         return np.minimum(d, self._mesh_distance(p, occupancy=(self.kind == "mesh")))
 
-    def _mesh_distance(self, p: np.ndarray, occupancy: bool) -> np.ndarray:
+    def query_scene(self):
+        """Open3D RaycastingScene of all triangles (built once; for distance and ray queries)."""
         import open3d as o3d
 
+        self._need_geometry()
         if self._mesh_query is None:
             rs = o3d.t.geometry.RaycastingScene()
             rs.add_triangles(o3d.core.Tensor(self.vertices), o3d.core.Tensor(self.triangles.astype(np.uint32)))
             self._mesh_query = rs
+        return self._mesh_query
+
+    def _mesh_distance(self, p: np.ndarray, occupancy: bool) -> np.ndarray:
+        import open3d as o3d
+
         q = o3d.core.Tensor(p.astype(np.float32))
-        dist = self._mesh_query.compute_distance(q, nthreads=1).numpy().astype(np.float64)
+        dist = self.query_scene().compute_distance(q, nthreads=1).numpy().astype(np.float64)
         if not occupancy:
             return dist
-        occ = self._mesh_query.compute_occupancy(q, nsamples=3, nthreads=1).numpy() > 0.5
+        occ = self.query_scene().compute_occupancy(q, nsamples=3, nthreads=1).numpy() > 0.5
         return np.where(occ, -dist, dist)
 
     def in_bounds(self, points) -> np.ndarray:

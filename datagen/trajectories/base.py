@@ -191,7 +191,7 @@ class Driver:
     def go_to(self, target, max_frames: int = 600, tol_m: float = 0.15, speed: float = 1.0,
               stall_s: float = 1.0, stop: bool = True) -> tuple[int, bool]:
         """Walk to ``target`` (ours, m): turn toward it (in place when it is more than 35 deg off),
-        walk with heading correction (pan when more than 1.5 deg off), correct height with
+        walk with heading correction (pan from 3 deg off until within 0.5 deg), correct height with
         pedestal. With ``stop`` the walk slows down near the target and settles there; without,
         it passes through (a waypoint). Returns (steps, reached). Gives up after ``stall_s``
         without progress (blocked) or ``max_frames`` steps."""
@@ -204,24 +204,27 @@ class Driver:
         if abs(c.pitch) > 2.0 or abs(c.roll) > 2.0:
             n += self.turn_to(pitch=0.0, roll=0.0, max_frames=max_frames)
         reached = False
+        correcting = True
         while n < max_frames:
             delta = target - c.pos
             dist_h = float(np.hypot(delta[0], delta[1]))
             if dist_h <= tol_m and abs(delta[2]) <= max(tol_m, 0.05):
                 reached = True
                 break
-            if dist_h + abs(delta[2]) < best - 0.01:
-                best, since_best = dist_h + abs(delta[2]), 0
+            # heading to target as a UE yaw: ours Y is UE -Y
+            want = math.degrees(math.atan2(-delta[1], delta[0]))
+            ey = _wrap(want - c.yaw)
+            if dist_h + abs(delta[2]) < best - 0.01 or (abs(ey) >= 35.0 and dist_h > tol_m):
+                best, since_best = min(best, dist_h + abs(delta[2])), 0  # progress, or turning in place
             else:
                 since_best += 1
                 if since_best > stall:
                     break
-            # heading to target as a UE yaw: ours Y is UE -Y
-            want = math.degrees(math.atan2(-delta[1], delta[0]))
-            ey = _wrap(want - c.yaw)
             cmd: dict[str, float] = {}
             if dist_h > tol_m:
-                if abs(ey) > 1.5:
+                # heading correction with hysteresis: start beyond 3 deg, stop within 0.5 deg
+                correcting = abs(ey) > (0.5 if correcting else 3.0)
+                if correcting:
                     cmd["pan_right" if ey > 0 else "pan_left"] = min(1.0, abs(ey) / 25.0)
                 if abs(ey) < 35.0:
                     slow = min(1.0, max(0.15, dist_h / 1.0)) if stop else 1.0

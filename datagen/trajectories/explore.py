@@ -48,7 +48,7 @@ def _frames(drv: Driver, lo_s: float, hi_s: float, rng) -> int:
 
 
 def explore(drv: Driver, rng: np.random.Generator, min_free_m: float = 1.2, intents: dict | None = None,
-            start_pause_s: float = 0.5, should_stop=None) -> list:
+            start_pause_s: float = 0.5, should_stop=None, walk_s=(1.5, 5.0)) -> list:
     """Fill the frame budget with human-like exploration. Returns no revisit plan ([]).
 
     ``should_stop()`` (optional, for other generators) is checked between intents."""
@@ -71,7 +71,7 @@ def explore(drv: Driver, rng: np.random.Generator, min_free_m: float = 1.2, inte
                 turn_away(drv, rng)  # then walk that way, if it is open
             if c.free_distance(c.pose[:3, 2], min_free_m + 0.5) >= min_free_m:
                 pan = rng.uniform(-0.35, 0.35) if rng.random() < 0.4 else 0.0
-                drv.walk(max_dist_m=8.0, max_frames=_frames(drv, 1.5, 5.0, rng), speed=rng.uniform(0.6, 1.1),
+                drv.walk(max_dist_m=8.0, max_frames=_frames(drv, walk_s[0], walk_s[1], rng), speed=rng.uniform(0.6, 1.1),
                          pan=pan, margin_m=min_free_m * 0.6)
         elif kind == "turn":
             angle = rng.uniform(30, 150) * rng.choice([-1, 1])

@@ -288,11 +288,12 @@ def revisit_return_to_start(drv: Driver, rng: np.random.Generator, wander_frac=(
         return float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum()) if len(pts) > 1 else 0.0
 
     def time_to_return() -> bool:  # walking back along the path + turns + arrival must still fit
-        need_s = 1.2 * path_length() / v + 8.0
+        need_s = 1.2 * path_length() / v + 10.5  # + two turns of up to 180 deg, holds
         return (full - len(drv.poses)) / c.fps <= need_s
 
     drv.n_frames = max(2, int(rng.uniform(*wander_frac) * full))
-    explore(drv, rng, intents=wander_intents or WANDER_INTENTS, should_stop=time_to_return)
+    explore(drv, rng, intents=wander_intents or WANDER_INTENTS, should_stop=time_to_return,
+            walk_s=(1.0, min(5.0, max(1.5, 0.1 * full / c.fps))))
     drv.n_frames = full
     drv.settle()
     drv.phase = "return"
@@ -300,22 +301,28 @@ def revisit_return_to_start(drv: Driver, rng: np.random.Generator, wander_frac=(
     # string pulling: from where we are, head for the path point closest to the start (in path
     # order) that is reachable in a straight, collision-free line
     idx = len(path) - 1
-    while drv.remaining > 0:
+    failed: set[int] = set()
+    while drv.remaining > 0 and len(failed) < 40:
         if np.linalg.norm(c.pos[:2] - p0[:2]) < 0.15 and abs(c.pos[2] - p0[2]) < 0.1:
             break
         nxt = None
         for j in range(0, idx, max(1, idx // 24)):
-            if c.segment_free(c.pos, path[j]):
+            if j not in failed and c.segment_free(c.pos, path[j]):
                 nxt = j
                 break
         if nxt is None:
             nxt = max(0, idx - int(c.fps))  # fall back to retracing a short stretch
         final = nxt == 0
+        d = path[nxt] - c.pos
+        if np.hypot(d[0], d[1]) > 0.3:  # face the next point first, so the walk is straight
+            drv.turn_to(yaw=math.degrees(math.atan2(-d[1], d[0])), tol_deg=2.0)
         took, ok = drv.go_to(path[nxt], tol_m=0.12 if final else 0.4, speed=spd, stop=final,
                              max_frames=max(1, drv.remaining))
-        if final and (ok or took == 0):
+        if not ok:
+            failed.add(nxt)
+        elif final:
             break
-        idx = nxt if ok or nxt < idx else max(0, idx - int(c.fps))
+        idx = nxt if ok else idx
     drv.turn_to(yaw=yaw0, pitch=pitch0, roll=roll0)
     drv.phase = "at_start"
     drv.hold(None, int(1.0 * c.fps))

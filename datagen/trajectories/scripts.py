@@ -4,15 +4,17 @@ actions ("script_mixed").
 script_single
     Segments of ONE held key each (any of the 12 motion channels), 1.5-3 s long (``seg_s``) at
     speed multiplier ``speed``, each followed by the controller's deceleration to rest. Chosen at
-    random among the FEASIBLE ones: a translation needs the free distance along its direction
-    (probed with ``move_to``) and is shortened (down to 0.75 s) to fit; tilts keep the pitch
-    within +-``max_pitch`` and rolls the roll within +-``max_roll``. So that each segment is a
+    random among the FEASIBLE ones: a translation must stay collision-free along its predicted
+    path (kinematic prediction, probed segment by segment with ``move_to``) and is shortened
+    (down to 0.75 s) to fit; tilts and rolls are shortened the same way to keep the
+    pitch within +-``max_pitch`` and the roll within +-``max_roll``. So that each segment is a
     pure single action in the labels too, a pan or tilt is preceded by a roll back to level, and a
-    pan by a tilt back to level, when needed (themselves single-action segments).
+    pan by a tilt back to level, when needed (themselves single-action segments); levelling
+    leaves < 0.5 deg, so the cross-talk into other channels stays below sin(0.5 deg) < 1 %.
 script_mixed
     Segments of 2-3 keys held together (``MIXES``: arcs W+pan, diagonals W+A/D, orbits A/D +
     opposite pan, diagonal looks pan+tilt, crane moves W+lift, ...), 1.5-3 s each, with the same
-    feasibility checks (the translation direction of the mix is probed), then back to level.
+    feasibility checks (the predicted, possibly curved, path of the mix is probed).
 """
 from __future__ import annotations
 
@@ -41,39 +43,64 @@ _DIR = {
 }
 
 
-def _translation(drv: Driver, keys, speed: float) -> np.ndarray:
-    """World-frame velocity (m/s) of holding ``keys`` at ``speed`` from the current orientation."""
+def _predict_path(drv: Driver, keys, speed: float, frames: int, every: int = 4) -> list[tuple[int, np.ndarray]]:
+    """(frame, position) samples of holding ``keys`` from the current state (kinematic, no lag),
+    plus a final point 0.5 m further along the last direction (deceleration overrun margin)."""
+    from datagen.conventions import rotator_to_rotation
+
     c = drv.ctrl
-    v = np.zeros(3)
-    for k in keys:
-        if k in _DIR:
-            s = c.lift_speed if k.startswith("pedestal") else c.move_speed
-            v += np.asarray(_DIR[k], float) * s * speed
-    return c.pose[:3, :3] @ v
+    k = lambda name: speed if name in keys else 0.0  # noqa: E731
+    v_cam = np.array([c.move_speed * (k("truck_right") - k("truck_left")),
+                      c.lift_speed * (k("pedestal_down") - k("pedestal_up")),
+                      c.move_speed * (k("dolly_in") - k("dolly_out"))])
+    rates = np.array([c.pitch_rate * (k("tilt_up") - k("tilt_down")), c.yaw_rate * (k("pan_right") - k("pan_left")),
+                      c.roll_rate * (k("roll_cw") - k("roll_ccw"))])
+    p, y, r = c.pitch, c.yaw, c.roll
+    pos = c.pos.copy()
+    out = [(0, pos.copy())]
+    step = np.zeros(3)
+    for f in range(1, frames + 1):
+        step = rotator_to_rotation(p, y, r) @ v_cam * c.dt
+        pos = pos + step
+        p = float(np.clip(p + rates[0] * c.dt, *c.pitch_limits))
+        y, r = y + rates[1] * c.dt, float(np.clip(r + rates[2] * c.dt, *c.roll_limits))
+        if f % every == 0 or f == frames:
+            out.append((f, pos.copy()))
+    n = np.linalg.norm(step)
+    if n > 0:
+        out.append((frames, pos + step / n * 0.5))
+    return out
 
 
 def _fit_frames(drv: Driver, keys, speed: float, frames: int, min_frames: int) -> int:
-    """Frames (<= frames) the translation of ``keys`` can run without reaching an obstacle; 0 if
-    fewer than ``min_frames``. Rotation-only keys always fit."""
-    vel = _translation(drv, keys, speed)
-    v = float(np.linalg.norm(vel))
-    if v < 1e-9:
+    """Frames (<= frames) for which holding ``keys`` stays collision-free along the predicted
+    (possibly curved) path, checked with ``move_to`` probes; 0 if fewer than ``min_frames``.
+    Rotation-only keys always fit."""
+    if not any(k in _DIR for k in keys):
         return frames
     c = drv.ctrl
-    need = v * frames / c.fps + 0.5  # lag and deceleration overrun margin
-    free = c.free_distance(vel, need)
-    if free >= need - 1e-6:
-        return frames
-    fit = int((free - 0.5) / v * c.fps)
-    return fit if fit >= min_frames else 0
+    pts = _predict_path(drv, keys, speed, frames)
+    ok_frames = frames
+    for (f0, a), (f1, b) in zip(pts[:-1], pts[1:]):
+        if not c.segment_free(a, b):
+            ok_frames = f0 - int(0.5 * c.fps)  # stop well before the blocked stretch
+            break
+    return ok_frames if ok_frames >= min_frames else 0
 
 
-def _rotation_ok(drv: Driver, keys, speed: float, frames: int, max_pitch: float, max_roll: float) -> bool:
+def _rotation_frames(drv: Driver, keys, speed: float, frames: int, max_pitch: float, max_roll: float) -> int:
+    """Frames (<= frames) a tilt/roll can be held before pitch/roll would leave +-max_pitch /
+    +-max_roll (the deceleration coast, ~0.2 s of rate, is accounted for)."""
     c = drv.ctrl
-    t = frames / c.fps
-    p = c.pitch + speed * c.pitch_rate * t * (("tilt_up" in keys) - ("tilt_down" in keys))
-    r = c.roll + speed * c.roll_rate * t * (("roll_cw" in keys) - ("roll_ccw" in keys))
-    return abs(p) <= max_pitch and abs(r) <= max_roll
+    coast = c.accel_tau
+    for up, down, rate, cur, lim in (("tilt_up", "tilt_down", c.pitch_rate, c.pitch, max_pitch),
+                                     ("roll_cw", "roll_ccw", c.roll_rate, c.roll, max_roll)):
+        sign = (up in keys) - (down in keys)
+        if sign == 0:
+            continue
+        room = lim - sign * cur - speed * rate * coast
+        frames = min(frames, int(room / (speed * rate) * c.fps))
+    return max(frames, 0)
 
 
 def _level(drv: Driver, keys) -> None:
@@ -99,9 +126,10 @@ def _run_script(drv: Driver, rng, choices, seg_s, speed, max_pitch, max_roll, pa
             keys = choices[i]
             keys = (keys,) if isinstance(keys, str) else tuple(keys)
             frames = int(round(rng.uniform(*seg_s) * c.fps))
-            if not _rotation_ok(drv, keys, speed, frames, max_pitch, max_roll):
-                continue
             _level(drv, keys)
+            frames = _rotation_frames(drv, keys, speed, frames, max_pitch, max_roll)
+            if frames < min_frames:
+                continue
             frames = _fit_frames(drv, keys, speed, frames, min_frames)
             if frames == 0:
                 continue

@@ -51,15 +51,15 @@ class AutoencoderStage(Stage):
         rec = ae.decode(z)
         l1, mse = F.l1_loss(rec, video), F.mse_loss(rec, video)
         loss = self.s.l1_weight * l1 + self.s.mse_weight * mse + self.s.latent_reg * z_raw.pow(2).mean()
-        out = {"l1": float(l1), "mse": float(mse)}
+        out = {"l1": l1.item(), "mse": mse.item()}
         if self.s.fast_weight > 0:
             rf = ae.decode(z.detach(), fast=True)
             fl1, fmse = F.l1_loss(rf, video), F.mse_loss(rf, video)
             loss = loss + self.s.fast_weight * (self.s.l1_weight * fl1 + self.s.mse_weight * fmse)
-            out.update(fast_l1=float(fl1), fast_mse=float(fmse))
+            out.update(fast_l1=fl1.item(), fast_mse=fmse.item())
         with torch.no_grad():
             out["psnr"] = float(10 * torch.log10(4.0 / mse.clamp_min(1e-10)))
-        out["loss"] = float(loss)
+        out["loss"] = loss.item()
         return loss, out
 
     def train_step(self, step: int) -> dict:

@@ -112,3 +112,26 @@ def test_default_config_is_valid():
     assert len({s.family for s in specs}) >= 3 and cfg.fps == 16
     assert any(s.generator.startswith("revisit_") for s in specs)
     assert len({s.episode_id for s in specs}) == len(specs)
+
+
+def test_scene_ids_match_the_scene_library():
+    from datagen.capture.config import scene_id_for
+    from datagen.scenes.library import generate_scene
+
+    assert scene_id_for("office", 2) == generate_scene("office", 2).scene_id
+
+
+def test_scene_file_entries_resolve_relative_to_the_yaml(tmp_path):
+    from datagen.scenes.library import generate_scene, save_scene
+
+    (tmp_path / "scenes").mkdir()
+    save_scene(generate_scene("park", 3), tmp_path / "scenes" / "p.json")
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({**TINY, "scenes": [{"file": "scenes/p.json"}]}))
+    specs = plan_episodes(load_config(p))
+    assert [s.scene_id for s in specs] == ["park-0003", "park-0003"]
+    assert specs[0].scene_file == str((tmp_path / "scenes" / "p.json").resolve())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, "scenes": [{"file": "scenes/missing.json"}]}))
+    with pytest.raises(ValueError, match=r"scenes\[0\].file: scene file .*missing.json does not exist"):
+        plan_episodes(load_config(bad))

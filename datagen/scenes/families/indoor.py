@@ -245,7 +245,7 @@ def _wall_material(b, rng, room_kind: str, office: bool) -> tuple[str, str]:
             f"{cname} tiled walls"
     if r < 0.12:
         col, cname = F._c(rng, ["terracotta", "red", "brown", "tan"])
-        return b.material(f"brick_{len(b.materials)}", "brick", col, (0.8, 0.78, 0.72), tile_m=1.2), "exposed brick walls"
+        return b.material(f"brick_{len(b.materials)}", "brick", col, (0.8, 0.78, 0.72), tile_m=0.7), "exposed brick walls"
     if r < 0.25 and not office:
         col, cname = F._c(rng, ["sage", "lilac", "cream", "sky blue", "pink", "mustard", "beige"])
         col2, _ = F._c(rng, ["white", "cream", "tan"])
@@ -278,7 +278,7 @@ def _floor_material(b, rng, room_kind: str, office: bool) -> tuple[str, str]:
         tone = b.materials[b._mat_index[mat]]
         return b.material(f"parquet_{wname}", "parquet", tone.color, tone.color2, tile_m=1.6), f"a {wname} parquet floor"
     return b.material(f"floor_{wname}", "wood", b.materials[b._mat_index[mat]].color,
-                      b.materials[b._mat_index[mat]].color2, tile_m=2.0), f"a {wname} plank floor"
+                      b.materials[b._mat_index[mat]].color2, tile_m=1.0), f"a {wname} plank floor"
 
 
 def _build_side(b, room: Room, side: str, wall_obj: int, mat: str, window_mat: str, H: float):
@@ -442,6 +442,7 @@ def generate(family: str, seed: int, params: dict | None = None):
     env.sun_color = (1.0, 0.96, 0.88)
     env.sun_strength = 0.55
     env.ambient = 0.55
+    env.ambient_tilt = -0.1  # ceilings catch the bounce light of the room
     env.fog_color = (0.75, 0.73, 0.7)
     env.fog_density = 0.012
     env.sky_top, env.sky_horizon = (0.8, 0.8, 0.8), (0.8, 0.8, 0.8)
@@ -450,8 +451,10 @@ def generate(family: str, seed: int, params: dict | None = None):
     what = "office floor" if office else "apartment"
     description = f"A {len(rooms)}-room {what}: " + "; ".join(room_descs) + "."
     main = rooms[order[0]]
-    cands = [((main.x0 + main.x1) / 2 + dx, (main.y0 + main.y1) / 2 + dy, 1.6)
-             for dx, dy in ((0, 0), (0.8, 0), (-0.8, 0), (0, 0.8), (0, -0.8), (1.5, 1.5), (-1.5, -1.5))]
+    cands = [((main.x0 + main.x1) / 2, (main.y0 + main.y1) / 2, 1.6)]
+    for fx, fy in ((0.2, 0.2), (0.8, 0.8), (0.2, 0.8), (0.8, 0.2)):
+        cands.append((main.x0 + fx * (main.x1 - main.x0), main.y0 + fy * (main.y1 - main.y0), 1.6))
+    cands += [((r.x0 + r.x1) / 2, (r.y0 + r.y1) / 2, 1.6) for r in rooms if r is not main][:3]
     spec = {"family": family, "seed": int(seed), "generator_version": 1, "params": params}
     return b.build(description=description, bounds_min=(0.0, 0.0, 0.25), bounds_max=(xs[-1], ys[-1], H - 0.25),
                    camera_height=1.6, spawn_candidates=cands, spec=spec, rng=rng)

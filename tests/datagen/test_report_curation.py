@@ -1,0 +1,58 @@
+"""`relic datagen report`: Markdown + PNGs + summary.json consistent with the manifest."""
+import json
+
+import pytest
+
+from datagen import Corpus
+from datagen.capture.config import config_from_dict
+from datagen.capture.pipeline import build_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "corpus"
+    cfg = config_from_dict({
+        "name": "test-report", "fps": 16, "width": 32, "height": 24,
+        "scenes": [{"family": "apartment", "seeds": [1]}, {"family": "park", "seeds": [1]}],
+        "episodes": [{"generator": "explore", "duration_s": 5}, {"generator": "revisit_pan360", "duration_s": 8}],
+        "balance": {"rebalance": True},
+    })
+    res = build_corpus(cfg, out, workers=2, progress=False)
+    assert res.failed == []
+    return out
+
+
+def test_report_cli(corpus, tmp_path, capsys):
+    from relic_cli import main
+
+    rep = tmp_path / "rep"
+    assert main(["datagen", "report", str(corpus), "--out", str(rep), "--verify"]) == 0
+    assert "verify: 0 problem(s)" in capsys.readouterr().out
+    md = (rep / "report.md").read_text()
+    for png in ("actions.png", "clip_lengths.png", "filters.png", "samples.png",
+                "map_apartment-0001.png", "map_park-0001.png"):
+        assert (rep / png).stat().st_size > 1000 and f"({png})" in md
+    s = json.loads((rep / "summary.json").read_text())
+    m = Corpus.open(corpus).manifest
+    assert s["episodes"] == len(m) == 4 and s["frames"] == int(m.num_frames.sum())
+    assert s["minutes_captured"] == pytest.approx(m.num_frames.sum() / 16 / 60)
+    assert s["minutes_kept"] == pytest.approx(m.kept_s.sum() / 60)
+    assert sum(s["status"].values()) == 4 and s["revisit_pairs"] == int(m.num_revisit_pairs.sum())
+    assert set(s["flagged_frames"]) >= {"pan_speed", "near_collision", "degenerate"}
+    assert "## Curation filters and reasons" in md and "## Top-down trajectory maps" in md
+
+
+def test_report_default_location_and_rebalanced_weights(corpus):
+    from datagen.report.report import write_report
+
+    p = write_report(corpus)
+    assert p == corpus / "report" / "report.md" and p.is_file()
+    m = Corpus.open(corpus).manifest
+    usable = m[m.status != "rejected"]
+    assert usable.sample_weight.mean() == pytest.approx(1.0)  # rebalance on: weights of mean 1
+
+
+def test_report_on_missing_corpus_fails_clearly(tmp_path):
+    from relic_cli import main
+
+    assert main(["datagen", "report", str(tmp_path / "nope")]) == 1
