@@ -193,6 +193,9 @@ def check_regression(results, baseline, tolerances: Optional[dict] = None, *, pe
         res = res[res["model"].isin(models)]
     if isinstance(baseline, dict):
         return _check_bounds(res, baseline, allow_missing)
+    if isinstance(baseline, (str, os.PathLike)) and not os.path.exists(baseline):
+        raise FileNotFoundError(f"baseline not found: {baseline} (create one from a trusted run with "
+                                "`relic bench check --baseline FILE --results RUN --write-baseline`)")
     if isinstance(baseline, (str, os.PathLike)) and str(baseline).endswith(".json"):
         with open(baseline) as f:
             bounds = json.load(f)

@@ -10,9 +10,11 @@ with frame 0, the prompt and K, then steps it chunk by chunk with the task's act
 ``chunk_latency_p95_ms``  95th percentile of the same (numpy 'linear' percentile)
 
 Models whose speed is unknown (``measures_speed = False``, e.g. video folders) get no speed rows.
-The frames (frame 0 prepended) are scored with :func:`benchmark.scoring.score_task`, with the
-estimator's noise floor for the task (:func:`benchmark.scoring.estimate_noise_floor`, computed once
-per task on the ground-truth frames and reported as model ``estimator-noise-floor``).
+The frames (frame 0 prepended) are scored with :func:`benchmark.scoring.score_task`. The
+estimator's noise floor of a task (its RPE on the ground-truth frames, as
+:func:`benchmark.scoring.estimate_noise_floor` defines it) is added to every model's rows
+(``est_noise_floor_rpe_trans`` / ``est_noise_floor_rpe_rot_deg``) and reported as the pseudo-model
+``estimator-noise-floor`` (metrics ``rpe_trans`` / ``rpe_rot_deg``).
 
 Run directory (``OUT``)::
 
@@ -148,10 +150,60 @@ def write_results(df: pd.DataFrame, out_dir: Path) -> None:
     _atomic_write(out_dir / "results.parquet", lambda tmp: df.to_parquet(tmp, index=False))
 
 
+def _score_job(task: Task, frames: np.ndarray | None, estimator: str, est_trajectory, lpips: bool):
+    """Score one (model, task) rollout; ``frames=None`` scores the ground truth (noise floor).
+
+    Returns (metrics, curves, est_poses)."""
+    from benchmark.scoring import score_task
+
+    frames = task.gt_frames() if frames is None else frames
+    sc = score_task(task, frames, estimator=estimator, est_trajectory=est_trajectory, lpips=lpips)
+    curves = {k: np.asarray(v) for k, v in (getattr(sc, "curves", None) or {}).items()}
+    est = getattr(sc, "est_poses", None)
+    return _metrics_of(sc), curves, (None if est is None else np.asarray(est, dtype=np.float64))
+
+
+_WORKER_TASKS: dict = {}
+
+
+def _worker_init(suite_root: str) -> None:
+    import torch
+
+    from benchmark.tasks.io import load_suite
+
+    torch.set_num_threads(1)  # one scoring process per core
+    _WORKER_TASKS["suite"] = load_suite(suite_root)
+
+
+def _worker_score(task_id: str, frames_path: str | None, estimator: str, est_trajectory, lpips: bool):
+    task = _WORKER_TASKS["suite"].task(task_id)
+    frames = None if frames_path is None else np.load(frames_path)
+    return _score_job(task, frames, estimator, est_trajectory, lpips)
+
+
+class _torch_threads:
+    """Context manager: torch intra-op threads = n inside, restored after (small images score
+    faster single-threaded; the harness scores with n = 1)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.prev = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.prev)
+
+
 def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, suite_name: str = "?",
                   suite_root: str | None = None, lpips: bool = True, estimator: str = "opencv",
                   trajectories_dir: Path | None = None, models: dict[str, WorldModel] | None = None,
-                  progress: bool = True, report: bool = True) -> pd.DataFrame:
+                  progress: bool = True, report: bool = True, workers: int | None = None) -> pd.DataFrame:
     """Run every model on every task, score, and write the run directory (see module doc).
 
     ``model_specs`` are :func:`benchmark.adapters.make_model` specs; ``models`` may map extra names
@@ -159,31 +211,38 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     recorded in ``run.json`` ("failures") with the reason, never given invented numbers.
     ``trajectories_dir``: TUM files ``<dir>/<model slug>/<task>.txt`` or ``<dir>/<task>.txt`` from an
     external pose estimator, used instead of the built-in estimator when present.
+
+    Two phases: (1) every model is rolled out on every task, one at a time, with nothing else
+    running in this process (so ``fps`` is the model's own speed); the frames go to a scratch folder;
+    (2) the rollouts and the ground truth (noise floor) are scored, by ``workers`` processes
+    (default: min(2, CPUs) when ``suite_root`` is given, else 1, in this process). The noise floor is
+    the estimator's RPE on the ground-truth frames; when ``oracle`` is run, its frames are exactly
+    the ground truth (tested) and the estimator is deterministic, so its score is reused as the floor.
     Returns the tidy results DataFrame.
     """
+    import shutil
+
     from tqdm import tqdm
 
     from benchmark.adapters import make_model
-    from benchmark.scoring import estimate_noise_floor, score_task
+    from benchmark.scoring import NOISE_FLOOR_KEYS
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = out_dir / ".frames"
     t_start = time.perf_counter()
     rows: list[dict] = []
     failures: list[dict] = []
     model_meta: dict[str, dict] = {}
-    floors: dict[str, object] = {}
+    by_id = {t.task_id: t for t in tasks}
+    timings = {"rollout_s": {}, "scoring_s": 0.0}
 
     def add(model, task, metrics):
         for k, v in metrics.items():
             rows.append({"model": model, "task": task.task_id, "family": task.family, "metric": k, "value": float(v)})
 
-    # the estimator's noise floor: ground-truth frames through the same scorer
-    for task in tqdm(tasks, desc="noise floor", disable=not progress):
-        floor = estimate_noise_floor(task, estimator=estimator)
-        floors[task.task_id] = floor
-        add(NOISE_FLOOR_MODEL, task, {k.replace("est_noise_floor_", ""): v for k, v in _metrics_of(floor).items()})
-
+    # ---- phase 1: rollouts (timed, sequential)
+    jobs: list[tuple[str, str, str | None, object, dict]] = []  # (model, task_id, frames path, est traj, speed)
     instances: list[tuple[str, WorldModel | None]] = [(s, None) for s in model_specs]
     instances += list((models or {}).items())
     for spec, inst in instances:
@@ -195,7 +254,8 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
             continue
         name = model.name
         model_meta[name] = model.describe() if hasattr(model, "describe") else {"name": name}
-        for task in tqdm(tasks, desc=f"{name}", disable=not progress):
+        t_model = time.perf_counter()
+        for task in tqdm(tasks, desc=f"run {name}", disable=not progress):
             try:
                 r = rollout(model, task)
             except Exception as e:  # noqa: BLE001
@@ -204,26 +264,63 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
                                  "traceback": traceback.format_exc(limit=3)})
                 print(f"[bench] {name} failed on {task.task_id}: {e}")
                 continue
-            est = _external_trajectory(trajectories_dir, name, task.task_id)
-            score = score_task(task, r.frames, estimator=estimator, est_trajectory=est, lpips=lpips,
-                               noise_floor=floors.get(task.task_id))
-            metrics = _metrics_of(score)
-            if getattr(model, "measures_speed", True):
-                metrics.update(r.speed_metrics())
-            add(name, task, metrics)
-            ms = slug(name)
-            curves = {k: np.asarray(v) for k, v in (getattr(score, "curves", None) or {}).items()}
-            if curves:
-                _save_npz(out_dir / "curves" / ms / f"{task.task_id}.npz", **curves)
-            est_poses = getattr(score, "est_poses", None)
-            if est_poses is not None:
-                _save_npz(out_dir / "trajectories" / ms / f"{task.task_id}.npz",
-                          est_poses=np.asarray(est_poses, dtype=np.float64),
-                          gt_poses=np.asarray(task.gt_poses, dtype=np.float64))
+            fp = scratch / slug(name) / f"{task.task_id}.npy"
+            fp.parent.mkdir(parents=True, exist_ok=True)
+            np.save(fp, r.frames)
+            speed = r.speed_metrics() if getattr(model, "measures_speed", True) else {}
+            jobs.append((name, task.task_id, str(fp), _external_trajectory(trajectories_dir, name, task.task_id),
+                         speed))
             strip = revisit_strip(task, r.frames)
             if strip is not None:
-                _save_png(out_dir / "strips" / ms / f"{task.task_id}.png", strip)
+                _save_png(out_dir / "strips" / slug(name) / f"{task.task_id}.png", strip)
         model.close()
+        timings["rollout_s"][name] = round(time.perf_counter() - t_model, 3)
+
+    # ---- phase 2: scoring
+    oracle_ok = {tid for (m, tid, _, est, _) in jobs if m == "oracle" and est is None}
+    floor_jobs = [(NOISE_FLOOR_MODEL, t.task_id, None, None, {}) for t in tasks if t.task_id not in oracle_ok]
+    all_jobs = floor_jobs + jobs
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if suite_root else 1
+    workers = max(1, min(int(workers), len(all_jobs) or 1))
+    t_score = time.perf_counter()
+    results: dict[tuple[str, str], tuple] = {}
+    if workers > 1 and suite_root:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(str(suite_root),)) as ex:
+            futs = {ex.submit(_worker_score, tid, fp, estimator, est, lpips): (m, tid) for m, tid, fp, est, _ in all_jobs}
+            for f in tqdm(futs, desc="score", disable=not progress):
+                results[futs[f]] = f.result()
+    else:
+        with _torch_threads(1):
+            for m, tid, fp, est, _ in tqdm(all_jobs, desc="score", disable=not progress):
+                results[(m, tid)] = _score_job(by_id[tid], None if fp is None else np.load(fp), estimator, est, lpips)
+    timings["scoring_s"] = round(time.perf_counter() - t_score, 3)
+
+    floors: dict[str, dict] = {}
+    for t in tasks:
+        src = ("oracle", t.task_id) if t.task_id in oracle_ok else (NOISE_FLOOR_MODEL, t.task_id)
+        met = results[src][0]
+        floors[t.task_id] = {"rpe_trans": met.get("rpe_trans", float("nan")),
+                             "rpe_rot_deg": met.get("rpe_rot_deg", float("nan"))}
+        add(NOISE_FLOOR_MODEL, t, floors[t.task_id])
+    for m, tid, fp, est, speed in jobs:
+        task = by_id[tid]
+        metrics, curves, est_poses = results[(m, tid)]
+        metrics = dict(metrics)
+        for key in NOISE_FLOOR_KEYS:  # the estimator's noise floor beside every result
+            metrics[key] = floors[tid][key.replace("est_noise_floor_", "")]
+        metrics.update(speed)
+        add(m, task, metrics)
+        if curves:
+            _save_npz(out_dir / "curves" / slug(m) / f"{tid}.npz", **curves)
+        if est_poses is not None:
+            _save_npz(out_dir / "trajectories" / slug(m) / f"{tid}.npz", est_poses=est_poses,
+                      gt_poses=np.asarray(task.gt_poses, dtype=np.float64))
+    shutil.rmtree(scratch, ignore_errors=True)
 
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     write_results(df, out_dir)
@@ -233,6 +330,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
                    "fps": t.fps, "width": t.width, "height": t.height} for t in tasks],
         "models": model_meta, "model_specs": list(model_specs) + list((models or {}).keys()),
         "failures": failures, "estimator": estimator, "lpips_requested": bool(lpips),
+        "timings": timings, "scoring_workers": workers,
         "wall_s": round(time.perf_counter() - t_start, 3), "platform": platform.platform(),
         "python": platform.python_version(), "cpu_count": os.cpu_count(),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -28,6 +28,8 @@ cached locally.
 """
 from __future__ import annotations
 
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
@@ -64,6 +66,21 @@ class TaskScore:
                              "value": [float(v) for v in self.metrics.values()]})
 
 
+_GT_NOREF_CACHE: dict[str, tuple[np.ndarray, dict]] = {}
+
+
+def _gt_noref_stats(task_id: str, gt: np.ndarray, workers: int = 1) -> dict:
+    """No-reference stats of a task's GT video, cached while the same array object is scored again."""
+    hit = _GT_NOREF_CACHE.get(task_id)
+    if hit is not None and hit[0] is gt:
+        return hit[1]
+    stats = noref.video_stats(gt, workers=workers)
+    if len(_GT_NOREF_CACHE) >= 8:
+        _GT_NOREF_CACHE.pop(next(iter(_GT_NOREF_CACHE)))
+    _GT_NOREF_CACHE[task_id] = (gt, stats)
+    return stats
+
+
 def _check_frames(task, frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     want = (task.num_frames, task.height, task.width, 3)
@@ -92,8 +109,16 @@ def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[
 def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "opencv",
                est_trajectory: Union[np.ndarray, str, None] = None, lpips: bool = True,
                noise_floor: Optional[dict] = None, window_s: float = 1.0,
-               max_revisit_pairs: Optional[int] = 48, lpips_net: str = "alex") -> TaskScore:
-    """Score ``frames`` (incl. frame 0) of one task; see the module docstring for metric names."""
+               max_revisit_pairs: Optional[int] = 24, lpips_net: str = "alex",
+               workers: Optional[int] = None) -> TaskScore:
+    """Score ``frames`` (incl. frame 0) of one task; see the module docstring for metric names.
+
+    estimator: registered name or callable (ignored when ``est_trajectory`` is given: an (N,4,4)
+    c2w array or a TUM file path from an external estimator). lpips=False skips LPIPS (NaN).
+    noise_floor: estimate_noise_floor(task) output, copied into the metrics. window_s: drift window.
+    max_revisit_pairs: cap on scored revisit pairs (evenly spaced). workers: CPU threads for the
+    image metrics (default min(4, cpu_count)); the pose estimator runs in its own thread.
+    """
     frames = _check_frames(task, frames)
     gt = task.gt_frames()
     notes: list[str] = []
@@ -108,10 +133,41 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "o
     if lp is None or not lp.available:
         notes.append(f"LPIPS metrics are NaN: {lpips_status}")
 
-    # ---- action following
+    # ---- action following: the pose estimator runs in a background thread (OpenCV releases the
+    # GIL) while the image metrics are computed
+    workers = max(1, int(workers if workers is not None else min(4, os.cpu_count() or 1)))
+    pose_out: dict = {}
+
+    def _pose_job():
+        t = time.perf_counter()
+        try:
+            pose_out["value"] = _estimate(task, frames, estimator, est_trajectory, pose_notes)
+        except BaseException as e:  # re-raised in the caller's thread
+            pose_out["error"] = e
+        pose_out["seconds"] = time.perf_counter() - t
+
+    pose_notes: list[str] = []
+    pose_thread = threading.Thread(target=_pose_job, name="pose-estimation", daemon=True)
+    pose_thread.start()
+
+    # ---- per-frame full-reference metrics (frames 1..N-1 for means and drift)
     t0 = time.perf_counter()
-    est_poses, step_kind = _estimate(task, frames, estimator, est_trajectory, notes)
-    timings["pose_estimation"] = time.perf_counter() - t0
+    per = {"psnr": iq.psnr(frames, gt), "ssim": iq.ssim(frames, gt, workers=workers)}
+    timings["psnr_ssim"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    per["lpips"] = lp(frames, gt) if (lp is not None and lp.available) else np.full(len(frames), np.nan)
+    timings["lpips"] = time.perf_counter() - t0
+    for k in ("psnr", "ssim", "lpips"):
+        metrics[f"frames_{k}_gt"] = iq.mean_or_nan(per[k][1:])
+
+    t0 = time.perf_counter()
+    pose_thread.join()
+    timings["pose_wait"] = time.perf_counter() - t0
+    timings["pose_estimation"] = pose_out.get("seconds", float("nan"))
+    if "error" in pose_out:
+        raise pose_out["error"]
+    est_poses, step_kind = pose_out["value"]
+    notes.extend(pose_notes)
     t0 = time.perf_counter()
     rr = compute_rpe(task.gt_poses, est_poses, task.fps, gamma=task.gamma)
     metrics.update(rr.as_metrics())
@@ -123,16 +179,6 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "o
             short = key.replace("est_noise_floor_", "")
             metrics[key] = float(noise_floor.get(key, noise_floor.get(short, float("nan"))))
     timings["rpe"] = time.perf_counter() - t0
-
-    # ---- per-frame full-reference metrics (frames 1..N-1 for means and drift)
-    t0 = time.perf_counter()
-    per = {"psnr": iq.psnr(frames, gt), "ssim": iq.ssim(frames, gt)}
-    timings["psnr_ssim"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    per["lpips"] = lp(frames, gt) if (lp is not None and lp.available) else np.full(len(frames), np.nan)
-    timings["lpips"] = time.perf_counter() - t0
-    for k in ("psnr", "ssim", "lpips"):
-        metrics[f"frames_{k}_gt"] = iq.mean_or_nan(per[k][1:])
 
     # ---- memory retrieval
     t0 = time.perf_counter()
@@ -151,8 +197,8 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "o
 
     # ---- drift curves
     t0 = time.perf_counter()
-    gen_stats = noref.video_stats(frames)
-    gt_stats = noref.video_stats(gt)
+    gen_stats = noref.video_stats(frames, workers=workers)
+    gt_stats = _gt_noref_stats(task.task_id, gt, workers)
     per_frame = dict(per)
     per_frame.update(gen_stats)
     per_frame.update({f"gt_{k}": v for k, v in gt_stats.items()})

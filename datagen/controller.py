@@ -30,6 +30,9 @@ Motion model (per frame, dt = 1/fps)
       what was actually achieved (a blocked camera does not keep its speed). Order: translate
       with the orientation of frame t (the labels' dP is in frame t's axes), then rotate.
 
+``radius`` (metres, optional) is the camera sphere's clearance to geometry; it is set on backends
+that expose a ``radius`` attribute (the embedded backend); a UnrealCV server uses its own.
+
 Every step records the command, the commanded and the achieved world displacement and whether
 the move was blocked by geometry (``collided``) or by the bounds (``clamped``): see
 :meth:`CameraController.log`.
@@ -97,7 +100,11 @@ class CameraController:
         self.accel_tau = float(accel_tau)
         self.pitch_limits = (float(pitch_limits[0]), float(pitch_limits[1]))
         self.roll_limits = (float(roll_limits[0]), float(roll_limits[1]))
-        self.radius = radius  # informational: the backend's move_to owns collision
+        # the backend's move_to owns collision; a radius given here is applied to backends that
+        # expose one (EmbeddedBackend.radius: the camera sphere's clearance in metres)
+        if radius is not None and hasattr(backend, "radius"):
+            backend.radius = float(radius)
+        self.radius = getattr(backend, "radius", radius)
         self.snap_fraction = float(snap_fraction)
         info = backend.scene_info()
         lo, hi = info.get("bounds_min"), info.get("bounds_max")

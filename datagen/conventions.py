@@ -42,6 +42,13 @@ def ours_point_to_ue(p_m) -> np.ndarray:
     return (p @ _FLIP_Y) * CM_PER_M
 
 
+def ue_length_to_ours(length_cm):
+    """UE length(s) in cm (heights, radii, distances: no axis) -> metres (float or float64 array)."""
+    if np.isscalar(length_cm):
+        return float(length_cm) / CM_PER_M
+    return np.asarray(length_cm, dtype=np.float64) / CM_PER_M
+
+
 def ue_direction_to_ours(v) -> np.ndarray:
     """UE world direction(s) (unit vectors, normals), shape (..., 3) -> ours: negate Y, no scaling.
 

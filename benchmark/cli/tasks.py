@@ -7,8 +7,9 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="suite folder to create (resumable)")
-    p.add_argument("--suite", default="smoke", choices=["smoke", "full"],
-                   help="smoke: one short task per family at 112x64 (CI, main job); full: leaderboard suite")
+    p.add_argument("--suite", default="smoke", choices=["smoke", "full", "mini"],
+                   help="smoke: one short task per family at 112x64 (CI, main job); full: leaderboard suite; "
+                        "mini: 3 tiny tasks (tests)")
     p.add_argument("--width", type=int, default=None, help="frame width in pixels (default: the suite's)")
     p.add_argument("--height", type=int, default=None, help="frame height in pixels (default: the suite's)")
     p.add_argument("--resolution", default=None, help="preset name (train, small, medium, paper) or WxH")

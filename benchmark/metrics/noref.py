@@ -26,25 +26,34 @@ def frame_stats(rgb: np.ndarray) -> dict[str, float]:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 frame (H,W,3), got {rgb.dtype} {rgb.shape}")
     y = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    lap = cv2.Laplacian(y, cv2.CV_64F, ksize=1)
+    lap = cv2.Laplacian(y, cv2.CV_32F, ksize=1)
+    _, lap_sd = cv2.meanStdDev(lap)
+    y_mean, y_sd = cv2.meanStdDev(y)
     f = rgb.astype(np.float32)
-    r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    rg = r - g
-    yb = 0.5 * (r + g) - b
-    colourfulness = float(np.sqrt(rg.var() + yb.var()) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
-    mx = rgb.max(axis=2).astype(np.float32)
-    mn = rgb.min(axis=2).astype(np.float32)
-    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1.0), 0.0)
+    r, g, b = cv2.split(f)
+    rg = cv2.subtract(r, g)
+    yb = cv2.subtract(cv2.addWeighted(r, 0.5, g, 0.5, 0.0), b)
+    rg_m, rg_s = cv2.meanStdDev(rg)
+    yb_m, yb_s = cv2.meanStdDev(yb)
+    colourfulness = float(np.sqrt(rg_s[0, 0] ** 2 + yb_s[0, 0] ** 2) + 0.3 * np.sqrt(rg_m[0, 0] ** 2 + yb_m[0, 0] ** 2))
+    mx = cv2.max(cv2.max(r, g), b)
+    mn = cv2.min(cv2.min(r, g), b)
+    sat = cv2.divide(cv2.subtract(mx, mn), cv2.max(mx, 1.0))  # 0 where max = 0 (numerator 0)
     return {
-        "sharpness": float(lap.var()),
-        "luma_mean": float(y.mean()),
-        "luma_std": float(y.std()),
+        "sharpness": float(lap_sd[0, 0] ** 2),
+        "luma_mean": float(y_mean[0, 0]),
+        "luma_std": float(y_sd[0, 0]),
         "colourfulness": colourfulness,
-        "saturation": float(sat.mean()),
+        "saturation": float(cv2.mean(sat)[0]),
     }
 
 
-def video_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
+def video_stats(frames: np.ndarray, workers: int = 1) -> dict[str, np.ndarray]:
     """Per-frame NOREF_STATS of a video (N,H,W,3) uint8 -> {name: (N,) float64}."""
-    rows = [frame_stats(f) for f in frames]
+    if workers > 1 and len(frames) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            rows = list(ex.map(frame_stats, frames))
+    else:
+        rows = [frame_stats(f) for f in frames]
     return {k: np.array([r[k] for r in rows], dtype=np.float64) for k in NOREF_STATS}

@@ -49,28 +49,32 @@ def covisibility(K: np.ndarray, depth_later: np.ndarray, c2w_later: np.ndarray, 
     image into the later view, in OpenCV pixel coordinates). Definition in the module docstring."""
     h, w = depth_later.shape
     K = np.asarray(K, dtype=np.float64)
-    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    z = depth_later.astype(np.float64)
-    fin = np.isfinite(z) & (z > 0)
-    zz = np.where(fin, z, 0.0)
-    x = (u - K[0, 2]) / K[0, 0] * zz
-    y = (v - K[1, 2]) / K[1, 1] * zz
-    pts = np.stack([x, y, zz], axis=-1).reshape(-1, 3)
     rel = np.linalg.inv(np.asarray(c2w_earlier, dtype=np.float64)) @ np.asarray(c2w_later, dtype=np.float64)
-    pe = pts @ rel[:3, :3].T + rel[:3, 3]
-    ze = pe[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ue = K[0, 0] * pe[:, 0] / ze + K[0, 2]
-        ve = K[1, 1] * pe[:, 1] / ze + K[1, 2]
-    inside = fin.reshape(-1) & (ze > 1e-6) & (ue >= 0) & (ue < w) & (ve >= 0) & (ve < h)
-    iu = np.clip(np.floor(np.nan_to_num(ue)).astype(np.int64), 0, w - 1)
-    iv = np.clip(np.floor(np.nan_to_num(ve)).astype(np.int64), 0, h - 1)
-    de = depth_earlier.astype(np.float64)[iv, iu]
+    # camera ray of every later pixel (z = 1), then points = ray * depth, in float32
+    u = ((np.arange(w, dtype=np.float32) + 0.5) - np.float32(K[0, 2])) / np.float32(K[0, 0])
+    v = ((np.arange(h, dtype=np.float32) + 0.5) - np.float32(K[1, 2])) / np.float32(K[1, 1])
+    z = depth_later.astype(np.float32)
+    fin = np.isfinite(z) & (z > 0)
+    z = np.where(fin, z, np.float32(0.0))
+    R = rel[:3, :3].astype(np.float32)
+    t = rel[:3, 3].astype(np.float32)
+    # p_e = R @ (z * [u, v, 1]) + t, evaluated with broadcasting
+    X = z * (R[0, 0] * u[None, :] + R[0, 1] * v[:, None] + R[0, 2]) + t[0]
+    Y = z * (R[1, 0] * u[None, :] + R[1, 1] * v[:, None] + R[1, 2]) + t[1]
+    Z = z * (R[2, 0] * u[None, :] + R[2, 1] * v[:, None] + R[2, 2]) + t[2]
+    front = fin & (Z > 1e-6)
+    Zs = np.where(front, Z, np.float32(1.0))
+    ue = np.float32(K[0, 0]) * X / Zs + np.float32(K[0, 2])
+    ve = np.float32(K[1, 1]) * Y / Zs + np.float32(K[1, 2])
+    inside = front & (ue >= 0) & (ue < w) & (ve >= 0) & (ve < h)
+    iu = np.clip(ue, 0, w - 1).astype(np.int32)
+    iv = np.clip(ve, 0, h - 1).astype(np.int32)
+    de = depth_earlier.astype(np.float32)[iv, iu]
     with np.errstate(invalid="ignore"):
-        agree = np.isfinite(de) & (np.abs(de - ze) <= rel_tol * de)
-    mask = (inside & agree).reshape(h, w)
-    map_x = np.where(mask.reshape(-1), ue - 0.5, -1.0).reshape(h, w).astype(np.float32)
-    map_y = np.where(mask.reshape(-1), ve - 0.5, -1.0).reshape(h, w).astype(np.float32)
+        agree = np.isfinite(de) & (np.abs(de - Z) <= np.float32(rel_tol) * de)
+    mask = inside & agree
+    map_x = np.where(mask, ue - np.float32(0.5), np.float32(-1.0)).astype(np.float32)
+    map_y = np.where(mask, ve - np.float32(0.5), np.float32(-1.0)).astype(np.float32)
     return mask, map_x, map_y
 
 
@@ -91,7 +95,7 @@ def select_pairs(revisits: pd.DataFrame, max_pairs: Optional[int]) -> pd.DataFra
 
 def score_revisits(frames: np.ndarray, gt: np.ndarray, gt_depth: np.ndarray, gt_poses: np.ndarray,
                    K: np.ndarray, revisits: pd.DataFrame, frame_metrics: dict[str, np.ndarray],
-                   lpips_metric: Optional[LPIPSMetric], max_pairs: Optional[int] = 48,
+                   lpips_metric: Optional[LPIPSMetric], max_pairs: Optional[int] = 24,
                    rel_tol: float = 0.05) -> tuple[dict[str, float], pd.DataFrame]:
     """Revisit metrics (module docstring) -> (summary metrics, per-pair table).
 

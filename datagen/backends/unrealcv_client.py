@@ -147,8 +147,6 @@ class UnrealCVBackend(CaptureBackend):
                                        f"({e2}); is it still running?") from None
         out = []
         for cmd, rep, is_bin in zip(commands, replies, binary):
-            if rep is None:
-                raise BackendError(f"no reply to {cmd!r} (connection closed)")
             if isinstance(rep, str) and rep.startswith("error"):
                 raise BackendError(f"UnrealCV server answered {cmd!r} with: {rep}")
             if is_bin:
@@ -172,6 +170,8 @@ class UnrealCVBackend(CaptureBackend):
             timer.cancel()
         if self._timed_out:
             raise TimeoutError(f"no complete reply within {self.timeout:.1f} s")
+        if any(r is None for r in replies):  # the client's receive loop saw the socket go away
+            raise ConnectionError("connection closed before all replies arrived")
         return replies
 
     def _abort(self, client) -> None:

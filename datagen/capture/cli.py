@@ -17,6 +17,9 @@ def add_arguments(p) -> None:
                         "failed server's episodes are re-queued on the others (implies --backend unrealcv)")
     p.add_argument("--limit", type=int, default=None, help="capture at most this many new episodes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from datagen.ue_launcher.build import add_launch_arguments
+
+    add_launch_arguments(p)  # --launch / --ue-binary: start (and restart) UnrealCV servers for the build
 
 
 def run(args) -> int:
@@ -36,8 +39,26 @@ def run(args) -> int:
         backend = "unrealcv"
     elif backend == "unrealcv":
         endpoints = [(args.host, args.port)]
-    res = build_corpus(cfg, args.out, workers=args.workers, backend=backend, endpoints=endpoints,
-                       progress=not args.no_progress, limit=args.limit)
+    from datagen.ue_launcher.build import launch_requested, pool_from_args
+
+    pool = None
+    if launch_requested(args):
+        if args.endpoints:
+            raise ValueError("--launch/--ue-binary start their own servers: drop --endpoints (or drop --launch "
+                             "to attach to running servers)")
+        from pathlib import Path
+
+        pool = pool_from_args(args, cfg.width, cfg.height, log_dir=str(Path(args.out) / ".server_logs"))
+        pool.start()
+        print("launched UnrealCV servers: " + ",".join(pool.endpoints), flush=True)
+        backend, endpoints = "unrealcv", pool.addresses
+    try:
+        res = build_corpus(cfg, args.out, workers=args.workers, backend=backend, endpoints=endpoints,
+                           progress=not args.no_progress, limit=args.limit,
+                           restart_endpoint=pool.restart if pool is not None else None)
+    finally:
+        if pool is not None:
+            pool.stop()
     print(f"corpus {res.out}: {res.planned} planned, {res.skipped} already done, {res.built} built "
           f"({res.frames} frames in {res.seconds:.1f} s, {res.frames_per_s:.0f} frames/s)"
           + (f", {len(res.failed)} FAILED" if res.failed else ""))

@@ -22,7 +22,7 @@ YAML layout (every key optional except ``scenes`` and ``episodes``; defaults sho
     revisits: {min_gap_s: 2.0, max_dist_m: 1.5, max_rot_deg: 45.0, min_overlap: 0.5}  # -> datagen.revisits
     curation: {...}            # datagen.curation.filters.CurationThresholds fields
     captions: {segment_s: 5.0, min_coverage: 0.02, min_frame_fraction: 0.25, max_objects: 6}
-    balance: {rebalance: false, active_threshold: 0.1}
+    balance: {rebalance: false, active_threshold: 0.1, power: 1.0}   # see datagen.curation.balance
 
 Errors name the offending key, e.g. ``config.episodes[1].duration_s: must be a positive number``.
 """
@@ -43,7 +43,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default_c
 REVISIT_KEYS = {"min_gap_s": 2.0, "max_dist_m": 1.5, "max_rot_deg": 45.0, "min_overlap": 0.5,
                 "max_pairs_per_frame": 1}
 CAPTION_KEYS = {"segment_s": 5.0, "min_coverage": 0.02, "min_frame_fraction": 0.25, "max_objects": 6}
-BALANCE_KEYS = {"rebalance": False, "active_threshold": 0.1}
+BALANCE_KEYS = {"rebalance": False, "active_threshold": 0.1, "power": 1.0}
 TOP_KEYS = {"name", "seed", "fps", "width", "height", "fov_deg", "store_mask", "png_compression", "scenes",
             "episodes", "revisits", "curation", "captions", "balance"}
 
@@ -219,8 +219,8 @@ def config_from_dict(d: Any, where: str = "config") -> CorpusConfig:
     c.revisits = _section(d.get("revisits"), REVISIT_KEYS, f"{where}.revisits")
     c.captions = _section(d.get("captions"), CAPTION_KEYS, f"{where}.captions")
     c.balance = _section(d.get("balance"), BALANCE_KEYS, f"{where}.balance")
-    c.curation = dict(d.get("curation") or {})
-    CurationThresholds.from_dict(c.curation, f"{where}.curation")  # validate now
+    # resolved thresholds (defaults filled in), so the config hash changes whenever a default does
+    c.curation = CurationThresholds.from_dict(d.get("curation") or {}, f"{where}.curation").to_dict()
     return c
 
 

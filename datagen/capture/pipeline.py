@@ -26,7 +26,7 @@ import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from datagen.capture.config import CorpusConfig, EpisodeSpec, plan_episodes
 from datagen.corpus import format as F
@@ -45,6 +45,7 @@ class BuildResult:
     frames: int = 0
     seconds: float = 0.0
     endpoints_retired: list = field(default_factory=list)
+    endpoint_restarts: dict = field(default_factory=dict)  # worker slot -> server restarts (restart_endpoint hook)
 
     @property
     def frames_per_s(self) -> float:
@@ -134,8 +135,15 @@ def _worker_main(wid: int, kind: str, endpoint, cfg_dict: dict, out: str, task_q
             probe = UnrealCVBackend(endpoint[0], endpoint[1]).connect()
             try:
                 served = probe.request("vget /scene/name").strip()
+                try:  # a UE build answers its PROJECT name above; the level tells its levels apart
+                    level = probe.request("vget /level/name").strip()
+                except Exception:  # noqa: BLE001 - older plugins lack it
+                    level = ""
             finally:
                 probe.close()
+            from datagen.scenes.unreal import served_scene_ids
+
+            served = served_scene_ids(served, level)
         except Exception as e:  # noqa: BLE001
             result_q.put(("endpoint_failed", wid, None, f"{name}: {type(e).__name__}: {e}", 0))
             return
@@ -216,11 +224,19 @@ def _existing(out: Path, planned: list[EpisodeSpec], log) -> tuple[set, list[dic
 
 def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, backend: str = "embedded",
                  endpoints: Optional[list[tuple[str, int]]] = None, progress: bool = True,
-                 limit: Optional[int] = None, log=None) -> BuildResult:
+                 limit: Optional[int] = None, log=None,
+                 restart_endpoint: Optional[Callable[[tuple[str, int]], bool]] = None,
+                 max_restarts: int = 5) -> BuildResult:
     """Capture every planned episode of `cfg` into corpus directory `out` (resumable).
 
     backend: "embedded" (each of `workers` processes renders in-process) or "unrealcv" (one
     worker per endpoint in `endpoints`). limit: capture at most this many new episodes.
+    restart_endpoint: optional ``f((host, port)) -> bool`` called when an UnrealCV endpoint fails
+    (its worker reports a connection failure or dies); it should bring that server back (e.g.
+    ``datagen.ue_launcher.InstancePool.restart``) and return True when it answers again. The
+    interrupted episode is then redone from scratch on a fresh worker for the same endpoint (its
+    partial frames were never written), instead of retiring the endpoint; at most `max_restarts`
+    restarts per endpoint, after which it is retired as without the hook.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out)
@@ -238,8 +254,8 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
     if limit is not None:
         pending = deque(list(pending)[:limit])
     result = BuildResult(out=out, planned=len(specs), skipped=len(done), built=0)
-    rebalance = bool(cfg.balance["rebalance"])
-    W.write_manifest(out, rows, rebalance)
+    rebalance, power = bool(cfg.balance["rebalance"]), float(cfg.balance["power"])
+    W.write_manifest(out, rows, rebalance, power)
     if not pending:
         return result
 
@@ -248,6 +264,7 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
     slots = [(None,)] * workers if backend == "embedded" else [(ep,) for ep in endpoints]
     pool: list[_Worker] = []
     cfg_dict = cfg.to_dict()
+    planned_scenes = {s.scene_id for s in specs}
 
     def start(wid: int, endpoint) -> _Worker:
         tq = ctx.Queue()
@@ -256,7 +273,8 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
         p.start()
         return _Worker(wid, p, tq, endpoint)
 
-    for wid, (ep,) in enumerate(slots[: max(1, min(len(slots), len(pending)))]):
+    n_start = len(slots) if backend == "unrealcv" else max(1, min(len(slots), len(pending)))
+    for wid, (ep,) in enumerate(slots[:n_start]):
         pool.append(start(wid, ep))
 
     attempts: dict[str, int] = {}
@@ -269,6 +287,26 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
     t0 = time.perf_counter()
     remaining = len(pending)
     frames_counted: dict[str, int] = {}
+    restarts: dict[int, int] = {}
+    result.endpoint_restarts = restarts  # wid -> restarts done (launcher-managed endpoints)
+
+    def try_restart(w: _Worker, why: str) -> bool:
+        """Launcher hook: bring w's server back and give the endpoint a fresh worker."""
+        if backend != "unrealcv" or restart_endpoint is None or restarts.get(w.wid, 0) >= max_restarts:
+            return False
+        restarts[w.wid] = restarts.get(w.wid, 0) + 1
+        log(f"relic: endpoint {w.endpoint[0]}:{w.endpoint[1]} failed ({why}); restarting it "
+            f"(restart {restarts[w.wid]}/{max_restarts})")
+        try:
+            ok = bool(restart_endpoint(tuple(w.endpoint)))
+        except Exception as e:  # noqa: BLE001 - a failed restart retires the endpoint
+            log(f"relic: restarting {w.endpoint[0]}:{w.endpoint[1]} failed: {type(e).__name__}: {e}")
+            ok = False
+        if not ok:
+            return False
+        requeue(w, why)  # the interrupted episode goes first in line, to be redone from scratch
+        pool[w.wid] = start(w.wid, w.endpoint)
+        return True
 
     def dispatch(w: _Worker):
         if not pending or w.holding is not None or not w.alive:
@@ -312,8 +350,9 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
             if msg is not None:
                 kind, wid = msg[0], msg[1]
                 w = pool[wid]
-                if kind == "hello":
-                    w.serves = msg[2]
+                if kind == "hello":  # candidates for the served scene id: take the one planned, if any
+                    cands = [msg[2]] if isinstance(msg[2], str) else list(msg[2])
+                    w.serves = next((c for c in cands if c in planned_scenes), cands[0])
                 elif kind == "frames":
                     if bar is not None:
                         bar.update(msg[2])
@@ -322,7 +361,7 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
                 elif kind == "done":
                     _, _, eid, row, nfr = msg
                     rows.append(row)
-                    W.write_manifest(out, rows, rebalance)
+                    W.write_manifest(out, rows, rebalance, power)
                     result.built += 1
                     result.frames += nfr
                     remaining -= 1
@@ -330,10 +369,12 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
                     w.holding = None
                     dispatch(w)
                 elif kind == "endpoint_failed":
-                    log(f"relic: endpoint failed, retiring it and re-queueing {msg[2]}: {msg[3]}")
-                    result.endpoints_retired.append(w.endpoint)
                     w.alive = False
-                    requeue(w, msg[3])
+                    w.proc.join(timeout=10)  # it returns right after reporting
+                    if not try_restart(w, msg[3]):
+                        log(f"relic: endpoint failed, retiring it and re-queueing {msg[2]}: {msg[3]}")
+                        result.endpoints_retired.append(w.endpoint)
+                        requeue(w, msg[3])
                 elif kind == "error":
                     _, _, eid, tb, _ = msg
                     log(f"relic: episode {eid} failed:\n{tb}")
@@ -350,6 +391,8 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
                     w.alive = False
                     why = f"worker {w.wid} died (exit code {w.proc.exitcode})"
                     log(f"relic: {why}; re-queueing {w.holding.episode_id if w.holding else 'nothing'}")
+                    if backend == "unrealcv" and try_restart(w, why):
+                        continue
                     if backend == "unrealcv":
                         result.endpoints_retired.append(w.endpoint)
                     requeue(w, why)

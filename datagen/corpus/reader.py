@@ -212,6 +212,39 @@ class Episode:
         """(N, H, W) int16 instance ids (index into meta['objects']), -1 = none; None if not stored."""
         return self._load_npy(F.MASK_FILE) if F.MASK_FILE in self.files else None
 
+    def clip(self, start: int, length: int, rng=None, time_reverse: bool = False) -> dict:
+        """A training clip of `length` frames from `start`, optionally time-reversed.
+
+        Returns {"indices" (length,) episode frame indices, "rgb" (length,H,W,3) uint8,
+        "depth" (length,H,W) float32, "poses" (length,4,4), "actions" (length,13), "gamma"}.
+        Actions and gamma are recomputed from the clip's poses (the paper normalises translation
+        by the CLIP's mean displacement). With ``time_reverse=True`` the clip is the paper's
+        palindrome (datagen.augment.time_reverse, pivot drawn from `rng`, a numpy Generator) and
+        its labels come from the re-indexed poses.
+        """
+        from datagen.actions import poses_to_actions
+
+        start, length = int(start), int(length)
+        if length < 1 or start < 0 or start + length > self.num_frames:
+            raise IndexError(f"clip [{start}, {start + length}) is outside episode {self.episode_id} "
+                             f"with {self.num_frames} frames")
+        poses = self.poses()[start:start + length]
+        if time_reverse:
+            from datagen.augment import time_reverse as _tr
+
+            if rng is None:
+                raise ValueError("time_reverse=True needs rng (a numpy Generator) for the pivot")
+            local, actions, gamma = _tr(poses, rng)
+        else:
+            local = np.arange(length)
+            actions, gamma = poses_to_actions(poses)
+        idx = start + np.asarray(local, dtype=np.int64)
+        uniq = np.unique(idx)
+        frames = {int(i): self.rgb(int(i)) for i in uniq}
+        depth = self.depth_all()
+        return {"indices": idx, "rgb": np.stack([frames[int(i)] for i in idx]), "depth": depth[idx],
+                "poses": self.poses()[idx], "actions": np.asarray(actions, np.float32), "gamma": float(gamma)}
+
     def _index(self, i: int) -> int:
         n = self.num_frames
         i = int(i) + (n if int(i) < 0 else 0)
@@ -248,7 +281,11 @@ class Corpus:
         if not mp.is_file():
             raise CorpusError(f"{path}: {F.MANIFEST_PARQUET} is missing (build interrupted before the "
                               "first manifest write?); re-run `relic datagen build` to resume")
-        manifest = pd.read_parquet(mp)
+        try:
+            manifest = pd.read_parquet(mp)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types
+            raise CorpusError(f"{mp} is unreadable ({type(e).__name__}: {e}); re-run `relic datagen build` "
+                              "with the same config and --out to rewrite it") from None
         missing = [c for c in F.MANIFEST_COLUMNS if c not in manifest.columns]
         if missing:
             raise CorpusError(f"{mp} lacks columns {missing}")

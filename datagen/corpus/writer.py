@@ -187,7 +187,8 @@ def manifest_row(meta: dict) -> dict:
     }
 
 
-def write_manifest(corpus_dir: str | os.PathLike, rows: list[dict], rebalance: bool = False) -> pd.DataFrame:
+def write_manifest(corpus_dir: str | os.PathLike, rows: list[dict], rebalance: bool = False,
+                   power: float = 1.0) -> pd.DataFrame:
     """Write manifest.parquet and manifest.csv atomically (rows sorted by episode_id).
 
     sample_weight is recomputed over all rows (datagen.curation.balance.manifest_weights).
@@ -198,7 +199,7 @@ def write_manifest(corpus_dir: str | os.PathLike, rows: list[dict], rebalance: b
     df = pd.DataFrame(rows, columns=list(F.MANIFEST_COLUMNS))
     if len(df):
         df = df.sort_values("episode_id", kind="stable").reset_index(drop=True)
-        df["sample_weight"] = manifest_weights(df, rebalance)
+        df["sample_weight"] = manifest_weights(df, rebalance, power)
     for name, writer in ((F.MANIFEST_PARQUET, lambda p: df.to_parquet(p, index=False)),
                          (F.MANIFEST_CSV, lambda p: df.to_csv(p, index=False))):
         tmp = corpus_dir / f".{name}.{os.getpid()}.tmp"
@@ -207,7 +208,7 @@ def write_manifest(corpus_dir: str | os.PathLike, rows: list[dict], rebalance: b
     return df
 
 
-def rebuild_manifest(corpus_dir: str | os.PathLike, rebalance: bool = False) -> pd.DataFrame:
+def rebuild_manifest(corpus_dir: str | os.PathLike, rebalance: bool = False, power: float = 1.0) -> pd.DataFrame:
     """Rebuild the manifest from every complete episode's episode.json."""
     root = Path(corpus_dir) / F.EPISODES_DIR
     rows = []
@@ -216,4 +217,4 @@ def rebuild_manifest(corpus_dir: str | os.PathLike, rebalance: bool = False) -> 
             p = d / F.EPISODE_JSON
             if p.is_file():
                 rows.append(manifest_row(json.loads(p.read_text())))
-    return write_manifest(corpus_dir, rows, rebalance)
+    return write_manifest(corpus_dir, rows, rebalance, power)

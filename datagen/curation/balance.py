@@ -5,11 +5,16 @@ Definitions (channels in ``format.ACTION_CHANNELS`` order; labels from ``datagen
     active_fraction   per episode and channel: mean of active(t, c) over the episode's KEPT frames
     corpus frequency  p_c = kept-frame-weighted mean of active_fraction over kept/trimmed episodes
 
-Rebalancing (config ``balance.rebalance: true``): episode sampling weights w >= w_min solving
-    min_w || A^T w / sum(w) - u ||_2   (A: episodes x channels active fractions, u uniform 1/13)
-by non-negative least squares, then scaled to mean 1. Loaders sample episodes with probability
-proportional to the manifest's ``sample_weight`` (1.0 for every episode when rebalancing is off,
-0 for rejected episodes). :func:`channel_stats` reports the before/after channel distribution.
+Rebalancing (config ``balance.rebalance: true``): inverse-frequency episode sampling weights
+    q_e = episode e's channel distribution (its active fractions normalised to sum 1)
+    p   = mean of q_e over usable episodes (the corpus's channel distribution)
+    w_e = (sum_c q_ec / p_c) ** power       (power = balance.power, default 1), scaled to mean 1
+With power 1 a corpus of single-channel episodes becomes exactly uniform over its channels;
+mixed episodes are balanced partly, and every episode keeps a positive weight (no episode is
+dropped, unlike an exact least-squares fit, which concentrates weight on a few episodes).
+Loaders sample episodes with probability proportional to the manifest's ``sample_weight``
+(1.0 for every usable episode when rebalancing is off, 0 for rejected episodes).
+:func:`channel_stats` reports the channel distribution before and after weighting.
 """
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
 
 from datagen.corpus.format import ACTION_CHANNELS
 
@@ -35,23 +39,26 @@ def active_fractions(actions: np.ndarray, kept: Optional[np.ndarray] = None, act
     return {c: float(act[i]) for i, c in enumerate(ACTION_CHANNELS)}
 
 
-def rebalance_weights(fractions: np.ndarray, w_min: float = 0.05) -> np.ndarray:
-    """Sampling weights (mean 1) that bring the weighted channel distribution closest to uniform.
+def rebalance_weights(fractions: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """Inverse-frequency sampling weights (mean 1); see the module docstring.
 
-    fractions: (E, 13) active fractions per episode. Episodes with no activity get w_min.
+    fractions: (E, 13) active fractions per episode. Episodes with no active channel get the
+    mean weight of the others (1 if none is active anywhere).
     """
     A = np.asarray(fractions, dtype=np.float64)
     E = len(A)
     if E == 0:
         return np.zeros(0)
     rows = A.sum(axis=1)
-    norm = np.where(rows[:, None] > 0, A / np.maximum(rows[:, None], 1e-12), 0.0)  # per-episode distribution
-    target = np.full(A.shape[1], 1.0 / A.shape[1])
-    # min || norm^T w - target * sum(w) || with sum(w) fixed to 1 via an extra heavy row
-    M = np.vstack([norm.T - target[:, None], 10.0 * np.ones((1, E))])
-    b = np.concatenate([np.zeros(A.shape[1]), [10.0]])
-    w, _ = nnls(M, b)
-    w = np.maximum(w, w_min / E)
+    active = rows > 0
+    if not active.any():
+        return np.ones(E)
+    q = np.where(active[:, None], A / np.maximum(rows[:, None], 1e-12), 0.0)
+    p = q[active].mean(axis=0)
+    inv = np.where(p > 0, 1.0 / np.maximum(p, 1e-12), 0.0)
+    w = np.zeros(E)
+    w[active] = (q[active] @ inv) ** float(power)
+    w[~active] = w[active].mean()
     return w / w.mean()
 
 
@@ -68,12 +75,12 @@ def channel_stats(fractions: np.ndarray, kept_frames: np.ndarray, weights: Optio
     return out
 
 
-def manifest_weights(manifest: pd.DataFrame, rebalance: bool, w_min: float = 0.05) -> np.ndarray:
+def manifest_weights(manifest: pd.DataFrame, rebalance: bool, power: float = 1.0) -> np.ndarray:
     """sample_weight column for a manifest that has FRACTION_COLUMNS and status."""
     usable = (manifest["status"] != "rejected").to_numpy()
     w = usable.astype(np.float64)
     if rebalance and usable.any():
-        w[usable] = rebalance_weights(manifest.loc[usable, list(FRACTION_COLUMNS)].to_numpy(), w_min)
+        w[usable] = rebalance_weights(manifest.loc[usable, list(FRACTION_COLUMNS)].to_numpy(), power)
     return w
 
 

@@ -29,7 +29,8 @@ Filters (name: test, default threshold; defaults are justified in datagen/README
     flicker:               luma spike: L_t differs from BOTH neighbours in the same direction by
                            more than flicker_luma (12 of 255)
     degenerate:            no-hit (sky/void) fraction > max_void_fraction (0.9), or one instance
-                           covers > max_single_instance (0.97) of the frame, or rgb std < 2 (flat)
+                           covers > max_single_instance (0.97) of the frame, or rgb std < 2 (flat),
+                           for at least min_degenerate_s (1 s) in a row (panning past a wall is fine)
     static_too_long:       frames of a static run (|d_t| < 1 mm and |w_t| < 0.05 deg) beyond
                            its first max_static_s (4 s)
 
@@ -74,6 +75,7 @@ class CurationThresholds:
     max_void_fraction: float = 0.9
     max_single_instance: float = 0.97
     min_rgb_std: float = 2.0
+    min_degenerate_s: float = 1.0
     max_static_s: float = 4.0
     static_lin_m: float = 0.001
     static_rot_deg: float = 0.05
@@ -317,6 +319,15 @@ def degenerate(th: CurationThresholds, depth=None, mask=None, rgb=None, stats: O
     return out
 
 
+def _long_runs(b: np.ndarray, min_len: int) -> np.ndarray:
+    """Keep only the runs of True at least `min_len` long."""
+    out = np.zeros_like(b)
+    for s, e in _runs(b):
+        if e - s >= min_len:
+            out[s:e] = True
+    return out
+
+
 def static_too_long(c2w, fps, th: CurationThresholds) -> np.ndarray:
     k = kinematics(c2w)
     n = len(c2w)
@@ -348,7 +359,8 @@ def run_filters(c2w, fps, th: CurationThresholds, rgb=None, depth=None, mask=Non
         "oscillation": oscillation(c2w, fps, th),
         "near_collision": near_collision(depth, th) if depth is not None else z.copy(),
         "flicker": flicker(rgb, th, st) if rgb is not None else z.copy(),
-        "degenerate": degenerate(th, depth=depth, mask=mask, rgb=rgb, stats=st) if any(
+        "degenerate": _long_runs(degenerate(th, depth=depth, mask=mask, rgb=rgb, stats=st),
+                                 max(1, int(round(th.min_degenerate_s * fps)))) if any(
             a is not None for a in (depth, mask, rgb)) else z.copy(),
         "static_too_long": static_too_long(c2w, fps, th),
     }

@@ -12,15 +12,20 @@ and the camera-to-world pose, OpenCV camera axes) and returns a :class:`datagen.
   materials, albedo for emissive ones; then distance fog; misses show the sky gradient.
   Albedo is a lookup into per-material texture pyramids made once at load
   (:mod:`datagen.render.textures`) at the triangle's interpolated UV; the mip level follows the
-  pixel footprint so distant textures do not alias. ``visible`` comes from occlusion rays toward
-  the sun cast only for hit pixels facing it (indoors the key light's shadows come from the
-  furniture only, walls and ceiling do not block it). No randomness at render time: the same
-  pose renders identically.
+  pixel footprint so distant textures do not alias. Lighting is flat (per triangle).
+  ``visible`` comes from one occlusion ray per pixel from the hit point toward the sun (pixels
+  with no sun term start their ray far above the scene, so it costs nothing); indoors the key
+  light's shadows come from the furniture only (walls and ceiling do not block it). No
+  randomness at render time: the same pose renders identically, whatever the thread count.
+
+Speed: Embree calls use all cores (``nthreads=0``); the numpy shading runs on row chunks in a
+small shared thread pool. One ``Renderer`` renders one frame at a time (a lock guards the
+reused ray buffers).
 """
 from __future__ import annotations
 
-import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
@@ -32,6 +37,18 @@ from datagen.render.textures import TEX_SIZE, make_texture
 from datagen.scenes.scene import Scene
 
 _MIP_LEVELS = 6  # 128 .. 4 texels
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _shared_pool(n: int) -> ThreadPoolExecutor:
+    """One process-wide pool per size (renderers are many; threads should not multiply)."""
+    with _POOLS_LOCK:
+        if n not in _POOLS:
+            _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="relic-render")
+        return _POOLS[n]
 
 
 def _o3d(a: np.ndarray) -> o3d.core.Tensor:
@@ -47,7 +64,7 @@ class Renderer:
         self.nthreads = int(nthreads)  # Embree threads per call (0 = all cores)
         # numpy shading threads (row chunks); default: the number of CPU cores, at most 4
         self.threads = int(threads) if threads else max(1, min(4, os.cpu_count() or 1))
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._pool = _shared_pool(self.threads) if self.threads > 1 else None
         self._rs = o3d.t.geometry.RaycastingScene()
         self._rs.add_triangles(_o3d(scene.vertices), _o3d(scene.triangles.astype(np.uint32)))
         env = scene.environment
@@ -101,9 +118,23 @@ class Renderer:
         self._tri_color = None
         if scene.tri_color is not None:
             self._tri_color = np.concatenate([scene.tri_color, np.ones((1, 9), np.float32)]).astype(np.float32)
+        # a height above every triangle: shadow rays that need no test start there (sun_dir z > 0)
+        self._far_z = np.float32(float(scene.vertices[:, 2].max()) + 1000.0)
         self._L = np.asarray(env.sun_dir, np.float32)
         self._L = self._L / np.linalg.norm(self._L)
         self._ray_cache: dict = {}
+        self._lock = threading.Lock()
+        # sky colour (0..255) by ray elevation dz in [-1, 1] (1025 bins; below the horizon: fog
+        # colour) and the sun's glow by cos(angle to the sun) in [-1, 1] (4096 bins)
+        dz = np.linspace(-1.0, 1.0, 1025)
+        up = np.clip(dz, 0.0, 1.0)[:, None] ** 0.6
+        lut = np.asarray(env.sky_horizon) * (1 - up) + np.asarray(env.sky_top) * up
+        lut[dz < 0] = env.fog_color
+        self._sky_lut = (lut * 255.0).astype(np.float32)
+        ca = np.linspace(-1.0, 1.0, 4096)
+        glow = np.maximum(ca, 0.0) ** 48 * 90.0
+        glow[ca > 0.9994] = 255.0
+        self._glow_lut = glow.astype(np.float32)
 
     # ------------------------------------------------------------------
     def _camera(self, K: np.ndarray, width: int, height: int):
@@ -149,6 +180,12 @@ class Renderer:
 
     def render(self, c2w, K, width: int, height: int, kinds: Iterable[str] = ("rgb", "depth"),
                shadows: bool = True) -> Frame:
+        """Render one view (see the module docstring). Thread-safe (one render at a time per
+        Renderer: the ray buffers are reused)."""
+        with self._lock:
+            return self._render(c2w, K, width, height, kinds, shadows)
+
+    def _render(self, c2w, K, width, height, kinds, shadows) -> Frame:
         kinds = tuple(kinds)
         bad = [k for k in kinds if k not in CAPTURE_KINDS]
         if bad:
@@ -164,10 +201,12 @@ class Renderer:
         # world ray directions, separable: d = x * R[:,0] + y * R[:,1] + R[:,2] (camera z = 1)
         rv = rays.reshape(height, width, 6)
         rv[:, :, :3] = origin
-        np.add((xs[:, None] * R[:, 0])[None, :, :], (ys[:, None] * R[:, 1] + R[:, 2])[:, None, :], out=rv[:, :, 3:])
+        for c in range(3):
+            np.add((xs * R[c, 0])[None, :], (ys * R[c, 1] + R[c, 2])[:, None], out=rv[:, :, 3 + c])
         ans = self._rs.cast_rays(_o3d(rays), nthreads=self.nthreads)
         t = ans["t_hit"].numpy()
-        prim = np.minimum(ans["primitive_ids"].numpy(), np.uint32(self._nt))  # misses -> dummy row
+        # triangle index per pixel (int64: the fastest index type for np.take); misses -> dummy row Nt
+        prim = np.minimum(ans["primitive_ids"].numpy(), np.uint32(self._nt)).astype(np.int64)
         frame = Frame(c2w=c2w.copy(), K=K.copy(), meta={"width": width, "height": height})
         if "depth" in kinds:
             frame.depth = t.reshape(height, width).copy()
@@ -199,62 +238,78 @@ class Renderer:
         ``self.threads`` threads (numpy releases the GIL), Embree calls use all cores."""
         env = self.scene.environment
         n_pix = len(t)
-        bary = ans["primitive_uvs"].numpy()
+        # column-major copies: per-pixel columns are contiguous rows (strided columns are slow)
+        ftT = np.ascontiguousarray(ft.T)
+        baryT = np.ascontiguousarray(ans["primitive_uvs"].numpy().T)
         albedo = np.empty((n_pix, 3), np.float32)
-        light = np.empty((n_pix, 2), np.float32)
+        light = np.empty((2, n_pix), np.float32)
         th = np.empty(n_pix, np.float32)
         out = np.empty((n_pix, 3), np.uint8)
         do_shadows = shadows and self._shadow_rs is not None
-        sky_h = np.asarray(env.sky_horizon, np.float32) * 255
-        sky_t = np.asarray(env.sky_top, np.float32) * 255
         fog_c = np.asarray(env.fog_color, np.float32) * 255
         sun_c = np.asarray(env.sun_color, np.float32)
         L = self._L
 
         def phase1(sl: slice) -> None:
             p = prim[sl]
-            tb = np.take(ft, p, axis=0)
+            tb = np.take(ftT, p, axis=1)  # (10, n)
             hit = p < self._nt
-            b1, b2 = bary[sl, 0], bary[sl, 1]
-            uu = tb[:, 0] + b1 * tb[:, 1] + b2 * tb[:, 2]  # level-0 texel coordinates
-            vv = tb[:, 3] + b1 * tb[:, 4] + b2 * tb[:, 5]
+            b1, b2 = baryT[0, sl], baryT[1, sl]
+            uu = tb[1] * b1  # level-0 texel coordinates
+            uu += tb[0]
+            uu += tb[2] * b2
+            vv = tb[4] * b1
+            vv += tb[3]
+            vv += tb[5] * b2
             tt = np.where(hit, t[sl], np.float32(0.0))
             th[sl] = tt
             # mip level ~ log2(texels per pixel): footprint t*|d|/fx metres times T/tile
-            _, e = np.frexp(tt * foot[sl] * tb[:, 6])
+            fp = tt * foot[sl]
+            fp *= tb[6]
+            _, e = np.frexp(fp)
             lvl = np.clip(e - 1, 0, _MIP_LEVELS - 1).astype(np.int32)
             size = np.right_shift(np.int32(TEX_SIZE), lvl)
             mask = size - 1
             iu = np.right_shift(np.floor(uu).astype(np.int32), lvl) & mask  # floor division by 2^lvl
             iv = np.right_shift(np.floor(vv).astype(np.int32), lvl) & mask
-            flat = np.take(self._mip_offsets32, lvl) + (tb[:, 7].astype(np.int32) * size + iv) * size + iu
-            a = np.take(self._tex, flat, axis=0)
+            flat = tb[7].astype(np.int32) * size
+            flat += iv
+            flat *= size
+            flat += iu
+            flat += np.take(self._mip_offsets32, lvl)
+            a = albedo[sl]
+            np.take(self._tex, flat, axis=0, out=a)
             if self._tri_color is not None:
                 cc = np.take(self._tri_color, p, axis=0)
                 a *= cc[:, 0:3] * (1 - b1 - b2)[:, None] + cc[:, 3:6] * b1[:, None] + cc[:, 6:9] * b2[:, None]
-            albedo[sl] = a
-            light[sl] = tb[:, 8:10]
+            light[:, sl] = tb[8:10]
             miss = np.flatnonzero(~hit)
             if len(miss):  # sky gradient by the ray's elevation (before the ray buffer is reused)
-                r = rays[sl]
-                dz = np.take(r[:, 5], miss) / np.take(dlen[sl], miss)
-                up = np.clip(dz, 0.0, 1.0)[:, None] ** np.float32(0.6)
-                sky = sky_h * (1 - up) + sky_t * up
-                sky[dz < 0] = fog_c
+                rT = rays[sl].T
+                inv = 1.0 / np.take(dlen[sl], miss)
+                dz = np.take(rT[5], miss) * inv
+                sky = np.take(self._sky_lut, ((dz + 1.0) * 512.0).astype(np.int32), axis=0)
+                if not env.indoor:  # sun disc and glow around it
+                    cosang = (np.take(rT[3], miss) * L[0] + np.take(rT[4], miss) * L[1]
+                              + np.take(rT[5], miss) * L[2]) * inv
+                    sky += np.take(self._glow_lut, ((cosang + 1.0) * 2047.5).astype(np.int32))[:, None]
                 albedo[sl][miss] = sky
-                light[sl][miss] = (1.0, 0.0)
+                light[0, sl][miss] = 1.0
+                light[1, sl][miss] = 0.0
             if do_shadows:
-                # shadow rays from every hit point toward the sun, in the primary ray buffer.
-                # Pixels facing away get no sun term anyway (their sun column is 0); their
-                # occlusion rays stop at their own object at once.
-                r = rays[sl]
-                r[:, :3] += r[:, 3:] * tt[:, None]
-                r[:, 3:] = L
+                # shadow rays from every hit point toward the sun, in the primary ray buffer
+                rT = rays[sl].T
+                for k in range(3):
+                    rT[k] += rT[k + 3] * tt
+                # pixels without a sun term (facing away, emissive, sky) start far above the
+                # scene instead, so their rays miss its bounding box at once
+                if self._L[2] > 0.05:
+                    rT[2] = np.where(tb[9] > 0, rT[2], self._far_z)
+                rays[sl, 3:] = L
 
         def phase2(sl: slice) -> None:
-            lt = light[sl]
-            sun_amt = lt[:, 1] if vis is None else lt[:, 1] * vis[sl]
-            col = albedo[sl] * (lt[:, 0:1] + sun_amt[:, None] * sun_c)
+            sun_amt = light[1, sl] if vis is None else light[1, sl] * vis[sl]
+            col = albedo[sl] * (light[0, sl][:, None] + sun_amt[:, None] * sun_c)
             if env.fog_density > 0:  # misses have th = 0, so no fog over the sky
                 f = np.exp(np.float32(-env.fog_density) * th[sl] * dlen[sl])
                 col *= f[:, None]

@@ -3,7 +3,7 @@
 Contents
     counts (episodes by status / split / family / generator), minutes captured and kept, reject
     and trim reasons (episodes per reason) and per-filter flagged frames, the action histogram
-    (per-channel active frequency, as captured and as sampled with ``sample_weight``), the
+    (per-channel active frequency, as captured and as sampled with inverse-frequency weights), the
     clip-length histogram (captured duration and kept seconds per episode), top-down trajectory
     maps per scene (x/y of every episode's camera, kept frames solid, removed frames grey, over
     the scene's solids between 0.3 m and 2 m height when the scene can be regenerated) and
@@ -105,7 +105,7 @@ def summarize(corpus) -> dict:
 
 
 def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                 max_maps: int = 12, samples: int = 6) -> Path:
+                 max_maps: int = 60, samples: int = 6) -> Path:
     """Write the report into `out_dir` (default CORPUS/report); returns the report.md path."""
     from datagen.corpus.reader import Corpus
     from datagen.curation.balance import FRACTION_COLUMNS
@@ -130,15 +130,19 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
 
     # action histogram
     fr = usable[list(FRACTION_COLUMNS)].to_numpy(float) if len(usable) else np.zeros((0, 13))
+    from datagen.curation.balance import rebalance_weights
+
     k = usable["kept_frames"].to_numpy(float)
-    wts = usable["sample_weight"].to_numpy(float)
+    wts = rebalance_weights(fr, float(c.config.get("balance", {}).get("power", 1.0))) if len(fr) else np.zeros(0)
     freq = (fr * k[:, None]).sum(0) / max(k.sum(), 1)
     bal = (fr * (wts * k)[:, None]).sum(0) / max((wts * k).sum(), 1e-12)
     s["action_frequency"] = dict(zip(F.ACTION_CHANNELS, map(float, freq)))
+    s["action_frequency_rebalanced"] = dict(zip(F.ACTION_CHANNELS, map(float, bal)))
+    s["rebalance_enabled"] = bool(c.config.get("balance", {}).get("rebalance", False))
     fig, ax = plt.subplots(figsize=(9, 3.2))
     x = np.arange(13)
     ax.bar(x - 0.2, freq, 0.4, label="captured (kept frames)")
-    ax.bar(x + 0.2, bal, 0.4, label="sampled with sample_weight")
+    ax.bar(x + 0.2, bal, 0.4, label="sampled with inverse-frequency weights (balance.rebalance)")
     ax.set_xticks(x, F.ACTION_CHANNELS, rotation=45, ha="right")
     ax.set_ylabel("fraction of frames active")
     ax.set_title("Action channels")
@@ -225,7 +229,10 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
           "## Splits (by scene)", "", _table(split), "",
           "## Generators", "", _table(gens) if len(gens) else "(none)", "",
           "## Curation filters and reasons", "", _table(reasons), "", "![filters](filters.png)", "",
-          "## Action histogram", "", "![actions](actions.png)", "",
+          "## Action histogram", "",
+          f"Fraction of kept frames in which each channel is active (label > balance.active_threshold), as "
+          f"captured and as sampled with inverse-frequency episode weights (`balance.rebalance` is "
+          f"{'on' if s['rebalance_enabled'] else 'off'} in this corpus's config).", "", "![actions](actions.png)", "",
           "## Clip lengths", "", "![clip lengths](clip_lengths.png)", "",
           "## Top-down trajectory maps", "",
           *[f"![{n}]({n})" for n in maps], "",

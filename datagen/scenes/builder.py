@@ -7,12 +7,18 @@ generator that draws from a seeded Generator yields bit-identical arrays every t
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
 from datagen.scenes import geometry as G
 from datagen.scenes.materials import Material
 from datagen.scenes.scene import Colliders, Environment, Scene, SceneObject, yaw_look_c2w
+
+
+def fix_articles(text: str) -> str:
+    """'a oak desk' -> 'an oak desk' (descriptions are assembled from parts)."""
+    return re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", r"\1n ", text)
 
 
 class SceneBuilder:
@@ -27,6 +33,7 @@ class SceneBuilder:
         self.boxes: list[tuple] = []
         self.cyls: list[tuple] = []
         self.sphs: list[tuple] = []
+        self.cones: list[tuple] = []
         self.terrain = None
         self.shadow_casters: list[int] | None = None
         self.environment = Environment()
@@ -46,7 +53,7 @@ class SceneBuilder:
     def obj(self, category: str, description: str, material: str = "", caster: bool = False) -> int:
         k = self._names.get(category, 0)
         self._names[category] = k + 1
-        self.objects.append(SceneObject(f"{category}_{k:02d}", category, description, material))
+        self.objects.append(SceneObject(f"{category}_{k:02d}", category, fix_articles(description), material))
         idx = len(self.objects) - 1
         if caster:
             if self.shadow_casters is None:
@@ -70,6 +77,9 @@ class SceneBuilder:
     def cyl_collider(self, base, radius, height) -> None:
         self.cyls.append((tuple(map(float, base)), float(radius), float(height)))
 
+    def cone_collider(self, base, radius, height) -> None:
+        self.cones.append((tuple(map(float, base)), float(radius), float(height)))
+
     def sphere_collider(self, center, radius) -> None:
         self.sphs.append((tuple(map(float, center)), float(radius)))
 
@@ -87,6 +97,10 @@ class SceneBuilder:
         if self.sphs:
             c.sph_c = np.array([b[0] for b in self.sphs], np.float64)
             c.sph_r = np.array([b[1] for b in self.sphs], np.float64)
+        if self.cones:
+            c.cone_b = np.array([b[0] for b in self.cones], np.float64)
+            c.cone_r = np.array([b[1] for b in self.cones], np.float64)
+            c.cone_h = np.array([b[2] for b in self.cones], np.float64)
         c.terrain = self.terrain
         return c
 
@@ -99,7 +113,7 @@ class SceneBuilder:
         tri_mat = np.concatenate([np.full(len(p[2].triangles), p[1], np.int32) for p in self.parts])
         scene = Scene(
             scene_id=scene_id or f"{self.family}-{self.seed:04d}", family=self.family, seed=self.seed,
-            description=description, objects=self.objects, materials=self.materials,
+            description=fix_articles(description), objects=self.objects, materials=self.materials,
             bounds_min=bounds_min, bounds_max=bounds_max, spawn_c2w=np.eye(4), camera_height=camera_height,
             vertices=mesh.vertices, triangles=mesh.triangles, tri_uv=mesh.uv, tri_object=tri_obj,
             tri_material=tri_mat, colliders=self.colliders(), environment=self.environment,

@@ -53,6 +53,7 @@ def _save_png(rgb, out) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
     os.close(fd)
     Image.fromarray(rgb).save(tmp)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out)
 
 

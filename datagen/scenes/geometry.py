@@ -148,7 +148,10 @@ def sphere(center, radius, rings: int = 6, segments: int = 10, squash: float = 1
             verts.append([math.sin(th) * math.cos(ph), math.sin(th) * math.sin(ph), math.cos(th)])
     verts = np.array(verts)
     if jitter is not None:
-        verts *= 1.0 + 0.15 * (jitter.random((len(verts), 1)) - 0.5)
+        jit = 1.0 + 0.15 * (jitter.random((rings + 1, segments)) - 0.5)
+        jit[0, :] = jit[0, 0]  # the poles are one point each: jitter them as one (no folded faces)
+        jit[-1, :] = jit[-1, 0]
+        verts *= jit.reshape(-1, 1)
     verts = verts * radius * np.array([1.0, 1.0, squash]) + c
     tris = []
     for i in range(rings):

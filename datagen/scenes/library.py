@@ -12,6 +12,8 @@ Scene file (JSON, UTF-8)::
      "scene_id": "...", "description": "...", "bounds_min": [...], "bounds_max": [...],
      "spawn_c2w": [[...]], "spawn_points": [[[...]]], "camera_height": 1.7,
      "objects": [{"name", "category", "description"}]}
+    (an "unreal" file may instead carry raw UE-unit metadata under "ue", as ue_project's exporter
+    writes it; datagen.scenes.unreal converts it to the fields above on load)
 
 Procedural scenes are regenerated from (family, seed, generator_version, params): the generator
 is deterministic, so a reload gives bit-identical geometry and renders. Mesh paths are
@@ -69,6 +71,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -79,7 +82,18 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def save_scene(scene: Scene, path) -> Path:
     """Write `scene`'s file (JSON spec, see module doc) atomically; returns the path."""
     path = Path(path)
-    _atomic_write_text(path, json.dumps(scene.to_dict(), indent=1) + "\n")
+    d = scene.to_dict()
+    if scene.kind == "mesh":  # keep mesh paths valid from the new file's folder
+        base = Path(scene.base_dir or Path.cwd())
+        d["meshes"] = [dict(e) for e in d.get("meshes", [])]
+        for e in d["meshes"]:
+            src = Path(e["path"])
+            src = (src if src.is_absolute() else base / src).resolve()
+            try:
+                e["path"] = os.path.relpath(src, path.parent.resolve())
+            except ValueError:  # another drive (Windows)
+                e["path"] = str(src)
+    _atomic_write_text(path, json.dumps(d, indent=1) + "\n")
     return path
 
 
@@ -119,6 +133,10 @@ def scene_from_dict(d: dict, base_dir=None) -> Scene:
 
 def unreal_scene_from_dict(d: dict) -> Scene:
     """Metadata-only scene of an Unreal level (no geometry; for the UnrealCV backend)."""
+    if "ue" in d:  # raw UE-unit metadata from ue_project's exporter: convert (datagen.scenes.unreal)
+        from datagen.scenes.unreal import ue_block_to_ours
+
+        d = ue_block_to_ours(d)
     for key in ("map", "bounds_min", "bounds_max"):
         if key not in d:
             raise ValueError(f"unreal scene file lacks {key!r}")

@@ -19,7 +19,7 @@ import numpy as np
 from datagen.scenes.builder import SceneBuilder, choose_spawn
 from datagen.scenes.geometry import MeshPart
 from datagen.scenes.materials import Material
-from datagen.scenes.scene import Scene, SceneObject
+from datagen.scenes.scene import Scene
 
 
 def _read_mesh(path: Path):
@@ -100,6 +100,7 @@ def mesh_scene_from_dict(d: dict, base_dir=None) -> Scene:
                   spawn_c2w=np.eye(4), camera_height=cam_h, vertices=mesh.vertices, triangles=mesh.triangles,
                   tri_uv=mesh.uv, tri_object=tri_obj, tri_material=tri_mat, environment=b.environment,
                   spec=spec, kind="mesh")
+    scene.base_dir = str(base)  # mesh paths in the spec are relative to this folder
     if any_colors:
         scene.tri_color = np.concatenate(colors_all).reshape(-1, 9)
     if d.get("spawn_c2w") is not None:

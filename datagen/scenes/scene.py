@@ -61,6 +61,7 @@ class Colliders:
     boxes:     centre (N, 3), half extents (N, 3) in the box frame, yaw (N,) radians about +Z.
     cylinders: base centre (N, 3), radius (N,), height (N,) (vertical, Z).
     spheres:   centre (N, 3), radius (N,).
+    cones:     base centre (N, 3), base radius (N,), height (N,) (vertical, apex on top).
     terrain:   optional (x0, y0, x1, y1, heights[nx, ny]) heightfield; below it is solid.
     """
 
@@ -72,6 +73,9 @@ class Colliders:
     cyl_h: np.ndarray = field(default_factory=lambda: np.zeros((0,)))
     sph_c: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     sph_r: np.ndarray = field(default_factory=lambda: np.zeros((0,)))
+    cone_b: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    cone_r: np.ndarray = field(default_factory=lambda: np.zeros((0,)))
+    cone_h: np.ndarray = field(default_factory=lambda: np.zeros((0,)))
     terrain: Optional[tuple] = None
 
     def distance(self, p: np.ndarray) -> np.ndarray:
@@ -97,6 +101,19 @@ class Colliders:
             d = np.minimum(d, (out + np.minimum(e.max(-1), 0.0)).min(1))
         if len(self.sph_c):
             d = np.minimum(d, (np.linalg.norm(p[:, None] - self.sph_c[None], axis=-1) - self.sph_r[None]).min(1))
+        if len(self.cone_b):
+            q = p[:, None, :] - self.cone_b[None]
+            r = np.hypot(q[..., 0], q[..., 1])
+            z = q[..., 2]
+            R, H = self.cone_r[None], self.cone_h[None]
+            d1 = np.hypot(np.maximum(r - R, 0.0), z)  # to the base disc (r in [0, R], z = 0)
+            # to the slanted side, segment (R, 0) -> (0, H) in the (r, z) plane
+            ex, ez = -R, H
+            tt = np.clip(((r - R) * ex + z * ez) / (ex * ex + ez * ez), 0.0, 1.0)
+            d2 = np.hypot(r - (R + tt * ex), z - tt * ez)
+            inside = (z >= 0) & (z <= H) & (r <= R * (1 - z / H))
+            dc = np.minimum(d1, d2)
+            d = np.minimum(d, np.where(inside, -dc, dc).min(1))
         if self.terrain is not None:
             d = np.minimum(d, (p[:, 2] - terrain_height(self.terrain, p[:, 0], p[:, 1])) * 0.9)
         return d
@@ -180,6 +197,7 @@ class Scene:
         # object indices whose geometry casts shadows of the key light (None = everything)
         self.shadow_casters = None if shadow_casters is None else np.asarray(shadow_casters, np.int32)
         self.spec = dict(spec or {})
+        self.base_dir: Optional[str] = None  # folder that relative paths in spec (mesh files) refer to
         self._mesh_query = None  # Open3D scene for mesh-kind collision
         # optional per-corner colour (Nt, 9) float32 multiplying the albedo (user meshes' vertex colours)
         self.tri_color: Optional[np.ndarray] = None

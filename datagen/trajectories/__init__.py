@@ -15,9 +15,9 @@ generate() parameters
                 verify revisit pairs (frustum overlap)
     seed        int; the only source of randomness
     duration_s  clip length in seconds (default 20); fps frames per second (default 16)
-    start       "random" (default when the backend exposes a scene with ``sample_free_point``:
-                a random free point at eye height, random yaw, level), "spawn" (the scene's
-                spawn pose) or a 4x4 c2w
+    start       "random" (default: a random free point at eye height when the backend exposes a
+                scene with ``sample_free_point``, else the spawn position; random yaw, level),
+                "spawn" (the scene's spawn pose, as is) or a 4x4 c2w
     controller  dict of CameraController keyword arguments (move_speed, yaw_rate, accel_tau, ...)
     **params    generator-specific keyword arguments (see each generator's docstring)
 """
@@ -54,7 +54,14 @@ REVISIT_GENERATORS = tuple(k for k in GENERATORS if k.startswith("revisit_"))
 
 
 def _scene_of(backend):
+    """The Scene behind a backend, if it exposes one (EmbeddedBackend.scene; the UnrealCV client
+    given a scene file), else None."""
     scene = getattr(backend, "scene", None)
+    if scene is None and callable(getattr(backend, "_scene_obj", None)):
+        try:
+            scene = backend._scene_obj()
+        except Exception:
+            scene = None
     return scene if scene is not None and hasattr(scene, "sample_free_point") else None
 
 
@@ -67,13 +74,15 @@ def start_pose(backend, rng: np.random.Generator, start="random") -> np.ndarray:
             raise ValueError(f"start must be 'random', 'spawn' or a 4x4 pose, got {start!r}")
         info = backend.scene_info()
         spawn = np.asarray(info["spawn_c2w"], np.float64)
+        if start == "spawn":
+            return spawn
         scene = _scene_of(backend)
-        if start == "spawn" or scene is None:
-            return spawn
-        try:
-            pos = scene.sample_free_point(rng)
-        except Exception:  # no geometry here (e.g. an Unreal level): fall back to the spawn
-            return spawn
+        pos = spawn[:3, 3].copy()
+        if scene is not None:
+            try:
+                pos = scene.sample_free_point(rng)
+            except Exception:  # no geometry here (e.g. an Unreal level): the spawn position
+                pos = spawn[:3, 3].copy()
         c = np.eye(4)
         c[:3, :3] = rotator_to_rotation(0.0, float(rng.uniform(-180, 180)), 0.0)
         c[:3, 3] = pos

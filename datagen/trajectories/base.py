@@ -7,7 +7,8 @@ against a real backend (collisions are real).
 segments
     ``[{"start": s, "end": e, "action": "dolly_in+pan_right", "command": {...}, "phase": ...}]``:
     the command held on steps s .. e-1, i.e. it moved the camera from frame s to frame e
-    (0 <= s < e <= N-1). ``action`` joins the held channel names with "+" ("idle" = no key);
+    (0 <= s < e <= N-1). ``action`` joins the held channel names with "+" in channel order
+    ("idle" = no key);
     ``command`` maps channel -> speed multiplier (the first frame's, when a behaviour modulates
     it); ``phase`` names the generator's phase ("out", "back", "look_away", ...).
 revisit_plan
@@ -25,6 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from datagen.actions import CHANNEL_INDEX
 from datagen.controller import CameraController, parse_command
 
 
@@ -114,7 +116,7 @@ class Driver:
         return self.n_frames - len(self.poses)
 
     def _record(self, cmd: dict) -> None:
-        action = "+".join(sorted(cmd, key=lambda k: list(cmd).index(k))) if cmd else "idle"
+        action = "+".join(sorted(cmd, key=CHANNEL_INDEX.__getitem__)) if cmd else "idle"
         f = self.frame
         last = self.segments[-1] if self.segments else None
         if last is not None and last["end"] == f and last["action"] == action and last["phase"] == self.phase:

@@ -12,6 +12,8 @@ next one follows. Intents (default probabilities in ``INTENTS``):
     lift      pedestal up/down to a new height within [-0.3, +0.5] m of the start height
     roll      roll 5-15 deg and back (rare)
 
+The same intent twice in a row has its probability scaled by ``REPEAT_WEIGHT`` (0.3).
+
 Walls: before walking (and every few frames while walking) the controller probes the free
 distance ahead with ``move_to``; with less than ``min_free_m`` ahead the person turns toward the
 freest of several headings (60-180 deg left or right) instead: the camera turns away from walls
@@ -22,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from datagen.trajectories.base import Driver
+
+REPEAT_WEIGHT = 0.3  # relative weight of picking the same intent twice in a row
 
 INTENTS = {
     "walk": 0.42,
@@ -61,8 +65,13 @@ def explore(drv: Driver, rng: np.random.Generator, min_free_m: float = 1.2, inte
     drv.phase = "explore"
     drv.hold(None, int(start_pause_s * c.fps))
 
+    last = [None]
+
     def one() -> int:
-        kind = names[int(rng.choice(len(names), p=p))]
+        # people rarely repeat the same intent back to back: its weight drops to REPEAT_WEIGHT
+        q = np.array([pk * (REPEAT_WEIGHT if k == last[0] else 1.0) for k, pk in zip(names, p)])
+        kind = names[int(rng.choice(len(names), p=q / q.sum()))]
+        last[0] = kind
         before = drv.remaining
         if kind == "walk":
             if abs(c.pitch) > 3.0:

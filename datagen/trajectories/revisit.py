@@ -30,7 +30,8 @@ revisit_return_to_start
     when the way back would no longer fit, then navigate back along the travelled path with
     "string pulling" (head for the earliest path point reachable in a collision-free straight
     line, checked with ``move_to`` probes) to the start position and turn to the start
-    orientation; hold and look around there. Revisit phases: "return", "at_start".
+    orientation; repeated from the start while >= 14 s remain; finally look around and back.
+    Revisit phases: "return", "at_start".
 """
 from __future__ import annotations
 
@@ -275,57 +276,66 @@ WANDER_INTENTS = {"walk": 0.6, "turn": 0.15, "look": 0.08, "strafe": 0.07, "paus
 
 
 def revisit_return_to_start(drv: Driver, rng: np.random.Generator, wander_frac=(0.45, 0.6),
-                            wander_intents: dict | None = None, speed=(0.7, 1.0)) -> list:
+                            wander_intents: dict | None = None, speed=(0.7, 1.0),
+                            min_cycle_s: float = 14.0) -> list:
+    """Wander and come back to the start pose; repeated (each time from the start) while at least
+    ``min_cycle_s`` seconds remain, so long clips do not end in a long idle stretch."""
     c = drv.ctrl
     p0 = c.pos.copy()
     pitch0, yaw0, roll0 = c.pitch, c.yaw, c.roll
     full = drv.n_frames
     spd = rng.uniform(*speed)
     v = spd * c.move_speed
+    cycle = 0
+    while True:
+        cycle += 1
+        first = len(drv.poses) - 1
 
-    def path_length() -> float:
-        pts = np.stack([p[:3, 3] for p in drv.poses])
-        return float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum()) if len(pts) > 1 else 0.0
+        def path_length() -> float:
+            pts = np.stack([p[:3, 3] for p in drv.poses[first:]])
+            return float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum()) if len(pts) > 1 else 0.0
 
-    def time_to_return() -> bool:  # walking back along the path + turns + arrival must still fit
-        need_s = 1.2 * path_length() / v + 10.5  # + two turns of up to 180 deg, holds
-        return (full - len(drv.poses)) / c.fps <= need_s
+        def time_to_return() -> bool:  # walking back along the path + turns + arrival must still fit
+            need_s = 1.2 * path_length() / v + 10.5  # + two turns of up to 180 deg, holds
+            return (full - len(drv.poses)) / c.fps <= need_s
 
-    drv.n_frames = max(2, int(rng.uniform(*wander_frac) * full))
-    explore(drv, rng, intents=wander_intents or WANDER_INTENTS, should_stop=time_to_return,
-            walk_s=(1.0, min(5.0, max(1.5, 0.1 * full / c.fps))))
-    drv.n_frames = full
-    drv.settle()
-    drv.phase = "return"
-    path = [p[:3, 3].copy() for p in drv.poses]
-    # string pulling: from where we are, head for the path point closest to the start (in path
-    # order) that is reachable in a straight, collision-free line
-    idx = len(path) - 1
-    failed: set[int] = set()
-    while drv.remaining > 0 and len(failed) < 40:
-        if np.linalg.norm(c.pos[:2] - p0[:2]) < 0.15 and abs(c.pos[2] - p0[2]) < 0.1:
-            break
-        nxt = None
-        for j in range(0, idx, max(1, idx // 24)):
-            if j not in failed and c.segment_free(c.pos, path[j]):
-                nxt = j
+        drv.n_frames = min(full, len(drv.poses) + max(1, int(rng.uniform(*wander_frac) * drv.remaining)))
+        explore(drv, rng, intents=wander_intents or WANDER_INTENTS, should_stop=time_to_return,
+                walk_s=(1.0, min(5.0, max(1.5, 0.1 * full / c.fps))), start_pause_s=0.5 if cycle == 1 else 0.0)
+        drv.n_frames = full
+        drv.settle()
+        drv.phase = "return"
+        path = [p[:3, 3].copy() for p in drv.poses[first:]]
+        # string pulling: from where we are, head for the path point closest to the start (in
+        # path order) that is reachable in a straight, collision-free line
+        idx = len(path) - 1
+        failed: set[int] = set()
+        while drv.remaining > 0 and len(failed) < 40:
+            if np.linalg.norm(c.pos[:2] - p0[:2]) < 0.15 and abs(c.pos[2] - p0[2]) < 0.1:
                 break
-        if nxt is None:
-            nxt = max(0, idx - int(c.fps))  # fall back to retracing a short stretch
-        final = nxt == 0
-        d = path[nxt] - c.pos
-        if np.hypot(d[0], d[1]) > 0.3:  # face the next point first, so the walk is straight
-            drv.turn_to(yaw=math.degrees(math.atan2(-d[1], d[0])), tol_deg=2.0)
-        took, ok = drv.go_to(path[nxt], tol_m=0.12 if final else 0.4, speed=spd, stop=final,
-                             max_frames=max(1, drv.remaining))
-        if not ok:
-            failed.add(nxt)
-        elif final:
+            nxt = None
+            for j in range(0, idx, max(1, idx // 24)):
+                if j not in failed and c.segment_free(c.pos, path[j]):
+                    nxt = j
+                    break
+            if nxt is None:
+                nxt = max(0, idx - int(c.fps))  # fall back to retracing a short stretch
+            final = nxt == 0
+            d = path[nxt] - c.pos
+            if np.hypot(d[0], d[1]) > 0.3:  # face the next point first, so the walk is straight
+                drv.turn_to(yaw=math.degrees(math.atan2(-d[1], d[0])), tol_deg=2.0)
+            took, ok = drv.go_to(path[nxt], tol_m=0.12 if final else 0.4, speed=spd, stop=final,
+                                 max_frames=max(1, drv.remaining))
+            if not ok:
+                failed.add(nxt)
+            elif final:
+                break
+            idx = nxt if ok else idx
+        drv.turn_to(yaw=yaw0, pitch=pitch0, roll=roll0)
+        drv.phase = "at_start"
+        drv.hold(None, int(1.0 * c.fps))
+        if drv.remaining < min_cycle_s * c.fps:
             break
-        idx = nxt if ok else idx
-    drv.turn_to(yaw=yaw0, pitch=pitch0, roll=roll0)
-    drv.phase = "at_start"
-    drv.hold(None, int(1.0 * c.fps))
     if drv.remaining > 2 * c.fps:  # look around a little, then back to the start view
         drv.turn_to(yaw=yaw0 + rng.choice([-1, 1]) * rng.uniform(30, 90), speed=0.7)
         drv.hold(None, int(0.5 * c.fps))

@@ -22,6 +22,9 @@ def add_arguments(p) -> None:
     p.add_argument("--no-shadows", action="store_true", help="render without cast shadows (faster)")
     p.add_argument("--queue-wait", type=float, default=5.0,
                    help="seconds a second client waits for the first to leave before it is refused (default 5)")
+    p.add_argument("--png-level", type=int, default=0, choices=range(10), metavar="0-9",
+                   help="zlib level of png replies: 0 = stored (fastest, default; right for loopback), "
+                        "higher = smaller over a slow network")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="log level; debug logs every request (default info)")
 
@@ -47,8 +50,13 @@ def run(args) -> int:
     scene = load_scene(args.scene)
     backend = EmbeddedBackend(scene, width=args.width, height=args.height, fov=args.fov,
                               shadows=not args.no_shadows)
-    server = UnrealCVServer(backend, host=args.host, port=args.port, queue_wait=args.queue_wait)
+    server = UnrealCVServer(backend, host=args.host, port=args.port, queue_wait=args.queue_wait,
+                            png_level=args.png_level)
     host, port = server.bind()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger(__name__).warning(
+            "listening on %s: reachable from other machines; any client can move the camera and save "
+            "capture files on this machine (vget ... <file>), as with the UnrealCV plugin", host)
 
     def _stop(signum, frame):
         logging.getLogger(__name__).info("signal %d: shutting down", signum)

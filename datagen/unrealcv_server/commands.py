@@ -33,7 +33,6 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-import numpy as np
 
 from datagen import conventions as cv
 from datagen.backends.base import CaptureBackend, Frame
@@ -105,6 +104,7 @@ ROUTES: tuple[Route, ...] = (
     _r("vget", r"/action/game/is_paused", "vget /action/game/is_paused", "is_paused"),
 )
 COMMAND_TEMPLATES: tuple[str, ...] = tuple(r.template for r in ROUTES)
+_VBATCH = next(r for r in ROUTES if r.verb == "vbatch")
 
 
 @dataclass
@@ -122,7 +122,7 @@ def parse_command(text: str) -> ParsedCommand:
         raise CommandError("empty command")
     verb = tokens[0]
     if verb == "vbatch":
-        return ParsedCommand(ROUTES[3], {}, tokens[1:], text)
+        return ParsedCommand(_VBATCH, {}, tokens[1:], text)
     if verb not in ("vget", "vset", "vrun"):
         raise CommandError(f"unknown command '{_short(text)}': commands start with vget, vset, vrun or vbatch")
     if len(tokens) < 2:
@@ -169,8 +169,10 @@ class CommandDispatcher:
     as long as the dispatcher, so it survives client reconnections, as in the plugin.
     """
 
-    def __init__(self, backend: CaptureBackend, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, backend: CaptureBackend, port: int = 0, host: str = "127.0.0.1",
+                 png_level: int = encoding.PNG_LEVEL):
         self.backend = backend
+        self.png_level = int(png_level)
         self.port, self.host = port, host
         self.client_connected = False
         info = backend.scene_info()
@@ -398,7 +400,7 @@ class CommandDispatcher:
             rgb = encoding.mask_to_rgb(frame.mask, len(self._proto_names))
         else:  # normal: our world frame -> UE world frame (a direction: flip Y, no scaling)
             rgb = encoding.normals_to_rgb(cv.ours_direction_to_ue(frame.normal))
-        return encoding.encode_png(rgb) if fmt == "png" else encoding.encode_bmp(rgb)
+        return encoding.encode_png(rgb, self.png_level) if fmt == "png" else encoding.encode_bmp(rgb)
 
     # ------------------------------------------------------------------ misc
     def set_viewmode(self, cmd, upcoming):

@@ -1,7 +1,7 @@
 """Image and array encodings the UnrealCV commands return, and their inverses (used by the client).
 
 Byte formats (as the UnrealCV plugin sends them)
-    png   8-bit RGBA PNG (alpha 255), compression level :data:`PNG_LEVEL` (low, for speed).
+    png   8-bit RGBA PNG (alpha 255), zlib level :data:`PNG_LEVEL` (0 = stored, for speed).
     bmp   32-bit BGRA BMP, top-down rows (BITMAPINFOHEADER with negative height), alpha 255.
     npy   ``numpy.save`` bytes (format 1.0); depth is float32 (H, W) planar depth in CENTIMETRES.
 
@@ -23,7 +23,7 @@ import struct
 import cv2
 import numpy as np
 
-PNG_LEVEL = 1
+PNG_LEVEL = 0  # default zlib level of png replies (0 = stored: fastest, see encode_png)
 _COLOUR_MUL = 0x9E3779
 
 
@@ -76,10 +76,20 @@ def rgb_to_normals(px: np.ndarray) -> np.ndarray:
     return np.where(hit, n / np.where(norm > 0, norm, 1), 0).astype(np.float32)
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 RGB -> RGBA PNG bytes (alpha 255), like the plugin's png replies."""
+def encode_png(rgb: np.ndarray, level: int = PNG_LEVEL) -> bytes:
+    """(H, W, 3) uint8 RGB -> RGBA PNG bytes (alpha 255), like the plugin's png replies.
+
+    level 0 (default) stores the pixels uncompressed with no row filter: ~1.5 ms for 832x480
+    here, about 15x faster to encode and 5x faster to decode than level 1, at raw size (fine on
+    loopback). Levels 1..9 use zlib with OpenCV's default filters. Always lossless.
+    """
+    if not 0 <= int(level) <= 9:
+        raise ValueError(f"PNG compression level must be 0..9, got {level}")
     bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
-    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, int(level)]
+    if int(level) == 0:
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    ok, buf = cv2.imencode(".png", bgra, params)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()

@@ -23,7 +23,14 @@ HEADER_SIZE = _HEADER.size  # 8 bytes
 
 
 class ProtocolError(ValueError):
-    """The peer broke the framing (bad magic, zero or absurd size, malformed request)."""
+    """The peer broke the framing (bad magic, zero or absurd size, malformed request).
+
+    ``frames``: whole payloads that :meth:`FrameDecoder.feed` parsed before the violation.
+    """
+
+    def __init__(self, message: str, frames: list[bytes] | None = None):
+        super().__init__(message)
+        self.frames = list(frames or [])
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -48,19 +55,36 @@ class FrameDecoder:
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes of an incomplete frame held (0 when the stream is at a frame boundary)."""
+        """Bytes of an incomplete frame held (payload bytes only once its header was consumed)."""
         return len(self._buf)
 
+    @property
+    def mid_frame(self) -> bool:
+        """True when part of a frame (even just its header) has arrived but not all of it."""
+        return bool(self._buf) or self._need is not None
+
     def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the payloads completed by them, in order.
+
+        On a violation raises ProtocolError whose ``frames`` holds the payloads completed before it.
+        """
         self._buf += data
         out: list[bytes] = []
+        try:
+            self._parse(out)
+        except ProtocolError as e:
+            e.frames = out
+            raise
+        return out
+
+    def _parse(self, out: list[bytes]) -> None:
         while True:
             if self._need is None:
                 if len(self._buf) < HEADER_SIZE:
                     # Reject a bad magic as soon as its 4 bytes are in (do not wait for more).
                     if len(self._buf) >= 4:
                         self._check_magic(struct.unpack_from("<I", self._buf, 0)[0])
-                    return out
+                    return
                 magic, size = _HEADER.unpack_from(self._buf, 0)
                 self._check_magic(magic)
                 if size == 0:
@@ -70,7 +94,7 @@ class FrameDecoder:
                 del self._buf[:HEADER_SIZE]
                 self._need = size
             if len(self._buf) < self._need:
-                return out
+                return
             out.append(bytes(self._buf[: self._need]))
             del self._buf[: self._need]
             self._need = None

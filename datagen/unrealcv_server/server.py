@@ -60,11 +60,12 @@ class UnrealCVServer:
     """
 
     def __init__(self, backend: CaptureBackend, host: str = "127.0.0.1", port: int = 9000,
-                 queue_wait: float = 5.0, frame_timeout: float = 10.0, send_timeout: float = 30.0):
+                 queue_wait: float = 5.0, frame_timeout: float = 10.0, send_timeout: float = 30.0,
+                 png_level: int = 0):
         self.backend = backend
         self.host, self.port = host, port
         self.queue_wait, self.frame_timeout, self.send_timeout = queue_wait, frame_timeout, send_timeout
-        self.dispatcher = CommandDispatcher(backend, port=port, host=host)
+        self.dispatcher = CommandDispatcher(backend, port=port, host=host, png_level=png_level)
         self.greeting = f"connected to {SERVER_NAME} {self.dispatcher.scene_id}".encode()
         self._listen: Optional[socket.socket] = None
         self._stop = threading.Event()
@@ -192,7 +193,7 @@ class UnrealCVServer:
     def _housekeeping(self, sel) -> None:
         now = time.monotonic()
         a = self._active
-        if a is not None and a.decoder.pending_bytes and now - a.last_rx > self.frame_timeout:
+        if a is not None and a.decoder.mid_frame and now - a.last_rx > self.frame_timeout:
             self._close(sel, a, f"stalled mid-frame for more than {self.frame_timeout:.1f} s")
         while self._active is None and self._pending:
             conn, _ = self._pending.popleft()
@@ -227,9 +228,17 @@ class UnrealCVServer:
 
     def _ingest(self, conn: _Conn, data: bytes) -> None:
         """Parse bytes into queued requests; marks the connection on a protocol violation."""
+        if conn.violation:
+            return
         conn.last_rx = time.monotonic()
         try:
-            for payload in conn.decoder.feed(data):
+            try:
+                payloads = conn.decoder.feed(data)
+            except ProtocolError as e:
+                payloads = e.frames
+                conn.violation = True
+                log.warning("client %s:%d broke the protocol: %s", *conn.addr[:2], e)
+            for payload in payloads:
                 conn.queue.append(parse_request(payload))
         except ProtocolError as e:
             log.warning("client %s:%d broke the protocol: %s", *conn.addr[:2], e)

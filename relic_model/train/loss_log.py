@@ -4,7 +4,7 @@
 of the stage so far, resumed runs continue it), ``lr`` then one column per loss name, in the order
 first seen. New names appearing later are written to a new file with the widened header (the old
 rows are rewritten), so the CSV always parses with pandas. On resume, rows with step > the resumed
-step are dropped (they belong to the interrupted tail).
+step are dropped (they belong to the interrupted tail); a fresh run replaces an old file.
 """
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ class LossLog:
                 self.cols = list(r.fieldnames or self.cols)
                 self.rows = [row for row in r if int(float(row["step"])) <= resume_step]
             self._rewrite()
+        elif self.path.is_file():  # a fresh (non-resumed) run starts a fresh log
+            self.path.unlink()
         self.tb = None
         if tensorboard:
             try:

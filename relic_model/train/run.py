@@ -20,11 +20,9 @@ from pathlib import Path
 
 import torch
 
-from relic_model.train.checkpoint import atomic_write_text, load_modules, save_modules
+from relic_model.train.checkpoint import atomic_write_text, load_modules
 from relic_model.train.common import STAGES, RunContext, build_autoencoder, build_dit, build_text
 from relic_model.train.loop import run_stage
-
-BUNDLE_PREFIXES = {"autoencoder": "autoencoder", "dit": "dit", "text": "text"}
 
 
 def make_stage(ctx: RunContext, name: str, steps: int | None):
@@ -64,7 +62,7 @@ def stage_summary(ctx: RunContext, name: str) -> dict:
 
 def write_bundle(ctx: RunContext, out: Path | None = None, command: str | None = None) -> Path:
     """Assemble RUN/bundle from the autoencoder, teacher (text encoder) and distill finals."""
-    from relic_model.config import load_config, save_config
+    from relic_model.config import load_config
     from datagen import Corpus
     out = Path(out or ctx.out / "bundle")
     out.mkdir(parents=True, exist_ok=True)
@@ -73,9 +71,8 @@ def write_bundle(ctx: RunContext, out: Path | None = None, command: str | None =
     load_modules(ctx.final_dir("autoencoder") / "model.safetensors", {"autoencoder": ae})
     load_modules(ctx.final_dir("distill") / "model.safetensors", {"student": dit})
     load_modules(ctx.final_dir("teacher") / "model.safetensors", {"text": text})
-    save_modules(out / "model.safetensors", {"autoencoder": ae, "dit": dit, "text": text},
-                 {"format": "relic-bundle-v1"})
-    save_config(cfg, out / "config.yaml")
+    from relic_model.inference.checkpoint import save_checkpoint
+    save_checkpoint(out, cfg, dit, ae, text)  # the format RelicWorldModel / load_checkpoint read
     corpus = Corpus.open(ctx.corpus) if ctx.corpus else None
     prov = {
         "format": "relic-bundle-v1",

@@ -29,8 +29,8 @@ class Common:
 @dataclass
 class AutoencoderSettings(Common):
     steps: int = 600
-    batch: int = 4
-    clip_latents: int = 3            # latent frames per clip (T = 1 + tf (n - 1) video frames)
+    batch: int = 2
+    clip_latents: int = 2            # latent frames per clip (T = 1 + tf (n - 1) video frames)
     lr: float = 1e-3
     mse_weight: float = 1.0
     l1_weight: float = 1.0
@@ -62,8 +62,8 @@ class StudentInitSettings(Common):
     lr: float = 2e-4
     num_blocks: int = 6              # student blocks per clip (each dit.frames_per_block latent frames)
     num_noisy_blocks: int = 2        # hybrid forcing: last K blocks noised, the rest clean context
-    trajectories: int = 96           # teacher ODE trajectories precomputed (cached on disk)
-    ode_steps: int = 16              # Euler steps of the teacher ODE
+    trajectories: int = 48           # teacher ODE trajectories precomputed (cached on disk)
+    ode_steps: int = 8               # Euler steps of the teacher ODE
     guidance: float = 1.0            # CFG scale of the teacher while sampling trajectories
     sample_every: int = 200
 

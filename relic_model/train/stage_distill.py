@@ -126,7 +126,7 @@ class DistillStage(Stage):
         lf = flow_matching_loss(v, video, eps, mask)
         lf.backward()
         out["grad_norm_fake"] = clip_and_step(self.opt_fake, self.fake.parameters(), s.grad_clip)
-        out["fake_fm"] = float(lf)
+        out["fake_fm"] = lf.item()
         out["num_blocks"] = float(nb)
         return out
 

@@ -109,8 +109,8 @@ class StudentInitStage(Stage):
                            pool=self.pools.ae_hash, corpus=ctx.corpus_hash(), F=self.F, n=self.s.trajectories,
                            steps=self.s.ode_steps, g=self.s.guidance, levels=self.levels, seed=ctx.seed)
             path = Path(ctx.cache_dir) / f"ode_F{self.F}_N{self.s.trajectories}_{key}.safetensors"
+            pool = self.pools.get(self.F)  # collective (all ranks) before the rank-0-only work
             if ctx.info.is_main and not path.is_file():
-                pool = self.pools.get(self.F)
                 d = ode_trajectories(ctx, self.teacher, self.text, pool, self.levels, self.s.trajectories,
                                      self.s.ode_steps, self.s.guidance, ctx.progress)
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,7 @@ class StudentInitStage(Stage):
         loss = self.loss(x0, x_in, sig, cond, texts)
         loss.backward()
         gn = clip_and_step(self.opt, self.student.parameters(), self.s.grad_clip)
-        return {"loss": float(loss), "grad_norm": gn}
+        return {"loss": loss.item(), "grad_norm": gn}
 
     @torch.no_grad()
     def sample_video(self, step: int):

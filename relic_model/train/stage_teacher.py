@@ -144,7 +144,7 @@ class TeacherStage(Stage):
         loss.backward()
         all_reduce_grads(self.text.parameters(), self.ctx.info)
         gn = clip_and_step(self.opt, self.params, self.s.grad_clip)
-        return {"loss": float(loss), "grad_norm": gn, "latent_frames": float(x0.shape[1])}
+        return {"loss": loss.item(), "grad_norm": gn, "latent_frames": float(x0.shape[1])}
 
     @torch.no_grad()
     def sample_video(self, step: int):

@@ -135,3 +135,16 @@ def test_scene_file_entries_resolve_relative_to_the_yaml(tmp_path):
     bad.write_text(yaml.safe_dump({**TINY, "scenes": [{"file": "scenes/missing.json"}]}))
     with pytest.raises(ValueError, match=r"scenes\[0\].file: scene file .*missing.json does not exist"):
         plan_episodes(load_config(bad))
+
+
+def test_endpoint_and_backend_arguments():
+    from datagen.capture.pipeline import parse_endpoints
+
+    assert parse_endpoints("10.0.0.5:9000, localhost:9001") == [("10.0.0.5", 9000), ("localhost", 9001)]
+    with pytest.raises(ValueError, match="'nohost' is not host:port"):
+        parse_endpoints("nohost")
+    cfg = config_from_dict(TINY)
+    with pytest.raises(ValueError, match="needs at least one endpoint"):
+        build_corpus(cfg, "/nonexistent/never", backend="unrealcv", endpoints=[])
+    with pytest.raises(ValueError, match="--workers must be >= 1"):
+        build_corpus(cfg, "/nonexistent/never", workers=0)

@@ -150,6 +150,16 @@ def test_stops_before_walls_and_records_collisions(backend, scene):
     assert ctrl.speed < 0.1  # the obstacle took the momentum
 
 
+def test_radius_is_applied_to_the_embedded_backend(backend, scene):
+    ctrl = CameraController(backend, radius=0.5)
+    assert backend.radius == 0.5 and ctrl.radius == 0.5
+    for yaw in range(0, 360, 45):
+        ctrl.reset(_level_at(ctrl.pos, yaw))
+        for _ in range(60):
+            ctrl.step({"W"})
+    assert scene.clearance(ctrl.pos[None])[0] >= 0.5 - 2e-3
+
+
 def test_never_leaves_the_walkable_bounds(backend, scene):
     ctrl = CameraController(backend)
     for _ in range(200):

@@ -145,3 +145,28 @@ def test_manifest_row_fields():
     rec, *_ = _record()
     row = manifest_row({**rec.meta})
     assert set(row) == set(F.MANIFEST_COLUMNS)
+
+
+def test_clip_and_time_reverse(corpus):
+    path, rec, c2w, _ = corpus
+    ep = Corpus.open(path).episode(rec.episode_id)
+    cl = ep.clip(10, 20)
+    np.testing.assert_array_equal(cl["rgb"], rec.rgb[10:30])
+    np.testing.assert_allclose(cl["actions"], poses_to_actions(c2w[10:30])[0])
+    tr = ep.clip(10, 20, rng=np.random.default_rng(0), time_reverse=True)
+    idx = tr["indices"]
+    p = int(np.argmax(idx))
+    assert idx[0] == 10 and all(idx[p + k] == idx[p - k] for k in range(1, 20 - p))  # palindrome
+    np.testing.assert_array_equal(tr["rgb"], rec.rgb[idx])
+    np.testing.assert_allclose(tr["actions"], poses_to_actions(c2w[idx])[0])
+    if p < 19:  # the reversed part walks backwards: dolly_out instead of dolly_in
+        assert tr["actions"][p, 1] > 0 and tr["actions"][p, 0] == 0
+    with pytest.raises(IndexError):
+        ep.clip(70, 20)
+
+
+def test_corrupt_manifest_refused(corpus):
+    path, *_ = corpus
+    (path / F.MANIFEST_PARQUET).write_bytes(b"not parquet")
+    with pytest.raises(F.CorpusError, match="manifest.parquet is unreadable"):
+        Corpus.open(path)

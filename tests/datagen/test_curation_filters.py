@@ -113,11 +113,13 @@ def test_flicker():
 
 def test_degenerate():
     rgb, depth, mask = images()
-    depth[5:15] = np.inf  # looking at the sky/void
-    mask[40:50] = 2  # one surface fills the view
-    rgb[100:110] = 128  # flat colour (missing textures)
+    depth[5:21] = np.inf  # looking at the sky/void for 1 s
+    mask[40:60] = 2  # one surface fills the view
+    rgb[100:120] = 128  # flat colour (missing textures)
+    mask[70:75] = 3  # a wall filling the view for 5 frames (< 1 s) while panning past it is fine
     f = flags_of(walk(), rgb=rgb, depth=depth, mask=mask)["degenerate"]
-    assert f[5:15].all() and f[40:50].all() and f[100:110].all() and f.sum() == 30
+    assert f[5:21].all() and f[40:60].all() and f[100:120].all() and f.sum() == 56
+    assert not f[70:75].any()
 
 
 def test_static_too_long():

@@ -51,6 +51,12 @@ def test_decoder_rejects_bad_headers(header):
         FrameDecoder().feed(header + b"abcd")
 
 
+def test_frames_before_a_violation_are_kept():
+    with pytest.raises(ProtocolError) as ei:
+        FrameDecoder().feed(encode_frame(b"0:a") + encode_frame(b"1:b") + b"\x00" * 8)
+    assert ei.value.frames == [b"0:a", b"1:b"]
+
+
 def test_bad_magic_rejected_before_size_arrives():
     with pytest.raises(ProtocolError, match="magic"):
         FrameDecoder().feed(b"GET ")
@@ -59,7 +65,8 @@ def test_bad_magic_rejected_before_size_arrives():
 def test_max_payload_is_accepted_as_a_header():
     d = FrameDecoder()
     assert d.feed(struct.pack("<II", MAGIC, MAX_PAYLOAD)) == []
-    assert d.pending_bytes == 0  # header consumed, waiting for the payload
+    assert d.pending_bytes == 0 and d.mid_frame  # header consumed, waiting for the payload
+    assert not FrameDecoder().mid_frame
 
 
 def test_encode_frame_limits():
@@ -109,8 +116,11 @@ def test_unknown_commands_raise_command_error(text):
 def test_png_bmp_npy_roundtrip_exact():
     rng = np.random.default_rng(3)
     img = rng.integers(0, 256, (13, 17, 3), dtype=np.uint8)
-    for enc in (encoding.encode_png, encoding.encode_bmp):
+    for enc in (encoding.encode_png, encoding.encode_bmp, lambda a: encoding.encode_png(a, 1),
+                lambda a: encoding.encode_png(a, 9)):
         assert np.array_equal(encoding.decode_image(enc(img)), img)
+    with pytest.raises(ValueError):
+        encoding.encode_png(img, 10)
     png = encoding.encode_png(img)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     bmp = encoding.encode_bmp(img)

@@ -30,10 +30,7 @@ def server():
 def _raw(server) -> socket.socket:
     """A raw TCP connection that has read the greeting."""
     s = socket.create_connection(server.address, timeout=5)
-    dec, frames = FrameDecoder(), []
-    while not frames:
-        frames = dec.feed(s.recv(4096))
-    assert frames[0].startswith(b"connected to relic-embedded")
+    assert _read_frames(s, 1)[0].startswith(b"connected to relic-embedded")
     return s
 
 
@@ -51,6 +48,17 @@ def _closed_by_server(s: socket.socket, timeout: float = 5.0) -> bool:
         return False
     finally:
         s.close()
+
+
+def _read_frames(s: socket.socket, n: int) -> list[bytes]:
+    """Read `n` reply payloads (fails on EOF or after 5 s of silence)."""
+    dec, got = FrameDecoder(), []
+    s.settimeout(5)
+    while len(got) < n:
+        data = s.recv(65536)
+        assert data, f"server closed the connection after {len(got)} of {n} replies"
+        got += dec.feed(data)
+    return got
 
 
 def _next_client_is_served(server):
@@ -83,10 +91,7 @@ def test_protocol_violation_closes_connection(server, blob):
 def test_requests_before_a_violation_are_answered(server):
     s = _raw(server)
     s.sendall(encode_frame(b"0:vget /unrealcv/version") + struct.pack("<II", 0xBAD, 1))
-    dec, frames = FrameDecoder(), []
-    s.settimeout(5)
-    while not frames:
-        frames = dec.feed(s.recv(4096))
+    frames = _read_frames(s, 1)
     assert frames[0].startswith(b"0:v1.")
     assert _closed_by_server(s)
 
@@ -119,10 +124,7 @@ def test_valid_id_random_commands_get_error_replies(server):
     for k in range(n):
         text = "vget /camera/0/" + "".join(chr(c) for c in rng.integers(97, 123, 8))
         s.sendall(encode_frame(f"{k}:{text}".encode()))
-    dec, got = FrameDecoder(), []
-    s.settimeout(5)
-    while len(got) < n:
-        got += dec.feed(s.recv(65536))
+    got = _read_frames(s, n)
     for k, payload in enumerate(got):
         assert payload.startswith(f"{k}:error ".encode())
     s.close()
@@ -138,9 +140,10 @@ def test_half_frames_then_disconnect(server):
     _next_client_is_served(server)
 
 
-def test_half_frame_then_stall_is_dropped(server):
+@pytest.mark.parametrize("cut", [3, 8, 10])  # inside the header, exactly the header, into the payload
+def test_half_frame_then_stall_is_dropped(server, cut):
     s = _raw(server)
-    s.sendall(encode_frame(b"0:vget /unrealcv/version")[:10])
+    s.sendall(encode_frame(b"0:vget /unrealcv/version")[:cut])
     assert _closed_by_server(s, timeout=5.0)  # frame_timeout is 1 s in this fixture
     _next_client_is_served(server)
 
@@ -151,21 +154,23 @@ def test_slow_client_byte_by_byte(server):
     for i in range(len(blob)):
         s.sendall(blob[i:i + 1])
         time.sleep(0.002)
-    dec, got = FrameDecoder(), []
-    s.settimeout(5)
-    while len(got) < 2:
-        got += dec.feed(s.recv(4096))
+    got = _read_frames(s, 2)
     assert got == [b"0:ok", b"1:1.000 2.000 3.000"]
     s.close()
     _next_client_is_served(server)
 
 
 def test_client_that_never_reads_is_dropped(server):
-    s = socket.create_connection(server.address, timeout=5)
+    s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(server.address)
+    assert _read_frames(s, 1)[0].startswith(b"connected")  # now it is the active client
     # ask for many images and never read them: the server's send times out (2 s) and drops us
     s.sendall(b"".join(encode_frame(b"%d:vget /camera/0/lit bmp" % k) for k in range(3000)))
-    time.sleep(0.2)
+    t0 = time.monotonic()
+    while server._active is not None and time.monotonic() - t0 < 15:
+        time.sleep(0.1)  # not reading on purpose
+    assert server._active is None, "a client that does not read its replies must be dropped"
     s.close()
     _next_client_is_served(server)
 
@@ -175,11 +180,7 @@ def test_second_client_is_queued_then_served(server):
     second = socket.create_connection(server.address, timeout=5)
     time.sleep(0.3)
     first.close()  # leaves within queue_wait: the second one gets the greeting
-    dec, frames = FrameDecoder(), []
-    second.settimeout(5)
-    while not frames:
-        frames = dec.feed(second.recv(4096))
-    assert frames[0].startswith(b"connected")
+    assert _read_frames(second, 1)[0].startswith(b"connected")
     second.close()
     _next_client_is_served(server)
 
@@ -192,3 +193,29 @@ def test_second_client_is_refused_after_queue_wait(server):
     assert time.monotonic() - t0 < 5.0
     first.close()
     _next_client_is_served(server)
+
+
+def test_dispatcher_never_raises_on_arbitrary_text():
+    """Property: any command text yields a reply (str or bytes); text replies to garbage are errors."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from datagen.unrealcv_server.commands import COMMAND_TEMPLATES, CommandDispatcher
+
+    disp = CommandDispatcher(EmbeddedBackend(generate_scene("apartment", 2), 16, 8))
+    words = st.sampled_from(["vget", "vset", "vrun", "vbatch", "/camera/0/location", "/camera/0/lit",
+                             "/camera/0/size", "/camera/0/moveto", "/object/x/color", "png", "npy", "bmp",
+                             "1", "-1", "1e40", "nan", "inf", "99999999999", "0x10", "setres", "5x5w", ""])
+    texts = st.one_of(st.text(max_size=60), st.lists(words, max_size=6).map(" ".join))
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(texts)
+    def check(text):
+        r = disp.execute(text)
+        assert isinstance(r, (str, bytes))
+        if isinstance(r, str) and not r.startswith("error "):
+            # a success must come from a real command
+            assert any(text.split()[:1] == t.split()[:1] for t in COMMAND_TEMPLATES)
+
+    check()
+    assert disp.execute("vget /camera/0/location").count(" ") == 2

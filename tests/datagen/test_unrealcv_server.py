@@ -364,3 +364,13 @@ def test_backend_times_out_on_a_silent_server():
         stop.set()
         t.join(5)
         lst.close()
+
+
+def test_requests_are_logged_at_debug_level(client, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="datagen.unrealcv_server.server"):
+        assert client.request("vget /camera/0/fov")
+    msgs = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any(m.startswith("request ") and "vget /camera/0/fov" in m for m in msgs)
+    assert any(m.startswith("reply ") for m in msgs)

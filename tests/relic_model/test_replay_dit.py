@@ -101,3 +101,34 @@ def test_replay_memory_is_about_one_block_on_relic_dit():
     del out
     assert m_replay.peak_bytes <= 1.1 * m_one.peak_bytes
     assert peak_before_backward >= 0.6 * nb * m_replay.peak_bytes
+
+
+def test_self_forcing_rollout_is_exactly_streaming_inference():
+    """With every block run to its last step, the training rollout produces the same latents as
+    the inference StreamingGenerator (same noise order, controls layout, cache updates)."""
+    import numpy as np
+    from relic_model.inference.streaming import StreamingGenerator
+    from relic_model.nn.autoencoder import VideoAutoencoder
+    from relic_model.nn.control import integrate_actions, latent_controls, pose12_from_c2w
+    from relic_model.nn.text import TextEncoder
+
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    dit, ae, text = RelicDiT(cfg).eval(), VideoAutoencoder(cfg).eval(), TextEncoder(cfg.text).eval()
+    with torch.no_grad():
+        dit.head.weight.normal_(0, 0.2)
+    rng = np.random.default_rng(0)
+    actions = (rng.random((12, 13)) < 0.2).astype(np.float32)
+    sg = StreamingGenerator(dit, ae, text, cfg)
+    sg.reset(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8), "a red room", seed=5)
+    for b in range(3):
+        sg.generate_block(actions[4 * b: 4 * b + 4])
+    ref = torch.cat(sg.latents, 1)
+    c2w = np.concatenate([np.eye(4)[None], integrate_actions(actions, 1.0, np.eye(4))])
+    la, lp = latent_controls(actions, pose12_from_c2w(c2w, 1.0), 4)
+    with torch.no_grad():
+        cond = Cond({"actions": torch.from_numpy(la)[None], "poses": torch.from_numpy(lp)[None]},
+                    {"text": text.encode_text(["a red room"])})
+        ro = rollout(DiTBlockGenerator(dit), ref[:, :1], cond, 3, 1, cfg.sampling.sigmas,
+                     torch.Generator().manual_seed(5))
+    torch.testing.assert_close(ro.video, ref, rtol=1e-5, atol=1e-5)

@@ -13,7 +13,6 @@ import numpy as np
 
 from datagen.scenes import geometry as G
 from datagen.scenes.builder import SceneBuilder
-from datagen.scenes.materials import colour_name
 from datagen.render.textures import PAINTING_MOTIFS
 
 

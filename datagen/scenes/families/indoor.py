@@ -16,7 +16,6 @@ import numpy as np
 from datagen.scenes import geometry as G
 from datagen.scenes.builder import SceneBuilder
 from datagen.scenes.families import furniture as F
-from datagen.scenes.materials import NAMED_COLOURS, colour_name
 
 WALL_T = 0.06  # each room's half of a wall (m): a shared wall is 0.12 m thick
 DOOR_H = 2.1
@@ -175,19 +174,15 @@ def _furnish_office(b, room: Room, rng):
     if k == "open office":
         part_col, _ = F._c(rng, ["grey", "navy", "teal", "sage", "charcoal", "terracotta", "mustard"])
         pmat = b.material(f"partition_{len(b.materials)}", "fabric", part_col, tile_m=0.5)
-        w, d = room.x1 - room.x0 - 2 * WALL_T, room.y1 - room.y0 - 2 * WALL_T
-        ncols = max(1, int((w - 1.6) // 3.2))
-        nrows = max(1, int((d - 1.4) // 2.6))
-        for i in range(ncols):
-            for j in range(nrows):
-                x = room.x0 + WALL_T + 1.0 + 1.6 + i * 3.2 - (0.0)
-                y = room.y0 + WALL_T + 1.3 + j * 2.6
-                if x + 1.6 > room.x1 - WALL_T - 0.6 or y + 1.0 > room.y1 - WALL_T - 0.3:
-                    continue
+        # desk clusters (4 desks facing each other across a partition, 3.0 x 2.5 m) on a grid
+        # of candidate centres, greedily where they fit (clear of walls, doors and windows)
+        ox, oy = rng.random() * 0.6, rng.random() * 0.6
+        for x in np.arange(room.x0 + WALL_T + 1.6 + ox, room.x1 - WALL_T - 1.5, 3.4):
+            for y in np.arange(room.y0 + WALL_T + 1.4 + oy, room.y1 - WALL_T - 1.25, 2.9):
                 cluster = (x - 1.5, y - 1.25, x + 1.5, y + 1.25)
                 if not _free(room, cluster):
                     continue
-                room.rects.append(cluster)
+                room.rects.append((cluster[0] - 0.4, cluster[1] - 0.4, cluster[2] + 0.4, cluster[3] + 0.4))
                 for sx in (-0.75, 0.75):
                     for sgn in (1, -1):
                         yaw = 0.0 if sgn > 0 else math.pi
@@ -281,7 +276,8 @@ def _floor_material(b, rng, room_kind: str, office: bool) -> tuple[str, str]:
                       b.materials[b._mat_index[mat]].color2, tile_m=1.0), f"a {wname} plank floor"
 
 
-def _build_side(b, room: Room, side: str, wall_obj: int, mat: str, window_mat: str, H: float):
+def _build_side(b, room: Room, side: str, wall_obj: int, mat: str, window_mat: str, H: float,
+                trim_obj: int, trim_mat: str, door_obj: int, door_mat: str):
     (sx, sy), length, ax = room.side_geom(side)
     nrm = np.array(SIDES[side][1])
     along = np.array([1.0, 0.0]) if ax == 0 else np.array([0.0, 1.0])
@@ -302,6 +298,20 @@ def _build_side(b, room: Room, side: str, wall_obj: int, mat: str, window_mat: s
         size = (c - a, WALL_T, z1 - z0) if ax == 0 else (WALL_T, c - a, z1 - z0)
         b.box(wall_obj, mat, (mid[0], mid[1], (z0 + z1) / 2), size)
     face = {"S": 2, "N": 3, "W": 0, "E": 1}[side]
+    for (pos, w, z0, z1, kind) in ops:
+        if not kind.startswith("door"):
+            continue
+        # casing: two jambs and a head, 7 cm wide, 2 cm proud of this room's wall face
+        cen_off = nrm * (WALL_T / 2 + 0.01)
+        for a0, a1, zz0, zz1 in ((pos - 0.07, pos, 0.0, z1 + 0.07), (pos + w, pos + w + 0.07, 0.0, z1 + 0.07),
+                                 (pos, pos + w, z1, z1 + 0.07)):
+            mid = line0 + along * ((a0 + a1) / 2) + cen_off
+            size = (a1 - a0, 0.02, zz1 - zz0) if ax == 0 else (0.02, a1 - a0, zz1 - zz0)
+            b.box(trim_obj, trim_mat, (mid[0], mid[1], (zz0 + zz1) / 2), size, collide=False)
+        if kind == "door_leaf":
+            mid = line0 + along * (pos - w / 2) + nrm * (WALL_T / 2 + 0.03)
+            size = (w - 0.02, 0.04, z1 - 0.02) if ax == 0 else (0.04, w - 0.02, z1 - 0.02)
+            b.box(door_obj, door_mat, (mid[0], mid[1], (z1 - 0.02) / 2 + 0.01), size)
     for (pos, w, z0, z1, kind) in ops:
         if kind != "window":
             continue
@@ -337,6 +347,16 @@ def generate(family: str, seed: int, params: dict | None = None):
     for j in range(ny):
         for i in range(nx):
             rooms.append(Room(i, j, xs[i], xs[i + 1], ys[j], ys[j + 1], kinds[len(rooms) % len(kinds)]))
+    # sometimes an L-shaped plan: drop a corner cell (it becomes solid for collision)
+    missing = None
+    if nx * ny >= 6 and rng.random() < float(params.get("l_shape_prob", 0.4)):
+        corners = [r for r in rooms if r.i in (0, nx - 1) and r.j in (0, ny - 1)]
+        biggest = max(rooms, key=lambda r: r.area)
+        corners = [r for r in corners if r is not biggest]
+        missing = corners[int(rng.integers(len(corners)))]
+        rooms.remove(missing)
+        b.box_collider(((missing.x0 + missing.x1) / 2, (missing.y0 + missing.y1) / 2, H / 2),
+                       (missing.x1 - missing.x0, missing.y1 - missing.y0, H + 1.0))
     # big rooms first for the living room / open office
     order = sorted(range(len(rooms)), key=lambda r: -rooms[r].area)
     kinds_sorted = [first] + rest
@@ -352,13 +372,15 @@ def generate(family: str, seed: int, params: dict | None = None):
             length = (r.y1 - r.y0) if side == "E" else (r.x1 - r.x0)
             w = 1.6 if (office and rng.random() < 0.4) else 0.9 + 0.2 * rng.random()
             pos = 0.4 + rng.random() * (length - w - 0.8)
+            # a door leaf standing open against the wall of room o (when there is room for it)
+            leaf = w < 1.3 and pos >= w + 0.15 and rng.random() < 0.7
             r.openings[side].append((pos, w, 0.0, DOOR_H, "door"))
-            o.openings[other_side].append((pos, w, 0.0, DOOR_H, "door"))
+            o.openings[other_side].append((pos, w, 0.0, DOOR_H, "door_leaf" if leaf else "door"))
     # windows on outer walls
     for r in rooms:
         for side in SIDES:
-            outer = (side == "W" and r.i == 0) or (side == "E" and r.i == nx - 1) or \
-                    (side == "S" and r.j == 0) or (side == "N" and r.j == ny - 1)
+            di, dj = {"W": (-1, 0), "E": (1, 0), "S": (0, -1), "N": (0, 1)}[side]
+            outer = (r.i + di, r.j + dj) not in grid
             if not outer:
                 continue
             length = (r.x1 - r.x0) if side in ("S", "N") else (r.y1 - r.y0)
@@ -377,14 +399,22 @@ def generate(family: str, seed: int, params: dict | None = None):
             nrm = np.array(SIDES[side][1])
             along = np.array([1.0, 0.0]) if ax == 0 else np.array([0.0, 1.0])
             for (pos, w, z0, z1, kind) in ops:
-                depth = 1.1 if kind == "door" else 0.35
-                a = np.array([sx, sy]) + along * (pos - 0.2)
+                depth = 1.1 if kind.startswith("door") else 0.35
+                a = np.array([sx, sy]) + along * (pos - (w + 0.25 if kind == "door_leaf" else 0.2))
                 c = np.array([sx, sy]) + along * (pos + w + 0.2) + nrm * depth
                 r.keepout.append((min(a[0], c[0]), min(a[1], c[1]), max(a[0], c[0]), max(a[1], c[1])))
     sky = tuple(float(x) for x in (np.array([0.5, 0.7, 0.95]) * (0.9 + 0.2 * rng.random(3))))
     window_mat = b.material("window_glass", "window", (0.95, 0.95, 0.95), tile_m=1.0, sky=sky)
     ceiling = b.material("ceiling_white", "plaster", (0.93, 0.93, 0.91), tile_m=2.0)
     light_mat = b.material("ceiling_light", "light", (1.0, 0.98, 0.92), tile_m=1.0)
+    trim_mat = b.material("trim_white", "paint", (0.93, 0.93, 0.9), tile_m=1.0)
+    if rng.random() < 0.5:
+        door_mat, dname = F.wood_material(b, rng)
+        door_desc = f"{dname} doors"
+    else:
+        dcol, dname = F._c(rng, ["white", "grey", "navy", "sage", "cream", "charcoal"])
+        door_mat = b.material("door_paint", "paint", dcol, tile_m=1.0)
+        door_desc = f"{dname} painted doors"
     room_descs = []
     for r in rooms:
         wall_mat, wall_desc = _wall_material(b, rng, r.kind, office)
@@ -401,8 +431,10 @@ def generate(family: str, seed: int, params: dict | None = None):
         else:
             b.part(lo_, light_mat, G.cylinder(((r.x0 + r.x1) / 2, (r.y0 + r.y1) / 2, H - 0.06), 0.25, 0.06, 16))
         wo = b.obj("wall", f"{wall_desc}", wall_mat)
+        to = b.obj("door_frame", "white door frames", trim_mat)
+        do = b.obj("door", door_desc, door_mat)
         for side in SIDES:
-            _build_side(b, r, side, wo, wall_mat, window_mat, H)
+            _build_side(b, r, side, wo, wall_mat, window_mat, H, to, trim_mat, do, door_mat)
         if office:
             _furnish_office(b, r, rng)
         else:
@@ -433,7 +465,8 @@ def generate(family: str, seed: int, params: dict | None = None):
         items = [it for it in r.items if not it.startswith("a cluster")][:3]
         if any(it.startswith("a cluster") for it in r.items):
             items = ["rows of desks with monitors"] + items
-        room_descs.append(f"a {r.kind} with {wall_desc}, {floor_desc}" + (", " + ", ".join(items) if items else ""))
+        art_ = "an" if r.kind[0] in "aeiou" else "a"
+        room_descs.append(f"{art_} {r.kind} with {wall_desc}, {floor_desc}" + (", " + ", ".join(items) if items else ""))
     # environment: indoor key light, shadows from furniture only
     env = b.environment
     env.indoor = True
@@ -449,6 +482,7 @@ def generate(family: str, seed: int, params: dict | None = None):
     if b.shadow_casters is None:
         b.shadow_casters = []
     what = "office floor" if office else "apartment"
+    room_descs = [room_descs[k] for k in order]  # the main (largest) room first
     description = f"A {len(rooms)}-room {what}: " + "; ".join(room_descs) + "."
     main = rooms[order[0]]
     cands = [((main.x0 + main.x1) / 2, (main.y0 + main.y1) / 2, 1.6)]

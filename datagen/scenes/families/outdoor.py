@@ -17,7 +17,6 @@ import numpy as np
 from datagen.scenes import geometry as G
 from datagen.scenes.builder import SceneBuilder
 from datagen.scenes.families import furniture as F
-from datagen.scenes.materials import NAMED_COLOURS
 
 EYE = 1.7
 
@@ -62,12 +61,17 @@ def _tree(b: SceneBuilder, rng, base, kind=None, scale=1.0, collide=True) -> str
             z0 = z + h * (0.25 + 0.22 * i)
             rr = (1.8 - 0.45 * i) * scale * (0.9 + 0.2 * rng.random())
             b.part(o, leaves, G.cylinder((x, y, z0), rr, h * 0.45, 10, top_radius=0.0))
+            if collide:
+                b.cone_collider((x, y, z0), rr * math.cos(math.pi / 10), h * 0.45)  # inscribed in the 10-gon
     else:
         b.part(o, bark, G.cylinder((x, y, z - 0.2), r, h * 0.65, 8, top_radius=r * 0.6, caps=False))
         for i in range(int(rng.integers(1, 4))):
             off = (rng.random(3) - 0.5) * np.array([1.6, 1.6, 1.0]) * scale
             rr = (1.4 + 0.9 * rng.random()) * scale * (0.7 if kind == "birch" else 1.0)
-            b.part(o, leaves, G.sphere((x + off[0], y + off[1], z + h * 0.75 + off[2]), rr, squash=0.85, jitter=rng))
+            c = (x + off[0], y + off[1], z + h * 0.75 + off[2])
+            b.part(o, leaves, G.sphere(c, rr, squash=0.85, jitter=rng))
+            if collide:  # inside of the (squashed, jittered) crown
+                b.sphere_collider(c, rr * 0.86)
     if collide:
         b.cyl_collider((x, y, z - 0.3), r + 0.05, h * 0.7 + 0.3)
     return desc
@@ -102,16 +106,17 @@ def generate_nature(family: str, seed: int, params: dict):
     rng = np.random.default_rng([seed, 3 if forest else 2, 11])
     b = SceneBuilder(family, seed)
     half = float(params.get("half_size", 30.0 if forest else 35.0))
-    n = 49
-    hs = _terrain(rng, half, n, amp=(2.5 if forest else 1.6) * (0.6 + 0.8 * rng.random()))
-    curve = _path_curve(rng, half)
-    xs = np.linspace(-half, half, n)
+    ext = half + 45.0  # terrain (and a ring of trees) reach beyond the walkable area
+    n = 73
+    hs = _terrain(rng, ext, n, amp=(2.5 if forest else 1.6) * (0.6 + 0.8 * rng.random()))
+    xs = np.linspace(-ext, ext, n)
     X, Y = np.meshgrid(xs, xs, indexing="ij")
-    # flatten the terrain along the path a little
-    dpath = _dist_to_curve(np.stack([X.ravel(), Y.ravel()], 1), curve).reshape(n, n)
-    terrain = (-half, -half, half, half, hs)
+    rim = np.maximum(np.maximum(np.abs(X), np.abs(Y)) - half, 0.0)
+    hs = hs + 0.012 * rim ** 2  # hills rising around the area close the horizon
+    curve = _path_curve(rng, half)
+    terrain = (-ext, -ext, ext, ext, hs)
     b.terrain = terrain
-    mesh = G.heightfield(-half, -half, half, half, hs)
+    mesh = G.heightfield(-ext, -ext, ext, ext, hs)
     if forest:
         gcol, gcol2 = (0.25, 0.3, 0.13), (0.38, 0.3, 0.17)
         ground = b.material("forest_floor", "grass", gcol, gcol2, tile_m=3.0)
@@ -123,7 +128,8 @@ def generate_nature(family: str, seed: int, params: dict):
         pmat = b.material("gravel_path", "gravel", (0.72, 0.67, 0.58), (0.5, 0.46, 0.4), tile_m=1.5)
         gdesc, pdesc = "rolling grassy lawns", "a gravel path"
     centers = mesh.vertices[mesh.triangles].mean(1)
-    on_path = _dist_to_curve(centers[:, :2].astype(np.float64), curve) < 1.6
+    on_path = (_dist_to_curve(centers[:, :2].astype(np.float64), curve) < 1.6) & \
+        (np.abs(centers[:, :2]).max(1) < half)
     go = b.obj("terrain", gdesc, ground)
     b.part(go, ground, G.MeshPart(mesh.vertices, mesh.triangles[~on_path], mesh.uv[~on_path]))
     po = b.obj("path", pdesc, pmat)
@@ -169,6 +175,21 @@ def generate_nature(family: str, seed: int, params: dict):
         k = kinds[int(rng.integers(len(kinds)))]
         d = _tree(b, rng, (spot[0], spot[1], hz(*spot)), k, scale=0.8 + 0.5 * rng.random())
         tree_descs[d] = tree_descs.get(d, 0) + 1
+    # a ring of trees outside the walkable area (no colliders: the camera cannot get there)
+    n_ring = int((260 if forest else 90) * (0.8 + 0.4 * rng.random()))
+    placed = 0
+    for _ in range(n_ring * 4):
+        if placed >= n_ring:
+            break
+        x, y = (rng.random(2) * 2 - 1) * (ext - 8)
+        if max(abs(x), abs(y)) < half + 1.0:
+            continue
+        if any((x - a) ** 2 + (y - c) ** 2 < 9.0 for a, c, rr in occupied[-40:]):
+            continue
+        occupied.append((x, y, 1.5))
+        _tree(b, rng, (x, y, hz(x, y)), kinds[int(rng.integers(len(kinds)))], scale=0.9 + 0.5 * rng.random(),
+              collide=False)
+        placed += 1
     # bushes and rocks
     rock = b.material("rock", "concrete", (0.5, 0.5, 0.48), (0.35, 0.35, 0.33), tile_m=2.0)
     bush = b.material("bush_leaves", "leaves", (0.16, 0.38, 0.12), (0.3, 0.5, 0.18), tile_m=1.0)
@@ -344,6 +365,13 @@ def generate_street(seed: int, params: dict):
     mo = b.obj("road_marking", "a dashed centre line", marking)
     b.box(mo, marking, (0, 0, 0.002), (L + 40, 0.6, 0.004), collide=False, faces=(4,))
     y_bld = road_w / 2 + walk_w
+    # zebra crossings
+    zebra = b.material("zebra_white", "paint", (0.9, 0.9, 0.86), tile_m=1.0)
+    for xc in sorted({float(round((rng.random() - 0.5) * L * 0.6)) for _ in range(int(rng.integers(1, 3)))}):
+        zo = b.obj("crosswalk", "a zebra crossing", zebra)
+        for k in range(int(road_w / 0.9)):
+            yk = -road_w / 2 + 0.45 + k * 0.9
+            b.box(zo, zebra, (xc, yk, 0.003), (3.0, 0.45, 0.006), collide=False, faces=(4,))
     for side in (-1, 1):
         so = b.obj("sidewalk", f"a {pave_name} paved sidewalk", paving)
         b.box(so, paving, (0, side * (road_w / 2 + walk_w / 2), 0.075), (L + 40, walk_w, 0.15))
@@ -402,7 +430,8 @@ def generate_street(seed: int, params: dict):
     uniq = list(dict.fromkeys(descs))[:4]
     cars = [p for p in props if p.startswith("a parked")][:3]
     other = [p for p in dict.fromkeys(props) if not p.startswith("a parked")]
-    description = (f"A city street: an asphalt road with a dashed centre line between {pave_name} sidewalks, "
+    description = (f"A city street: an asphalt road with a dashed centre line and zebra crossings between "
+                   f"{pave_name} sidewalks, "
                    f"lined by " + ", ".join(uniq) + "; " + ", ".join(cars + other) + ".")
     cands = [(x, y, EYE + 0.15) for x, y in ((0, road_w / 2 + walk_w / 2), (5, -(road_w / 2 + walk_w / 2)),
                                             (-8, road_w / 2 + walk_w / 2), (0, 0))]
