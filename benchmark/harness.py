@@ -215,7 +215,8 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     Two phases: (1) every model is rolled out on every task, one at a time, with nothing else
     running in this process (so ``fps`` is the model's own speed); the frames go to a scratch folder;
     (2) the rollouts and the ground truth (noise floor) are scored, by ``workers`` processes
-    (default: min(2, CPUs) when ``suite_root`` is given, else 1, in this process). The noise floor is
+    (default: min(2, CPUs) when ``suite_root`` is given and there are >= 1500 frames to score, else
+    1, in this process). The noise floor is
     the estimator's RPE on the ground-truth frames; when ``oracle`` is run, its frames are exactly
     the ground truth (tested) and the estimator is deterministic, so its score is reused as the floor.
     Returns the tidy results DataFrame.
@@ -280,8 +281,9 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     oracle_ok = {tid for (m, tid, _, est, _) in jobs if m == "oracle" and est is None}
     floor_jobs = [(NOISE_FLOOR_MODEL, t.task_id, None, None, {}) for t in tasks if t.task_id not in oracle_ok]
     all_jobs = floor_jobs + jobs
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if suite_root else 1
+    if workers is None:  # processes pay a few seconds of start-up: only for real amounts of work
+        n_frames = sum(by_id[tid].num_frames for _, tid, _, _, _ in all_jobs)
+        workers = min(2, os.cpu_count() or 1) if (suite_root and n_frames >= 1500) else 1
     workers = max(1, min(int(workers), len(all_jobs) or 1))
     t_score = time.perf_counter()
     results: dict[tuple[str, str], tuple] = {}

@@ -204,10 +204,21 @@ def trajectories_section(run_dir: Path, df: pd.DataFrame, info: dict, max_tasks:
     models = sorted(tdirs, key=lambda s: model_sort_key(names.get(s, s)))
     models = [s for s in models if not names.get(s, s).startswith("noisy-oracle")] or models
     tasks = info.get("tasks", [])
-    # one task per family first, to show every kind of motion
+
+    def path_length(t) -> float:  # metres travelled by the commanded camera (0 for pure rotations)
+        for s in models:
+            f = tdirs[s] / f"{t['task_id']}.npz"
+            if f.exists():
+                with np.load(f) as z:
+                    p = z["gt_poses"][:, :3, 3]
+                return float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum())
+        return 0.0
+
+    # tasks that move the camera (a pure rotation is a point from above), longest paths first,
+    # one per family
     seen, pick = set(), []
-    for t in tasks:
-        if t["family"] not in seen:
+    for t in sorted(tasks, key=lambda t: -path_length(t)):
+        if t["family"] not in seen and path_length(t) > 0.2:
             seen.add(t["family"])
             pick.append(t)
     parts = []

@@ -16,7 +16,6 @@ def make_relic(checkpoint: str | None = None, memory: bool = True):
     try:
         model = RelicWorldModel(checkpoint=checkpoint, memory=memory)
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"no RELIC checkpoint: {e}. Pass one with --models relic:PATH, or train one "
-                                "with `relic train all`") from e
+        raise FileNotFoundError(f"{e} (or name one with --models relic:PATH)") from e
     model.name = "relic" if memory else "relic-nomem"
     return model

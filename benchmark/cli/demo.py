@@ -14,6 +14,7 @@ with a message that says why, and is never replaced by invented results):
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-corpus", action="store_true", help="do not build the corpus")
     p.add_argument("--models", default=None, help="override the benchmarked models (comma-separated specs)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
-    p.add_argument("--publish", type=Path, default=None, help="also copy leaderboard.md/report.html here")
+    p.add_argument("--publish", type=Path, default=None, help="also copy leaderboard.md, report.html and results.csv here")
 
 
 def _step(title: str):
@@ -112,7 +113,7 @@ def default_models(quick: bool) -> list[str]:
 
 
 def run(args) -> int:
-    from benchmark.adapters import make_model, parse_models
+    from benchmark.adapters import parse_models
     from benchmark.harness import run_benchmark
     from benchmark.tasks.io import load_suite
     from benchmark.tasks.suite import build_suite, suite_spec
@@ -132,11 +133,6 @@ def run(args) -> int:
 
     t0 = _step("4/5 benchmark: relic bench run")
     models = parse_models(args.models) if args.models else default_models(args.quick)
-    for m in [m for m in models if m.split(":")[0] in ("relic", "relic-nomem")]:
-        try:
-            make_model(m).close()
-        except Exception as e:  # noqa: BLE001 - reported, the run records it too
-            print(f"   {m}: not available ({e}); it is listed under 'Not run' in the report")
     print(f"   models: {', '.join(models)}")
     run_benchmark(models, suite.tasks, args.out / "bench", suite_name=suite.name, suite_root=str(suite_dir),
                   lpips=not args.no_lpips, progress=True)
@@ -144,6 +140,10 @@ def run(args) -> int:
 
     t0 = _step("5/5 report")
     bench = args.out / "bench"
+    info = json.loads((bench / "run.json").read_text())
+    for f in info.get("failures", []):
+        where = f" on {f['task']}" if f.get("task") else ""
+        print(f"   NOT RUN: {f['model']}{where}: {f['error']}")
     if args.publish:
         from benchmark.cli.run import publish
 

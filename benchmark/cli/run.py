@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder of external TUM trajectories <model>/<task_id>.txt or <task_id>.txt")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (faster)")
     p.add_argument("--publish", type=Path, default=None,
-                   help="also copy leaderboard.md and report.html into this folder (e.g. reports/)")
+                   help="also copy leaderboard.md, report.html and results.csv into this folder (e.g. reports/)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -37,7 +37,7 @@ def load_tasks(args):
 
 def publish(out: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("leaderboard.md", "report.html"):
+    for name in ("leaderboard.md", "report.html", "results.csv"):
         tmp = dest / f".{name}.tmp"
         shutil.copyfile(out / name, tmp)
         tmp.replace(dest / name)

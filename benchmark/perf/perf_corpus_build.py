@@ -62,15 +62,17 @@ def run_build(cfg_dict: dict, workers: int) -> dict:
 
 
 def stage_breakdown(width: int, height: int, duration_s: float) -> dict:
-    """Seconds per stage for one explore episode in-process (1 core)."""
+    """Seconds per stage for one explore episode in-process (one core), each stage timed alone."""
     import numpy as np
 
     from datagen.actions import poses_to_actions
     from datagen.backends.embedded import EmbeddedBackend
-    from datagen.capture.config import config_from_dict
+    from datagen.capture.config import config_from_dict, plan_episodes
     from datagen.capture.episode import capture_episode
-    from datagen.capture.config import plan_episodes
     from datagen.corpus.writer import write_episode
+    from datagen.curation.captions import caption_segments
+    from datagen.curation.filters import curate
+    from datagen.revisits import find_revisit_pairs
     from datagen.scenes.library import generate_scene
     from datagen.trajectories import generate
 
@@ -85,12 +87,25 @@ def stage_breakdown(width: int, height: int, duration_s: float) -> dict:
     traj = generate(spec.generator, be, seed=spec.seed, duration_s=spec.duration_s, fps=cfg.fps)
     t["trajectory"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    be.capture_batch(list(traj.poses), ("rgb", "depth", "mask"))
+    frames = be.capture_batch(list(traj.poses), ("rgb", "depth", "mask"))
     t["render_rgb_depth_mask"] = time.perf_counter() - t0
+    rgb = np.stack([f.rgb for f in frames])
+    depth = np.stack([f.depth for f in frames])
+    mask = np.stack([f.mask for f in frames])
+    c2w = np.stack([f.c2w for f in frames])
     t0 = time.perf_counter()
+    poses_to_actions(c2w)
+    t["labels"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    find_revisit_pairs(c2w, be.intrinsics(), width, height, depths=depth, fps=cfg.fps, **cfg.revisits)
+    t["revisits"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    curate(c2w, cfg.fps, cfg.thresholds, rgb=rgb, depth=depth, mask=mask)
+    t["curation"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    caption_segments(mask, cfg.fps, scene.description, [o.description for o in scene.objects])
+    t["captions"] = time.perf_counter() - t0
     rec = capture_episode(spec, be, cfg, scene=scene)
-    total = time.perf_counter() - t0
-    t["labels_revisits_curation_captions"] = max(0.0, total - t["trajectory"] - t["render_rgb_depth_mask"])
     tmp = Path(tempfile.mkdtemp(prefix="perf_write_"))
     try:
         t0 = time.perf_counter()

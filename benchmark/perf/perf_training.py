@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--out", default=None)
     ap.add_argument("--reports", default=str(ROOT / "reports"))
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy shared CPU)")
     a = ap.parse_args(argv)
     import torch
     from relic_model.config import load_config
@@ -41,6 +42,7 @@ def main(argv=None) -> int:
     from relic_model.train.common import STAGES, RunContext
     from relic_model.train.run import train_all
 
+    torch.set_num_threads(a.threads)
     cfg = load_config(a.config)
     for st in ("autoencoder", "student_init"):
         cfg.train.setdefault(st, {})["log_every"] = 1
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
     rep.mkdir(parents=True, exist_ok=True)
     (rep / "perf_training.json").write_text(json.dumps(res, indent=2))
     md = [f"# Training speed ({a.config} config, {a.steps} steps per stage)", "",
-          f"Command: `python benchmark/perf/perf_training.py --steps {a.steps} --config {a.config}`  ",
+          f"Command: `python benchmark/perf/perf_training.py --steps {a.steps} --config {a.config} --threads {a.threads}`  ",
           f"CPU cores: {res['cpu_count']}, torch threads: {res['torch_threads']}, 1-min load average before/after: "
           f"{load0:.1f} / {res['loadavg_1min_after']:.1f} (load above the core count means other jobs shared the CPU).",
           "", "| stage | steps | wall time (s, incl. one-off pools/ODE) | s/step (median) | final losses |",

@@ -21,7 +21,11 @@ Poses (keyframe visual odometry). The estimator keeps a keyframe (a frame with k
 positions) and a map of 3D points (track id -> world point, in the estimator's scale).
 1. Tracking: if at least ``min_pnp`` tracked points have map points, the pose comes from
    ``cv2.solvePnPRansac`` (EPnP, reprojection threshold ``2 * ransac_px``) refined by
-   Levenberg-Marquardt on the inliers (step kind "pnp").
+   Levenberg-Marquardt on the inliers (step kind "pnp"). A PnP camera displacement above
+   ``max_speed_jump`` times the median of the last 16 PnP displacements is accepted only if the
+   two-view model selection (2.) on this frame and the previous one does not call the pair a pure
+   rotation; otherwise the frame gets that rotation and no translation (kind "rotation"): when the
+   map leaves the view during a pan, PnP on a few badly triangulated points jumps.
 2. Otherwise two-view geometry against the keyframe on their common tracks (if fewer than
    ``max(min_matches, kf_keep_frac * the tracks it shared with the frame after it)``, the previous
    frame becomes the keyframe first): RANSAC homography -> rotation
@@ -175,11 +179,11 @@ class OpenCVEstimator:
 
     name = "opencv"
 
-    def __init__(self, feature: str = "klt", max_features: int = 1000, max_width: int | None = 640,
+    def __init__(self, feature: str = "klt", max_features: int = 1000, max_width: int | None = 512,
                  min_width: int | None = 320, blur_sigma: float = 1.0,
                  ratio: float = 0.8, fb_px: float = 0.5, ransac_px: float = 1.0, min_matches: int = 15,
                  min_pnp: int = 12, min_parallax_px: float = 5.0, kf_parallax_px: float = 12.0,
-                 min_tri_deg: float = 1.0, rotation_px: float = 1.0, kf_keep_frac: float = 0.5, static_luma: float = 0.25,
+                 min_tri_deg: float = 1.0, rotation_px: float = 1.0, max_speed_jump: float = 3.0, kf_keep_frac: float = 0.5, static_luma: float = 0.25,
                  ransac_seed: int = 0):
         if feature not in ("klt", "orb", "sift"):
             raise ValueError(f"feature must be 'klt', 'orb' or 'sift', got {feature!r}")
@@ -188,7 +192,7 @@ class OpenCVEstimator:
         self.ratio, self.fb_px, self.ransac_px = ratio, fb_px, ransac_px
         self.min_matches, self.min_pnp = min_matches, min_pnp
         self.min_parallax_px, self.kf_parallax_px, self.min_tri_deg = min_parallax_px, kf_parallax_px, min_tri_deg
-        self.rotation_px = rotation_px
+        self.rotation_px, self.max_speed_jump = rotation_px, max_speed_jump
         self.static_luma, self.ransac_seed, self.kf_keep_frac = static_luma, ransac_seed, kf_keep_frac
 
     # ------------------------------------------------------------------------------ geometry
@@ -301,8 +305,20 @@ class OpenCVEstimator:
                     c2w = self._pnp(np.array([world[k] for k in in_map]), np.array([cur[k] for k in in_map]),
                                     K, poses[i - 1])
                     if c2w is not None:
-                        poses[i], kind = c2w, "pnp"
-                        speeds.append(float(np.linalg.norm(c2w[:3, 3] - poses[i - 1][:3, 3])))
+                        step = float(np.linalg.norm(c2w[:3, 3] - poses[i - 1][:3, 3]))
+                        if speeds and step > self.max_speed_jump * float(np.median(speeds)):
+                            # implausible jump: accept it only if the frame pair is not a pure rotation
+                            cp = [k for k in cur if k in prev]
+                            tv = self._two_view(np.array([prev[k] for k in cp]), np.array([cur[k] for k in cp]),
+                                                K, Kinv) if len(cp) >= self.min_matches else None
+                            if tv is not None and tv[0] == "rotation":
+                                T = np.eye(4)
+                                T[:3, :3] = tv[1]
+                                poses[i], kind = poses[i - 1] @ np.linalg.inv(T), "rotation"
+                                c2w = None
+                        if c2w is not None:
+                            poses[i], kind = c2w, "pnp"
+                            speeds.append(step)
             if kind is None:
                 common = [k for k in cur if k in kf_obs]
                 if kf_ref is None or kf_ref[0] != kf_i:

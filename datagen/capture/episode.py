@@ -22,6 +22,13 @@ def scene_texts(backend, scene=None) -> tuple[str, list[str], list[str]]:
     if scene is not None:
         names = [o.name for o in scene.objects]
         descs = [o.description for o in scene.objects]
+        served = list(backend.objects())
+        if len(served) != len(names):
+            # a real UE level: mask ids index the SERVER's object list (`vget /objects`: every actor,
+            # in the engine's order), not the exported scene file's objects; match those by name
+            by_name = dict(zip(names, descs))
+            descs = [by_name.get(n, n.rstrip("0123456789_").replace("_", " ")) for n in served]
+            names = served
         return scene.description, names, descs
     names = list(backend.objects())
     descs = info.get("object_descriptions") or [n.rstrip("0123456789_").replace("_", " ") for n in names]

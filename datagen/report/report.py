@@ -174,6 +174,7 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         rows = m[m.scene_id == sid]
         fig, ax = plt.subplots(figsize=(4.2, 4.2))
         _draw_obstacles(ax, rows.family.iloc[0], rows.scene_seed.iloc[0])
+        lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
         for _, r in rows.iterrows():
             ep = c.episode(r.episode_id)
             p = ep.poses()[:, :3, 3]
@@ -182,7 +183,11 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
             pk = np.where(kept[:, None], p, np.nan)
             ax.plot(pk[:, 0], pk[:, 1], lw=1.5, label=f"{r.generator} ({r.status})")
             ax.plot(p[0, 0], p[0, 1], "k^", ms=5)
-        ax.set_aspect("equal", adjustable="datalim")
+            lo, hi = np.minimum(lo, p[:, :2].min(0)), np.maximum(hi, p[:, :2].max(0))
+        mid, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2 + 2.0, 3.0)  # trajectories + 2 m
+        ax.set_xlim(mid[0] - half, mid[0] + half)
+        ax.set_ylim(mid[1] - half, mid[1] + half)
+        ax.set_aspect("equal")
         ax.set_xlabel("x (m)")
         ax.set_ylabel("y (m)")
         ax.set_title(f"{sid} [{rows.split.iloc[0]}]", fontsize=9)
@@ -198,8 +203,10 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         fig, axes = plt.subplots(len(pick), 3, figsize=(9, 1.9 * len(pick)), squeeze=False)
         for row, (_, r) in zip(axes, pick.iterrows()):
             ep = c.episode(r.episode_id)
-            n = ep.num_frames
-            for ax, i in zip(row, (0, n // 2, n - 1)):
+            kept = np.flatnonzero(ep.kept_mask())
+            if not len(kept):
+                kept = np.arange(ep.num_frames)
+            for ax, i in zip(row, (kept[0], kept[len(kept) // 2], kept[-1])):  # first / middle / last kept
                 ax.imshow(ep.rgb(i))
                 ax.set_title(f"{r.episode_id} f{i}", fontsize=6)
                 ax.axis("off")
@@ -219,7 +226,9 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
                              "episodes trimmed for it": s["trim_reasons"].get(n, 0)} for n in F.FILTER_NAMES])
     md = [f"# Curation report: {Path(corpus_dir).name}", "",
           f"Corpus `{c.path}` (schema {c.header['schema']} v{c.header['schema_version']}, config "
-          f"`{c.config.get('name', '?')}`, hash {c.header['config_hash'][:12]}).", "",
+          f"`{c.config.get('name', '?')}`, hash {c.header['config_hash'][:12]}, created {c.header.get('created', '?')}).",
+          f"Regenerate: `relic datagen build --config CONFIG --out CORPUS` then `relic datagen report CORPUS`"
+          f"{' (CONFIG = datagen/configs/default_corpus.yaml, the default when --config is omitted)' if c.config.get('name') == 'default' else ''}.", "",
           f"- episodes: {s['episodes']} in {s['scenes']} scenes ({', '.join(f'{k} {v}' for k, v in s['families'].items())})",
           f"- frames: {s['frames']}; minutes captured {s['minutes_captured']:.2f}, kept {s['minutes_kept']:.2f}",
           f"- revisit pairs: {s['revisit_pairs']} in {s['episodes_with_revisits']} episodes",

@@ -31,6 +31,9 @@ import numpy as np
 
 from datagen.scenes.scene import SCENE_FORMAT, SCENE_VERSION, Scene, SceneObject
 
+# Version of the procedural generators' OUTPUT. Bump it whenever a change alters what any
+# (family, seed) generates (geometry, materials, objects, spawn), so that old scene files are
+# refused with a clear message instead of silently regenerating a different scene.
 GENERATOR_VERSION = 1
 
 _FAMILY_INFO = {

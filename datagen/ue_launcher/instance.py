@@ -302,6 +302,7 @@ class UEInstance:
             self.wait_ready()
             return False
         log.warning("server %s died or hangs; restarting it", self.endpoint)
+        self.kill()  # a hung server would not act on SIGTERM; a dead one needs reaping only
         self.stop(timeout=5.0)
         self._wait_port_free(10.0)
         self.restarts += 1

@@ -25,7 +25,8 @@ def add_train_arguments(p: argparse.ArgumentParser, all_stages: bool = False) ->
     p.add_argument("--steps", type=int, default=None,
                    help="total optimisation steps" + (" per stage" if all_stages else "") +
                         " (curricula are rescaled proportionally); default: the config")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores, or 1 when the "
+                   "load average already reaches the core count)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -42,6 +43,12 @@ def make_context(args):
         raise FileNotFoundError(f"--corpus {args.corpus} does not exist (build one with `relic datagen build`)")
     if args.threads:
         torch.set_num_threads(int(args.threads))
+    elif os.getloadavg()[0] >= (os.cpu_count() or 1):
+        # a busy shared CPU: OpenMP spin-waiting with several threads makes small models 10-100x
+        # slower than one thread (measured on the 2-core machine); pass --threads to override
+        torch.set_num_threads(1)
+        print(f"relic train: load average {os.getloadavg()[0]:.1f} >= {os.cpu_count()} cores, using 1 torch "
+              "thread (--threads N to override)", file=sys.stderr)
     cfg = load_config(args.config)
     info = init_distributed(args.device)
     return RunContext(cfg, args.corpus, Path(args.out), info, progress=not args.no_progress)

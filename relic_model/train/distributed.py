@@ -79,7 +79,7 @@ def wrap_model(module: nn.Module, info: DistInfo, mode: str = "ddp") -> nn.Modul
         return module
     if mode == "ddp":
         ids = [info.local_rank] if info.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
     if info.device.type != "cuda":
         raise RuntimeError("FSDP is for GPUs (nccl); on CPU use --dist ddp (gloo)")
     from torch.distributed.fsdp import fully_shard  # FSDP2

@@ -34,7 +34,8 @@ def test_psnr_ssim_match_scikit_image(amp):
     a = _texture(1)
     b = _noisy(a, 2, amp)
     p = iq.psnr(b, a)[0]
-    assert p == pytest.approx(sk_psnr(a, b, data_range=255), abs=1e-4)  # torchmetrics works in float32
+    assert p == pytest.approx(sk_psnr(a, b, data_range=255), abs=1e-9)
+    assert iq.psnr(b, a, backend="torchmetrics")[0] == pytest.approx(p, abs=1e-4)  # float32
     ref = sk_ssim(a, b, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
                   use_sample_covariance=False)
     tm = iq.ssim(b, a, backend="torchmetrics")[0]
@@ -60,6 +61,9 @@ def test_batch_shapes_and_errors():
     assert p.shape == (2,) and p[1] == iq.PSNR_CAP_DB and p[0] < 40
     with pytest.raises(ValueError, match="shapes differ"):
         iq.psnr(a, a[:1])
+    assert iq.psnr(b, a, backend="torchmetrics")[1] == iq.PSNR_CAP_DB
+    with pytest.raises(ValueError, match="unknown PSNR backend"):
+        iq.psnr(a, a, backend="nope")
     with pytest.raises(ValueError, match="unknown SSIM backend"):
         iq.ssim(a, a, backend="nope")
 

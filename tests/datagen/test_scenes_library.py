@@ -156,3 +156,7 @@ def test_bad_scene_files(tmp_path):
     p.write_text(json.dumps({"format": "relic-scene", "version": 1, "kind": "procedural", "family": "castle", "seed": 1}))
     with pytest.raises(ValueError, match="unknown scene family"):
         load_scene(p)
+    p.write_text(json.dumps({"format": "relic-scene", "version": 1, "kind": "procedural", "family": "park",
+                             "seed": 1, "generator_version": 999}))
+    with pytest.raises(ValueError, match="generator version 999"):
+        load_scene(p)

@@ -163,3 +163,19 @@ def test_relic_datagen_launch_cli_prints_endpoints_and_stops_on_sigterm(scene_fi
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_hung_server_is_detected_by_the_protocol_probe_and_restarted(scene_file, tmp_path):
+    inst = UEInstance(serve_template(scene_file), port=free_port(), width=32, height=24, log_dir=tmp_path,
+                      startup_timeout=60, probe_timeout=0.5)
+    with inst:
+        pid = inst.pid
+        os.kill(pid, signal.SIGSTOP)  # frozen: the kernel still accepts TCP, nothing answers
+        try:
+            assert inst.is_alive()  # the cheap check cannot tell ...
+            assert probe_unrealcv(*inst.address, timeout=0.5) == "silent"  # ... the protocol probe can
+            assert inst.ensure_alive(probe=True) is True
+        finally:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        assert not _alive(pid) and inst.pid != pid and inst.responsive() and inst.restarts == 1

@@ -122,3 +122,46 @@ def test_server_killed_mid_episode_is_restarted_and_the_episode_redone(setup, re
         pd.testing.assert_frame_equal(a.frames, b.frames)
         pd.testing.assert_frame_equal(a.revisits, b.revisits)
         assert a.meta == b.meta
+
+
+def test_build_from_an_exported_unreal_scene_file(setup, tmp_path):
+    """The real-UE path with our server standing in for the engine: the config names a kind "unreal"
+    scene file written by ue_project's exporter (metadata only, UE units); the launched server
+    renders; the pipeline matches the file's scene id to what the server reports."""
+    import importlib.util
+    from pathlib import Path
+
+    from datagen import conventions as cv
+    from datagen.capture.config import load_config
+    from datagen.scenes.library import load_scene
+
+    _, scene_file, _ = setup
+    spec = importlib.util.spec_from_file_location(
+        "relic_export_e2e", Path(__file__).resolve().parents[2] / "ue_project" / "Scripts" / "export_capture_metadata.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    src = generate_scene("apartment", 1)
+    loc, rot = cv.c2w_to_ue_pose(src.spawn_c2w)
+    corners = cv.ours_point_to_ue(np.stack([src.bounds_min, src.bounds_max]))
+    objs = [{"name": o.name, "tags": [f"desc={o.description}", f"category={o.category}"],
+             "bounds_min_cm": [0, 0, 0], "bounds_max_cm": [1, 1, 1]} for o in src.objects]
+    # project "apartment" + level "0001" -> scene id "apartment-0001", the id our server reports
+    d = mod.build_scene_dict("apartment", "/Game/Maps/0001", "0001", "an exported test level",
+                             (corners.min(0).tolist(), corners.max(0).tolist()),
+                             [{"name": "PlayerStart", "location_cm": list(loc), "rotation_deg": list(rot)}],
+                             objs, camera_height_cm=src.camera_height * 100)
+    mod.write_json_atomic(d, str(tmp_path / "level.json"))
+    level = load_scene(tmp_path / "level.json")
+    assert level.kind == "unreal" and level.scene_id == "apartment-0001"
+    np.testing.assert_allclose(level.spawn_c2w, src.spawn_c2w, atol=1e-9)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(
+        {**CFG, "scenes": [{"file": "level.json"}], "episodes": [{"generator": "explore", "duration_s": 2}]}))
+    with InstancePool(serve_template(scene_file), n=1, base_port=free_port(), width=32, height=24,
+                      startup_timeout=60) as pool:
+        res = build_with_pool(load_config(tmp_path / "cfg.yaml"), tmp_path / "out", pool, progress=False,
+                              log=lambda m: None)
+    assert res.failed == [] and res.built == 1
+    c = Corpus.open(tmp_path / "out")
+    ep = c.episode(c.episode_ids[0])
+    assert ep.meta["family"] == "unreal" and ep.meta["scene_description"] == "an exported test level"
+    assert ep.num_frames == 2 * FPS and ep.rgb(0).shape == (24, 32, 3)

@@ -193,3 +193,25 @@ def test_server_names_map_to_the_exported_scene_id():
     # our embedded server answers the scene id itself
     assert served_scene_ids("apartment-0001", "apartment")[0] == "apartment-0001"
     assert served_scene_ids("apartment-0001", "") == ["apartment-0001"]
+
+
+def test_captions_use_exported_descriptions_for_the_servers_object_list(tmp_path):
+    """A UE server lists every actor (`vget /objects`) and mask ids index THAT list: the exported
+    descriptions must be matched by object name, not by position."""
+    from datagen.capture.episode import scene_texts
+
+    mod = _exporter()
+    _, path = _export(tmp_path, mod, [{"name": "S", "location_cm": [0, 0, 100], "rotation_deg": [0, 0, 0]}])
+    scene = load_scene(path)
+
+    class ServerObjects:  # what a UE level's UnrealCV server answers (only the part scene_texts reads)
+        def objects(self):
+            return ["DirectionalLight_0", "StaticMeshActor_7", "PlayerStart_1", "StaticMeshActor_3"]
+
+        def scene_info(self):
+            return {}
+
+    desc, names, descs = scene_texts(ServerObjects(), scene)
+    assert names == ServerObjects().objects()
+    assert descs[1] == "a brass floor lamp" and descs[3] == "a sofa"
+    assert desc == scene.description

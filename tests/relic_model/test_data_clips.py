@@ -14,6 +14,16 @@ from relic_model.nn.control import pose12_from_c2w
 from relic_model.train.presets import micro_config
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting with 2 threads makes
+    these tiny models 10-100x slower; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_synthetic_corpus(tmp_path_factory.mktemp("corpus"), episodes=2, frames=30, height=32, width=48)

@@ -15,6 +15,16 @@ from relic_model.train.common import RunContext
 from relic_model.train.presets import micro_config
 from relic_model.train.run import run_stage_named
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting with 2 threads makes
+    these tiny models 10-100x slower; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 ROOT = Path(__file__).resolve().parents[2]
 TEACHER = {"curriculum": [{"latent_frames": 3, "steps": 3}], "batch": 4, "lr": 3e-3, "warmup": 1,
            "ckpt_every": 10, "sample_every": 0, "pool_clips": 8, "text_dropout": 0.25}
@@ -39,6 +49,7 @@ ctx = RunContext(micro_config(teacher=teacher), corpus, out, info, progress=Fals
 torch.manual_seed(ctx.seed)
 st = make_stage(ctx, "teacher", None)
 from relic_model.train.loop import run_stage
+
 s = ctx.settings.teacher
 run_stage(st, ctx.stage_dir("teacher"), st.cfg, st.total_steps, log_every=1, ckpt_every=10, sample_every=0,
           info=info, progress=False)

@@ -1,4 +1,5 @@
 """Objectives (flow matching, ODE regression, DMD) and the teacher ODE sampler."""
+import pytest
 import torch
 
 from relic_model.objectives.dmd import cfg_combine, dmd_gradient, dmd_loss, dmd_output_grad
@@ -6,6 +7,16 @@ from relic_model.objectives.flow_matching import (add_noise, first_frame_clean_s
                                                   sample_sigma, shift_sigma, velocity_target, x0_from_velocity)
 from relic_model.objectives.ode_regression import hybrid_forcing_levels, ode_regression_loss
 from relic_model.pipelines.teacher_sampling import sample_ode, sigma_grid, student_timesteps
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting with 2 threads makes
+    these tiny models 10-100x slower; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _t(*shape, seed=0):

@@ -13,6 +13,16 @@ from relic_model.pipelines.memory_probe import SavedTensorMeter
 from relic_model.pipelines.replay_backprop import dmd_targets, naive_full_graph_backward, replay_backward
 from relic_model.pipelines.self_forcing import rollout
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting with 2 threads makes
+    these tiny models 10-100x slower; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 TS = [1.0, 0.75, 0.5, 0.25]
 
 

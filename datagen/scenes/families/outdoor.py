@@ -17,6 +17,7 @@ import numpy as np
 from datagen.scenes import geometry as G
 from datagen.scenes.builder import SceneBuilder
 from datagen.scenes.families import furniture as F
+from datagen.scenes.library import GENERATOR_VERSION
 
 EYE = 1.7
 
@@ -263,7 +264,7 @@ def generate_nature(family: str, seed: int, params: dict):
     for k in (len(curve) // 2, len(curve) // 3, 2 * len(curve) // 3, 20, len(curve) - 20):
         x, y = curve[k]
         cands.append((x, y, hz(x, y) + EYE))
-    spec = {"family": family, "seed": int(seed), "generator_version": 1, "params": params}
+    spec = {"family": family, "seed": int(seed), "generator_version": GENERATOR_VERSION, "params": params}
     return b.build(description=description, bounds_min=(-half + 1, -half + 1, zmin + 0.3),
                    bounds_max=(half - 1, half - 1, zmax + EYE + 4.0), camera_height=EYE,
                    spawn_candidates=cands, spec=spec, rng=rng)
@@ -435,7 +436,7 @@ def generate_street(seed: int, params: dict):
                    f"lined by " + ", ".join(uniq) + "; " + ", ".join(cars + other) + ".")
     cands = [(x, y, EYE + 0.15) for x, y in ((0, road_w / 2 + walk_w / 2), (5, -(road_w / 2 + walk_w / 2)),
                                             (-8, road_w / 2 + walk_w / 2), (0, 0))]
-    spec = {"family": "street", "seed": int(seed), "generator_version": 1, "params": params}
+    spec = {"family": "street", "seed": int(seed), "generator_version": GENERATOR_VERSION, "params": params}
     return b.build(description=description, bounds_min=(-half, -y_bld + 0.3, 0.3),
                    bounds_max=(half, y_bld - 0.3, 8.0), camera_height=EYE, spawn_candidates=cands, spec=spec, rng=rng)
 
