@@ -53,23 +53,37 @@ def script_poses(start: np.ndarray, n: int) -> np.ndarray:
     return np.array(P[:n])
 
 
-def build_task(family: str, seed: int, width: int, height: int, fps: float, seconds: float):
-    from datagen.backends.embedded import EmbeddedBackend
+def build_task(family: str, seed: int, width: int, height: int, fps: float, seconds: float,
+               cache: Path | None = None):
     from datagen.revisits import find_revisit_pairs
-    from datagen.scenes.library import generate_scene
 
     from benchmark.tasks.task import REVISIT_COLUMNS, Task
 
-    scene = generate_scene(family, seed)
-    be = EmbeddedBackend(scene, width=width, height=height, fov=90.0)
     n = int(round(seconds * fps))
-    poses = script_poses(scene.spawn_c2w, n)
-    frames = be.capture_batch(list(poses), kinds=("rgb", "depth"))
-    rgb = np.stack([f.rgb for f in frames])
-    depth = np.stack([f.depth for f in frames])
-    K = be.intrinsics()
+    f = None if cache is None else cache / f"perf_gt_{family}{seed}_{width}x{height}_{n}.npz"
+    if f is not None and f.is_file():
+        z = np.load(f)
+        rgb, depth, poses, K = z["rgb"], z["depth"], z["poses"], z["K"]
+        scene_id = str(z["scene_id"])
+    else:
+        from datagen.backends.embedded import EmbeddedBackend
+        from datagen.scenes.library import generate_scene
+
+        scene = generate_scene(family, seed)
+        be = EmbeddedBackend(scene, width=width, height=height, fov=90.0)
+        poses = script_poses(scene.spawn_c2w, n)
+        frames = be.capture_batch(list(poses), kinds=("rgb", "depth"))
+        rgb = np.stack([fr.rgb for fr in frames])
+        depth = np.stack([fr.depth for fr in frames])
+        K = be.intrinsics()
+        scene_id = scene.scene_id
+        if f is not None:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_suffix(".tmp.npz")
+            np.savez(tmp, rgb=rgb, depth=depth, poses=poses, K=K, scene_id=scene_id)
+            os.replace(tmp, f)
     rv = find_revisit_pairs(poses, K, width, height, depths=depth, fps=fps)[REVISIT_COLUMNS].reset_index(drop=True)
-    return Task(task_id=f"perf_{family}{seed}", family="perf", scene_id=scene.scene_id, prompt="", K=K,
+    return Task(task_id=f"perf_{family}{seed}", family="perf", scene_id=scene_id, prompt="", K=K,
                 width=width, height=height, fps=fps, actions=np.zeros((n, 13), np.float32), gamma=0.05,
                 gt_poses=poses, revisits=rv, _frames_loader=lambda: rgb, _depth_loader=lambda: depth)
 
@@ -83,6 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scene", default="street:1", help="FAMILY:SEED of the rendered scene")
     ap.add_argument("--out", type=Path, default=Path("reports"))
     ap.add_argument("--tag", default="", help="suffix for the report names (e.g. _device)")
+    ap.add_argument("--cache", type=Path, default=None, help="folder to cache the rendered ground truth in")
     args = ap.parse_args(argv)
 
     from benchmark.metrics.image_quality import get_lpips
@@ -92,7 +107,7 @@ def main(argv=None) -> int:
     fam, seed = args.scene.split(":")
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    task = build_task(fam, int(seed), args.width, args.height, args.fps, args.seconds)
+    task = build_task(fam, int(seed), args.width, args.height, args.fps, args.seconds, args.cache)
     frames = task.gt_frames()
     task.gt_depth()
     render_s = time.perf_counter() - t0

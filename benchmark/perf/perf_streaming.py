@@ -18,7 +18,9 @@ Measured on this machine's CPU with ``torch.set_num_threads(2)`` and ``torch.inf
    latency at 60 s compressed <= 0.5 x uncompressed at 60 s.
 
 Weights are random (seeded) unless ``--checkpoint`` is given: speed does not depend on them.
-Run: ``python benchmark/perf/perf_streaming.py`` (about 2-4 minutes on an idle 2-core CPU).
+Run: ``python benchmark/perf/perf_streaming.py`` (about 2-4 minutes on an idle 2-core CPU). The
+script sets ``OMP_WAIT_POLICY=PASSIVE`` (unless already set) before importing torch: on a shared
+CPU, spinning OpenMP workers otherwise make 2-thread inference 10-100x slower.
 """
 from __future__ import annotations
 
@@ -32,8 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+# This CPU is shared: busy-waiting OpenMP threads (the default wait policy) collapse 2-thread
+# throughput by 10-100x whenever another process holds a core. PASSIVE (threads sleep while
+# waiting) must be set before torch loads libgomp; it changes nothing on an idle machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -121,7 +128,8 @@ def main(argv=None) -> int:
                      "threads": args.threads, "torch": torch.__version__, "machine": platform.machine(),
                      "cpu_count": os.cpu_count(), "window": cfg.memory.window,
                      "schedule": list(cfg.memory.schedule), "sigmas": list(cfg.sampling.sigmas),
-                     "decoder": cfg.autoencoder.streaming_decoder}
+                     "decoder": cfg.autoencoder.streaming_decoder,
+                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
     with torch.inference_mode():
         # ---- 1. real streaming up to 20 s, then timed chunks
@@ -230,7 +238,8 @@ def _markdown(res, rows, hist) -> str:
     L = ["# RELIC streaming speed and memory scaling", "",
          "Produced by `python benchmark/perf/perf_streaming.py` (see its docstring for the method).", "",
          f"- config `{res['config']}` at {res['resolution'][0]}x{res['resolution'][1]}, weights: {res['weights']}",
-         f"- torch {res['torch']}, {res['threads']} threads, inference_mode, {res['cpu_count']} CPUs; "
+         f"- torch {res['torch']}, {res['threads']} threads (OMP_WAIT_POLICY={res['omp_wait_policy']}), "
+         f"inference_mode, {res['cpu_count']} CPUs; "
          f"load average before/after: {', '.join(f'{x:.2f}' for x in res['loadavg_before'])} / "
          f"{', '.join(f'{x:.2f}' for x in res['loadavg_after'])} (the machine is shared: higher load = slower)",
          f"- chunk = 4 video frames = 1 latent frame: {len(res['sigmas'])} denoising steps (sigmas {res['sigmas']}) "

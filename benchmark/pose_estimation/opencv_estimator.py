@@ -6,9 +6,11 @@ f = max_width / W, frames narrower than ``min_width`` upscaled (bilinear) by f =
 benchmark renders, so the 21x21 tracking windows and corner detector have room), and K becomes
 diag(f, f, 1) K (exact for the pixel-centre-at-+0.5 convention). The luma image is then smoothed with
 a Gaussian of ``blur_sigma`` pixels (default 1): renders and generated frames alias, and aliasing
-makes corner tracks jitter (measured: it lowers the noise floor on rendered tasks). Output: (N,4,4) camera-to-world poses in the estimator's
-own world (frame 0 = identity, OpenCV camera axes) with an arbitrary global scale;
-benchmark.metrics.rpe aligns them to the commanded trajectory with Sim(3) before computing errors.
+makes corner tracks jitter (measured: it lowers the noise floor on rendered tasks).
+
+Output: (N,4,4) camera-to-world poses in the estimator's own world (frame 0 = identity, OpenCV
+camera axes) with an arbitrary global scale; benchmark.metrics.rpe aligns them to the commanded
+trajectory with Sim(3) before computing errors.
 
 Tracks. ``feature="klt"`` (default): Shi-Tomasi corners tracked frame to frame with pyramidal
 Lucas-Kanade (21x21 window, 4 levels), kept only if tracking back lands within ``fb_px`` pixels of
@@ -48,7 +50,7 @@ positions) and a map of 3D points (track id -> world point, in the estimator's s
    keyframe. The global scale is fixed by the first "init"; it drifts slowly and whenever the map
    is lost (e.g. long pure pans) and re-initialised.
 4. Failures: too few tracks, RANSAC / PnP failing -> the pose of the previous frame is HELD (kind
-   "failed", counted). Frames whose (downscaled) luma differs from the previous frame's by less than
+   "failed", counted). Frames whose (resized, smoothed) luma differs from the previous frame's by less than
    ``static_luma`` grey levels (mean absolute difference) are "static" (pose held, not a failure).
 """
 from __future__ import annotations
@@ -164,7 +166,8 @@ class _DescriptorTracker:
             fwd = self.bf.knnMatch(desc, pd_, k=2)
             back = {m.queryIdx: m.trainIdx for m in self.bf.match(pd_, desc)}
             for a in fwd:
-                if len(a) == 2 and a[0].distance < self.ratio * a[1].distance and back.get(a[0].trainIdx) == a[0].queryIdx:
+                if len(a) == 2 and a[0].distance < self.ratio * a[1].distance \
+                        and back.get(a[0].trainIdx) == a[0].queryIdx:
                     ids[a[0].queryIdx] = self.prev_ids[a[0].trainIdx]
         self.prev_desc, self.prev_ids = desc, ids
         return ids, pts
@@ -183,7 +186,8 @@ class OpenCVEstimator:
                  min_width: int | None = 320, blur_sigma: float = 1.0,
                  ratio: float = 0.8, fb_px: float = 0.5, ransac_px: float = 1.0, min_matches: int = 15,
                  min_pnp: int = 12, min_parallax_px: float = 5.0, kf_parallax_px: float = 12.0,
-                 min_tri_deg: float = 1.0, rotation_px: float = 1.0, max_speed_jump: float = 3.0, kf_keep_frac: float = 0.5, static_luma: float = 0.25,
+                 min_tri_deg: float = 1.0, rotation_px: float = 1.0, max_speed_jump: float = 3.0,
+                 kf_keep_frac: float = 0.5, static_luma: float = 0.25,
                  ransac_seed: int = 0):
         if feature not in ("klt", "orb", "sift"):
             raise ValueError(f"feature must be 'klt', 'orb' or 'sift', got {feature!r}")

@@ -248,6 +248,27 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
         raise ValueError(f"--workers must be >= 1, got {workers}")
     specs = plan_episodes(cfg)
     W.init_corpus(out, cfg.to_dict())
+    lock = _lock(out)  # one build per corpus at a time (released when this process ends)
+    try:
+        return _build(cfg, out, specs, workers, backend, endpoints, progress, limit, log)
+    finally:
+        lock.close()
+
+
+def _lock(out: Path):
+    import fcntl
+
+    f = open(out / ".build.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RuntimeError(f"another `relic datagen build` is writing {out} right now; wait for it or use another --out") from None
+    return f
+
+
+def _build(cfg: CorpusConfig, out: Path, specs: list, workers: int, backend: str, endpoints, progress: bool,
+           limit: Optional[int], log) -> BuildResult:
     W.clean_tmp(out)
     done, rows = _existing(out, specs, log)
     pending = deque(s for s in specs if s.episode_id not in done)

@@ -13,8 +13,10 @@ and the camera-to-world pose, OpenCV camera axes) and returns a :class:`datagen.
   Albedo is a lookup into per-material texture pyramids made once at load
   (:mod:`datagen.render.textures`) at the triangle's interpolated UV; the mip level follows the
   pixel footprint so distant textures do not alias. Lighting is flat (per triangle).
-  ``visible`` comes from one occlusion ray per pixel from the hit point toward the sun (pixels
-  with no sun term start their ray far above the scene, so it costs nothing); indoors the key
+  ``visible`` comes from occlusion rays from the hit points toward the sun (pixels with no sun
+  term start their ray far above the scene, so it costs nothing); on images of >= 200k pixels
+  one ray per 2x2 block serves the block unless a pixel's object, depth or sun term differs
+  from the block's, in which case it casts its own (``shadow_stride``); indoors the key
   light's shadows come from the furniture only (walls and ceiling do not block it). No
   randomness at render time: the same pose renders identically, whatever the thread count.
 

@@ -168,3 +168,11 @@ def test_score_task_input_errors_and_tum_trajectory(world, tmp_path):
     assert m.metrics["rpe_trans"] < 1e-6 and m.metrics["rpe_rot_deg"] < 1e-4
     tidy = m.tidy("oracle")
     assert list(tidy.columns) == ["model", "task", "metric", "value"] and len(tidy) == len(m.metrics)
+
+
+@pytest.mark.parametrize("name", ["opencv-orb", "opencv-sift"])
+def test_descriptor_estimators_follow_the_camera(world, name):
+    task = world["task"]
+    m = score_task(task, world["rgb"], estimator=name, **FAST).metrics
+    assert m["rpe_rot_deg"] < 0.5 * world["static"].metrics["rpe_rot_deg"]
+    assert m["pose_est_failed_frac"] < 0.2

@@ -148,3 +148,16 @@ def test_endpoint_and_backend_arguments():
         build_corpus(cfg, "/nonexistent/never", backend="unrealcv", endpoints=[])
     with pytest.raises(ValueError, match="--workers must be >= 1"):
         build_corpus(cfg, "/nonexistent/never", workers=0)
+
+
+def test_second_concurrent_build_is_refused(built):
+    from datagen.capture.pipeline import _lock
+
+    out, cfg, _ = built
+    held = _lock(out)
+    try:
+        with pytest.raises(RuntimeError, match="another `relic datagen build` is writing"):
+            build_corpus(cfg, out, workers=1, progress=False)
+    finally:
+        held.close()
+    assert build_corpus(cfg, out, workers=1, progress=False).skipped == 4

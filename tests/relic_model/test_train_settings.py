@@ -1,0 +1,26 @@
+"""Training settings: defaults, overrides, unknown keys, curriculum rescaling."""
+import pytest
+
+from relic_model.train.presets import micro_config
+from relic_model.train.settings import phase_at, rescale_curriculum, train_settings
+
+
+def test_overrides_and_unknown_keys():
+    s = train_settings(micro_config(teacher={"lr": 0.123}))
+    assert s.teacher.lr == 0.123 and s.teacher.batch == 2 and s.distill.gen_update_every == 2
+    with pytest.raises(ValueError, match="lrr"):
+        train_settings(micro_config(teacher={"lrr": 1}))
+    cfg = micro_config()
+    cfg.train["typo_stage"] = {}
+    with pytest.raises(ValueError, match="typo_stage"):
+        train_settings(cfg)
+
+
+def test_curriculum_rescale_and_phase_lookup():
+    ph = [{"latent_frames": 4, "steps": 400}, {"latent_frames": 7, "steps": 150}, {"latent_frames": 10, "steps": 150}]
+    r = rescale_curriculum(ph, 70)
+    assert [p["steps"] for p in r] == [40, 15, 15] and [p["latent_frames"] for p in r] == [4, 7, 10]
+    r = rescale_curriculum(ph, 2)
+    assert sum(p["steps"] for p in r) >= 2 and all(p["steps"] >= 1 for p in r)
+    assert phase_at(ph, 0)[0] == 0 and phase_at(ph, 399)[0] == 0 and phase_at(ph, 400)[0] == 1
+    assert phase_at(ph, 699)[0] == 2 and phase_at(ph, 10 ** 6)[0] == 2
