@@ -221,6 +221,7 @@ def save_config(cfg: RelicConfig, path: str | os.PathLike) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):

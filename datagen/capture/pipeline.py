@@ -250,7 +250,8 @@ def build_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 1, ba
     W.init_corpus(out, cfg.to_dict())
     lock = _lock(out)  # one build per corpus at a time (released when this process ends)
     try:
-        return _build(cfg, out, specs, workers, backend, endpoints, progress, limit, log)
+        return _build(cfg, out, specs, workers, backend, endpoints, progress, limit, log, restart_endpoint,
+                      max_restarts)
     finally:
         lock.close()
 
@@ -268,7 +269,7 @@ def _lock(out: Path):
 
 
 def _build(cfg: CorpusConfig, out: Path, specs: list, workers: int, backend: str, endpoints, progress: bool,
-           limit: Optional[int], log) -> BuildResult:
+           limit: Optional[int], log, restart_endpoint=None, max_restarts: int = 5) -> BuildResult:
     W.clean_tmp(out)
     done, rows = _existing(out, specs, log)
     pending = deque(s for s in specs if s.episode_id not in done)
@@ -338,8 +339,10 @@ def _build(cfg: CorpusConfig, out: Path, specs: list, workers: int, backend: str
             pick = next((s for s in pending if s.scene_id == w.serves), None)
             if pick is None:
                 return
-        else:
-            pick = next((s for s in pending if s.scene_id == w.last_scene), None) or pending[0]
+        else:  # same scene as last time (its backend is cached), else a scene no other worker is on
+            others = {o.last_scene for o in pool if o is not w and o.alive}
+            pick = next((s for s in pending if s.scene_id == w.last_scene), None) or \
+                next((s for s in pending if s.scene_id not in others), None) or pending[0]
         pending.remove(pick)
         w.holding, w.last_scene = pick, pick.scene_id
         w.task_q.put(pick)

@@ -17,6 +17,7 @@ A corpus is a directory that a researcher can open with pandas, numpy and any PN
         frames.csv
         revisits.parquet     revisit pairs (REVISIT_COLUMNS); may have zero rows
       .tmp/                  in-flight episodes of a running build (never read)
+      .build.lock            advisory lock held by the running build (datagen.capture.pipeline)
 
 corpus.json
     {"schema": "relic-corpus", "schema_version": 1, "created": ISO-8601 UTC, "config": {...},

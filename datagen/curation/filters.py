@@ -203,13 +203,13 @@ def image_stats(rgb: np.ndarray) -> dict:
     n, h, w = rgb.shape[:3]
     s = max(1, int(np.ceil(np.sqrt(h * w / MAX_STAT_PIXELS))))
     out = {k: np.zeros(n) for k in ("mean", "hi", "lo", "std")}
-    for i in range(n):
-        x = rgb[i, ::s, ::s]
-        L = _luma(x)
-        out["mean"][i] = L.mean()
-        out["hi"][i] = (L >= 250).mean()
-        out["lo"][i] = (L <= 5).mean()
-        out["std"][i] = x.reshape(-1, 3).std(axis=0).max()
+    for a in range(0, n, 64):  # chunks of frames bound the float32 working set
+        x = rgb[a:a + 64, ::s, ::s].reshape(min(64, n - a), -1, 3).astype(np.float32)
+        L = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+        out["mean"][a:a + 64] = L.mean(axis=1)
+        out["hi"][a:a + 64] = (L >= 250).mean(axis=1)
+        out["lo"][a:a + 64] = (L <= 5).mean(axis=1)
+        out["std"][a:a + 64] = x.std(axis=1).max(axis=1)
     return out
 
 

@@ -34,6 +34,7 @@ def save_checkpoint(directory, cfg: RelicConfig, dit, autoencoder, text_encoder,
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"format": "relic-checkpoint", "name": cfg.name})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, d / "model.safetensors")
     finally:
         if os.path.exists(tmp):

@@ -176,3 +176,33 @@ def test_descriptor_estimators_follow_the_camera(world, name):
     m = score_task(task, world["rgb"], estimator=name, **FAST).metrics
     assert m["rpe_rot_deg"] < 0.5 * world["static"].metrics["rpe_rot_deg"]
     assert m["pose_est_failed_frac"] < 0.2
+
+
+def test_lpips_columns_when_backbone_weights_are_cached(world, tmp_path):
+    """With a backbone file in the torch hub cache (random weights: plumbing only, never reported),
+    every LPIPS column is computed: zero for ground truth, positive for the static video."""
+    import os
+
+    import torch
+    import torchvision
+
+    from benchmark.metrics.image_quality import lpips_backbone_file
+
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        path = lpips_backbone_file("alex")
+        os.makedirs(os.path.dirname(path))
+        torch.manual_seed(0)
+        torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
+        task, rgb = world["task"], world["rgb"]
+        kw = dict(est_trajectory=task.gt_poses, lpips=True, max_revisit_pairs=4)
+        o = score_task(task, rgb, **kw)
+        s = score_task(task, np.repeat(rgb[:1], len(rgb), axis=0), **kw)
+    finally:
+        torch.hub.set_dir(old)
+    assert o.lpips_status.startswith("available")
+    for key in ("frames_lpips_gt", "revisit_lpips_gt", "revisit_lpips_gt_covis"):
+        assert o.metrics[key] == pytest.approx(0.0, abs=1e-6)
+        assert s.metrics[key] > 1e-4
+    assert np.isfinite(o.metrics["revisit_lpips_self_covis_ceiling"]) and np.isfinite(o.curves["lpips"]).all()
