@@ -62,7 +62,7 @@ def run_build(cfg_dict: dict, workers: int) -> dict:
 
 
 def stage_breakdown(width: int, height: int, duration_s: float) -> dict:
-    """Seconds per stage for one explore episode in-process (one core), each stage timed alone."""
+    """Seconds per stage for one explore episode in-process (one worker), each stage timed alone."""
     import numpy as np
 
     from datagen.actions import poses_to_actions
@@ -163,7 +163,8 @@ def main(argv=None) -> int:
                   f"**{r['frames_per_s']}** | {r['load_before']} / {r['load_after']} |")
     md += ["", f"Target: >= {TARGET_FPS:.0f} frames/s at 112x64 with 2 workers (default PNG level 1): measured {target['frames_per_s']} "
                f"-> {'MET' if result['target']['met'] else 'NOT MET'}.", "",
-           "Per-stage time of one episode, in-process, one core (ms per frame):", "",
+           "Per-stage time of one episode, in-process, one worker (ms per frame; the renderer's ray casting "
+           "may use more than one thread):", "",
            "| resolution | " + " | ".join(stages[0]["ms_per_frame"]) + " |",
            "|---|" + "---|" * len(stages[0]["ms_per_frame"])]
     for s in stages:
