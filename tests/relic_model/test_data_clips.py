@@ -14,14 +14,6 @@ from relic_model.nn.control import pose12_from_c2w
 from relic_model.train.presets import micro_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting with 2 threads makes
-    these tiny models 10-100x slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

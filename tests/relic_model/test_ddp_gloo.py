@@ -16,14 +16,6 @@ from relic_model.train.presets import micro_config
 from relic_model.train.run import run_stage_named
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting with 2 threads makes
-    these tiny models 10-100x slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 ROOT = Path(__file__).resolve().parents[2]
 TEACHER = {"curriculum": [{"latent_frames": 3, "steps": 3}], "batch": 4, "lr": 3e-3, "warmup": 1,

@@ -9,14 +9,6 @@ from relic_model.objectives.ode_regression import hybrid_forcing_levels, ode_reg
 from relic_model.pipelines.teacher_sampling import sample_ode, sigma_grid, student_timesteps
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting with 2 threads makes
-    these tiny models 10-100x slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _t(*shape, seed=0):
