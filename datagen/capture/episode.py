@@ -5,7 +5,6 @@ commanded trajectory, so they describe exactly what was rendered.
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, Optional
 
 import numpy as np
@@ -71,7 +70,6 @@ def capture_episode(spec: EpisodeSpec, backend, cfg: CorpusConfig, scene=None, b
     from datagen.revisits import find_revisit_pairs
     from datagen.trajectories import generate
 
-    t0 = time.perf_counter()
     backend.set_resolution(cfg.width, cfg.height)
     backend.set_fov(cfg.fov_deg)
     traj = generate(spec.generator, backend, seed=spec.seed, duration_s=spec.duration_s, fps=cfg.fps, **spec.params)
@@ -79,8 +77,7 @@ def capture_episode(spec: EpisodeSpec, backend, cfg: CorpusConfig, scene=None, b
     n = len(poses_cmd)
     if n < 2:
         raise RuntimeError(f"episode {spec.episode_id}: generator {spec.generator} produced {n} poses")
-    want_mask = True  # captions need instance masks
-    kinds = ("rgb", "depth", "mask") if want_mask else ("rgb", "depth")
+    kinds = ("rgb", "depth", "mask")  # captions and the degenerate filter use instance masks
     W, H = cfg.width, cfg.height
     rgb = np.empty((n, H, W, 3), np.uint8)
     depth = np.empty((n, H, W), np.float32)
@@ -102,7 +99,6 @@ def capture_episode(spec: EpisodeSpec, backend, cfg: CorpusConfig, scene=None, b
                 mask[i] = fr.mask
         if progress is not None:
             progress(min(n, s + chunk))
-    render_s = time.perf_counter() - t0
     K = np.asarray(backend.intrinsics(), dtype=np.float64)
 
     actions, gamma = poses_to_actions(c2w)
