@@ -7,7 +7,7 @@ with a message that says why, and is never replaced by invented results):
 2. optionally fine-tune briefly with ``relic train`` (``--train-steps N``, 0 = skip);
 3. build the smoke suite into OUT/suite (held-out scenes);
 4. benchmark the bundled RELIC model (when a checkpoint is bundled), ``relic-nomem``, the
-   baselines (oracle, static, reproject) and, unless ``--quick``, the noisy-oracle variants of the
+   baselines (oracle, static, reproject) and, with ``--validity``, the noisy-oracle variants of the
    metric-validity section, into OUT/bench;
 5. write OUT/bench/leaderboard.md and OUT/bench/report.html and print where to open them.
 """
@@ -22,7 +22,10 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     p.add_argument("--quick", action="store_true",
-                   help="fastest path: capture at most --corpus-limit episodes, skip the noisy-oracle variants")
+                   help="fastest path: capture at most --corpus-limit (default 4) corpus episodes")
+    p.add_argument("--validity", action="store_true",
+                   help="also run the six noisy-oracle variants of the report's metric-validity section "
+                        "(about as long again as the baselines)")
     p.add_argument("--train-steps", type=int, default=0,
                    help="steps of a short fine-tune with `relic train` to show training works (0 = skip)")
     p.add_argument("--train-config", default="tiny", help="RelicConfig for the fine-tune (default: tiny)")
@@ -103,11 +106,11 @@ def fine_tune(args, corpus: Path | None) -> None:
               "bundled checkpoint; benchmark this run with --models relic:" + str(args.out / "train" / "bundle") + ")")
 
 
-def default_models(quick: bool) -> list[str]:
+def default_models(validity: bool) -> list[str]:
     from benchmark.adapters import BASELINES, VALIDITY_VARIANTS
 
     models = ["relic", "relic-nomem", *BASELINES]
-    if not quick:
+    if validity:
         models += list(VALIDITY_VARIANTS)
     return models
 
@@ -132,7 +135,7 @@ def run(args) -> int:
     _done(t0, f"{len(suite.tasks)} tasks, {sum(t.num_frames for t in suite.tasks)} frames")
 
     t0 = _step("4/5 benchmark: relic bench run")
-    models = parse_models(args.models) if args.models else default_models(args.quick)
+    models = parse_models(args.models) if args.models else default_models(args.validity)
     print(f"   models: {', '.join(models)}")
     run_benchmark(models, suite.tasks, args.out / "bench", suite_name=suite.name, suite_root=str(suite_dir),
                   lpips=not args.no_lpips, progress=True)

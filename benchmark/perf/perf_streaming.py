@@ -18,7 +18,7 @@ Measured on this machine's CPU with ``torch.set_num_threads(2)`` and ``torch.inf
    latency at 60 s compressed <= 0.5 x uncompressed at 60 s.
 
 Weights are random (seeded) unless ``--checkpoint`` is given: speed does not depend on them.
-Run: ``python benchmark/perf/perf_streaming.py`` (about 2-4 minutes on an idle 2-core CPU). The
+Run: ``python benchmark/perf/perf_streaming.py`` (about 1-2 minutes on a quiet 2-core CPU). The
 script sets ``OMP_WAIT_POLICY=PASSIVE`` (unless already set) before importing torch: on a shared
 CPU, spinning OpenMP workers otherwise make 2-thread inference 10-100x slower.
 """

@@ -10,8 +10,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 from relic_model.config import RelicConfig, load_config, save_config
 
 BUNDLED = Path(__file__).resolve().parents[1] / "checkpoints" / "relic_tiny"

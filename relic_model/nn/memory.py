@@ -98,7 +98,10 @@ class CommitPlan:
 
 
 class KVCache:
-    """Two-branch KV cache for ``depth`` layers on a ``grid = (gh, gw)`` token grid per latent frame."""
+    """Two-branch KV cache for ``depth`` layers on a ``grid = (gh, gw)`` token grid per latent frame.
+
+    ``rope``: the model's :class:`Rope3D`, used to re-position pooled keys (``None`` pools keys as
+    stored, for caches whose keys carry no rotary encoding)."""
 
     def __init__(self, depth: int, grid: tuple[int, int], window: int, schedule=(1,), enabled: bool = True,
                  rope: Rope3D | None = None):
