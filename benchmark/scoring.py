@@ -8,9 +8,10 @@ task.num_frames, frame i shown after actions[0..i-1]) and returns a :class:`Task
 Action following (benchmark.metrics.rpe; poses from benchmark.pose_estimation)
     rpe_trans, rpe_rot_deg            RMSE RPE (delta 1 frame) after Sim(3) alignment, m and degrees
     rpe_trans_mean, rpe_rot_deg_mean  the same, mean instead of RMSE
+    rpe_trans@1s, rpe_rot_deg@1s      RMSE RPE over all 1-s segments (delta round(fps) frames), same alignment
     ate                               RMSE absolute trajectory error after the same alignment, m
     pose_est_failed_frac              fraction of frame steps where the estimator failed (pose held)
-    est_noise_floor_rpe_trans, est_noise_floor_rpe_rot_deg
+    est_noise_floor_rpe_trans, est_noise_floor_rpe_rot_deg (and their @1s variants)
                                       the estimator's RPE on the ground-truth video (only when the
                                       caller passes ``noise_floor``, see estimate_noise_floor)
 Memory retrieval (benchmark.metrics.retrieval)
@@ -46,6 +47,7 @@ from benchmark.pose_estimation.registry import run_estimator
 from benchmark.pose_estimation.tum import trajectory_for_frames
 
 NOISE_FLOOR_KEYS = ("est_noise_floor_rpe_trans", "est_noise_floor_rpe_rot_deg")
+NOISE_FLOOR_KEYS_1S = ("est_noise_floor_rpe_trans@1s", "est_noise_floor_rpe_rot_deg@1s")
 
 
 @dataclass
@@ -175,9 +177,10 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "o
     metrics["pose_est_failed_frac"] = (float(np.mean([k == "failed" for k in step_kind]))
                                        if step_kind else float("nan"))
     if noise_floor:
-        for key in NOISE_FLOOR_KEYS:
+        for key in NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_1S:
             short = key.replace("est_noise_floor_", "")
-            metrics[key] = float(noise_floor.get(key, noise_floor.get(short, float("nan"))))
+            if key in NOISE_FLOOR_KEYS or key in noise_floor or short in noise_floor:
+                metrics[key] = float(noise_floor.get(key, noise_floor.get(short, float("nan"))))
     timings["rpe"] = time.perf_counter() - t0
 
     # ---- memory retrieval
@@ -225,4 +228,5 @@ def estimate_noise_floor(task, estimator: Union[str, Callable] = "opencv") -> di
     gt = task.gt_frames()
     res = run_estimator(estimator, gt, task.K)
     rr = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma)
-    return {"est_noise_floor_rpe_trans": rr.rpe_trans, "est_noise_floor_rpe_rot_deg": rr.rpe_rot_deg}
+    return {"est_noise_floor_rpe_trans": rr.rpe_trans, "est_noise_floor_rpe_rot_deg": rr.rpe_rot_deg,
+            "est_noise_floor_rpe_trans@1s": rr.rpe_trans_1s, "est_noise_floor_rpe_rot_deg@1s": rr.rpe_rot_deg_1s}

@@ -59,10 +59,17 @@ class RPEResult:
     trans_errors: np.ndarray  # (N-1,) metres per consecutive pair
     rot_errors_deg: np.ndarray  # (N-1,)
     notes: list[str] = field(default_factory=list)
+    rpe_trans_1s: float = float("nan")  # delta = 1 s (round(fps) frames), all overlapping pairs
+    rpe_rot_deg_1s: float = float("nan")
+    delta_1s_frames: int = 0
 
     def as_metrics(self) -> dict[str, float]:
         return {"rpe_trans": self.rpe_trans, "rpe_trans_mean": self.rpe_trans_mean,
-                "rpe_rot_deg": self.rpe_rot_deg, "rpe_rot_deg_mean": self.rpe_rot_deg_mean, "ate": self.ate}
+                "rpe_rot_deg": self.rpe_rot_deg, "rpe_rot_deg_mean": self.rpe_rot_deg_mean, "ate": self.ate,
+                "rpe_trans@1s": self.rpe_trans_1s, "rpe_rot_deg@1s": self.rpe_rot_deg_1s}
+
+
+RPE_KEYS = ("rpe_trans", "rpe_rot_deg", "rpe_trans@1s", "rpe_rot_deg@1s", "rpe_trans_mean", "rpe_rot_deg_mean", "ate")
 
 
 def to_evo(poses: np.ndarray, fps: float) -> PoseTrajectory3D:
@@ -110,8 +117,8 @@ def align_sim3(ref: PoseTrajectory3D, est: PoseTrajectory3D, gamma: Optional[flo
     return out, s, "origin", [note]
 
 
-def _rpe(ref: PoseTrajectory3D, est: PoseTrajectory3D, relation) -> np.ndarray:
-    m = evo_metrics.RPE(relation, delta=1, delta_unit=evo_metrics.Unit.frames, all_pairs=False)
+def _rpe(ref: PoseTrajectory3D, est: PoseTrajectory3D, relation, delta: int = 1) -> np.ndarray:
+    m = evo_metrics.RPE(relation, delta=delta, delta_unit=evo_metrics.Unit.frames, all_pairs=delta > 1)
     m.process_data((ref, est))
     return np.asarray(m.error, dtype=np.float64)
 
@@ -133,9 +140,14 @@ def compute_rpe(ref_poses: np.ndarray, est_poses: np.ndarray, fps: float,
     aligned, s, how, notes = align_sim3(ref, est, gamma)
     te = _rpe(ref, aligned, evo_metrics.PoseRelation.translation_part)
     re = _rpe(ref, aligned, evo_metrics.PoseRelation.rotation_angle_deg)
+    d1s = max(1, int(round(fps)))
+    t1 = r1 = float("nan")
+    if len(ref_poses) > d1s:
+        t1 = _rmse(_rpe(ref, aligned, evo_metrics.PoseRelation.translation_part, d1s))
+        r1 = _rmse(_rpe(ref, aligned, evo_metrics.PoseRelation.rotation_angle_deg, d1s))
     ape = evo_metrics.APE(evo_metrics.PoseRelation.translation_part)
     ape.process_data((ref, aligned))
     return RPEResult(rpe_trans=_rmse(te), rpe_trans_mean=float(te.mean()), rpe_rot_deg=_rmse(re),
                      rpe_rot_deg_mean=float(re.mean()), ate=float(ape.get_statistic(evo_metrics.StatisticsType.rmse)),
                      scale=s, alignment=how, aligned_poses=np.array(aligned.poses_se3), trans_errors=te,
-                     rot_errors_deg=re, notes=notes)
+                     rot_errors_deg=re, notes=notes, rpe_trans_1s=t1, rpe_rot_deg_1s=r1, delta_1s_frames=d1s)

@@ -94,6 +94,20 @@ def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _project_so3(b.T @ a)
 
 
+def _angle_deg(R: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
+
+
+def _translation_given_rotation(pa, pb, R, Kinv) -> np.ndarray:
+    """Unit t with x_b = R x_a + t from pixel matches (epipolar constraint b . (t x R a) = 0, least
+    squares over all matches: the null vector of the stacked (b x R a)), sign arbitrary."""
+    ha = np.column_stack([pa, np.ones(len(pa))]) @ Kinv.T
+    hb = np.column_stack([pb, np.ones(len(pb))]) @ Kinv.T
+    A = np.cross(hb, ha @ R.T)
+    A /= np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
+    return np.linalg.svd(A)[2][-1]
+
+
 def _gray(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
@@ -188,7 +202,7 @@ class OpenCVEstimator:
                  min_pnp: int = 12, min_parallax_px: float = 5.0, kf_parallax_px: float = 12.0,
                  min_tri_deg: float = 1.0, rotation_px: float = 1.0, max_speed_jump: float = 3.0,
                  kf_keep_frac: float = 0.5, static_luma: float = 0.25,
-                 ransac_seed: int = 0):
+                 rot_gate_deg: float | None = 1.0, ransac_seed: int = 0):
         if feature not in ("klt", "orb", "sift"):
             raise ValueError(f"feature must be 'klt', 'orb' or 'sift', got {feature!r}")
         self.feature, self.max_features, self.max_width = feature, max_features, max_width
@@ -198,6 +212,7 @@ class OpenCVEstimator:
         self.min_parallax_px, self.kf_parallax_px, self.min_tri_deg = min_parallax_px, kf_parallax_px, min_tri_deg
         self.rotation_px, self.max_speed_jump = rotation_px, max_speed_jump
         self.static_luma, self.ransac_seed, self.kf_keep_frac = static_luma, ransac_seed, kf_keep_frac
+        self.rot_gate_deg = rot_gate_deg
 
     # ------------------------------------------------------------------------------ geometry
     def _parallax(self, pa, pb, R, K, Kinv) -> float:
@@ -228,6 +243,19 @@ class OpenCVEstimator:
         if n_in < self.min_matches or rot_fits or par < self.min_parallax_px:
             return ("rotation", r_h if r_h is not None else R, np.zeros(3))
         return "translation", R, t.ravel() / max(np.linalg.norm(t), 1e-12)
+
+    def _rotation_fit(self, pa, pb, Kinv):
+        """Rotation-only fit (frame a -> b camera rotation) of matches: RANSAC homography inliers,
+        Kabsch on their bearings; None when too few inliers."""
+        if len(pa) < self.min_matches:
+            return None
+        H, hmask = cv2.findHomography(pa, pb, cv2.RANSAC, self.ransac_px)
+        if H is None or hmask is None or hmask.sum() < self.min_matches:
+            return None
+        inl = hmask.ravel().astype(bool)
+        ha = np.column_stack([pa[inl], np.ones(inl.sum())]) @ Kinv.T
+        hb = np.column_stack([pb[inl], np.ones(inl.sum())]) @ Kinv.T
+        return _kabsch(ha / np.linalg.norm(ha, axis=1, keepdims=True), hb / np.linalg.norm(hb, axis=1, keepdims=True))
 
     def _triangulate(self, pa, pb, c2w_a, c2w_b, K):
         """World points (M,3) and a validity mask for matches pa (frame a) / pb (frame b)."""
@@ -320,6 +348,21 @@ class OpenCVEstimator:
                                 T[:3, :3] = tv[1]
                                 poses[i], kind = poses[i - 1] @ np.linalg.inv(T), "rotation"
                                 c2w = None
+                        if c2w is not None and self.rot_gate_deg is not None:
+                            # PnP on a thin / badly triangulated map can tilt the camera: its
+                            # frame-to-frame rotation must agree with the rotation-only fit of the
+                            # consecutive frames (accurate at small baselines); otherwise that
+                            # rotation is used with a constant-velocity translation
+                            cp = [k for k in cur if k in prev]
+                            Rp = self._rotation_fit(np.array([prev[k] for k in cp]).reshape(-1, 2),
+                                                    np.array([cur[k] for k in cp]).reshape(-1, 2), Kinv)
+                            R_pnp = _w2c(c2w)[:3, :3] @ poses[i - 1][:3, :3]
+                            if Rp is not None and _angle_deg(Rp.T @ R_pnp) > self.rot_gate_deg:
+                                T = np.eye(4)
+                                T[:3, :3] = Rp
+                                if i >= 2:
+                                    T[:3, 3] = (_w2c(poses[i - 1]) @ poses[i - 2])[:3, 3]
+                                poses[i], kind, c2w = poses[i - 1] @ np.linalg.inv(T), "rotation", None
                         if c2w is not None:
                             poses[i], kind = c2w, "pnp"
                             speeds.append(step)
@@ -339,6 +382,18 @@ class OpenCVEstimator:
                     poses[i], kind = poses[i - 1], "failed"
                 else:
                     what, R, t = tv
+                    if what == "translation" and self.rot_gate_deg is not None:
+                        # E over a short baseline trades rotation for translation: when its rotation
+                        # disagrees with the chained rotation-only fits, keep the chained rotation
+                        # and solve the translation direction for it (epipolar constraint, known R)
+                        cp = [k for k in cur if k in prev]
+                        Rp = self._rotation_fit(np.array([prev[k] for k in cp]).reshape(-1, 2),
+                                                np.array([cur[k] for k in cp]).reshape(-1, 2), Kinv)
+                        if Rp is not None:
+                            R_chain = Rp @ _w2c(poses[i - 1])[:3, :3] @ poses[kf_i][:3, :3]
+                            if _angle_deg(R_chain.T @ R) > self.rot_gate_deg:
+                                t2 = _translation_given_rotation(pa, pb, R_chain, Kinv)
+                                R, t = R_chain, (t2 if float(t2 @ t) >= 0 else -t2)
                     speed = float(np.median(speeds)) if speeds else 1.0
                     T = np.eye(4)
                     T[:3, :3], T[:3, 3] = R, t * speed * (i - kf_i)

@@ -145,6 +145,50 @@ def test_rpe_degenerate_alignment_fallbacks():
     assert r.alignment == "origin" and r.rpe_trans < 1e-9 and r.scale == pytest.approx(1 / 7.0)
 
 
+def test_rpe_at_one_second_matches_evo_cli_all_pairs(tmp_path):
+    """rpe_*@1s = evo RPE with delta round(fps) = 16 frames over all overlapping pairs."""
+    P = _trajectory(80, 7)
+    Q = _noisy_similar(P, 8)
+    ref, est = tmp_path / "gt.txt", tmp_path / "est.txt"
+    ts = np.arange(len(P)) / FPS
+    write_tum(str(ref), P, ts)
+    write_tum(str(est), Q, ts)
+    ours = compute_rpe(P, Q, FPS)
+    assert ours.delta_1s_frames == 16
+    exe = shutil.which("evo_rpe") or os.path.join(os.path.dirname(sys.executable), "evo_rpe")
+    env = dict(os.environ, HOME=str(tmp_path), MPLBACKEND="Agg")
+    for rel, key in (("trans_part", "rpe_trans@1s"), ("angle_deg", "rpe_rot_deg@1s")):
+        out = tmp_path / f"{rel}16.zip"
+        subprocess.run([exe, "tum", str(ref), str(est), "-as", "--delta", "16", "--delta_unit", "f", "--all_pairs",
+                        "-r", rel, "--save_results", str(out), "--no_warnings", "--silent"],
+                       check=True, capture_output=True, env=env, timeout=120)
+        with zipfile.ZipFile(out) as z:
+            cli = json.loads(z.read("stats.json"))
+        assert ours.as_metrics()[key] == pytest.approx(cli["rmse"], rel=1e-6)
+    assert np.isnan(compute_rpe(P[:10], Q[:10], FPS).rpe_trans_1s)  # shorter than 1 s: undefined
+
+
+def test_static_or_jittering_estimate_gets_the_full_motion_penalty():
+    """A static estimate scores the commanded motion itself (per step and per second); a nearly
+    static one (micro-jitter, e.g. an estimator that lost track) is NOT rescued by Sim(3): Umeyama
+    blows its jitter up (scale ~ 1e5), so it scores at least the same penalty, never a small error."""
+    P = _trajectory(80, 5)
+    steps = np.linalg.norm(np.diff(P[:, :3, 3], axis=0), axis=1)
+    d16 = np.linalg.norm(P[16:, :3, 3] - P[:-16, :3, 3], axis=1)
+    static = np.repeat(P[:1], len(P), axis=0)
+    r = compute_rpe(P, static, FPS)
+    assert r.rpe_trans == pytest.approx(np.sqrt(np.mean(steps ** 2)), rel=1e-6)
+    assert r.rpe_trans_1s == pytest.approx(np.sqrt(np.mean(d16 ** 2)), rel=1e-6)
+    jitter = static.copy()
+    jitter[:, :3, 3] += np.random.default_rng(0).normal(scale=1e-6, size=(len(P), 3))
+    j = compute_rpe(P, jitter, FPS)
+    assert j.alignment == "sim3" and j.scale > 1e3
+    assert j.rpe_trans >= 0.9 * r.rpe_trans and j.rpe_trans_1s >= 0.9 * r.rpe_trans_1s
+    # a good estimate is far below that penalty at both deltas
+    g = compute_rpe(P, _noisy_similar(P, 9), FPS)
+    assert g.rpe_trans_1s < 0.2 * r.rpe_trans_1s and g.rpe_trans < r.rpe_trans
+
+
 def test_estimator_registry():
     assert {"opencv", "opencv-orb", "opencv-sift"} <= set(registry.available_estimators())
     with pytest.raises(ValueError, match="unknown pose estimator"):

@@ -67,7 +67,12 @@ def world():
     nf = estimate_noise_floor(task)
     oracle = score_task(task, rgb, noise_floor=nf, **FAST)
     static = score_task(task, np.repeat(rgb[:1], len(rgb), axis=0), noise_floor=nf, **FAST)
-    return dict(be=be, task=task, rgb=rgb, nf=nf, oracle=oracle, static=static)
+    from benchmark.adapters.reproject import forward_splat
+
+    rep = np.stack([rgb[0]] + [forward_splat(rgb[0], depth[0], K, np.linalg.inv(c) @ poses[0])[0]
+                               for c in poses[1:]])
+    reproject = score_task(task, rep, noise_floor=nf, **FAST)
+    return dict(be=be, task=task, rgb=rgb, nf=nf, oracle=oracle, static=static, reproject=reproject)
 
 
 def render(be, poses):
@@ -89,6 +94,23 @@ def test_oracle_is_at_the_noise_floor_with_perfect_fidelity(world):
     assert np.isnan(m["revisit_lpips_gt"]) and any("LPIPS" in n for n in world["oracle"].notes)
     assert world["oracle"].est_poses.shape == (world["task"].num_frames, 4, 4)
     assert set(world["oracle"].curves) >= {"t_s", "psnr", "ssim", "lpips", "sharpness", "gt_sharpness"}
+
+
+def test_action_following_separates_oracle_reproject_and_static(world):
+    """The regression this guards against: an estimator whose noise floor on ground truth is at or
+    above a static video's RPE (the estimator, not the model, dominating the metric)."""
+    o, s, r = (world[k].metrics for k in ("oracle", "static", "reproject"))
+    nf = world["nf"]
+    assert set(nf) == {"est_noise_floor_rpe_trans", "est_noise_floor_rpe_rot_deg",
+                       "est_noise_floor_rpe_trans@1s", "est_noise_floor_rpe_rot_deg@1s"}
+    assert o["est_noise_floor_rpe_rot_deg@1s"] == o["rpe_rot_deg@1s"]
+    # rotation: noise floor far below static, per frame and per second
+    assert o["rpe_rot_deg"] < s["rpe_rot_deg"] / 3 and o["rpe_rot_deg@1s"] < s["rpe_rot_deg@1s"] / 10
+    # translation: below static's penalty (= the commanded motion) per frame, clearly per second
+    assert o["rpe_trans"] < s["rpe_trans"] and o["rpe_trans@1s"] < 0.6 * s["rpe_trans@1s"]
+    # reproject (perfect commanded poses, holes stay black) follows the actions: near oracle, far from static
+    assert r["rpe_rot_deg"] < 0.5 * s["rpe_rot_deg"] and r["rpe_rot_deg@1s"] < 0.2 * s["rpe_rot_deg@1s"]
+    assert r["rpe_trans@1s"] < 0.6 * s["rpe_trans@1s"]
 
 
 def test_static_video_has_large_rpe_and_low_retrieval(world):
