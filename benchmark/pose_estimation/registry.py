@@ -2,7 +2,7 @@
 
 An estimator is a callable ``(frames (N,H,W,3) uint8, K (3,3)) -> EstimateResult | ndarray (N,4,4)``
 returning camera-to-world poses (any world frame, any global scale: scoring aligns with Sim(3)).
-Built in: ``opencv`` (ORB), ``opencv-sift`` (SIFT features). External estimators (ViPE, MegaSaM,
+Built in: ``opencv`` (KLT tracks, the default), ``opencv-orb`` (ORB), ``opencv-sift`` (SIFT). External estimators (ViPE, MegaSaM,
 DROID-SLAM, ...) run elsewhere and hand in TUM files (benchmark.pose_estimation.tum), which
 ``benchmark.scoring.score_task(est_trajectory=...)`` accepts directly.
 """

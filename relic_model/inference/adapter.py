@@ -30,10 +30,26 @@ class RelicWorldModel(WorldModel):
         self.seed = seed
 
     def reset(self, first_frame: np.ndarray, prompt: str, K: np.ndarray) -> None:
+        """Tasks at another resolution than the checkpoint's are served by resizing: the first frame
+        (and K) down/up to the model's size, generated frames back to the task's size (area /
+        bilinear interpolation). The model never sees more detail than it was trained at."""
+        H, W = first_frame.shape[:2]
+        mw, mh = int(self.cfg.data.width), int(self.cfg.data.height)
+        self._out_size = None if (W, H) == (mw, mh) else (W, H)
+        if self._out_size is not None:
+            import cv2
+
+            first_frame = cv2.resize(first_frame, (mw, mh), interpolation=cv2.INTER_AREA)
+            K = np.diag([mw / W, mh / H, 1.0]) @ np.asarray(K, dtype=np.float64)
         self.gen.reset(first_frame, prompt, K, seed=self.seed)
 
     def step(self, actions: np.ndarray, gamma: float) -> np.ndarray:
-        return self.gen.step(as_actions(actions), gamma)
+        frames = self.gen.step(as_actions(actions), gamma)
+        if getattr(self, "_out_size", None) is None:
+            return frames
+        import cv2
+
+        return np.stack([cv2.resize(f, self._out_size, interpolation=cv2.INTER_LINEAR) for f in frames])
 
     def describe(self) -> dict:
         d = super().describe()

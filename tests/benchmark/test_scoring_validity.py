@@ -143,15 +143,21 @@ def test_blur_lowers_fidelity_and_sharpness_monotonically(world):
 
 def test_pose_drift_raises_rpe_monotonically(world):
     task = world["task"]
-    rot, trans = [], []
+    rot, rot1s, trans, trans1s = [], [], [], []
     for strength in (1.0, 2.0, 4.0):
         frames = render(world["be"], _random_walk(task.gt_poses, strength))
         m = score_task(task, frames, **FAST).metrics
         rot.append(m["rpe_rot_deg"])
+        rot1s.append(m["rpe_rot_deg@1s"])
         trans.append(m["rpe_trans"])
-    assert np.all(np.diff(rot) > 0), rot
-    assert rot[0] > world["nf"]["est_noise_floor_rpe_rot_deg"]
-    assert trans[-1] > trans[0], trans
+        trans1s.append(m["rpe_trans@1s"])
+    nf = world["nf"]
+    assert np.all(np.diff(rot) > 0) and np.all(np.diff(rot1s) > 0), (rot, rot1s)
+    assert rot[0] > 2 * nf["est_noise_floor_rpe_rot_deg"]
+    # translation: every strength is clearly above the noise floor (at 224x128 the estimator's
+    # translation saturates for strong random walks, so it is not monotonic in the strength)
+    assert min(trans) > 1.4 * nf["est_noise_floor_rpe_trans"], trans
+    assert min(trans1s) > 1.4 * nf["est_noise_floor_rpe_trans@1s"], trans1s
 
 
 def test_forgetting_lowers_retrieval_but_not_rpe_much(world):

@@ -171,3 +171,22 @@ def test_play_cli(tmp_path):
     while cap.read()[0]:
         n += 1
     assert rc == 0 and n == 5
+
+
+def test_adapter_serves_other_resolutions_by_resizing(tmp_path):
+    import cv2
+
+    from relic_model.inference.adapter import RelicWorldModel
+
+    cfg, dit, ae, text = make(seed=6)
+    save_checkpoint(tmp_path / "ck", cfg, dit, ae, text)
+    native, big = RelicWorldModel(tmp_path / "ck", seed=0), RelicWorldModel(tmp_path / "ck", seed=0)
+    f0 = first_frame()
+    native.reset(f0, "a street", np.eye(3))
+    big.reset(cv2.resize(f0, (224, 128), interpolation=cv2.INTER_LINEAR), "a street", np.eye(3))
+    a = native.step(action_script(4), 0.2)
+    b = big.step(action_script(4), 0.2)
+    assert b.shape == (4, 128, 224, 3) and b.dtype == np.uint8
+    # the model runs at its own size: downsizing the big output gives back (nearly) the native one
+    small = np.stack([cv2.resize(x, (112, 64), interpolation=cv2.INTER_AREA) for x in b]).astype(float)
+    assert np.abs(small - a.astype(float)).mean() < 6.0
