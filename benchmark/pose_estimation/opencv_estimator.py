@@ -33,7 +33,9 @@ positions) and a map of 3D points (track id -> world point, in the estimator's s
 0. Low texture: when fewer than ``ecc_min_tracks`` tracks survive from the previous frame (flat
    walls), the step's rotation comes from direct image alignment of the two smoothed luma images
    (``cv2.findTransformECC``, homography model, accepted if its correlation is >= ``ecc_min_corr``;
-   H projected onto SO(3) through K), with no translation (kind "rotation"). If ECC is rejected,
+   H projected onto SO(3) through K), with no translation (kind "rotation"). Pure-black pixels
+   (luma <= 2: holes of warped or generated frames) are masked out (eroded 7x7); frames with less
+   than half valid pixels skip ECC. If ECC is rejected,
    the steps below run as usual.
 1. Tracking: if at least ``min_pnp`` tracked points have map points, the pose comes from
    ``cv2.solvePnPRansac`` (EPnP, reprojection threshold ``2 * ransac_px``) refined by
@@ -240,7 +242,7 @@ class OpenCVEstimator:
         self.rotation_px, self.max_speed_jump = rotation_px, max_speed_jump
         self.static_luma, self.ransac_seed, self.kf_keep_frac = static_luma, ransac_seed, kf_keep_frac
         self.rot_gate_deg, self.ecc_fallback, self.ecc_min_corr = rot_gate_deg, ecc_fallback, ecc_min_corr
-        self.ecc_min_tracks = ecc_min_tracks
+        self.ecc_min_tracks, self.ecc_black_luma = ecc_min_tracks, 2
 
     # ------------------------------------------------------------------------------ geometry
     def _parallax(self, pa, pb, R, K, Kinv) -> float:
@@ -289,10 +291,14 @@ class OpenCVEstimator:
         """Rotation a -> b from direct image alignment (ECC, homography motion model, for frames with
         too few corners, e.g. flat walls): H projected onto SO(3) through K; None if ECC fails or
         the aligned correlation is below ``ecc_min_corr``."""
+        # pure-black pixels (holes of a warped / generated frame, and their blurred rims) are left out
+        valid = cv2.erode((ga > self.ecc_black_luma).astype(np.uint8), np.ones((7, 7), np.uint8))
+        if valid.mean() < 0.5:
+            return None
         try:
             cc, H = cv2.findTransformECC(ga.astype(np.float32), gb.astype(np.float32), np.eye(3, dtype=np.float32),
                                          cv2.MOTION_HOMOGRAPHY,
-                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5), None, 5)
+                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5), valid, 5)
         except cv2.error:
             return None
         if not np.isfinite(cc) or cc < self.ecc_min_corr:
