@@ -13,6 +13,7 @@ import pandas as pd
 from datagen.capture.config import CorpusConfig, EpisodeSpec
 from datagen.corpus import format as F
 from datagen.corpus.writer import EpisodeRecord
+from datagen.trajectories.base import to_jsonable
 
 
 def scene_texts(backend, scene=None) -> tuple[str, list[str], list[str]]:
@@ -123,7 +124,7 @@ def capture_episode(spec: EpisodeSpec, backend, cfg: CorpusConfig, scene=None, b
         "seed": spec.seed, "fps": cfg.fps, "num_frames": n, "duration_s": n / cfg.fps,
         "width": W, "height": H, "fov_deg": cfg.fov_deg, "K": K.tolist(), "gamma": float(gamma),
         "objects": names, "object_descriptions": odescs, "captions": captions,
-        "trajectory": _jsonable(traj.metadata() if hasattr(traj, "metadata") else
+        "trajectory": to_jsonable(traj.metadata() if hasattr(traj, "metadata") else
                                 {"segments": getattr(traj, "segments", [])}),
         "curation": cur.to_meta(), "num_revisit_pairs": int(len(revisits)),
         "action_fractions": fracs, "backend": backend_name, "backend_scene_id": info.get("scene_id"),
@@ -131,20 +132,3 @@ def capture_episode(spec: EpisodeSpec, backend, cfg: CorpusConfig, scene=None, b
     }
     return EpisodeRecord(episode_id=spec.episode_id, rgb=rgb, depth=depth, frames=table, revisits=revisits,
                          meta=meta, mask=mask.astype(np.int16) if (cfg.store_mask and have_mask) else None)
-
-
-def _jsonable(x):
-    """Trajectory segments (dataclasses, tuples, numpy) -> plain JSON values."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return _jsonable(dataclasses.asdict(x))
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x

@@ -65,19 +65,24 @@ class Trajectory:
             "seed": int(self.seed),
             "fps": float(self.fps),
             "num_frames": self.num_frames,
-            "params": _jsonable(self.params),
-            "segments": _jsonable(self.segments),
+            "params": to_jsonable(self.params),
+            "segments": to_jsonable(self.segments),
             "revisit_plan": [[int(a), int(b)] for a, b in self.revisit_plan],
             "collided_steps": int(np.sum(log.get("collided", []))),
             "clamped_steps": int(np.sum(log.get("clamped", []))),
         }
 
 
-def _jsonable(x):
+def to_jsonable(x):
+    """Dataclasses, dicts, tuples and numpy values -> plain JSON values (recursively)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return to_jsonable(dataclasses.asdict(x))
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): to_jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [to_jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
         return x.tolist()
     if isinstance(x, np.generic):
