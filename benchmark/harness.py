@@ -41,6 +41,7 @@ import pandas as pd
 
 from benchmark.tasks.task import Task
 from benchmark.world_model import WorldModel, check_frames
+from datagen.atomic import atomic_write
 
 NOISE_FLOOR_MODEL = "estimator-noise-floor"
 RESULT_COLUMNS = ["model", "task", "family", "metric", "value"]
@@ -105,18 +106,11 @@ def revisit_strip(task: Task, frames: np.ndarray) -> np.ndarray | None:
     return np.concatenate([gt, gap, frames[earlier], gap, frames[later]], axis=1)
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _save_npz(path: Path, **arrays) -> None:
     def w(tmp):
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-    _atomic_write(path, w)
+    atomic_write(path, w)
 
 
 def _save_png(path: Path, rgb: np.ndarray) -> None:
@@ -127,7 +121,7 @@ def _save_png(path: Path, rgb: np.ndarray) -> None:
         if not ok:
             raise RuntimeError(f"PNG encoding failed for {path}")
         Path(tmp).write_bytes(enc.tobytes())
-    _atomic_write(path, w)
+    atomic_write(path, w)
 
 
 def _metrics_of(score) -> dict:
@@ -146,8 +140,8 @@ def _is_number(v) -> bool:
 def write_results(df: pd.DataFrame, out_dir: Path) -> None:
     """results.csv and results.parquet (tidy), atomically."""
     out_dir = Path(out_dir)
-    _atomic_write(out_dir / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
-    _atomic_write(out_dir / "results.parquet", lambda tmp: df.to_parquet(tmp, index=False))
+    atomic_write(out_dir / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
+    atomic_write(out_dir / "results.parquet", lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def _score_job(task: Task, frames: np.ndarray | None, estimator: str, est_trajectory, lpips: bool):
@@ -337,7 +331,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
         "python": platform.python_version(), "cpu_count": os.cpu_count(),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    _atomic_write(out_dir / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(run_info, indent=1)))
+    atomic_write(out_dir / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(run_info, indent=1)))
     if report:
         from benchmark.leaderboard import write_leaderboard
         from benchmark.report_html import write_report

@@ -36,6 +36,7 @@ from datagen.backends.embedded import EmbeddedBackend  # noqa: E402
 from datagen.backends.unrealcv_client import UnrealCVBackend  # noqa: E402
 from datagen.conventions import look_at  # noqa: E402
 from datagen.scenes.library import generate_scene, save_scene  # noqa: E402
+from datagen.atomic import atomic_write_text  # noqa: E402
 
 SIZES = {"paper": (832, 480), "train": (112, 64)}
 
@@ -102,14 +103,6 @@ def measure(scene, scene_file: Path, name: str, w: int, h: int, n: int, repeats:
             "protocol_pixels_identical": identical}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--family", default="apartment")
@@ -135,7 +128,7 @@ def main(argv=None) -> int:
                           "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]},
               "shadows": True, "kinds": ["rgb", "depth"], "results": results}
     out = Path(args.out)
-    _atomic_write(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
     lines = [
         "# UnrealCV protocol throughput (RGB + depth)", "",
         f"Command: `{report['command']}`  ", f"Date (UTC): {report['date_utc']}; scene `{scene.scene_id}`; "
@@ -153,7 +146,7 @@ def main(argv=None) -> int:
                      f"{r['ratio_protocol_over_in_process']} | {'yes' if r['meets_target'] else 'NO'} | "
                      f"{r['fps_raycast_floor']} | {r['protocol_pixels_identical']} |")
     lines += ["", "Per-run FPS: " + "; ".join(f"{r['size']}: {r['runs']}" for r in results), ""]
-    _atomic_write(out.with_suffix(".md"), "\n".join(lines))
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines))
     print(f"wrote {out.with_suffix('.md')} and .json")
     return 0
 

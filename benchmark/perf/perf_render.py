@@ -25,7 +25,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,15 +38,7 @@ from datagen.backends.embedded import EmbeddedBackend  # noqa: E402
 from datagen.render.presets import RESOLUTIONS  # noqa: E402
 from datagen.render.renderer import _o3d  # noqa: E402
 from datagen.scenes.library import FAMILIES, generate_scene  # noqa: E402
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+from datagen.atomic import atomic_write_text  # noqa: E402
 
 
 def boxes_scene(n: int = 200, seed: int = 0):
@@ -183,7 +174,7 @@ def main(argv=None) -> int:
             "loadavg_before": load0, "loadavg_after": load1, "frames": args.frames,
             "command": "python benchmark/perf/perf_render.py " + " ".join(argv or sys.argv[1:])}
     out = Path(args.out)
-    _atomic_write(out.with_suffix(".json"), json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     lines = ["# Embedded renderer speed", "",
              f"Measured {meta['date_utc']} UTC on {meta['cpu_count']} CPU cores; load average "
              f"{load0[0]:.1f} before, {load1[0]:.1f} after (other processes shared the cores).",
@@ -210,7 +201,7 @@ def main(argv=None) -> int:
     fps = [r["rgbd_832x480_shadows"]["fps"] for r in results]
     lines += ["", f"Target: RGB+depth 480x832 with shadows >= 15 FPS on an idle machine. Measured here: "
               f"min {min(fps):.1f}, median {statistics.median(fps):.1f} FPS at the load above."]
-    _atomic_write(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print(f"wrote {out.with_suffix('.md')} and .json")
     return 0
 

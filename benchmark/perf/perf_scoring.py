@@ -19,21 +19,13 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from datagen.atomic import atomic_write_text  # noqa: E402
 
 TARGET_FPS = 16.0
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def script_poses(start: np.ndarray, n: int) -> np.ndarray:
@@ -159,7 +151,7 @@ def main(argv=None) -> int:
     results["loadavg_after"] = list(os.getloadavg())
 
     out = args.out
-    _atomic_write(out / f"perf_scoring{args.tag}.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / f"perf_scoring{args.tag}.json", json.dumps(results, indent=2) + "\n")
     nl = results["no_lpips"]
     wl = results["with_lpips"]
     md = [f"# Scoring throughput ({args.width}x{args.height}, {n} frames = {args.seconds:g} s at {args.fps:g} fps)",
@@ -186,7 +178,7 @@ def main(argv=None) -> int:
           f"Ground truth rendered with the embedded renderer ({args.scene}) in {render_s:.0f} s (not timed); "
           f"{results['revisit_pairs']} revisit pairs found, at most 24 scored.",
           ""]
-    _atomic_write(out / f"perf_scoring{args.tag}.md", "\n".join(md))
+    atomic_write_text(out / f"perf_scoring{args.tag}.md", "\n".join(md))
     print(f"wrote {out / f'perf_scoring{args.tag}.md'} and .json")
     return 0
 

@@ -50,15 +50,7 @@ from relic_model.config import load_config  # noqa: E402
 from relic_model.inference.checkpoint import build_models, load_checkpoint  # noqa: E402
 from relic_model.inference.streaming import StreamingGenerator  # noqa: E402
 from relic_model.nn.memory import history_token_counts, latent_frames_for_seconds  # noqa: E402
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+from datagen.atomic import atomic_write_bytes  # noqa: E402
 
 
 def walk_actions(n: int, seed: int) -> np.ndarray:
@@ -220,9 +212,9 @@ def main(argv=None) -> int:
     results["all_bars_pass"] = all(bars.values())
 
     out = Path(args.out)
-    _atomic_write(out / "perf_streaming.json", json.dumps(results, indent=2).encode())
+    atomic_write_bytes(out / "perf_streaming.json", json.dumps(results, indent=2).encode())
     _plot(rows, hist, out / "latency_vs_history.png", results)
-    _atomic_write(out / "perf_streaming.md", _markdown(results, rows, hist).encode())
+    atomic_write_bytes(out / "perf_streaming.md", _markdown(results, rows, hist).encode())
     print(json.dumps(bars, indent=1))
     return 0 if results["all_bars_pass"] else 1
 

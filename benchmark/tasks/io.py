@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,22 +32,15 @@ import numpy as np
 import pandas as pd
 
 from benchmark.tasks.task import REVISIT_COLUMNS, Task
+from datagen.atomic import atomic_write_bytes
 
 SUITE_FORMAT = "relic-bench-suite"
 SUITE_VERSION = 1
 KNOWN_VERSIONS = (1,)
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _atomic_json(path: Path, obj) -> None:
-    _atomic_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -109,15 +101,15 @@ def save_task(task: Task, suite_dir: Path, frames: np.ndarray, depth: np.ndarray
     d = Path(suite_dir) / "tasks" / task.task_id
     tj = task_to_json(task)
     revisits = task.revisits[REVISIT_COLUMNS].reset_index(drop=True)
-    _atomic_bytes(d / "actions.npy", _npy_bytes(actions))
-    _atomic_bytes(d / "poses.npy", _npy_bytes(np.asarray(task.gt_poses, dtype=np.float64)))
-    _atomic_bytes(d / "revisits.csv", revisits.to_csv(index=False).encode())
+    atomic_write_bytes(d / "actions.npy", _npy_bytes(actions))
+    atomic_write_bytes(d / "poses.npy", _npy_bytes(np.asarray(task.gt_poses, dtype=np.float64)))
+    atomic_write_bytes(d / "revisits.csv", revisits.to_csv(index=False).encode())
     for i in range(n):
-        _atomic_bytes(d / "frames" / f"{i:06d}.png", _png_bytes(frames[i]))
-    _atomic_bytes(d / "first_frame.png", _png_bytes(frames[0]))
+        atomic_write_bytes(d / "frames" / f"{i:06d}.png", _png_bytes(frames[i]))
+    atomic_write_bytes(d / "first_frame.png", _png_bytes(frames[0]))
     buf = io.BytesIO()
     np.savez_compressed(buf, depth=depth)
-    _atomic_bytes(d / "depth.npz", buf.getvalue())
+    atomic_write_bytes(d / "depth.npz", buf.getvalue())
     _atomic_json(d / "task.json", tj)  # last: its presence marks a complete task
     return {"task_id": task.task_id, "family": task.family, "scene_id": task.scene_id, "num_frames": n,
             "fps": float(task.fps), "duration_s": n / float(task.fps), "num_revisits": int(len(revisits)),

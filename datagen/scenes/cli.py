@@ -110,13 +110,14 @@ def run(args) -> int:
     if args.mesh:
         if not args.out:
             raise ValueError("--mesh needs --out FILE (where to write the scene JSON)")
-        from datagen.scenes.library import _atomic_write_text, scene_from_dict
+        from datagen.atomic import atomic_write_text
+        from datagen.scenes.library import scene_from_dict
         from datagen.scenes.meshes import mesh_scene_spec
 
         out = Path(args.out)
         d = mesh_scene_spec(args.mesh, out_dir=out.parent if str(out.parent) else ".")
         scene = scene_from_dict(d, base_dir=out.parent)  # validates: loads and builds the scene
-        _atomic_write_text(out, json.dumps(d, indent=1) + "\n")
+        atomic_write_text(out, json.dumps(d, indent=1) + "\n")
         print(f"wrote {out}: {scene.scene_id} ({len(scene.triangles)} triangles)")
         return 0
     if args.contact_sheet:

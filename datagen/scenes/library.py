@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from datagen.scenes.scene import SCENE_FORMAT, SCENE_VERSION, Scene, SceneObject
+from datagen.atomic import atomic_write_text
 
 # Version of the procedural generators' OUTPUT. Bump it whenever a change alters what any
 # (family, seed) generates (geometry, materials, objects, spawn), so that old scene files are
@@ -67,21 +67,6 @@ def generate_scene(family: str, seed: int, params: dict | None = None) -> Scene:
     return outdoor.generate(family, seed, params)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_scene(scene: Scene, path) -> Path:
     """Write `scene`'s file (JSON spec, see module doc) atomically; returns the path."""
     path = Path(path)
@@ -96,7 +81,7 @@ def save_scene(scene: Scene, path) -> Path:
                 e["path"] = os.path.relpath(src, path.parent.resolve())
             except ValueError:  # another drive (Windows)
                 e["path"] = str(src)
-    _atomic_write_text(path, json.dumps(d, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(d, indent=1) + "\n")
     return path
 
 

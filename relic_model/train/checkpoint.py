@@ -24,13 +24,6 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def state_dicts_to_flat(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     flat = {}
     for name, m in modules.items():

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from relic_model.train.checkpoint import atomic_write_text, load_modules
+from datagen.atomic import atomic_write_text
+from relic_model.train.checkpoint import load_modules
 from relic_model.train.common import STAGES, RunContext, build_autoencoder, build_dit, build_text
 from relic_model.train.loop import run_stage
 
