@@ -39,7 +39,9 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, N, H * hd)
 
 
-class SelfAttention(nn.Module):
+class _Projections(nn.Module):
+    """Q/K/V/output projections and the optional QK-norm shared by self- and cross-attention."""
+
     def __init__(self, dim: int, heads: int, qk_norm: bool = True):
         super().__init__()
         self.heads = heads
@@ -49,6 +51,11 @@ class SelfAttention(nn.Module):
         self.to_out = nn.Linear(dim, dim)
         self.q_norm = RMSNorm(dim) if qk_norm else nn.Identity()
         self.k_norm = RMSNorm(dim) if qk_norm else nn.Identity()
+
+
+class SelfAttention(_Projections):
+    def __init__(self, dim: int, heads: int, qk_norm: bool = True):
+        super().__init__(dim, heads, qk_norm)
         self.pose_q = nn.Linear(dim, dim)   # absolute-pose embedding -> added to Q
         self.pose_k = nn.Linear(dim, dim)   # absolute-pose embedding -> added to K
 
@@ -84,16 +91,7 @@ class SelfAttention(nn.Module):
         return self.to_out(_merge(out)).view(B, Fr, n, D)
 
 
-class CrossAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, qk_norm: bool = True):
-        super().__init__()
-        self.heads = heads
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(dim, dim)
-        self.to_v = nn.Linear(dim, dim)
-        self.to_out = nn.Linear(dim, dim)
-        self.q_norm = RMSNorm(dim) if qk_norm else nn.Identity()
-        self.k_norm = RMSNorm(dim) if qk_norm else nn.Identity()
+class CrossAttention(_Projections):
 
     def text_kv(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ctx (B, L, D) projected text -> (k, v) (B, heads, L, hd)."""
