@@ -6,12 +6,13 @@ task.num_frames, frame i shown after actions[0..i-1]) and returns a :class:`Task
 ``notes``). Definitions live in the metric modules; the names:
 
 Action following (benchmark.metrics.rpe; poses from benchmark.pose_estimation)
-    rpe_trans, rpe_rot_deg            RMSE RPE (delta 1 frame) after Sim(3) alignment, m and degrees
+    rpe_trans, rpe_rot_deg            RMSE RPE over all 1-s segments (delta round(fps) frames) after
+                                      Sim(3) alignment, m and degrees (why 1 s: benchmark.metrics.rpe)
     rpe_trans_mean, rpe_rot_deg_mean  the same, mean instead of RMSE
-    rpe_trans@1s, rpe_rot_deg@1s      RMSE RPE over all 1-s segments (delta round(fps) frames), same alignment
+    rpe_trans@1f, rpe_rot_deg@1f      RMSE RPE over consecutive frames (delta 1 frame), same alignment
     ate                               RMSE absolute trajectory error after the same alignment, m
     pose_est_failed_frac              fraction of frame steps where the estimator failed (pose held)
-    est_noise_floor_rpe_trans, est_noise_floor_rpe_rot_deg (and their @1s variants)
+    est_noise_floor_rpe_trans, est_noise_floor_rpe_rot_deg (and their @1f variants)
                                       the estimator's RPE on the ground-truth video (only when the
                                       caller passes ``noise_floor``, see estimate_noise_floor)
 Memory retrieval (benchmark.metrics.retrieval)
@@ -47,7 +48,7 @@ from benchmark.pose_estimation.registry import run_estimator
 from benchmark.pose_estimation.tum import trajectory_for_frames
 
 NOISE_FLOOR_KEYS = ("est_noise_floor_rpe_trans", "est_noise_floor_rpe_rot_deg")
-NOISE_FLOOR_KEYS_1S = ("est_noise_floor_rpe_trans@1s", "est_noise_floor_rpe_rot_deg@1s")
+NOISE_FLOOR_KEYS_1F = ("est_noise_floor_rpe_trans@1f", "est_noise_floor_rpe_rot_deg@1f")
 
 
 @dataclass
@@ -93,6 +94,16 @@ def _check_frames(task, frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+def _depth0(task) -> Optional[np.ndarray]:
+    """Frame 0's ground-truth planar depth (metres), the estimator's metric anchor: frame 0 is the
+    given first frame, identical for every model, so its depth carries no information about the
+    generated frames. None when the task has no depth attached."""
+    try:
+        return task.gt_depth()[0]
+    except RuntimeError:
+        return None
+
+
 def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[np.ndarray], list[str]]:
     if est_trajectory is not None:
         if isinstance(est_trajectory, (str, bytes)) or hasattr(est_trajectory, "__fspath__"):
@@ -103,7 +114,7 @@ def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[
             raise ValueError(f"task {task.task_id}: est_trajectory must be ({task.num_frames},4,4), got {poses.shape}")
         notes.append("trajectory from an external estimator")
         return poses, []
-    res = run_estimator(estimator, frames, task.K)
+    res = run_estimator(estimator, frames, task.K, depth0=_depth0(task))
     notes.extend(res.notes)
     return res.poses, res.step_kind
 
@@ -177,7 +188,7 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "o
     metrics["pose_est_failed_frac"] = (float(np.mean([k == "failed" for k in step_kind]))
                                        if step_kind else float("nan"))
     if noise_floor:
-        for key in NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_1S:
+        for key in NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_1F:
             short = key.replace("est_noise_floor_", "")
             if key in NOISE_FLOOR_KEYS or key in noise_floor or short in noise_floor:
                 metrics[key] = float(noise_floor.get(key, noise_floor.get(short, float("nan"))))
@@ -226,7 +237,7 @@ def estimate_noise_floor(task, estimator: Union[str, Callable] = "opencv") -> di
     perfect action following by this estimator.
     """
     gt = task.gt_frames()
-    res = run_estimator(estimator, gt, task.K)
+    res = run_estimator(estimator, gt, task.K, depth0=_depth0(task))
     rr = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma)
     return {"est_noise_floor_rpe_trans": rr.rpe_trans, "est_noise_floor_rpe_rot_deg": rr.rpe_rot_deg,
-            "est_noise_floor_rpe_trans@1s": rr.rpe_trans_1s, "est_noise_floor_rpe_rot_deg@1s": rr.rpe_rot_deg_1s}
+            "est_noise_floor_rpe_trans@1f": rr.rpe_trans_1f, "est_noise_floor_rpe_rot_deg@1f": rr.rpe_rot_deg_1f}

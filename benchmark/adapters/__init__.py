@@ -10,6 +10,8 @@ Spec grammar: ``NAME`` or ``NAME:ARG``.
 ``video-folder:DIR``            externally generated videos ``DIR/<task_id>.mp4`` or PNG folders
 ``relic[:CKPT]``                the RELIC model (bundled checkpoint unless CKPT is given)
 ``relic-nomem[:CKPT]``          RELIC with its long-horizon memory disabled
+``relic@OPTS[:CKPT]``           RELIC with memory read-budget options, e.g.
+                                ``relic@budget=12+select=pose`` (see relic_model.inference.adapter)
 ==============================  =====================================================
 """
 from __future__ import annotations
@@ -49,10 +51,11 @@ def make_model(spec: str) -> WorldModel:
         if not arg:
             raise ValueError("video-folder needs a folder: video-folder:DIR")
         return VideoFolderModel(arg)
-    if name in ("relic", "relic-nomem"):
+    base, _, opts = name.partition("@")
+    if base in ("relic", "relic-nomem"):
         from benchmark.adapters.relic import make_relic
 
-        return make_relic(checkpoint=arg or None, memory=(name == "relic"))
+        return make_relic(checkpoint=arg or None, memory=(base == "relic"), options=opts or None)
     raise ValueError(f"unknown model {spec!r}; known: {', '.join(KNOWN)} (see `relic bench run --help`)")
 
 

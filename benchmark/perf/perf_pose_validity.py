@@ -41,7 +41,7 @@ def measure(suite_dir: str, estimator: str = "opencv", task_ids=None) -> list[di
     for task in tqdm(suite.tasks, desc="tasks"):
         for model, frames in _videos(task).items():
             t0 = time.perf_counter()
-            res = run_estimator(estimator, frames, task.K)
+            res = run_estimator(estimator, frames, task.K, depth0=task.gt_depth()[0])  # as scoring does
             dt = time.perf_counter() - t0
             r = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma)
             row = dict(task=task.task_id, family=task.family, model=model, n=task.num_frames,
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="path prefix for .md/.json")
     a = ap.parse_args(argv)
     rows = measure(a.suite_dir, a.estimator, a.tasks.split(",") if a.tasks else None)
-    keys = [k for k in ("rpe_trans", "rpe_rot_deg", "rpe_trans@1s", "rpe_rot_deg@1s") if k in rows[0]]
+    keys = [k for k in ("rpe_trans", "rpe_rot_deg", "rpe_trans@1f", "rpe_rot_deg@1f") if k in rows[0]]
     md = [f"# Action-following validity ({a.estimator} estimator)", "",
           f"Command: `python benchmark/perf/perf_pose_validity.py --suite-dir {a.suite_dir} --estimator {a.estimator}`",
           f"on {os.cpu_count()} CPU(s). Means over the tasks of each family.", "",

@@ -76,6 +76,20 @@ positions) and a map of 3D points (track id -> world point, in the estimator's s
    below 2 px in both and triangulation angle above ``min_tri_deg``) and the frame becomes the
    keyframe. The global scale is fixed by the first "init"; it drifts slowly and whenever the map
    is lost (e.g. long pure pans) and re-initialised.
+Metric anchor (``depth0``, used by benchmark.scoring: frame 0's ground-truth planar depth, which
+is the same given first frame for every model and says nothing about the generated frames).
+Frame 0's tracks with a smooth, finite depth (3x3 max/min ratio <= ``anchor_edge_ratio``: corners
+sit on silhouettes) are back-projected, X = d K^-1 (u, v, 1), into the initial map, so PnP runs
+from frame 1 in metres and no essential-matrix initialisation or speed prior is needed while that
+map is in view. In this mode the rotation gate of 1. is replaced by model selection on the map
+points: the frame is taken as a pure rotation about the previous camera centre (kind "rotation",
+no translation) when the rotation-only fit of the consecutive frames explains their tracks to
+within ``rotation_px`` (median) AND its reprojection error on the map is at most
+``anchor_rot_ratio`` x PnP's + ``anchor_rot_px``; otherwise the PnP pose is kept. A two-view
+initialisation before any PnP speed is known gets its metric baseline from frame 0's median
+depth (triangulated points' median depth in the keyframe = that depth). Measured on the smoke
+suite (112x64; ``python benchmark/perf/perf_pose_validity.py``, reports/perf_pose_validity.md):
+1-s RPE-trans oracle 0.46 m (1.0 without the anchor) vs static 0.51.
 4. Failures: too few tracks (and ECC rejected), RANSAC / PnP failing -> the pose of the previous frame is HELD (kind
    "failed", counted). Frames whose (resized, smoothed) luma differs from the previous frame's by less than
    ``static_luma`` grey levels (mean absolute difference) are "static" (pose held, not a failure).
@@ -230,7 +244,8 @@ class OpenCVEstimator:
                  min_tri_deg: float = 1.0, rotation_px: float = 1.0, max_speed_jump: float = 3.0,
                  kf_keep_frac: float = 0.5, static_luma: float = 0.25,
                  rot_gate_deg: float | None = 1.0, ecc_fallback: bool = True, ecc_min_corr: float = 0.97,
-                 ecc_min_tracks: int = 30,
+                 ecc_min_tracks: int = 30, anchor_edge_ratio: float = 1.05,
+                 anchor_rot_ratio: float = 1.25, anchor_rot_px: float = 0.05,
                  ransac_seed: int = 0):
         if feature not in ("klt", "orb", "sift"):
             raise ValueError(f"feature must be 'klt', 'orb' or 'sift', got {feature!r}")
@@ -243,6 +258,7 @@ class OpenCVEstimator:
         self.static_luma, self.ransac_seed, self.kf_keep_frac = static_luma, ransac_seed, kf_keep_frac
         self.rot_gate_deg, self.ecc_fallback, self.ecc_min_corr = rot_gate_deg, ecc_fallback, ecc_min_corr
         self.ecc_min_tracks, self.ecc_black_luma = ecc_min_tracks, 2
+        self.anchor_edge_ratio, self.anchor_rot_ratio, self.anchor_rot_px = anchor_edge_ratio, anchor_rot_ratio, anchor_rot_px
 
     # ------------------------------------------------------------------------------ geometry
     def _parallax(self, pa, pb, R, K, Kinv) -> float:
@@ -342,11 +358,76 @@ class OpenCVEstimator:
         T[:3, :3], T[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.ravel()
         return np.linalg.inv(T)
 
+    def _anchor_map(self, obs0: dict, depth0: np.ndarray, frame_hw, f: float, K: np.ndarray) -> dict:
+        """Metric map from frame 0's planar depth: each frame-0 track whose depth is finite, positive
+        and smooth (3x3 max/min ratio <= ``anchor_edge_ratio``: corners sit on silhouettes, where the
+        nearest depth sample may belong to the background) is back-projected, X = d K^-1 (u, v, 1),
+        in frame 0's camera = the estimator's world. ``depth0`` may have any size: a track at pixel
+        (u, v) of the working image (scale ``f`` of the frames) reads depth pixel
+        floor(u / f * Wd / W), floor(v / f * Hd / H) (pixel centres at +0.5)."""
+        H, W = frame_hw
+        hd, wd = depth0.shape
+        d = np.where(np.isfinite(depth0) & (depth0 > 0), depth0, np.nan)
+        filled = np.nan_to_num(d, nan=0.0).astype(np.float32)
+        big = np.nan_to_num(d, nan=np.float32(1e30)).astype(np.float32)
+        dmax = cv2.dilate(filled, np.ones((3, 3), np.uint8))
+        dmin = cv2.erode(big, np.ones((3, 3), np.uint8))
+        Kinv = np.linalg.inv(K)
+        world = {}
+        for k, (u, v) in obs0.items():
+            x = min(max(int(np.floor(u / f * wd / W)), 0), wd - 1)
+            y = min(max(int(np.floor(v / f * hd / H)), 0), hd - 1)
+            z = d[y, x]
+            if not np.isfinite(z) or dmin[y, x] <= 0 or dmax[y, x] / dmin[y, x] > self.anchor_edge_ratio:
+                continue
+            world[k] = z * (Kinv @ np.array([u, v, 1.0]))
+        return world
+
+    def _rotation_about_previous(self, prev: dict, cur: dict, c2w_prev: np.ndarray, K, Kinv):
+        """(c2w, residual px) of the current frame if it only rotated about the previous camera
+        centre (rotation-only fit of the consecutive frames' tracks; residual = median distance of
+        the tracks from their rotated previous positions); (None, inf) when the fit fails."""
+        cp = [k for k in cur if k in prev]
+        pa = np.array([prev[k] for k in cp]).reshape(-1, 2)
+        pb = np.array([cur[k] for k in cp]).reshape(-1, 2)
+        Rp = self._rotation_fit(pa, pb, Kinv)
+        if Rp is None:
+            return None, float("inf")
+        T = np.eye(4)
+        T[:3, :3] = Rp
+        return c2w_prev @ np.linalg.inv(T), self._parallax(pa, pb, Rp, K, Kinv)
+
+    @staticmethod
+    def _reproj_median(X: np.ndarray, p: np.ndarray, c2w: np.ndarray, K: np.ndarray) -> float:
+        """Median reprojection error (px) of world points X (M,3) observed at pixels p in camera c2w."""
+        x = (np.column_stack([X, np.ones(len(X))]) @ _w2c(c2w)[:3].T) @ K.T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            err = np.linalg.norm(x[:, :2] / x[:, 2:3] - p, axis=1)
+        err = np.where(x[:, 2] > 0, err, np.inf)
+        return float(np.median(err))
+
+    def _anchored_baseline(self, pa, pb, R, t_unit, c2w_a, K, scene_depth: float) -> float:
+        """Metric length of a two-view translation before any PnP speed is known (anchored mode):
+        triangulate with a unit baseline and scale so that the median depth of the points in the
+        keyframe camera equals frame 0's median depth (the scene's depth scale)."""
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, t_unit
+        X, ok = self._triangulate(pa, pb, c2w_a, c2w_a @ np.linalg.inv(T), K)
+        if ok.sum() < self.min_matches:
+            return 0.0
+        z = (np.column_stack([X[ok], np.ones(ok.sum())]) @ _w2c(c2w_a)[:3].T)[:, 2]
+        return float(scene_depth / max(float(np.median(z)), 1e-9))
+
     # ---------------------------------------------------------------------------------- main
-    def __call__(self, frames: np.ndarray, K: np.ndarray, progress: bool = False) -> EstimateResult:
+    def __call__(self, frames: np.ndarray, K: np.ndarray, progress: bool = False,
+                 depth0: np.ndarray | None = None) -> EstimateResult:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be RGB uint8 (N,H,W,3), got {frames.dtype} {frames.shape}")
+        if depth0 is not None:
+            depth0 = np.asarray(depth0, dtype=np.float64)
+            if depth0.ndim != 2:
+                raise ValueError(f"depth0 must be a (H,W) planar depth map in metres, got shape {depth0.shape}")
         cv2.setRNGSeed(self.ransac_seed)
         n, _, w = frames.shape[:3]
         f = 1.0
@@ -372,6 +453,11 @@ class OpenCVEstimator:
         kinds: list[str] = []
         world: dict[int, np.ndarray] = {}
         prev, prev_gray = obs(0)
+        anchored = depth0 is not None
+        if anchored:
+            world = self._anchor_map(prev, depth0, frames.shape[1:3], f, K)
+            fin = depth0[np.isfinite(depth0) & (depth0 > 0)]
+            scene_depth = float(np.median(fin)) if fin.size else 1.0
         kf_i, kf_obs = 0, prev
         speeds: deque = deque(maxlen=16)
         kf_ref = None
@@ -408,7 +494,18 @@ class OpenCVEstimator:
                                 T[:3, :3] = tv[1]
                                 poses[i], kind = poses[i - 1] @ np.linalg.inv(T), "rotation"
                                 c2w = None
-                        if c2w is not None and self.rot_gate_deg is not None:
+                        if c2w is not None and anchored:
+                            # metric map: model selection between PnP and a pure rotation about the
+                            # previous camera centre, on the same map points
+                            c2w_rot, rot_px = self._rotation_about_previous(prev, cur, poses[i - 1], K, Kinv)
+                            if c2w_rot is not None and rot_px < self.rotation_px:
+                                X = np.array([world[k] for k in in_map])
+                                p = np.array([cur[k] for k in in_map])
+                                e_pnp = self._reproj_median(X, p, c2w, K)
+                                e_rot = self._reproj_median(X, p, c2w_rot, K)
+                                if e_rot <= self.anchor_rot_ratio * e_pnp + self.anchor_rot_px:
+                                    poses[i], kind, c2w = c2w_rot, "rotation", None
+                        elif c2w is not None and self.rot_gate_deg is not None:
                             # PnP on a thin / badly triangulated map can tilt the camera: its
                             # frame-to-frame rotation must agree with the rotation-only fit of the
                             # consecutive frames (accurate at small baselines); otherwise that
@@ -460,18 +557,26 @@ class OpenCVEstimator:
                             if _angle_deg(R_chain.T @ R) > self.rot_gate_deg:
                                 t2 = _translation_given_rotation(pa, pb, R_chain, Kinv)
                                 R, t = R_chain, (t2 if float(t2 @ t) >= 0 else -t2)
-                    speed = float(np.median(speeds)) if speeds else 1.0
+                    if speeds:
+                        baseline = float(np.median(speeds)) * (i - kf_i)
+                    elif anchored and what == "translation":
+                        baseline = self._anchored_baseline(pa, pb, R, t, poses[kf_i], K, scene_depth)
+                    else:
+                        baseline = 1.0 * (i - kf_i)
                     T = np.eye(4)
-                    T[:3, :3], T[:3, 3] = R, t * speed * (i - kf_i)
+                    T[:3, :3], T[:3, 3] = R, t * baseline
                     poses[i] = poses[kf_i] @ np.linalg.inv(T)
                     if what == "rotation":
+                        # a pure rotation does not move the camera: keep the previous frame's centre
+                        # (the keyframe's may differ when PnP frames followed it)
+                        poses[i, :3, 3] = poses[i - 1, :3, 3]
                         kind = "rotation"
                     else:
                         kind = "init"
                         # back-fill: frames since the keyframe posed as pure rotations get their
                         # camera centres interpolated linearly between the keyframe and this frame
                         for j in range(kf_i + 1, i):
-                            if kinds[j - 1] == "rotation":
+                            if kinds[j - 1] in ("rotation", "static"):
                                 a = (j - kf_i) / (i - kf_i)
                                 poses[j, :3, 3] = (1 - a) * poses[kf_i, :3, 3] + a * poses[i, :3, 3]
                         X, ok = self._triangulate(pa, pb, poses[kf_i], poses[i], K)

@@ -8,7 +8,8 @@ DROID-SLAM, ...) run elsewhere and hand in TUM files (benchmark.pose_estimation.
 """
 from __future__ import annotations
 
-from typing import Callable, Union
+import inspect
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -44,10 +45,20 @@ def get_estimator(estimator: Union[str, EstimatorFn]) -> EstimatorFn:
     return _REGISTRY[estimator]()
 
 
-def run_estimator(estimator: Union[str, EstimatorFn], frames: np.ndarray, K: np.ndarray) -> EstimateResult:
-    """Run an estimator and normalise its output to an EstimateResult."""
+def accepts_depth0(fn) -> bool:
+    """Whether estimator ``fn`` takes a ``depth0`` keyword (frame 0's ground-truth depth)."""
+    try:
+        return "depth0" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def run_estimator(estimator: Union[str, EstimatorFn], frames: np.ndarray, K: np.ndarray,
+                  depth0: Optional[np.ndarray] = None) -> EstimateResult:
+    """Run an estimator and normalise its output to an EstimateResult. ``depth0`` (frame 0's planar
+    depth, metres) is handed to estimators that accept it (metric scale anchor), ignored otherwise."""
     fn = get_estimator(estimator)
-    out = fn(frames, K)
+    out = fn(frames, K, depth0=depth0) if depth0 is not None and accepts_depth0(fn) else fn(frames, K)
     if isinstance(out, EstimateResult):
         return out
     poses = np.asarray(out, dtype=np.float64)

@@ -113,13 +113,13 @@ def test_rpe_matches_evo_command_line_tool(tmp_path):
     write_tum(str(est), Q, ts)
     ours = compute_rpe(P, Q, FPS)
     assert ours.alignment == "sim3"
-    cli_t = _evo_cli_stat(tmp_path, ref, est, "trans_part")
+    cli_t = _evo_cli_stat(tmp_path, ref, est, "trans_part")  # evo's default delta: 1 frame
     cli_r = _evo_cli_stat(tmp_path, ref, est, "angle_deg")
-    assert ours.rpe_trans == pytest.approx(cli_t["rmse"], rel=1e-6)
-    assert ours.rpe_trans_mean == pytest.approx(cli_t["mean"], rel=1e-6)
-    assert ours.rpe_rot_deg == pytest.approx(cli_r["rmse"], rel=1e-6)
-    assert ours.rpe_rot_deg_mean == pytest.approx(cli_r["mean"], rel=1e-6)
-    assert ours.rpe_trans > 0.005 and ours.rpe_rot_deg > 0.1  # the noise is really there
+    assert ours.rpe_trans_1f == pytest.approx(cli_t["rmse"], rel=1e-6)
+    assert float(ours.trans_errors.mean()) == pytest.approx(cli_t["mean"], rel=1e-6)
+    assert ours.rpe_rot_deg_1f == pytest.approx(cli_r["rmse"], rel=1e-6)
+    assert float(ours.rot_errors_deg.mean()) == pytest.approx(cli_r["mean"], rel=1e-6)
+    assert ours.rpe_trans_1f > 0.005 and ours.rpe_rot_deg_1f > 0.1  # the noise is really there
 
 
 def test_rpe_degenerate_alignment_fallbacks():
@@ -128,25 +128,26 @@ def test_rpe_degenerate_alignment_fallbacks():
     static = np.repeat(P[:1], len(P), axis=0)
     r = compute_rpe(P, static, FPS, gamma=0.05)
     assert r.alignment == "origin" and "no translation" in r.notes[0]
-    assert r.rpe_trans == pytest.approx(np.sqrt(np.mean(steps ** 2)), rel=1e-6)
+    assert r.rpe_trans_1f == pytest.approx(np.sqrt(np.mean(steps ** 2)), rel=1e-6)
     # a pure-rotation reference: spurious estimated translation is scaled to the commanded speed
     rot_only = P.copy()
     rot_only[:, :3, 3] = 0
     wobble = P.copy()
     wobble[:, :3, 3] *= 1000.0
     r = compute_rpe(rot_only, wobble, FPS, gamma=0.05)
-    assert "pure rotation" in r.notes[0] and r.rpe_trans_mean == pytest.approx(0.05, rel=0.5)
+    assert "pure rotation" in r.notes[0] and float(r.trans_errors.mean()) == pytest.approx(0.05, rel=0.5)
     # collinear (straight dolly): Umeyama refuses, spread-ratio scale recovers a scaled copy exactly
     line = np.tile(np.eye(4), (30, 1, 1))
     line[:, 2, 3] = 0.04 * np.arange(30)
     est = line.copy()
     est[:, :3, 3] *= 7.0
     r = compute_rpe(line, est, FPS)
-    assert r.alignment == "origin" and r.rpe_trans < 1e-9 and r.scale == pytest.approx(1 / 7.0)
+    assert r.alignment == "origin" and r.rpe_trans < 1e-9 and r.rpe_trans_1f < 1e-9 and r.scale == pytest.approx(1 / 7.0)
 
 
 def test_rpe_at_one_second_matches_evo_cli_all_pairs(tmp_path):
-    """rpe_*@1s = evo RPE with delta round(fps) = 16 frames over all overlapping pairs."""
+    """The headline rpe_trans / rpe_rot_deg = evo RPE with delta round(fps) = 16 frames over all
+    overlapping pairs."""
     P = _trajectory(80, 7)
     Q = _noisy_similar(P, 8)
     ref, est = tmp_path / "gt.txt", tmp_path / "est.txt"
@@ -154,10 +155,10 @@ def test_rpe_at_one_second_matches_evo_cli_all_pairs(tmp_path):
     write_tum(str(ref), P, ts)
     write_tum(str(est), Q, ts)
     ours = compute_rpe(P, Q, FPS)
-    assert ours.delta_1s_frames == 16
+    assert ours.delta_frames == 16
     exe = shutil.which("evo_rpe") or os.path.join(os.path.dirname(sys.executable), "evo_rpe")
     env = dict(os.environ, HOME=str(tmp_path), MPLBACKEND="Agg")
-    for rel, key in (("trans_part", "rpe_trans@1s"), ("angle_deg", "rpe_rot_deg@1s")):
+    for rel, key in (("trans_part", "rpe_trans"), ("angle_deg", "rpe_rot_deg")):
         out = tmp_path / f"{rel}16.zip"
         subprocess.run([exe, "tum", str(ref), str(est), "-as", "--delta", "16", "--delta_unit", "f", "--all_pairs",
                         "-r", rel, "--save_results", str(out), "--no_warnings", "--silent"],
@@ -165,7 +166,9 @@ def test_rpe_at_one_second_matches_evo_cli_all_pairs(tmp_path):
         with zipfile.ZipFile(out) as z:
             cli = json.loads(z.read("stats.json"))
         assert ours.as_metrics()[key] == pytest.approx(cli["rmse"], rel=1e-6)
-    assert np.isnan(compute_rpe(P[:10], Q[:10], FPS).rpe_trans_1s)  # shorter than 1 s: undefined
+        assert ours.as_metrics()[key + "_mean"] == pytest.approx(cli["mean"], rel=1e-6)
+    short = compute_rpe(P[:10], Q[:10], FPS)  # shorter than 1 s: the whole video is the delta
+    assert short.delta_frames == 9 and "shorter than 1 s" in short.notes[-1] and np.isfinite(short.rpe_trans)
 
 
 def test_static_or_jittering_estimate_gets_the_full_motion_penalty():
@@ -177,16 +180,16 @@ def test_static_or_jittering_estimate_gets_the_full_motion_penalty():
     d16 = np.linalg.norm(P[16:, :3, 3] - P[:-16, :3, 3], axis=1)
     static = np.repeat(P[:1], len(P), axis=0)
     r = compute_rpe(P, static, FPS)
-    assert r.rpe_trans == pytest.approx(np.sqrt(np.mean(steps ** 2)), rel=1e-6)
-    assert r.rpe_trans_1s == pytest.approx(np.sqrt(np.mean(d16 ** 2)), rel=1e-6)
+    assert r.rpe_trans_1f == pytest.approx(np.sqrt(np.mean(steps ** 2)), rel=1e-6)
+    assert r.rpe_trans == pytest.approx(np.sqrt(np.mean(d16 ** 2)), rel=1e-6)
     jitter = static.copy()
     jitter[:, :3, 3] += np.random.default_rng(0).normal(scale=1e-6, size=(len(P), 3))
     j = compute_rpe(P, jitter, FPS)
     assert j.alignment == "sim3" and j.scale > 1e3
-    assert j.rpe_trans >= 0.9 * r.rpe_trans and j.rpe_trans_1s >= 0.9 * r.rpe_trans_1s
+    assert j.rpe_trans_1f >= 0.9 * r.rpe_trans_1f and j.rpe_trans >= 0.9 * r.rpe_trans
     # a good estimate is far below that penalty at both deltas
     g = compute_rpe(P, _noisy_similar(P, 9), FPS)
-    assert g.rpe_trans_1s < 0.2 * r.rpe_trans_1s and g.rpe_trans < r.rpe_trans
+    assert g.rpe_trans < 0.2 * r.rpe_trans and g.rpe_trans_1f < r.rpe_trans_1f
 
 
 def test_estimator_registry():

@@ -83,7 +83,7 @@ def test_oracle_is_at_the_noise_floor_with_perfect_fidelity(world):
     m, nf = world["oracle"].metrics, world["nf"]
     assert m["rpe_trans"] == nf["est_noise_floor_rpe_trans"] == m["est_noise_floor_rpe_trans"]
     assert m["rpe_rot_deg"] == nf["est_noise_floor_rpe_rot_deg"]
-    assert nf["est_noise_floor_rpe_rot_deg"] < 1.0  # the estimator works on ground truth
+    assert nf["est_noise_floor_rpe_rot_deg@1f"] < 1.0 and nf["est_noise_floor_rpe_rot_deg"] < 3.0  # works on GT
     assert m["frames_psnr_gt"] == 60.0 and m["frames_ssim_gt"] == pytest.approx(1.0)
     assert m["revisit_psnr_gt"] == 60.0 and m["revisit_psnr_gt_covis"] == 60.0
     assert m["revisit_psnr_self"] == pytest.approx(m["revisit_psnr_self_ceiling"])
@@ -102,15 +102,15 @@ def test_action_following_separates_oracle_reproject_and_static(world):
     o, s, r = (world[k].metrics for k in ("oracle", "static", "reproject"))
     nf = world["nf"]
     assert set(nf) == {"est_noise_floor_rpe_trans", "est_noise_floor_rpe_rot_deg",
-                       "est_noise_floor_rpe_trans@1s", "est_noise_floor_rpe_rot_deg@1s"}
-    assert o["est_noise_floor_rpe_rot_deg@1s"] == o["rpe_rot_deg@1s"]
-    # rotation: noise floor far below static, per frame and per second
-    assert o["rpe_rot_deg"] < s["rpe_rot_deg"] / 3 and o["rpe_rot_deg@1s"] < s["rpe_rot_deg@1s"] / 10
-    # translation: below static's penalty (= the commanded motion) per frame, clearly per second
-    assert o["rpe_trans"] < s["rpe_trans"] and o["rpe_trans@1s"] < 0.6 * s["rpe_trans@1s"]
+                       "est_noise_floor_rpe_trans@1f", "est_noise_floor_rpe_rot_deg@1f"}
+    assert o["est_noise_floor_rpe_rot_deg"] == o["rpe_rot_deg"]
+    # rotation: noise floor far below static, per second (headline) and per frame
+    assert o["rpe_rot_deg"] < s["rpe_rot_deg"] / 10 and o["rpe_rot_deg@1f"] < s["rpe_rot_deg@1f"] / 3
+    # translation over 1 s: clearly below static's penalty (= the commanded motion)
+    assert o["rpe_trans"] < 0.6 * s["rpe_trans"]
     # reproject (perfect commanded poses, holes stay black) follows the actions: near oracle, far from static
-    assert r["rpe_rot_deg"] < 0.5 * s["rpe_rot_deg"] and r["rpe_rot_deg@1s"] < 0.2 * s["rpe_rot_deg@1s"]
-    assert r["rpe_trans@1s"] < 0.6 * s["rpe_trans@1s"]
+    assert r["rpe_rot_deg"] < 0.2 * s["rpe_rot_deg"] and r["rpe_rot_deg@1f"] < 0.5 * s["rpe_rot_deg@1f"]
+    assert r["rpe_trans"] < 0.6 * s["rpe_trans"]
 
 
 def test_static_video_has_large_rpe_and_low_retrieval(world):
@@ -143,21 +143,22 @@ def test_blur_lowers_fidelity_and_sharpness_monotonically(world):
 
 def test_pose_drift_raises_rpe_monotonically(world):
     task = world["task"]
-    rot, rot1s, trans, trans1s = [], [], [], []
+    rot, rot1f, trans = [], [], []
     for strength in (1.0, 2.0, 4.0):
         frames = render(world["be"], _random_walk(task.gt_poses, strength))
         m = score_task(task, frames, **FAST).metrics
         rot.append(m["rpe_rot_deg"])
-        rot1s.append(m["rpe_rot_deg@1s"])
+        rot1f.append(m["rpe_rot_deg@1f"])
         trans.append(m["rpe_trans"])
-        trans1s.append(m["rpe_trans@1s"])
     nf = world["nf"]
-    assert np.all(np.diff(rot) > 0) and np.all(np.diff(rot1s) > 0), (rot, rot1s)
+    assert np.all(np.diff(rot) > 0) and np.all(np.diff(rot1f) > 0), (rot, rot1f)
     assert rot[0] > 2 * nf["est_noise_floor_rpe_rot_deg"]
-    # translation: every strength is clearly above the noise floor (at 224x128 the estimator's
-    # translation saturates for strong random walks, so it is not monotonic in the strength)
-    assert min(trans) > 1.4 * nf["est_noise_floor_rpe_trans"], trans
-    assert min(trans1s) > 1.4 * nf["est_noise_floor_rpe_trans@1s"], trans1s
+    # translation over 1 s: the weak walks (~0.07 m/s at strength 1, added in quadrature to a ~0.2 m
+    # floor on this forward-walking street task) are within the estimator's noise, the strongest is
+    # clearly above it (per frame, translation is below any estimator's noise here: see
+    # benchmark.metrics.rpe). Monotonicity in the strength is checked on the smoke suite
+    # (report_validity), where 8 tasks average the estimator's noise.
+    assert trans[-1] > 1.25 * nf["est_noise_floor_rpe_trans"], trans
 
 
 def test_forgetting_lowers_retrieval_but_not_rpe_much(world):
