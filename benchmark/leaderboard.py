@@ -151,7 +151,7 @@ def leaderboard_markdown(run_dir: Path) -> str:
     out += ["Values are means over tasks. ↑ higher is better, ↓ lower is better. \"(ref)\" marks reference "
             "baselines that read ground truth (oracle: GT frames; reproject: frame-0 GT depth; noisy-oracle: "
             "GT with a controlled corruption). PSNR is capped at 60 dB (identical images score exactly 60). "
-            "RPE after Sim(3) alignment to the commanded trajectory; RPE-trans is in the aligned trajectory's "
+            "RPE over 1-s segments (16 frames) after Sim(3) alignment to the commanded trajectory; RPE-trans is in the aligned trajectory's "
             "metres.", ""]
     note = lpips_note(df)
     if note:

@@ -316,7 +316,7 @@ def report_html(run_dir: Path) -> str:
                      f"on {info.get('cpu_count', '?')} CPU(s); pose estimator <code>{html.escape(str(info.get('estimator', '?')))}</code>.</p>")
     parts.append("<p class='note'>Means over tasks. ↑ higher is better, ↓ lower is better. \"(ref)\" marks reference "
                  "baselines that read ground truth. PSNR is capped at 60 dB (identical images score 60). "
-                 "RPE after Sim(3) alignment to the commanded trajectory.</p>")
+                 "RPE over 1-s segments (16 frames) after Sim(3) alignment to the commanded trajectory.</p>")
     note = lpips_note(df)
     if note:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
