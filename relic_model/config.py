@@ -95,6 +95,19 @@ class MemoryConfig:
     window: int = 4
     schedule: list[int] = field(default_factory=lambda: list(PAPER_SCHEDULE))
     enabled: bool = True
+    # --- beyond the paper: camera-aware memory read budget (inference only; see
+    # relic_model.nn.memory.select_memory_frames). None = attend every compressed memory frame
+    # (the paper's behaviour). An int B caps the compressed-memory latent frames attended per
+    # generation block at B (masked keys; the cache contents never change; window always attended).
+    read_budget: int | None = None
+    #: which B frames: "recent" (the B newest memory frames) or "pose" (the B whose camera pose is
+    #: closest to the block being generated: angle_deg / select_angle_deg + dist / select_distance).
+    select: str = "recent"
+    select_angle_deg: float = 30.0
+    #: translation unit of the pose score, in pose label units (1 = one frame of unit-speed motion)
+    select_distance: float = 16.0
+    #: always spend one budget slot on latent frame 0 (the clean first image) when it is in memory
+    select_keep_first: bool = False
 
 
 @dataclass
@@ -153,6 +166,14 @@ class RelicConfig:
             raise ValueError(f"dit.text_dim ({d.text_dim}) must equal text.dim ({self.text.dim})")
         if d.frames_per_block < 1 or m.window < d.frames_per_block:
             raise ValueError(f"memory.window ({m.window}) must be >= dit.frames_per_block ({d.frames_per_block}) >= 1")
+        if m.read_budget is not None and (isinstance(m.read_budget, bool) or int(m.read_budget) != m.read_budget
+                                          or int(m.read_budget) < 0):
+            raise ValueError(f"memory.read_budget must be null or an int >= 0, got {m.read_budget!r}")
+        if m.select not in ("recent", "pose"):
+            raise ValueError(f"memory.select must be 'recent' or 'pose', got {m.select!r}")
+        if not (m.select_angle_deg > 0 and m.select_distance > 0):
+            raise ValueError(f"memory.select_angle_deg ({m.select_angle_deg}) and memory.select_distance "
+                             f"({m.select_distance}) must be > 0")
         if not m.schedule or any(int(s) < 1 for s in m.schedule):
             raise ValueError(f"memory.schedule must be a non-empty list of ints >= 1, got {m.schedule}")
         s = self.sampling.sigmas

@@ -5,6 +5,11 @@
 and streams with the full two-branch memory (``memory=True``, name "relic") or with the cache
 limited to the rolling window (``memory=False``, name "relic-nomem", the ablation).
 ``chunk_size`` = video frames per generation block (4 x frames_per_block).
+
+``memory_options`` (beyond the paper) overrides the checkpoint's inference-only memory read-budget
+fields (``read_budget``, ``select``, ``select_angle_deg``, ``select_distance``,
+``select_keep_first``); :func:`parse_memory_options` parses the benchmark spec form
+``budget=12+select=pose`` (``relic@budget=12+select=pose`` in ``relic bench run --models``).
 """
 from __future__ import annotations
 
@@ -16,13 +21,51 @@ from relic_model.inference.checkpoint import load_checkpoint
 from relic_model.inference.streaming import StreamingGenerator
 
 
+_OPTION_KEYS = {"budget": "read_budget", "read_budget": "read_budget", "select": "select",
+                "angle": "select_angle_deg", "select_angle_deg": "select_angle_deg",
+                "distance": "select_distance", "select_distance": "select_distance",
+                "keep_first": "select_keep_first", "select_keep_first": "select_keep_first"}
+
+
+def parse_memory_options(text: str | None) -> dict:
+    """``"budget=12+select=pose"`` -> ``{"read_budget": 12, "select": "pose"}``. Keys: budget
+    (int or none/all), select (recent|pose), angle (deg), distance (label units), keep_first (0/1).
+    Items are separated by ``+`` (commas separate models in ``--models``)."""
+    out: dict = {}
+    for item in (text or "").split("+"):
+        item = item.strip()
+        if not item:
+            continue
+        k, eq, v = item.partition("=")
+        if not eq or k.strip() not in _OPTION_KEYS:
+            raise ValueError(f"bad relic memory option {item!r}; expected KEY=VALUE with KEY in "
+                             f"{sorted(set(_OPTION_KEYS))}, joined by '+' (e.g. relic@budget=12+select=pose)")
+        key, v = _OPTION_KEYS[k.strip()], v.strip()
+        if key == "read_budget":
+            out[key] = None if v.lower() in ("none", "null", "all") else int(v)
+        elif key == "select":
+            out[key] = v
+        elif key == "select_keep_first":
+            out[key] = v.lower() in ("1", "true", "yes", "on")
+        else:
+            out[key] = float(v)
+    return out
+
+
 class RelicWorldModel(WorldModel):
     def __init__(self, checkpoint=None, memory: bool = True, device: str = "cpu", seed: int | None = None,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, memory_options: dict | None = None):
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.cfg, self.dit, self.ae, self.text = load_checkpoint(checkpoint, device)
+        self.memory_options = dict(memory_options or {})
+        if self.memory_options:
+            for k, v in self.memory_options.items():
+                if k not in set(_OPTION_KEYS.values()):
+                    raise ValueError(f"unknown memory option {k!r}")
+                setattr(self.cfg.memory, k, v)
+            self.cfg.validate()
         self.gen = StreamingGenerator(self.dit, self.ae, self.text, self.cfg, memory=memory, device=device)
         self.name = "relic" if memory else "relic-nomem"
         self.chunk_size = self.gen.frames_per_block
@@ -55,8 +98,9 @@ class RelicWorldModel(WorldModel):
         d = super().describe()
         d.update({"checkpoint": self.checkpoint or "bundled", "memory": self.memory, "config": self.cfg.name,
                   "resolution": [self.cfg.data.width, self.cfg.data.height],
-                  "window": self.cfg.memory.window, "schedule": list(self.cfg.memory.schedule)})
+                  "window": self.cfg.memory.window, "schedule": list(self.cfg.memory.schedule),
+                  "read_budget": self.cfg.memory.read_budget, "select": self.cfg.memory.select})
         return d
 
 
-__all__ = ["RelicWorldModel"]
+__all__ = ["RelicWorldModel", "parse_memory_options"]

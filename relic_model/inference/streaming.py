@@ -12,6 +12,13 @@ frames):
    clean K/V: rolling window + compressed memory, or the window only when ``memory=False``);
 4. the block is decoded with the autoencoder's causal streaming decoder and returned at once.
 
+Memory read budget (beyond the paper; ``memory.read_budget`` / ``memory.select`` in the config,
+default None = the paper's behaviour, everything attended): before step 2 the generator picks at
+most ``read_budget`` compressed-memory latent frames with
+:func:`relic_model.nn.memory.select_memory_frames` and masks the others' keys for the whole block
+(all denoising steps and the commit pass). Each latent frame's pose for ``select="pose"`` is the
+integrated camera-to-world of its LAST video frame (label units; latent 0 = the identity).
+
 Frames are uint8 (H, W, 3) at the first frame's resolution (the model runs at the config's
 resolution; inputs/outputs are resized with OpenCV when they differ). Everything random comes from
 one ``torch.Generator`` seeded at :meth:`StreamingGenerator.reset` (``sampling.seed`` unless given).
@@ -24,6 +31,7 @@ import numpy as np
 import torch
 
 from relic_model.nn.control import integrate_actions
+from relic_model.nn.memory import select_memory_frames
 from relic_model.inference.sampler import denoise_block
 
 STATIC_ROW = np.zeros(13, dtype=np.float32)
@@ -61,6 +69,14 @@ class StreamingGenerator:
         self.fpb = cfg.dit.frames_per_block
         self.sigmas = [float(s) for s in cfg.sampling.sigmas]
         self.cache = None
+        m = cfg.memory
+        self.read_budget = getattr(m, "read_budget", None)
+        self.select = getattr(m, "select", "recent")
+        self.select_kw = dict(angle_unit_deg=float(getattr(m, "select_angle_deg", 30.0)),
+                              distance_unit=float(getattr(m, "select_distance", 16.0)),
+                              keep_first=bool(getattr(m, "select_keep_first", False)))
+        self.frame_c2w: list[np.ndarray] = []   # per committed latent frame: c2w of its last video frame
+        self.last_read_frames: list[int] | None = None
 
     @property
     def frames_per_block(self) -> int:
@@ -79,6 +95,8 @@ class StreamingGenerator:
         z0 = self.ae.encode(img[None, None])                                        # (1, 1, C, h, w)
         self.cache = self.model.new_cache(memory=self.memory, h=z0.shape[-2], w=z0.shape[-1])
         self.c2w = np.eye(4)
+        self.frame_c2w = [np.eye(4)]
+        self.last_read_frames = None
         zeros_a = torch.zeros(1, 1, self.tf, 13, device=self.device)
         pose0 = torch.from_numpy(np.tile(np.eye(4)[:3, :4].reshape(12), (self.tf, 1))).float()
         self.model(z0, torch.zeros(1, 1, device=self.device), self.text, zeros_a, pose0[None, None].to(self.device),
@@ -91,10 +109,22 @@ class StreamingGenerator:
         """(fpb*tf, 13) actions -> model tensors (1, fpb, tf, 13) and (1, fpb, tf, 12); advances the pose."""
         c2w = integrate_actions(actions, 1.0, self.c2w)                              # (n, 4, 4)
         self.c2w = c2w[-1]
+        self._block_c2w = c2w[self.tf - 1::self.tf]                                   # (fpb, 4, 4)
         pose12 = c2w[:, :3, :4].reshape(len(c2w), 12)
         a = torch.from_numpy(np.asarray(actions, np.float32)).view(1, self.fpb, self.tf, 13)
         p = torch.from_numpy(pose12.astype(np.float32)).view(1, self.fpb, self.tf, 12)
         return a.to(self.device), p.to(self.device)
+
+    def _select_memory(self, query_c2w: np.ndarray) -> None:
+        """Apply the memory read budget for the next block (no-op when ``read_budget`` is None)."""
+        self.last_read_frames = None
+        if self.read_budget is None or not self.cache.memory_frames:
+            return
+        mem = [f for f, _ in self.cache.memory_frames]
+        sel = select_memory_frames(mem, self.read_budget, self.select,
+                                   np.stack([self.frame_c2w[f] for f in mem]), query_c2w, **self.select_kw)
+        self.cache.set_read_frames(sel)
+        self.last_read_frames = sel
 
     @torch.inference_mode()
     def generate_block(self, actions: np.ndarray) -> torch.Tensor:
@@ -103,11 +133,13 @@ class StreamingGenerator:
         if self.cache is None:
             raise RuntimeError("call reset(first_frame, prompt, K) before step()")
         a, p = self._block_controls(actions)
+        self._select_memory(self._block_c2w)
         noise = torch.randn((1, self.fpb, *self.latent_shape), generator=self.gen, device=self.device)
         off = self.cache.num_frames
         kw = dict(text=self.text, actions=a, poses=p, attn_mode="block_causal", cache=self.cache, frame_offset=off)
         x0 = denoise_block(self.model, noise, self.sigmas, self.gen, **kw)
         self.model(x0, torch.zeros(1, self.fpb, device=self.device), update_cache=True, **kw)
+        self.frame_c2w.extend(np.asarray(c) for c in self._block_c2w)
         self.latents.append(x0)
         return x0
 

@@ -4,7 +4,9 @@
 absolute-pose embedding to Q and K only (V never sees poses: "poses are proxies for retrieving
 spatial content"); rotates Q and K with 3-axis RoPE; attends with
 ``F.scaled_dot_product_attention`` over [cached K/V (if a :class:`~relic_model.nn.memory.KVCache`
-is given)] + the current tokens, optionally committing the current K/V to the cache.
+is given)] + the current tokens, optionally committing the current K/V to the cache. A cache with
+a read budget (:meth:`~relic_model.nn.memory.KVCache.read_mask`) hides unselected compressed-memory
+tokens with a boolean key mask; window and current tokens stay visible.
 
 :class:`CrossAttention` attends from video tokens to projected text tokens (text K/V can be
 precomputed once per prompt with :meth:`CrossAttention.text_kv`).
@@ -81,7 +83,12 @@ class SelfAttention(_Projections):
         if cache is not None:
             kk, vv = cache.keys_values(layer, k, v)
             n_cached = kk.shape[2] - k.shape[2]
-            if attn_mask is not None and n_cached:
+            read = cache.read_mask(kk.device) if n_cached else None   # memory read budget (None = all)
+            if read is not None:
+                if attn_mask is None:
+                    attn_mask = torch.ones(k.shape[2], k.shape[2], dtype=torch.bool, device=kk.device)
+                attn_mask = torch.cat([read.unsqueeze(0).expand(attn_mask.shape[0], n_cached), attn_mask], 1)
+            elif attn_mask is not None and n_cached:
                 attn_mask = torch.cat([attn_mask.new_ones(attn_mask.shape[0], n_cached), attn_mask], 1)
         else:
             kk, vv = k, v

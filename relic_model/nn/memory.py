@@ -19,6 +19,14 @@ Keys are stored already rotated by RoPE. When a frame leaves the window its keys
 holds more than ``window`` frames. ``schedule=[1]`` with ``enabled=True`` is the uncompressed
 full-history cache used as the scaling baseline.
 
+Read budget (beyond the paper; inference only). :meth:`KVCache.set_read_frames` restricts which
+compressed-memory frames the next reads attend to: :meth:`KVCache.read_mask` returns a boolean
+key mask over the held tokens (``True`` = attended) that hides the compressed tokens of every
+memory frame not selected; rolling-window tokens and the current block are always visible and the
+cache contents are untouched (nothing is lost; the next block may select other frames). The
+selection is cleared by every commit (:meth:`KVCache.finish`), so it is set per generation block.
+:func:`select_memory_frames` picks the frames ("recent" or camera-"pose" closest).
+
 Two storage modes, chosen automatically: under ``torch.no_grad``/``inference_mode`` the buffers
 are preallocated and written in place (no per-step copy of the whole history); with autograd
 enabled every update is out of place (``torch.cat``), so gradients flow through cached K/V
@@ -30,6 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -85,6 +94,64 @@ def history_token_counts(seconds: float, cfg) -> dict:
     return out
 
 
+def pose_scores(mem_c2w: np.ndarray, query_c2w: np.ndarray, angle_unit_deg: float = 30.0,
+                distance_unit: float = 16.0) -> np.ndarray:
+    """View-proximity score of memory poses to a query block (lower = closer).
+
+    ``mem_c2w`` (M, 4, 4), ``query_c2w`` (Q, 4, 4) camera-to-world (OpenCV camera axes, z =
+    viewing direction; translation in any unit, the streaming generator uses pose label units).
+    For memory pose m and query pose q::
+
+        angle_deg(m, q) = degrees(arccos(clip(z_m . z_q, -1, 1)))      z = c2w[:3, 2] (unit)
+        dist(m, q)      = || t_m - t_q ||_2                              t = c2w[:3, 3]
+        score(m)        = min over q of  angle_deg / angle_unit_deg + dist / distance_unit
+
+    Returns (M,) float64."""
+    m = np.asarray(mem_c2w, dtype=np.float64).reshape(-1, 4, 4)
+    q = np.asarray(query_c2w, dtype=np.float64).reshape(-1, 4, 4)
+    zm = m[:, :3, 2] / np.linalg.norm(m[:, :3, 2], axis=1, keepdims=True)
+    zq = q[:, :3, 2] / np.linalg.norm(q[:, :3, 2], axis=1, keepdims=True)
+    ang = np.degrees(np.arccos(np.clip(zm @ zq.T, -1.0, 1.0)))                  # (M, Q)
+    dist = np.linalg.norm(m[:, None, :3, 3] - q[None, :, :3, 3], axis=-1)      # (M, Q)
+    return (ang / float(angle_unit_deg) + dist / float(distance_unit)).min(axis=1)
+
+
+def select_memory_frames(mem_frames, budget: int | None, mode: str = "recent", mem_c2w=None, query_c2w=None,
+                         angle_unit_deg: float = 30.0, distance_unit: float = 16.0,
+                         keep_first: bool = False) -> list[int] | None:
+    """Which compressed-memory frames a block attends to under a read budget.
+
+    ``mem_frames``: absolute latent indices in the compressed memory (any order); ``budget``: max
+    frames attended (None, or >= len(mem_frames): all -> returns None, i.e. no mask).
+    ``mode="recent"``: the ``budget`` largest indices. ``mode="pose"``: the ``budget`` lowest
+    :func:`pose_scores` (``mem_c2w`` (M, 4, 4) aligned with ``mem_frames``, ``query_c2w`` (Q, 4, 4)),
+    ties broken by the more recent frame (larger index) -- fully deterministic.
+    ``keep_first``: frame 0, when present, takes one of the ``budget`` slots first.
+    Returns the selected frames sorted ascending, or None for "everything"."""
+    frames = [int(f) for f in mem_frames]
+    if budget is None or len(frames) <= int(budget):
+        return None
+    budget = int(budget)
+    if mode not in ("recent", "pose"):
+        raise ValueError(f"memory select mode must be 'recent' or 'pose', got {mode!r}")
+    chosen: list[int] = []
+    if keep_first and 0 in frames and budget > 0:
+        chosen.append(0)
+    rest = [i for i, f in enumerate(frames) if f not in chosen]
+    if mode == "recent":
+        order = sorted(rest, key=lambda i: -frames[i])
+    else:
+        if mem_c2w is None or query_c2w is None:
+            raise ValueError("memory select mode 'pose' needs mem_c2w and query_c2w")
+        mem_c2w = np.asarray(mem_c2w, dtype=np.float64)
+        if len(mem_c2w) != len(frames):
+            raise ValueError(f"mem_c2w has {len(mem_c2w)} poses for {len(frames)} memory frames")
+        sc = pose_scores(mem_c2w, query_c2w, angle_unit_deg, distance_unit)
+        order = sorted(rest, key=lambda i: (float(sc[i]), -frames[i]))
+    chosen += [frames[i] for i in order[:budget - len(chosen)]]
+    return sorted(chosen)
+
+
 @dataclass
 class CommitPlan:
     """What one commit does (shared by all layers): frames added, frames evicted from the window
@@ -125,6 +192,8 @@ class KVCache:
         self.num_frames = 0                  # frames committed so far (next frame index)
         self.text_kv: list | None = None     # per-layer cross-attention K/V (set by the model)
         self.text_ref = None
+        self.read_frames: list[int] | None = None   # memory frames readable (None = all)
+        self._read_mask: torch.Tensor | None = None
 
     @property
     def tokens_per_frame(self) -> int:
@@ -153,7 +222,41 @@ class KVCache:
         c.n_comp, c.window_frames = self.n_comp, list(self.window_frames)
         c.memory_frames, c.num_frames = list(self.memory_frames), self.num_frames
         c.text_kv, c.text_ref = self.text_kv, self.text_ref
+        c.read_frames, c._read_mask = self.read_frames, self._read_mask
         return c
+
+    # ------------------------------------------------------------------ read budget
+    def set_read_frames(self, frames) -> None:
+        """Restrict the next reads (until the next commit) to these compressed-memory frames
+        (absolute latent indices; each must be in :attr:`memory_frames`). ``None`` = all."""
+        if frames is None:
+            self.read_frames, self._read_mask = None, None
+            return
+        keep = {int(f) for f in frames}
+        held = [f for f, _ in self.memory_frames]
+        missing = sorted(keep - set(held))
+        if missing:
+            raise ValueError(f"read frames {missing} are not in the compressed memory {held}")
+        if len(keep) == len(held):
+            self.read_frames, self._read_mask = None, None
+            return
+        parts = [torch.full((frame_tokens(*self.grid, s),), f in keep, dtype=torch.bool) for f, s in self.memory_frames]
+        mask = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
+        assert mask.numel() == self.n_comp
+        win = torch.ones(len(self.window_frames) * self.tokens_per_frame, dtype=torch.bool)
+        self.read_frames = sorted(keep)
+        self._read_mask = torch.cat([mask, win])
+
+    def read_mask(self, device=None) -> torch.Tensor | None:
+        """Bool (n_tokens,) key mask over the held tokens (compressed memory then window; True =
+        attended), or None when every held token is read."""
+        if self._read_mask is None:
+            return None
+        if self._read_mask.numel() != self.n_tokens:
+            raise RuntimeError("KVCache read mask is stale (the cache changed since set_read_frames)")
+        if device is not None and self._read_mask.device != torch.device(device):
+            self._read_mask = self._read_mask.to(device)
+        return self._read_mask
 
     # ------------------------------------------------------------------ reading
     def keys_values(self, layer: int, k_cur: torch.Tensor, v_cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,6 +348,7 @@ class KVCache:
         self.n_comp = plan.new_comp
         self.window_frames = list(plan.new_window)
         self.memory_frames += [(f, s) for f, s in plan.evicted if s > 0]
+        self.read_frames, self._read_mask = None, None
         self.num_frames = plan.frames[-1] + 1 if plan.frames else self.num_frames
 
     # ------------------------------------------------------------------ pooling
@@ -287,5 +391,5 @@ class KVCache:
         return apply_rope(pooled, pcos, psin)
 
 
-__all__ = ["KVCache", "CommitPlan", "kv_token_counts", "history_token_counts", "latent_frames_for_seconds",
+__all__ = ["KVCache", "CommitPlan", "select_memory_frames", "pose_scores", "kv_token_counts", "history_token_counts", "latent_frames_for_seconds",
            "frame_tokens", "pooled_grid"]
