@@ -108,6 +108,10 @@ class MemoryConfig:
     select_distance: float = 16.0
     #: always spend one budget slot on latent frame 0 (the clean first image) when it is in memory
     select_keep_first: bool = False
+    #: max frame-axis RoPE distance (latent frames) at which compressed memory is read; older memory
+    #: is linearly position-interpolated into (window, read_horizon] (KVCache.set_read_horizon).
+    #: None = true distances (the paper). Must exceed ``window``.
+    read_horizon: int | None = None
 
 
 @dataclass
@@ -169,6 +173,10 @@ class RelicConfig:
         if m.read_budget is not None and (isinstance(m.read_budget, bool) or int(m.read_budget) != m.read_budget
                                           or int(m.read_budget) < 0):
             raise ValueError(f"memory.read_budget must be null or an int >= 0, got {m.read_budget!r}")
+        if m.read_horizon is not None and (isinstance(m.read_horizon, bool) or int(m.read_horizon) != m.read_horizon
+                                           or int(m.read_horizon) <= m.window):
+            raise ValueError(f"memory.read_horizon must be null or an int > memory.window ({m.window}), "
+                             f"got {m.read_horizon!r}")
         if m.select not in ("recent", "pose"):
             raise ValueError(f"memory.select must be 'recent' or 'pose', got {m.select!r}")
         if not (m.select_angle_deg > 0 and m.select_distance > 0):

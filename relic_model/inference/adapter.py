@@ -8,7 +8,7 @@ limited to the rolling window (``memory=False``, name "relic-nomem", the ablatio
 
 ``memory_options`` (beyond the paper) overrides the checkpoint's inference-only memory read-budget
 fields (``read_budget``, ``select``, ``select_angle_deg``, ``select_distance``,
-``select_keep_first``); :func:`parse_memory_options` parses the benchmark spec form
+``select_keep_first``, ``read_horizon``); :func:`parse_memory_options` parses the benchmark spec form
 ``budget=12+select=pose`` (``relic@budget=12+select=pose`` in ``relic bench run --models``).
 """
 from __future__ import annotations
@@ -24,12 +24,14 @@ from relic_model.inference.streaming import StreamingGenerator
 _OPTION_KEYS = {"budget": "read_budget", "read_budget": "read_budget", "select": "select",
                 "angle": "select_angle_deg", "select_angle_deg": "select_angle_deg",
                 "distance": "select_distance", "select_distance": "select_distance",
-                "keep_first": "select_keep_first", "select_keep_first": "select_keep_first"}
+                "keep_first": "select_keep_first", "select_keep_first": "select_keep_first",
+                "horizon": "read_horizon", "read_horizon": "read_horizon"}
 
 
 def parse_memory_options(text: str | None) -> dict:
     """``"budget=12+select=pose"`` -> ``{"read_budget": 12, "select": "pose"}``. Keys: budget
-    (int or none/all), select (recent|pose), angle (deg), distance (label units), keep_first (0/1).
+    (int or none/all), select (recent|pose), angle (deg), distance (label units), keep_first (0/1),
+    horizon (int latent frames or none: ``memory.read_horizon``).
     Items are separated by ``+`` (commas separate models in ``--models``)."""
     out: dict = {}
     for item in (text or "").split("+"):
@@ -41,7 +43,7 @@ def parse_memory_options(text: str | None) -> dict:
             raise ValueError(f"bad relic memory option {item!r}; expected KEY=VALUE with KEY in "
                              f"{sorted(set(_OPTION_KEYS))}, joined by '+' (e.g. relic@budget=12+select=pose)")
         key, v = _OPTION_KEYS[k.strip()], v.strip()
-        if key == "read_budget":
+        if key in ("read_budget", "read_horizon"):
             out[key] = None if v.lower() in ("none", "null", "all") else int(v)
         elif key == "select":
             out[key] = v
@@ -99,7 +101,8 @@ class RelicWorldModel(WorldModel):
         d.update({"checkpoint": self.checkpoint or "bundled", "memory": self.memory, "config": self.cfg.name,
                   "resolution": [self.cfg.data.width, self.cfg.data.height],
                   "window": self.cfg.memory.window, "schedule": list(self.cfg.memory.schedule),
-                  "read_budget": self.cfg.memory.read_budget, "select": self.cfg.memory.select})
+                  "read_budget": self.cfg.memory.read_budget, "select": self.cfg.memory.select,
+                  "read_horizon": self.cfg.memory.read_horizon})
         return d
 
 

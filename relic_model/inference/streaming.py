@@ -71,6 +71,7 @@ class StreamingGenerator:
         self.cache = None
         m = cfg.memory
         self.read_budget = getattr(m, "read_budget", None)
+        self.read_horizon = getattr(m, "read_horizon", None)
         self.select = getattr(m, "select", "recent")
         self.select_kw = dict(angle_unit_deg=float(getattr(m, "select_angle_deg", 30.0)),
                               distance_unit=float(getattr(m, "select_distance", 16.0)),
@@ -116,8 +117,10 @@ class StreamingGenerator:
         return a.to(self.device), p.to(self.device)
 
     def _select_memory(self, query_c2w: np.ndarray) -> None:
-        """Apply the memory read budget for the next block (no-op when ``read_budget`` is None)."""
+        """Apply the memory read horizon and read budget for the next block (no-ops when None)."""
         self.last_read_frames = None
+        if self.read_horizon is not None:
+            self.cache.set_read_horizon(self.read_horizon)
         if self.read_budget is None or not self.cache.memory_frames:
             return
         mem = [f for f, _ in self.cache.memory_frames]

@@ -27,6 +27,16 @@ cache contents are untouched (nothing is lost; the next block may select other f
 selection is cleared by every commit (:meth:`KVCache.finish`), so it is set per generation block.
 :func:`select_memory_frames` picks the frames ("recent" or camera-"pose" closest).
 
+Read horizon (beyond the paper; inference only). :meth:`KVCache.set_read_horizon` bounds the
+frame-axis RoPE distance between the block being generated and every compressed-memory key: a
+model trained on clips of ``L`` latent frames never saw query-key frame distances beyond ``L - 1``,
+yet streaming a minute holds memory hundreds of frames back. With horizon ``H`` (> window) and the
+oldest memory frame at distance ``d_max > H`` from the block's first frame ``q0``, a memory frame
+at distance ``d = q0 - f`` is read as if it were at ``d' = W + (d - W) (H - W) / (d_max - W)``
+(linear position interpolation of the memory branch only, order preserved; ``W`` = window). The
+stored keys are not changed: :meth:`keys_values` returns memory keys rotated by the extra
+frame-axis angle ``(d - d')`` (RoPE composes additively). Cleared by every commit.
+
 Two storage modes, chosen automatically: under ``torch.no_grad``/``inference_mode`` the buffers
 are preallocated and written in place (no per-step copy of the whole history); with autograd
 enabled every update is out of place (``torch.cat``), so gradients flow through cached K/V
@@ -194,6 +204,7 @@ class KVCache:
         self.text_ref = None
         self.read_frames: list[int] | None = None   # memory frames readable (None = all)
         self._read_mask: torch.Tensor | None = None
+        self._mem_rot: tuple[torch.Tensor, torch.Tensor] | None = None   # read-horizon key rotation
 
     @property
     def tokens_per_frame(self) -> int:
@@ -223,6 +234,7 @@ class KVCache:
         c.memory_frames, c.num_frames = list(self.memory_frames), self.num_frames
         c.text_kv, c.text_ref = self.text_kv, self.text_ref
         c.read_frames, c._read_mask = self.read_frames, self._read_mask
+        c._mem_rot = self._mem_rot
         return c
 
     # ------------------------------------------------------------------ read budget
@@ -247,6 +259,42 @@ class KVCache:
         self.read_frames = sorted(keep)
         self._read_mask = torch.cat([mask, win])
 
+    def memory_read_distances(self, horizon: int | None) -> dict[int, float]:
+        """``{memory frame: frame distance it is read at}`` for the next block under ``horizon``
+        (see the module docstring); the true distance ``num_frames - f`` when no remap applies."""
+        q0 = self.num_frames
+        frames = [f for f, _ in self.memory_frames]
+        true = {f: float(q0 - f) for f in frames}
+        if horizon is None or not frames:
+            return true
+        W, H = self.window, int(horizon)
+        if H <= W:
+            raise ValueError(f"memory read horizon ({H}) must exceed the window ({W})")
+        d_max = q0 - min(frames)
+        if d_max <= H:
+            return true
+        k = (H - W) / (d_max - W)
+        return {f: W + (d - W) * k for f, d in true.items()}
+
+    def set_read_horizon(self, horizon: int | None) -> None:
+        """Read compressed memory with frame distances bounded by ``horizon`` latent frames until
+        the next commit (``None`` = true distances, the paper). Needs the cache's ``rope``."""
+        self._mem_rot = None
+        if horizon is None or not self.memory_frames:
+            return
+        if self.rope is None:
+            raise ValueError("set_read_horizon needs a KVCache built with the model's rope")
+        dist = self.memory_read_distances(horizon)
+        shift = []
+        for f, s in self.memory_frames:
+            delta = (self.num_frames - f) - dist[f]
+            shift += [delta] * frame_tokens(*self.grid, s)
+        if not any(abs(x) > 0 for x in shift):
+            return
+        pos = torch.zeros(len(shift), 3)
+        pos[:, 0] = torch.tensor(shift, dtype=torch.float32)
+        self._mem_rot = self.rope.cos_sin(pos)
+
     def read_mask(self, device=None) -> torch.Tensor | None:
         """Bool (n_tokens,) key mask over the held tokens (compressed memory then window; True =
         attended), or None when every held token is read."""
@@ -269,6 +317,13 @@ class KVCache:
         if kb.shape[0] != k_cur.shape[0]:
             raise ValueError(f"KVCache holds batch {kb.shape[0]}, got {k_cur.shape[0]}")
         m = k_cur.shape[2]
+        if self._mem_rot is not None:   # read horizon: memory keys re-positioned, buffer untouched
+            c = self.n_comp
+            cos, sin = (t.to(device=kb.device, dtype=kb.dtype) for t in self._mem_rot)
+            if cos.shape[0] != c:
+                raise RuntimeError("KVCache read horizon is stale (the cache changed since set_read_horizon)")
+            return (torch.cat([apply_rope(kb[:, :, :c], cos, sin), kb[:, :, c:n], k_cur], 2),
+                    torch.cat([vb[:, :, :n], v_cur], 2))
         if torch.is_grad_enabled():
             return torch.cat([kb[:, :, :n], k_cur], 2), torch.cat([vb[:, :, :n], v_cur], 2)
         kb, vb = self._ensure_capacity(layer, n + m)
@@ -349,6 +404,7 @@ class KVCache:
         self.window_frames = list(plan.new_window)
         self.memory_frames += [(f, s) for f, s in plan.evicted if s > 0]
         self.read_frames, self._read_mask = None, None
+        self._mem_rot = None
         self.num_frames = plan.frames[-1] + 1 if plan.frames else self.num_frames
 
     # ------------------------------------------------------------------ pooling
