@@ -104,7 +104,8 @@ def _depth0(task) -> Optional[np.ndarray]:
         return None
 
 
-def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[np.ndarray], list[str]]:
+def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[np.ndarray], list[str], bool]:
+    """(c2w poses, step kinds, metric) where ``metric`` says the translations are in metres."""
     if est_trajectory is not None:
         if isinstance(est_trajectory, (str, bytes)) or hasattr(est_trajectory, "__fspath__"):
             poses = trajectory_for_frames(str(est_trajectory), task.num_frames, task.fps)
@@ -113,10 +114,10 @@ def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[
         if poses.shape != (task.num_frames, 4, 4):
             raise ValueError(f"task {task.task_id}: est_trajectory must be ({task.num_frames},4,4), got {poses.shape}")
         notes.append("trajectory from an external estimator")
-        return poses, []
+        return poses, [], False
     res = run_estimator(estimator, frames, task.K, depth0=_depth0(task))
     notes.extend(res.notes)
-    return res.poses, res.step_kind
+    return res.poses, res.step_kind, bool(res.metric)
 
 
 def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "opencv",
@@ -179,10 +180,10 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "o
     timings["pose_estimation"] = pose_out.get("seconds", float("nan"))
     if "error" in pose_out:
         raise pose_out["error"]
-    est_poses, step_kind = pose_out["value"]
+    est_poses, step_kind, est_metric = pose_out["value"]
     notes.extend(pose_notes)
     t0 = time.perf_counter()
-    rr = compute_rpe(task.gt_poses, est_poses, task.fps, gamma=task.gamma)
+    rr = compute_rpe(task.gt_poses, est_poses, task.fps, gamma=task.gamma, est_metric=est_metric)
     metrics.update(rr.as_metrics())
     notes.extend(rr.notes)
     metrics["pose_est_failed_frac"] = (float(np.mean([k == "failed" for k in step_kind]))
@@ -238,6 +239,6 @@ def estimate_noise_floor(task, estimator: Union[str, Callable] = "opencv") -> di
     """
     gt = task.gt_frames()
     res = run_estimator(estimator, gt, task.K, depth0=_depth0(task))
-    rr = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma)
+    rr = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma, est_metric=bool(res.metric))
     return {"est_noise_floor_rpe_trans": rr.rpe_trans, "est_noise_floor_rpe_rot_deg": rr.rpe_rot_deg,
             "est_noise_floor_rpe_trans@1f": rr.rpe_trans_1f, "est_noise_floor_rpe_rot_deg@1f": rr.rpe_rot_deg_1f}

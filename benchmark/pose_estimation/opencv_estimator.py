@@ -106,11 +106,14 @@ import numpy as np
 @dataclass
 class EstimateResult:
     """poses (N,4,4) c2w, frame 0 = identity; step_kind[i] says how frame i+1 was posed (N-1
-    entries): "pnp", "init", "rotation", "static" or "failed" (or "unknown" for external callables)."""
+    entries): "pnp", "init", "rotation", "static" or "failed" (or "unknown" for external callables).
+    ``metric``: True when the translations are in metres (anchored by frame 0's depth), False when
+    their scale is arbitrary (monocular, unanchored)."""
 
     poses: np.ndarray
     step_kind: list[str]
     notes: list[str] = field(default_factory=list)
+    metric: bool = False
 
     @property
     def failed(self) -> np.ndarray:
@@ -604,4 +607,4 @@ class OpenCVEstimator:
         nf = kinds.count("failed")
         if nf:
             notes.append(f"opencv estimator: {nf}/{n - 1} frames failed (pose held)")
-        return EstimateResult(poses=poses, step_kind=kinds, notes=notes)
+        return EstimateResult(poses=poses, step_kind=kinds, notes=notes, metric=anchored)

@@ -136,6 +136,15 @@ def test_rpe_degenerate_alignment_fallbacks():
     wobble[:, :3, 3] *= 1000.0
     r = compute_rpe(rot_only, wobble, FPS, gamma=0.05)
     assert "pure rotation" in r.notes[0] and float(r.trans_errors.mean()) == pytest.approx(0.05, rel=0.5)
+    # ... unless the estimate is metric (depth-anchored): then its spurious translation counts as is
+    tiny = P.copy()
+    tiny[:, :3, 3] *= 1e-3
+    r_m = compute_rpe(rot_only, tiny, FPS, gamma=0.05, est_metric=True)
+    tiny_steps = np.linalg.norm(np.diff(tiny[:, :3, 3], axis=0), axis=1)
+    assert r_m.scale == 1.0 and "metric estimate" in r_m.notes[0]
+    assert r_m.rpe_trans_1f == pytest.approx(np.sqrt(np.mean(tiny_steps ** 2)), rel=1e-3)
+    r_g = compute_rpe(rot_only, tiny, FPS, gamma=0.05)          # unknown scale: blown up to gamma
+    assert r_g.rpe_trans_1f > 100 * r_m.rpe_trans_1f
     # collinear (straight dolly): Umeyama refuses, spread-ratio scale recovers a scaled copy exactly
     line = np.tile(np.eye(4), (30, 1, 1))
     line[:, 2, 3] = 0.04 * np.arange(30)
