@@ -19,9 +19,8 @@ question arises here (the TUM writer handles the file order, see pose_estimation
      ground-truth depth) keeps s = 1, so spurious translation costs exactly its size in metres.
      An estimate of unknown scale (external trajectories, unanchored estimators) gets
      ``s = gamma / median(nonzero estimated step length)`` (gamma = commanded speed, metres per
-     frame; s = 1 if unknown), so spurious translation costs about gamma per frame. (Measured:
-     applying the gamma rule to the anchored estimator blew sub-millimetre jitter of the oracle on
-     a look-away script up to 0.95 m per second, above the static video's 0.)
+     frame; s = 1 if unknown), so spurious translation costs about gamma per frame. (With the
+     gamma rule a metric estimate's scale would depend on its own median step, not on metres.)
    - both move but Umeyama is degenerate (collinear): ``s = sqrt(sum|q_i - mean q|^2 /
      sum|p_i - mean p|^2)`` (ratio of RMS spreads about the centroids; Umeyama's scale for a perfect
      shape match).
