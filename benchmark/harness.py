@@ -113,6 +113,13 @@ def _save_npz(path: Path, **arrays) -> None:
     atomic_write(path, w)
 
 
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    def w(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+    atomic_write(path, w)
+
+
 def _save_png(path: Path, rgb: np.ndarray) -> None:
     import cv2
 
@@ -197,7 +204,8 @@ class _torch_threads:
 def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, suite_name: str = "?",
                   suite_root: str | None = None, lpips: bool = True, estimator: str = "opencv",
                   trajectories_dir: Path | None = None, models: dict[str, WorldModel] | None = None,
-                  progress: bool = True, report: bool = True, workers: int | None = None) -> pd.DataFrame:
+                  progress: bool = True, report: bool = True, workers: int | None = None,
+                  resume: bool = False) -> pd.DataFrame:
     """Run every model on every task, score, and write the run directory (see module doc).
 
     ``model_specs`` are :func:`benchmark.adapters.make_model` specs; ``models`` may map extra names
@@ -213,8 +221,14 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     1, in this process). The noise floor is
     the estimator's RPE on the ground-truth frames; when ``oracle`` is run, its frames are exactly
     the ground truth (tested) and the estimator is deterministic, so its score is reused as the floor.
+    ``resume``: an interrupted run in the same ``out_dir`` continues: rollouts whose frames and
+    speed were saved (``OUT/.frames``) are not re-run, and scores already computed with the same
+    estimator and LPIPS setting (``OUT/.scores``) are not recomputed; both folders are written
+    atomically per (model, task) and removed when the run completes. Without ``resume`` they are
+    cleared first.
     Returns the tidy results DataFrame.
     """
+    import pickle
     import shutil
 
     from tqdm import tqdm
@@ -225,6 +239,12 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = out_dir / ".frames"
+    score_cache = out_dir / ".scores"
+    if not resume:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(score_cache, ignore_errors=True)
+    score_key = {"estimator": str(estimator), "lpips": bool(lpips)}
+    n_resumed = {"rollouts": 0, "scores": 0}
     t_start = time.perf_counter()
     rows: list[dict] = []
     failures: list[dict] = []
@@ -251,6 +271,13 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
         model_meta[name] = model.describe() if hasattr(model, "describe") else {"name": name}
         t_model = time.perf_counter()
         for task in tqdm(tasks, desc=f"run {name}", disable=not progress):
+            fp = scratch / slug(name) / f"{task.task_id}.npy"
+            sp = fp.with_suffix(".speed.json")
+            if resume and fp.exists() and sp.exists():
+                jobs.append((name, task.task_id, str(fp), _external_trajectory(trajectories_dir, name, task.task_id),
+                             json.loads(sp.read_text())))
+                n_resumed["rollouts"] += 1
+                continue
             try:
                 r = rollout(model, task)
             except Exception as e:  # noqa: BLE001
@@ -259,10 +286,10 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
                                  "traceback": traceback.format_exc(limit=3)})
                 print(f"[bench] {name} failed on {task.task_id}: {e}")
                 continue
-            fp = scratch / slug(name) / f"{task.task_id}.npy"
             fp.parent.mkdir(parents=True, exist_ok=True)
-            np.save(fp, r.frames)
+            _save_npy(fp, r.frames)
             speed = r.speed_metrics() if getattr(model, "measures_speed", True) else {}
+            atomic_write(sp, lambda tmp, speed=speed: Path(tmp).write_text(json.dumps(speed)))
             jobs.append((name, task.task_id, str(fp), _external_trajectory(trajectories_dir, name, task.task_id),
                          speed))
             strip = revisit_strip(task, r.frames)
@@ -281,19 +308,38 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     workers = max(1, min(int(workers), len(all_jobs) or 1))
     t_score = time.perf_counter()
     results: dict[tuple[str, str], tuple] = {}
+
+    def cache_path(m, tid):
+        return score_cache / slug(m) / f"{tid}.pkl"
+
+    def keep(key, res):
+        results[key] = res
+        path = cache_path(*key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(pickle.dumps({"key": score_key, "result": res})))
+
+    if resume:
+        for m, tid, _, _, _ in all_jobs:
+            path = cache_path(m, tid)
+            if path.exists():
+                saved = pickle.loads(path.read_bytes())
+                if saved.get("key") == score_key:
+                    results[(m, tid)] = saved["result"]
+                    n_resumed["scores"] += 1
+    todo = [j for j in all_jobs if (j[0], j[1]) not in results]
     if workers > 1 and suite_root:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                  initializer=_worker_init, initargs=(str(suite_root),)) as ex:
-            futs = {ex.submit(_worker_score, tid, fp, estimator, est, lpips): (m, tid) for m, tid, fp, est, _ in all_jobs}
+            futs = {ex.submit(_worker_score, tid, fp, estimator, est, lpips): (m, tid) for m, tid, fp, est, _ in todo}
             for f in tqdm(futs, desc="score", disable=not progress):
-                results[futs[f]] = f.result()
+                keep(futs[f], f.result())
     else:
         with _torch_threads(1):
-            for m, tid, fp, est, _ in tqdm(all_jobs, desc="score", disable=not progress):
-                results[(m, tid)] = _score_job(by_id[tid], None if fp is None else np.load(fp), estimator, est, lpips)
+            for m, tid, fp, est, _ in tqdm(todo, desc="score", disable=not progress):
+                keep((m, tid), _score_job(by_id[tid], None if fp is None else np.load(fp), estimator, est, lpips))
     timings["scoring_s"] = round(time.perf_counter() - t_score, 3)
 
     floors: dict[str, dict] = {}
@@ -317,6 +363,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
             _save_npz(out_dir / "trajectories" / slug(m) / f"{tid}.npz", est_poses=est_poses,
                       gt_poses=np.asarray(task.gt_poses, dtype=np.float64))
     shutil.rmtree(scratch, ignore_errors=True)
+    shutil.rmtree(score_cache, ignore_errors=True)
 
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     write_results(df, out_dir)
@@ -326,7 +373,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
                    "fps": t.fps, "width": t.width, "height": t.height} for t in tasks],
         "models": model_meta, "model_specs": list(model_specs) + list((models or {}).keys()),
         "failures": failures, "estimator": estimator, "lpips_requested": bool(lpips),
-        "timings": timings, "scoring_workers": workers,
+        "timings": timings, "scoring_workers": workers, "resumed": n_resumed,
         "wall_s": round(time.perf_counter() - t_start, 3), "platform": platform.platform(),
         "python": platform.python_version(), "cpu_count": os.cpu_count(),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--publish", type=Path, default=None,
                    help="also copy leaderboard.md, report.html and results.csv into this folder (e.g. reports/)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out: saved rollouts and scores are reused")
 
 
 def load_tasks(args):
@@ -53,7 +55,7 @@ def run(args) -> int:
         raise ValueError("--models is empty")
     df = run_benchmark(specs, suite.tasks, args.out, suite_name=suite.name, suite_root=str(suite.root),
                        lpips=not args.no_lpips, estimator=args.estimator, trajectories_dir=args.trajectories,
-                       progress=not args.quiet)
+                       progress=not args.quiet, resume=args.resume)
     if args.publish:
         publish(args.out, args.publish)
     ran = sorted(set(df["model"]))

@@ -69,3 +69,58 @@ def test_artefacts_written(run):
         rv = [t for t in suite.tasks if len(t.revisits)]
         assert rv and all((out / "strips" / slug(model) / f"{t.task_id}.png").exists() for t in rv)
     assert (out / "leaderboard.md").exists() and (out / "report.html").exists()
+
+
+def test_interrupted_run_resumes_without_redoing_work(run, tmp_path, monkeypatch):
+    import benchmark.harness as harness
+
+    suite, ref_out, ref_df = run
+    calls = {"rollout": 0, "score": 0}
+    real_rollout, real_score = harness.rollout, harness._score_job
+
+    def counting_rollout(model, task):
+        calls["rollout"] += 1
+        return real_rollout(model, task)
+
+    def failing_score(*a, **k):
+        calls["score"] += 1
+        if calls["score"] == 3:
+            raise RuntimeError("simulated interruption")
+        return real_score(*a, **k)
+
+    monkeypatch.setattr(harness, "rollout", counting_rollout)
+    monkeypatch.setattr(harness, "_score_job", failing_score)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False,
+                      report=False, workers=1)
+    n_tasks = len(suite.tasks)
+    assert calls["rollout"] == n_tasks and len(list((out / ".scores").rglob("*.pkl"))) == 2
+    calls.update(rollout=0, score=0)
+
+    def counting_score(*a, **k):
+        calls["score"] += 1
+        return real_score(*a, **k)
+
+    monkeypatch.setattr(harness, "_score_job", counting_score)
+    df = run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False,
+                       report=False, workers=1, resume=True)
+    assert calls["rollout"] == 0                         # every rollout reused
+    assert calls["score"] == 2 * n_tasks - 2             # noise floor + static jobs, minus the 2 saved
+    info = json.loads((out / "run.json").read_text())
+    assert info["resumed"] == {"rollouts": n_tasks, "scores": 2}
+    assert not (out / ".frames").exists() and not (out / ".scores").exists()
+    # same numbers as an uninterrupted run (LPIPS aside), including the reused speed metrics
+    key = ["model", "task", "metric"]
+    a = df[df.model == "static"].set_index(key).value
+    b = ref_df[ref_df.model == "static"].set_index(key).value
+    common = a.index.intersection(b.index)
+    common = [i for i in common if "lpips" not in i[2] and i[2] not in ("fps", "chunk_latency_ms",
+                                                                        "chunk_latency_p95_ms")]
+    assert len(common) > 20 and np.allclose(a[common], b[common], equal_nan=True)
+    assert "fps" in set(df[df.model == "static"].metric)
+    # a fresh (non-resume) run starts over
+    calls.update(rollout=0, score=0)
+    run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False,
+                  report=False, workers=1)
+    assert calls["rollout"] == n_tasks
