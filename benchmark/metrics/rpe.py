@@ -129,13 +129,14 @@ def align_sim3(ref: PoseTrajectory3D, est: PoseTrajectory3D, gamma: Optional[flo
         note = "estimated trajectory has no translation; Sim(3) alignment impossible, origin-aligned, s=1"
     else:
         note = "reference trajectory has no translation (pure rotation); Sim(3) alignment impossible, origin-aligned"
-        steps = _step_lengths(est_p)
-        steps = steps[steps > _EPS_M]
         if est_metric:
             note += ", metric estimate kept at s=1 (spurious translation scored in metres)"
-        elif gamma is not None and gamma > 0 and steps.size:
-            s = float(gamma) / float(np.median(steps))
-            note += f", scaled to the commanded speed gamma={gamma:g} m/frame (s={s:.4g})"
+        else:
+            steps = _step_lengths(est_p)
+            steps = steps[steps > _EPS_M]
+            if gamma is not None and gamma > 0 and steps.size:
+                s = float(gamma) / float(np.median(steps))
+                note += f", scaled to the commanded speed gamma={gamma:g} m/frame (s={s:.4g})"
     if s != 1.0:
         out.scale(s)
     out.align_origin(ref)

@@ -205,6 +205,7 @@ class KVCache:
         self.read_frames: list[int] | None = None   # memory frames readable (None = all)
         self._read_mask: torch.Tensor | None = None
         self._mem_rot: tuple[torch.Tensor, torch.Tensor] | None = None   # read-horizon key rotation
+        self._mem_k: dict[int, torch.Tensor] = {}   # per layer: memory keys rotated for this block
 
     @property
     def tokens_per_frame(self) -> int:
@@ -234,7 +235,7 @@ class KVCache:
         c.memory_frames, c.num_frames = list(self.memory_frames), self.num_frames
         c.text_kv, c.text_ref = self.text_kv, self.text_ref
         c.read_frames, c._read_mask = self.read_frames, self._read_mask
-        c._mem_rot = self._mem_rot
+        c._mem_rot, c._mem_k = self._mem_rot, {}
         return c
 
     # ------------------------------------------------------------------ read budget
@@ -279,7 +280,7 @@ class KVCache:
     def set_read_horizon(self, horizon: int | None) -> None:
         """Read compressed memory with frame distances bounded by ``horizon`` latent frames until
         the next commit (``None`` = true distances, the paper). Needs the cache's ``rope``."""
-        self._mem_rot = None
+        self._mem_rot, self._mem_k = None, {}
         if horizon is None or not self.memory_frames:
             return
         if self.rope is None:
@@ -319,10 +320,15 @@ class KVCache:
         m = k_cur.shape[2]
         if self._mem_rot is not None:   # read horizon: memory keys re-positioned, buffer untouched
             c = self.n_comp
-            cos, sin = (t.to(device=kb.device, dtype=kb.dtype) for t in self._mem_rot)
-            if cos.shape[0] != c:
-                raise RuntimeError("KVCache read horizon is stale (the cache changed since set_read_horizon)")
-            return (torch.cat([apply_rope(kb[:, :, :c], cos, sin), kb[:, :, c:n], k_cur], 2),
+            mem_k = self._mem_k.get(layer)
+            if mem_k is None:             # once per layer and block (the memory is fixed until commit)
+                cos, sin = (t.to(device=kb.device, dtype=kb.dtype) for t in self._mem_rot)
+                if cos.shape[0] != c:
+                    raise RuntimeError("KVCache read horizon is stale (the cache changed since set_read_horizon)")
+                mem_k = apply_rope(kb[:, :, :c], cos, sin)
+                if not torch.is_grad_enabled():
+                    self._mem_k[layer] = mem_k
+            return (torch.cat([mem_k, kb[:, :, c:n], k_cur], 2),
                     torch.cat([vb[:, :, :n], v_cur], 2))
         if torch.is_grad_enabled():
             return torch.cat([kb[:, :, :n], k_cur], 2), torch.cat([vb[:, :, :n], v_cur], 2)
@@ -404,7 +410,7 @@ class KVCache:
         self.window_frames = list(plan.new_window)
         self.memory_frames += [(f, s) for f, s in plan.evicted if s > 0]
         self.read_frames, self._read_mask = None, None
-        self._mem_rot = None
+        self._mem_rot, self._mem_k = None, {}
         self.num_frames = plan.frames[-1] + 1 if plan.frames else self.num_frames
 
     # ------------------------------------------------------------------ pooling
