@@ -25,8 +25,15 @@ fi
 stamp=.venv/.relic-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[bootstrap] installing pinned dependencies (pyproject.toml)"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[test]"
+  # torch + torchvision take ~5.6 GB in the venv and pip unpacks wheels in a temp dir first.
+  free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+  if [ "${free_kb:-0}" -lt $((9 * 1024 * 1024)) ]; then
+    echo "[bootstrap] ERROR: only $((free_kb / 1024)) MiB free on $(df -P . | awk 'NR==2 {print $6}');" \
+         "installing needs about 9 GiB (torch, torchvision, open3d). Free disk space and re-run." >&2
+    exit 1
+  fi
+  .venv/bin/pip install -q --no-cache-dir --upgrade pip
+  .venv/bin/pip install -q --no-cache-dir -e ".[test]"
   touch "$stamp"
 fi
 echo "[bootstrap] ready: $(.venv/bin/python --version), relic at .venv/bin/relic"

@@ -225,7 +225,10 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     speed were saved (``OUT/.frames``) are not re-run, and scores already computed with the same
     estimator and LPIPS setting (``OUT/.scores``) are not recomputed; both folders are written
     atomically per (model, task) and removed when the run completes. Without ``resume`` they are
-    cleared first.
+    cleared first. A rollout's frames are deleted as soon as its score is saved (its speed file
+    stays), so the scratch folder shrinks while scoring; before phase 1 the free disk space is
+    checked against the frames still to be written (uint8 RGB, e.g. 3.8 GiB per model for the full
+    suite at 224x128) and a run that cannot fit stops at once with the numbers.
     Returns the tidy results DataFrame.
     """
     import pickle
@@ -252,6 +255,17 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     by_id = {t.task_id: t for t in tasks}
     timings = {"rollout_s": {}, "scoring_s": 0.0}
 
+    def cache_path(m, tid):
+        return score_cache / slug(m) / f"{tid}.pkl"
+
+    def cached_score(m, tid):
+        """The saved score of (model, task) when it was computed with this run's settings."""
+        path = cache_path(m, tid)
+        if not (resume and path.exists()):
+            return None
+        saved = pickle.loads(path.read_bytes())
+        return saved["result"] if saved.get("key") == score_key else None
+
     def add(model, task, metrics):
         for k, v in metrics.items():
             rows.append({"model": model, "task": task.task_id, "family": task.family, "metric": k, "value": float(v)})
@@ -260,6 +274,8 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     jobs: list[tuple[str, str, str | None, object, dict]] = []  # (model, task_id, frames path, est traj, speed)
     instances: list[tuple[str, WorldModel | None]] = [(s, None) for s in model_specs]
     instances += list((models or {}).items())
+    _check_scratch_space(scratch, [slug(getattr(inst, "name", None) or spec) for spec, inst in instances],
+                         tasks, resume)
     for spec, inst in instances:
         try:
             model = inst if inst is not None else make_model(spec)
@@ -273,7 +289,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
         for task in tqdm(tasks, desc=f"run {name}", disable=not progress):
             fp = scratch / slug(name) / f"{task.task_id}.npy"
             sp = fp.with_suffix(".speed.json")
-            if resume and fp.exists() and sp.exists():
+            if resume and sp.exists() and (fp.exists() or cached_score(name, task.task_id) is not None):
                 jobs.append((name, task.task_id, str(fp), _external_trajectory(trajectories_dir, name, task.task_id),
                              json.loads(sp.read_text())))
                 n_resumed["rollouts"] += 1
@@ -309,23 +325,22 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     t_score = time.perf_counter()
     results: dict[tuple[str, str], tuple] = {}
 
-    def cache_path(m, tid):
-        return score_cache / slug(m) / f"{tid}.pkl"
+    frames_of = {(m, tid): fp for m, tid, fp, _, _ in all_jobs}
 
     def keep(key, res):
         results[key] = res
         path = cache_path(*key)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: Path(tmp).write_bytes(pickle.dumps({"key": score_key, "result": res})))
+        if frames_of.get(key):  # scored and saved: the frames are no longer needed
+            Path(frames_of[key]).unlink(missing_ok=True)
 
     if resume:
         for m, tid, _, _, _ in all_jobs:
-            path = cache_path(m, tid)
-            if path.exists():
-                saved = pickle.loads(path.read_bytes())
-                if saved.get("key") == score_key:
-                    results[(m, tid)] = saved["result"]
-                    n_resumed["scores"] += 1
+            res = cached_score(m, tid)
+            if res is not None:
+                results[(m, tid)] = res
+                n_resumed["scores"] += 1
     todo = [j for j in all_jobs if (j[0], j[1]) not in results]
     if workers > 1 and suite_root:
         import multiprocessing as mp
@@ -386,6 +401,28 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
         write_leaderboard(out_dir)
         write_report(out_dir)
     return df
+
+
+def _check_scratch_space(scratch: Path, model_slugs: list[str], tasks: list[Task], resume: bool) -> None:
+    """Stop before rolling out when the frames still to be saved cannot fit on the disk."""
+    import shutil
+
+    need = 0
+    for ms in model_slugs:
+        for t in tasks:
+            if resume and (scratch / ms / f"{t.task_id}.speed.json").exists():
+                continue
+            need += int(t.num_frames) * int(t.height) * int(t.width) * 3
+    probe = scratch
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    margin = 1 << 30
+    if need + margin > free:
+        raise OSError(f"benchmark run needs {need / 2**30:.1f} GiB of scratch space for rollout frames under "
+                      f"{scratch} (+1 GiB margin) but only {free / 2**30:.1f} GiB is free: free disk space, "
+                      "or run fewer models at a time (each run directory is independent; --resume "
+                      "continues an interrupted one)")
 
 
 def _external_trajectory(traj_dir: Path | None, model_name: str, task_id: str):

@@ -82,9 +82,11 @@ def test_interrupted_run_resumes_without_redoing_work(run, tmp_path, monkeypatch
         calls["rollout"] += 1
         return real_rollout(model, task)
 
-    def failing_score(*a, **k):
+    n_tasks = len(suite.tasks)
+
+    def failing_score(*a, **k):  # jobs: the noise floor of every task, then static's
         calls["score"] += 1
-        if calls["score"] == 3:
+        if calls["score"] == n_tasks + 2:
             raise RuntimeError("simulated interruption")
         return real_score(*a, **k)
 
@@ -94,8 +96,14 @@ def test_interrupted_run_resumes_without_redoing_work(run, tmp_path, monkeypatch
     with pytest.raises(RuntimeError, match="simulated"):
         run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False,
                       report=False, workers=1)
-    n_tasks = len(suite.tasks)
-    assert calls["rollout"] == n_tasks and len(list((out / ".scores").rglob("*.pkl"))) == 2
+    saved = n_tasks + 1
+    assert calls["rollout"] == n_tasks and len(list((out / ".scores").rglob("*.pkl"))) == saved
+    # every noise floor and static's score of task 0 were saved: static's frames of task 0
+    # were released, its speed file kept (so resuming does not roll it out again)
+    first = suite.tasks[0].task_id
+    assert not (out / ".frames" / "static" / f"{first}.npy").exists()
+    assert (out / ".frames" / "static" / f"{first}.speed.json").exists()
+    assert len(list((out / ".frames").rglob("*.npy"))) == n_tasks - 1
     calls.update(rollout=0, score=0)
 
     def counting_score(*a, **k):
@@ -106,9 +114,9 @@ def test_interrupted_run_resumes_without_redoing_work(run, tmp_path, monkeypatch
     df = run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False,
                        report=False, workers=1, resume=True)
     assert calls["rollout"] == 0                         # every rollout reused
-    assert calls["score"] == 2 * n_tasks - 2             # noise floor + static jobs, minus the 2 saved
+    assert calls["score"] == 2 * n_tasks - saved         # noise floor + static jobs, minus the saved
     info = json.loads((out / "run.json").read_text())
-    assert info["resumed"] == {"rollouts": n_tasks, "scores": 2}
+    assert info["resumed"] == {"rollouts": n_tasks, "scores": saved}
     assert not (out / ".frames").exists() and not (out / ".scores").exists()
     # same numbers as an uninterrupted run (LPIPS aside), including the reused speed metrics
     key = ["model", "task", "metric"]
@@ -124,3 +132,20 @@ def test_interrupted_run_resumes_without_redoing_work(run, tmp_path, monkeypatch
     run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False,
                   report=False, workers=1)
     assert calls["rollout"] == n_tasks
+
+
+def test_run_that_cannot_fit_its_frames_stops_before_rolling_out(run, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import benchmark.harness as harness
+
+    suite, _, _ = run
+    calls = {"rollout": 0}
+    monkeypatch.setattr(harness, "rollout", lambda *a, **k: calls.__setitem__("rollout", 1))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 100 << 20))
+    with pytest.raises(OSError, match=r"needs .* GiB of scratch space .* only 0\.1 GiB is free"):
+        run_benchmark(["static"], suite.tasks, tmp_path / "full", suite_name=suite.name, lpips=False,
+                      progress=False, report=False, workers=1)
+    assert calls["rollout"] == 0
