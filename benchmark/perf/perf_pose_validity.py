@@ -43,7 +43,7 @@ def measure(suite_dir: str, estimator: str = "opencv", task_ids=None) -> list[di
             t0 = time.perf_counter()
             res = run_estimator(estimator, frames, task.K, depth0=task.gt_depth()[0])  # as scoring does
             dt = time.perf_counter() - t0
-            r = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma)
+            r = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma, est_metric=bool(res.metric))
             row = dict(task=task.task_id, family=task.family, model=model, n=task.num_frames,
                        seconds=dt, alignment=r.alignment, scale=r.scale, failed=res.num_failed)
             row.update(r.as_metrics())
