@@ -1,7 +1,9 @@
 """Action-following validity on a task suite: RPE of the default estimator on the oracle
 (ground-truth video = the estimator's noise floor), static (frame 0 repeated) and reproject
 (frame 0 warped with its GT depth to every commanded pose) videos, per task and per family, plus
-the pose-estimation time per video.
+the pose-estimation time per video, and per family the reproject videos' hole fraction (pure-black
+pixels: content of frame 0 out of view or disoccluded) next to the estimator's failed frames, which
+is what bounds reproject's RPE: where most of a frame is hole there is nothing to track.
 
     python benchmark/perf/perf_pose_validity.py --suite-dir /tmp/h8/smoke [--estimator opencv]
         [--out reports/perf_pose_validity]     # writes .md and .json (atomic)
@@ -44,8 +46,10 @@ def measure(suite_dir: str, estimator: str = "opencv", task_ids=None) -> list[di
             res = run_estimator(estimator, frames, task.K, depth0=task.gt_depth()[0])  # as scoring does
             dt = time.perf_counter() - t0
             r = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma, est_metric=bool(res.metric))
+            hole = float((frames.max(axis=-1) <= 2).mean())
             row = dict(task=task.task_id, family=task.family, model=model, n=task.num_frames,
-                       seconds=dt, alignment=r.alignment, scale=r.scale, failed=res.num_failed)
+                       seconds=dt, alignment=r.alignment, scale=r.scale, failed=res.num_failed,
+                       hole_frac=hole, failed_frac=res.num_failed / max(1, task.num_frames - 1))
             row.update(r.as_metrics())
             rows.append(row)
     return rows
@@ -68,6 +72,18 @@ def _table(rows, keys) -> str:
     return "\n".join(lines)
 
 
+def _hole_table(rows) -> str:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    df = df[df.model == "reproject"]
+    g = df.groupby("family")[["hole_frac", "failed_frac", "rpe_rot_deg"]].mean()
+    g.loc["ALL"] = df[["hole_frac", "failed_frac", "rpe_rot_deg"]].mean()
+    lines = ["| family | hole fraction | failed frames | reproject rpe_rot_deg |", "|---|---:|---:|---:|"]
+    lines += [f"| {f} | {r.hole_frac:.2f} | {r.failed_frac:.2f} | {r.rpe_rot_deg:.2f} |" for f, r in g.iterrows()]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite-dir", required=True)
@@ -81,6 +97,9 @@ def main(argv=None) -> int:
           f"Command: `python benchmark/perf/perf_pose_validity.py --suite-dir {a.suite_dir} --estimator {a.estimator}`",
           f"on {os.cpu_count()} CPU(s). Means over the tasks of each family.", "",
           _table(rows, keys), "",
+          "Reproject videos: hole fraction (pure-black pixels) and the estimator's failed frames "
+          "(pose held), means over the tasks of each family:", "",
+          _hole_table(rows), "",
           f"Pose estimation: {np.mean([r['seconds'] / r['n'] * 1000 for r in rows]):.1f} ms/frame mean; "
           f"oracle failures {sum(r['failed'] for r in rows if r['model'] == 'oracle')} frames."]
     text = "\n".join(md) + "\n"
