@@ -179,7 +179,10 @@ def _worker_init(suite_root: str) -> None:
 def _worker_score(task_id: str, frames_path: str | None, estimator: str, est_trajectory, lpips: bool):
     task = _WORKER_TASKS["suite"].task(task_id)
     frames = None if frames_path is None else np.load(frames_path)
-    return _score_job(task, frames, estimator, est_trajectory, lpips)
+    try:
+        return _score_job(task, frames, estimator, est_trajectory, lpips)
+    finally:  # a worker meets every task: caching them all would hold the whole suite (GBs)
+        task.release()
 
 
 class _torch_threads:
@@ -311,6 +314,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
             strip = revisit_strip(task, r.frames)
             if strip is not None:
                 _save_png(out_dir / "strips" / slug(name) / f"{task.task_id}.png", strip)
+            task.release()  # ground truth read by privileged baselines / strips: not kept for all tasks
         model.close()
         timings["rollout_s"][name] = round(time.perf_counter() - t_model, 3)
 
@@ -355,6 +359,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
         with _torch_threads(1):
             for m, tid, fp, est, _ in tqdm(todo, desc="score", disable=not progress):
                 keep((m, tid), _score_job(by_id[tid], None if fp is None else np.load(fp), estimator, est, lpips))
+                by_id[tid].release()
     timings["scoring_s"] = round(time.perf_counter() - t_score, 3)
 
     floors: dict[str, dict] = {}

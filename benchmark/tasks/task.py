@@ -72,5 +72,13 @@ class Task:
             self._depth = self._depth_loader()
         return self._depth
 
+    def release(self) -> None:
+        """Drop the cached ground-truth frames and depth (reloaded on the next access); only when
+        they can be reloaded, so tasks built in memory keep theirs."""
+        if self._frames_loader is not None:
+            self._frames = None
+        if self._depth_loader is not None:
+            self._depth = None
+
     def first_frame(self) -> np.ndarray:
         return self.gt_frames()[0]

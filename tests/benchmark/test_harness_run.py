@@ -149,3 +149,13 @@ def test_run_that_cannot_fit_its_frames_stops_before_rolling_out(run, tmp_path, 
         run_benchmark(["static"], suite.tasks, tmp_path / "full", suite_name=suite.name, lpips=False,
                       progress=False, report=False, workers=1)
     assert calls["rollout"] == 0
+
+
+def test_ground_truth_is_not_held_for_every_task(run):
+    # a full suite's ground truth is ~9 GB: the harness reads it per task and lets it go
+    suite, _, _ = run
+    assert all(t._frames is None and t._depth is None for t in suite.tasks)
+    t = suite.tasks[0]
+    frames = t.gt_frames()
+    t.release()
+    assert t._frames is None and np.array_equal(t.gt_frames(), frames)  # reloads on demand
