@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "student-init": ("relic_model.cli.train_student_init", "Stage 3: student init by ODE regression with hybrid forcing."),
         "distill": ("relic_model.cli.train_distill", "Stage 4: self-forcing DMD distillation with replayed back-propagation."),
         "all": ("relic_model.cli.train_all", "Run every stage in order from one config."),
+        "finetune-decoder": ("relic_model.cli.train_finetune_decoder",
+                             "Fine-tune a checkpoint's decoders on multi-latent clips (latents unchanged)."),
     }),
     "bench": ("Benchmark world models on held-out revisit suites.", {
         "tasks": ("benchmark.cli.tasks", "Build a versioned task suite on held-out scenes."),

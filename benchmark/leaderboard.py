@@ -32,6 +32,7 @@ MAIN_COLUMNS = [
     ("revisit_psnr_self", "revisit PSNR self (dB)", +1),
     ("drift_psnr_slope", "drift PSNR slope (dB/s)", +1),
     ("fps", "gen. FPS", +1),
+    ("pose_est_failed_frac", "pose-est. failed frames", 0),
 ]
 LONG_COLUMNS = [
     ("drift_psnr_slope", "PSNR slope (dB/s)", +1),
@@ -152,7 +153,9 @@ def leaderboard_markdown(run_dir: Path) -> str:
             "baselines that read ground truth (oracle: GT frames; reproject: frame-0 GT depth; noisy-oracle: "
             "GT with a controlled corruption). PSNR is capped at 60 dB (identical images score exactly 60). "
             "RPE over 1-s segments (16 frames) after Sim(3) alignment to the commanded trajectory; RPE-trans is in the aligned trajectory's "
-            "metres.", ""]
+            "metres. \"pose-est. failed frames\": fraction of a video's frames on which the pose estimator "
+            "failed and held the previous pose; where it is high, that model's RPE says more about the "
+            "estimator than about the model (a held pose is a static camera).", ""]
     note = lpips_note(df)
     if note:
         out += [note, ""]
