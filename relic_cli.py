@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "run": ("benchmark.cli.run", "Run models on a suite, score them, write leaderboard and report."),
         "score": ("benchmark.cli.score", "Score a folder of externally generated videos."),
         "check": ("benchmark.cli.check", "Regression gate against a baseline results file."),
+        "merge": ("benchmark.cli.merge", "Merge finished runs on the same suite into one leaderboard."),
     }),
 }
 TOP_LEVEL: dict[str, tuple[str, str]] = {

@@ -148,6 +148,11 @@ def leaderboard_markdown(run_dir: Path) -> str:
                    f"families {', '.join(fams)}; resolution {', '.join(f'{w}x{h}' for w, h in sorted(res))}; "
                    f"total {sum(t['num_frames'] for t in tasks)} frames. Run finished {info.get('finished_utc', '?')} "
                    f"in {info.get('wall_s', float('nan')):.1f} s on {info.get('cpu_count', '?')} CPU(s).")
+        if info.get("merged_from"):
+            out.append("")
+        for src in info.get("merged_from", []):
+            out.append(f"- merged: {', '.join(src['models'])} from run `{Path(src['run']).name}` "
+                       f"(finished {src.get('finished_utc', '?')}).")
         out.append("")
     out += ["Values are means over tasks. ↑ higher is better, ↓ lower is better. \"(ref)\" marks reference "
             "baselines that read ground truth (oracle: GT frames; reproject: frame-0 GT depth; noisy-oracle: "
