@@ -398,14 +398,19 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
         "python": platform.python_version(), "cpu_count": os.cpu_count(),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write(out_dir / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(run_info, indent=1)))
+    write_run_info(out_dir, run_info, report)
+    return df
+
+
+def write_run_info(out_dir: Path, run_info: dict, report: bool = True) -> None:
+    """Write ``run.json`` (atomic), then, with ``report``, the leaderboard and the HTML report."""
+    atomic_write(Path(out_dir) / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(run_info, indent=1)))
     if report:
         from benchmark.leaderboard import write_leaderboard
         from benchmark.report_html import write_report
 
         write_leaderboard(out_dir)
         write_report(out_dir)
-    return df
 
 
 def _check_scratch_space(scratch: Path, model_slugs: list[str], tasks: list[Task], resume: bool) -> None:

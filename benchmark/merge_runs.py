@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.harness import NOISE_FLOOR_MODEL, RESULT_COLUMNS, slug, write_results
-from datagen.atomic import atomic_write
+from benchmark.harness import NOISE_FLOOR_MODEL, RESULT_COLUMNS, slug, write_results, write_run_info
 
 ARTEFACT_DIRS = ("curves", "trajectories", "strips")
 
@@ -105,13 +104,7 @@ def merge_runs(runs: list[Path], out: Path, report: bool = True) -> pd.DataFrame
         "finished_utc": max(str(info.get("finished_utc", "")) for _, info, _ in loaded),
         "merged_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
-    atomic_write(out / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(run_info, indent=1)))
-    if report:
-        from benchmark.leaderboard import write_leaderboard
-        from benchmark.report_html import write_report
-
-        write_leaderboard(out)
-        write_report(out)
+    write_run_info(out, run_info, report)
     return merged
 
 
