@@ -249,6 +249,9 @@ class OpenCVEstimator:
                  rot_gate_deg: float | None = 1.0, ecc_fallback: bool = True, ecc_min_corr: float = 0.97,
                  ecc_min_tracks: int = 30, anchor_edge_ratio: float = 1.05,
                  anchor_rot_ratio: float = 1.25, anchor_rot_px: float = 0.05,
+                 min_prop: int = 6, prop_mad: float = 0.25, moved_px: float = 0.5,
+                 reinit_scale: str = "map+depth+moved", reinit_clamp: float | None = 2.0,
+                 degenerate_zero: bool = False,
                  ransac_seed: int = 0):
         if feature not in ("klt", "orb", "sift"):
             raise ValueError(f"feature must be 'klt', 'orb' or 'sift', got {feature!r}")
@@ -262,6 +265,9 @@ class OpenCVEstimator:
         self.rot_gate_deg, self.ecc_fallback, self.ecc_min_corr = rot_gate_deg, ecc_fallback, ecc_min_corr
         self.ecc_min_tracks, self.ecc_black_luma = ecc_min_tracks, 2
         self.anchor_edge_ratio, self.anchor_rot_ratio, self.anchor_rot_px = anchor_edge_ratio, anchor_rot_ratio, anchor_rot_px
+        self.min_prop, self.prop_mad, self.moved_px = min_prop, prop_mad, moved_px
+        self.reinit_scale, self.reinit_clamp = reinit_scale, reinit_clamp
+        self.degenerate_zero = degenerate_zero
 
     # ------------------------------------------------------------------------------ geometry
     def _parallax(self, pa, pb, R, K, Kinv) -> float:
@@ -421,6 +427,34 @@ class OpenCVEstimator:
         z = (np.column_stack([X[ok], np.ones(ok.sum())]) @ _w2c(c2w_a)[:3].T)[:, 2]
         return float(scene_depth / max(float(np.median(z)), 1e-9))
 
+    def _propagated_baseline(self, pa, pb, common, world, R, t_unit, c2w_a, K):
+        """Scale propagation at a re-initialisation: the length of the two-view translation (unit
+        direction ``t_unit``, keyframe a -> frame b) that makes the points triangulated with it agree
+        in depth with the SAME tracks' points of the current map (the tracks common to the keyframe,
+        this frame and the map), seen from the keyframe: baseline = median(z_map / z_unit).
+        (baseline, "map") or None when fewer than ``min_prop`` such tracks triangulate or their
+        ratios disagree (log-ratio MAD above ``prop_mad``)."""
+        idx = [j for j, k in enumerate(common) if k in world]
+        if len(idx) < self.min_prop:
+            return None
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, t_unit
+        X, ok = self._triangulate(pa[idx], pb[idx], c2w_a, c2w_a @ np.linalg.inv(T), K)
+        if ok.sum() < self.min_prop:
+            return None
+        w2c = _w2c(c2w_a)[:3]
+        z_unit = (np.column_stack([X[ok], np.ones(ok.sum())]) @ w2c.T)[:, 2]
+        Xm = np.array([world[common[j]] for j in np.asarray(idx)[ok]])
+        z_map = (np.column_stack([Xm, np.ones(len(Xm))]) @ w2c.T)[:, 2]
+        good = (z_unit > 1e-9) & (z_map > 1e-9)
+        if good.sum() < self.min_prop:
+            return None
+        lr = np.log(z_map[good] / z_unit[good])
+        med = float(np.median(lr))
+        if float(np.median(np.abs(lr - med))) > self.prop_mad:
+            return None
+        return float(np.exp(med)), "map"
+
     # ---------------------------------------------------------------------------------- main
     def __call__(self, frames: np.ndarray, K: np.ndarray, progress: bool = False,
                  depth0: np.ndarray | None = None) -> EstimateResult:
@@ -463,6 +497,28 @@ class OpenCVEstimator:
             scene_depth = float(np.median(fin)) if fin.size else 1.0
         kf_i, kf_obs = 0, prev
         speeds: deque = deque(maxlen=16)
+        init_scales = {"map": 0, "speed prior": 0, "depth0": 0, "unit": 0}
+        hist = {0: prev}  # track observations per frame (for the moved-frame count below)
+        moved_cache: dict[int, bool] = {}
+
+        def moved(j: int) -> bool:
+            """Frame j moved its centre (not a pure rotation about frame j-1's): the rotation-only fit
+            of the pair leaves a median residual above ``moved_px``."""
+            if j not in moved_cache:
+                if j - 1 not in hist:
+                    return True  # older than the kept history: counted as moved (the plain prior)
+                a, b = hist[j - 1], hist[j]
+                cp = [k for k in b if k in a]
+                if len(cp) < self.min_matches:
+                    moved_cache[j] = True
+                else:
+                    _, r = self._rotation_about_previous(a, b, np.eye(4), K, Kinv)
+                    moved_cache[j] = bool(r > self.moved_px)
+            return moved_cache[j]
+
+        def moved_since_kf(a: int, b: int) -> int:
+            return sum(1 for j in range(a + 1, b + 1) if j == b or (kinds[j - 1] != "static" and moved(j)))
+
         kf_ref = None
         it = range(1, n)
         if progress:
@@ -470,6 +526,8 @@ class OpenCVEstimator:
             it = tqdm(it, desc="pose estimation", unit="frame")
         for i in it:
             cur, gray = obs(i)
+            hist[i] = cur
+            hist.pop(i - 128, None)
             kind = None
             if float(np.mean(cv2.absdiff(gray, prev_gray))) < self.static_luma:
                 poses[i], kind = poses[i - 1], "static"
@@ -560,12 +618,39 @@ class OpenCVEstimator:
                             if _angle_deg(R_chain.T @ R) > self.rot_gate_deg:
                                 t2 = _translation_given_rotation(pa, pb, R_chain, Kinv)
                                 R, t = R_chain, (t2 if float(t2 @ t) >= 0 else -t2)
-                    if speeds:
-                        baseline = float(np.median(speeds)) * (i - kf_i)
-                    elif anchored and what == "translation":
-                        baseline = self._anchored_baseline(pa, pb, R, t, poses[kf_i], K, scene_depth)
-                    else:
-                        baseline = 1.0 * (i - kf_i)
+                    mode = self.reinit_scale
+                    cand, how = None, None
+                    if what == "translation" and "map" in mode:
+                        prop = self._propagated_baseline(pa, pb, common, world, R, t, poses[kf_i], K)
+                        if prop is not None:
+                            cand, how = prop
+                    depth_failed = False
+                    if cand is None and anchored and what == "translation" and (not speeds or "depth" in mode):
+                        cand, how = self._anchored_baseline(pa, pb, R, t, poses[kf_i], K, scene_depth), "depth0"
+                        if cand <= 0:  # nothing triangulates at a usable angle: no measurable baseline
+                            cand, how, depth_failed = None, None, True
+                    if speeds and not (depth_failed and self.degenerate_zero):
+                        # constant-speed prior over the frames since the keyframe that moved (frames
+                        # that were pure rotations about a fixed centre add no baseline)
+                        m = moved_since_kf(kf_i, i) if "moved" in mode else i - kf_i
+                        prior = float(np.median(speeds)) * max(1, m)
+                        if cand is None:
+                            cand, how = prior, "speed prior"
+                        elif self.reinit_clamp:
+                            # a scale cue that disagrees with the recent motion by more than the
+                            # clamp factor is limited to it (one bad re-initialisation must not
+                            # collapse or blow up the scale)
+                            c = float(self.reinit_clamp)
+                            clipped = min(max(cand, prior / c), prior * c)
+                            if clipped != cand:
+                                cand, how = clipped, how + " (clamped)"
+                    if cand is None and depth_failed:
+                        cand, how = 0.0, "none (degenerate)"
+                    elif cand is None:
+                        cand, how = 1.0 * (i - kf_i), "unit"
+                    baseline = cand
+                    if what == "translation":
+                        init_scales[how] = init_scales.get(how, 0) + 1
                     T = np.eye(4)
                     T[:3, :3], T[:3, 3] = R, t * baseline
                     poses[i] = poses[kf_i] @ np.linalg.inv(T)
@@ -604,6 +689,9 @@ class OpenCVEstimator:
             kinds.append(kind)
             prev, prev_gray = cur, gray
         notes = []
+        if any(init_scales.values()):
+            notes.append("opencv estimator: re-initialisation scales: " +
+                         ", ".join(f"{k} {v}" for k, v in init_scales.items() if v))
         nf = kinds.count("failed")
         if nf:
             notes.append(f"opencv estimator: {nf}/{n - 1} frames failed (pose held)")
