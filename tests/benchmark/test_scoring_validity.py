@@ -144,7 +144,7 @@ def test_blur_lowers_fidelity_and_sharpness_monotonically(world):
 def test_pose_drift_raises_rpe_monotonically(world):
     task = world["task"]
     rot, rot1f, trans = [], [], []
-    for strength in (1.0, 2.0, 4.0):
+    for strength in (1.0, 2.0, 4.0, 8.0):
         frames = render(world["be"], _random_walk(task.gt_poses, strength))
         m = score_task(task, frames, **FAST).metrics
         rot.append(m["rpe_rot_deg"])
@@ -153,10 +153,11 @@ def test_pose_drift_raises_rpe_monotonically(world):
     nf = world["nf"]
     assert np.all(np.diff(rot) > 0) and np.all(np.diff(rot1f) > 0), (rot, rot1f)
     assert rot[0] > 2 * nf["est_noise_floor_rpe_rot_deg"]
-    # translation over 1 s: the weak walks (~0.07 m/s at strength 1, added in quadrature to a ~0.2 m
-    # floor on this forward-walking street task) are within the estimator's noise, the strongest is
+    # translation over 1 s: the weak walks (~0.07 m/s at strength 1, added in quadrature to a ~0.16 m
+    # floor on this forward-walking street task) are near the estimator's noise, the strongest is
     # clearly above it (per frame, translation is below any estimator's noise here: see
-    # benchmark.metrics.rpe). Monotonicity in the strength is checked on the smoke suite
+    # benchmark.metrics.rpe). Measured (2026-11-26 estimator): floor 0.156, strengths 1/2/4/8 ->
+    # 0.202/0.190/0.194/0.347 m. Monotonicity in the strength is checked on the smoke suite
     # (report_validity), where 8 tasks average the estimator's noise.
     assert trans[-1] > 1.25 * nf["est_noise_floor_rpe_trans"], trans
 
