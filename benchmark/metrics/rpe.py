@@ -41,9 +41,9 @@ question arises here (the TUM writer handles the file order, see pose_estimation
    deg), so at a 1-frame delta a video that does not move at all (``static``) scores the commanded
    per-frame motion (~0.03-0.09 m), which is below the per-frame translation noise of any
    monocular estimator on small frames. Measured on the smoke suite (112x64, opencv estimator with
-   the frame-0 depth anchor): per-frame rpe_trans oracle 0.086 > static 0.033 (invalid: standing
-   still beats perfect following), while over 1 s oracle 0.44 < reproject 0.45 < static 0.51 and
-   the pose-drift corruption is monotone (0.44 < 0.56 < 0.82). Over 1 s the commanded motion grows
+   the frame-0 depth anchor, 2026-11-26): per-frame rpe_trans oracle 0.092 > static 0.033
+   (invalid: standing still beats perfect following), while over 1 s oracle 0.43 < reproject 0.45 <
+   static 0.51 and the pose-drift corruption is monotone (0.43 < 0.57 < 0.78). Over 1 s the commanded motion grows
    ~16x while per-frame estimator noise adds up roughly as sqrt(16): the metric measures action
    following rather than estimator noise (closer to what a ViPE-based protocol resolves at 832x480).
    RPE-rot does not depend on the alignment; RPE-trans depends only on its scale.
