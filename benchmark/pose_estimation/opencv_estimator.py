@@ -517,7 +517,7 @@ class OpenCVEstimator:
             scene_depth = float(np.median(fin)) if fin.size else 1.0
         kf_i, kf_obs = 0, prev
         speeds: deque = deque(maxlen=16)
-        init_scales = {"map": 0, "speed prior": 0, "depth0": 0, "unit": 0}
+        init_scales: dict[str, int] = {}  # which cue each re-initialisation used (notes)
         hist = {0: prev}  # track observations per frame (for the moved-frame count below)
         moved_cache: dict[int, bool] = {}
 
@@ -709,9 +709,9 @@ class OpenCVEstimator:
             kinds.append(kind)
             prev, prev_gray = cur, gray
         notes = []
-        if any(init_scales.values()):
+        if init_scales:
             notes.append("opencv estimator: re-initialisation scales: " +
-                         ", ".join(f"{k} {v}" for k, v in init_scales.items() if v))
+                         ", ".join(f"{k} {v}" for k, v in init_scales.items()))
         nf = kinds.count("failed")
         if nf:
             notes.append(f"opencv estimator: {nf}/{n - 1} frames failed (pose held)")
