@@ -44,6 +44,8 @@ from benchmark.world_model import WorldModel, check_frames
 from datagen.atomic import atomic_write
 
 NOISE_FLOOR_MODEL = "estimator-noise-floor"
+# the oracle's action-following metrics that make the noise floor (rows of NOISE_FLOOR_MODEL)
+FLOOR_METRICS = ("rpe_trans", "rpe_rot_deg", "rpe_trans@first_view", "rpe_rot_deg@first_view")
 RESULT_COLUMNS = ["model", "task", "family", "metric", "value"]
 
 
@@ -240,7 +242,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     from tqdm import tqdm
 
     from benchmark.adapters import make_model
-    from benchmark.scoring import NOISE_FLOOR_KEYS
+    from benchmark.scoring import NOISE_FLOOR_KEYS, NOISE_FLOOR_KEYS_FV
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -366,14 +368,13 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     for t in tasks:
         src = ("oracle", t.task_id) if t.task_id in oracle_ok else (NOISE_FLOOR_MODEL, t.task_id)
         met = results[src][0]
-        floors[t.task_id] = {"rpe_trans": met.get("rpe_trans", float("nan")),
-                             "rpe_rot_deg": met.get("rpe_rot_deg", float("nan"))}
+        floors[t.task_id] = {k: met.get(k, float("nan")) for k in FLOOR_METRICS}
         add(NOISE_FLOOR_MODEL, t, floors[t.task_id])
     for m, tid, fp, est, speed in jobs:
         task = by_id[tid]
         metrics, curves, est_poses = results[(m, tid)]
         metrics = dict(metrics)
-        for key in NOISE_FLOOR_KEYS:  # the estimator's noise floor beside every result
+        for key in NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_FV:  # the estimator's noise floor beside every result
             metrics[key] = floors[tid][key.replace("est_noise_floor_", "")]
         metrics.update(speed)
         add(m, task, metrics)

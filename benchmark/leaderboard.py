@@ -40,6 +40,16 @@ LONG_COLUMNS = [
     ("drift_ssim_slope", "SSIM slope (/s)", +1),
     ("drift_sharpness_ratio", "sharpness last/first", 0),
 ]
+# action following on the 1-s segments that still show frame 0's content (benchmark.metrics.first_view)
+FIRST_VIEW_COLUMNS = [
+    ("rpe_trans@first_view", "RPE-trans in first view", -1),
+    ("rpe_rot_deg@first_view", "RPE-rot in first view (deg)", -1),
+    ("first_view_seg_frac", "first-view segments", 0),
+    ("rpe_trans", "RPE-trans (all)", -1),
+]
+FIRST_VIEW_NOTE = ("RPE over the 1-s segments whose frames all still show at least half of what frame 0 saw "
+                   "(ground-truth co-visibility; the same segments for every model): there a model can follow "
+                   "the actions without inventing content, and the reproject baseline is not mostly black holes.")
 REFERENCE_PREFIXES = ("oracle", "static", "reproject", "noisy-oracle")
 MODEL_ORDER = ("relic", "relic-nomem")
 
@@ -174,6 +184,8 @@ def leaderboard_markdown(run_dir: Path) -> str:
     if long_f:
         la = aggregate(df, families=long_f)
         out += ["## Long-horizon tasks", "", md_table(la, LONG_COLUMNS + [MAIN_COLUMNS[2], MAIN_COLUMNS[0]]), ""]
+    if "rpe_trans@first_view" in df["metric"].unique():
+        out += ["## Action following in the first view", "", FIRST_VIEW_NOTE, "", md_table(agg, FIRST_VIEW_COLUMNS), ""]
     out += ["## Per family", ""]
     fam_cols = [("revisit_psnr_gt", "revisit PSNR vs GT", +1), ("revisit_psnr_self", "revisit PSNR self", +1),
                 ("rpe_trans", "RPE-trans", -1), ("rpe_rot_deg", "RPE-rot", -1)]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import (LONG_COLUMNS, MAIN_COLUMNS, NOISE_FLOOR_MODEL, aggregate, fmt, is_reference,
+from benchmark.leaderboard import (FIRST_VIEW_COLUMNS, FIRST_VIEW_NOTE, LONG_COLUMNS, MAIN_COLUMNS, NOISE_FLOOR_MODEL, aggregate, fmt, is_reference,
                                    load_results, load_run_info, lpips_note, model_sort_key)
 from benchmark.paper_results import PAPER_LABEL, PAPER_SOURCE, paper_table
 
@@ -329,6 +329,9 @@ def report_html(run_dir: Path) -> str:
     if long_f:
         parts.append("<h3>Long-horizon tasks</h3>" + _html_table(aggregate(df, families=long_f),
                                                                  LONG_COLUMNS + [MAIN_COLUMNS[2], MAIN_COLUMNS[0]]))
+    if "rpe_trans@first_view" in df["metric"].unique():
+        parts.append(f"<h3>Action following in the first view</h3><p class='note'>{html.escape(FIRST_VIEW_NOTE)}</p>"
+                     + _html_table(aggregate(df), FIRST_VIEW_COLUMNS))
     parts.append("<h2>Metric validity</h2>" + validity_section(df))
     parts.append("<h2>Metrics over time</h2>" + curves_section(run_dir, df, info))
     parts.append("<h2>Estimated vs commanded trajectories</h2>" + trajectories_section(run_dir, df, info))

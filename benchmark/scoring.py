@@ -11,8 +11,12 @@ Action following (benchmark.metrics.rpe; poses from benchmark.pose_estimation)
     rpe_trans_mean, rpe_rot_deg_mean  the same, mean instead of RMSE
     rpe_trans@1f, rpe_rot_deg@1f      RMSE RPE over consecutive frames (delta 1 frame), same alignment
     ate                               RMSE absolute trajectory error after the same alignment, m
+    rpe_trans@first_view, rpe_rot_deg@first_view
+                                      the 1-s RPE (same alignment) over the segments where the camera
+                                      still sees frame 0's content (benchmark.metrics.first_view; NaN
+                                      when the task has none); first_view_seg_frac = their fraction
     pose_est_failed_frac              fraction of frame steps where the estimator failed (pose held)
-    est_noise_floor_rpe_trans, est_noise_floor_rpe_rot_deg (and their @1f variants)
+    est_noise_floor_rpe_trans, est_noise_floor_rpe_rot_deg (and their @1f, @first_view variants)
                                       the estimator's RPE on the ground-truth video (only when the
                                       caller passes ``noise_floor``, see estimate_noise_floor)
 Memory retrieval (benchmark.metrics.retrieval)
@@ -42,6 +46,7 @@ import pandas as pd
 from benchmark.metrics import drift as drift_m
 from benchmark.metrics import image_quality as iq
 from benchmark.metrics import noref
+from benchmark.metrics.first_view import first_view_fraction, first_view_segments
 from benchmark.metrics.retrieval import score_revisits
 from benchmark.metrics.rpe import compute_rpe
 from benchmark.pose_estimation.registry import run_estimator
@@ -49,6 +54,28 @@ from benchmark.pose_estimation.tum import trajectory_for_frames
 
 NOISE_FLOOR_KEYS = ("est_noise_floor_rpe_trans", "est_noise_floor_rpe_rot_deg")
 NOISE_FLOOR_KEYS_1F = ("est_noise_floor_rpe_trans@1f", "est_noise_floor_rpe_rot_deg@1f")
+NOISE_FLOOR_KEYS_FV = ("est_noise_floor_rpe_trans@first_view", "est_noise_floor_rpe_rot_deg@first_view")
+_FIRST_VIEW_CACHE: dict[str, tuple] = {}
+
+
+def first_view_mask(task, delta: int) -> np.ndarray:
+    """The task's first-view segment mask (benchmark.metrics.first_view) for RPE delta ``delta``;
+    the per-frame fractions are cached per task id (they depend on ground truth only)."""
+    key = (task.task_id, int(task.num_frames))
+    frac = _FIRST_VIEW_CACHE.get(key)
+    if frac is None:
+        frac = first_view_fraction(task.K, task.gt_depth(), task.gt_poses)
+        if len(_FIRST_VIEW_CACHE) >= 64:
+            _FIRST_VIEW_CACHE.pop(next(iter(_FIRST_VIEW_CACHE)))
+        _FIRST_VIEW_CACHE[key] = frac
+    return first_view_segments(frac, delta)
+
+
+def _first_view_metrics(task, rr) -> dict[str, float]:
+    mask = first_view_mask(task, rr.delta_frames)
+    tr, rot = rr.on_segments(mask)
+    return {"rpe_trans@first_view": tr, "rpe_rot_deg@first_view": rot,
+            "first_view_seg_frac": float(mask.mean()) if mask.size else float("nan")}
 
 
 @dataclass
@@ -185,11 +212,12 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "o
     t0 = time.perf_counter()
     rr = compute_rpe(task.gt_poses, est_poses, task.fps, gamma=task.gamma, est_metric=est_metric)
     metrics.update(rr.as_metrics())
+    metrics.update(_first_view_metrics(task, rr))
     notes.extend(rr.notes)
     metrics["pose_est_failed_frac"] = (float(np.mean([k == "failed" for k in step_kind]))
                                        if step_kind else float("nan"))
     if noise_floor:
-        for key in NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_1F:
+        for key in NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_1F + NOISE_FLOOR_KEYS_FV:
             short = key.replace("est_noise_floor_", "")
             if key in NOISE_FLOOR_KEYS or key in noise_floor or short in noise_floor:
                 metrics[key] = float(noise_floor.get(key, noise_floor.get(short, float("nan"))))
@@ -240,5 +268,8 @@ def estimate_noise_floor(task, estimator: Union[str, Callable] = "opencv") -> di
     gt = task.gt_frames()
     res = run_estimator(estimator, gt, task.K, depth0=_depth0(task))
     rr = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma, est_metric=bool(res.metric))
+    fv = _first_view_metrics(task, rr)
     return {"est_noise_floor_rpe_trans": rr.rpe_trans, "est_noise_floor_rpe_rot_deg": rr.rpe_rot_deg,
-            "est_noise_floor_rpe_trans@1f": rr.rpe_trans_1f, "est_noise_floor_rpe_rot_deg@1f": rr.rpe_rot_deg_1f}
+            "est_noise_floor_rpe_trans@1f": rr.rpe_trans_1f, "est_noise_floor_rpe_rot_deg@1f": rr.rpe_rot_deg_1f,
+            "est_noise_floor_rpe_trans@first_view": fv["rpe_trans@first_view"],
+            "est_noise_floor_rpe_rot_deg@first_view": fv["rpe_rot_deg@first_view"]}

@@ -213,3 +213,30 @@ def test_estimator_registry():
     assert np.allclose(registry.run_estimator("test-fixed", frames, np.eye(3)).poses, P)
     with pytest.raises(ValueError, match="shape"):
         registry.run_estimator(lambda f, K: P[:2], frames, np.eye(3))
+
+
+def test_metric_estimate_scale_is_limited_not_rewarded():
+    """A metric estimate (anchored in metres) that is mostly noise, e.g. a few millimetres of
+    spurious motion from a video that went black, is not blown up hundreds of times by Sim(3): its
+    scale is limited to METRIC_SCALE_MAX, so it scores about the static penalty (not more, not
+    less), while a metric estimate with an ordinary scale error is aligned exactly as before."""
+    from benchmark.metrics.rpe import METRIC_SCALE_MAX
+
+    P = _trajectory(80, 5)
+    static = compute_rpe(P, np.repeat(P[:1], len(P), axis=0), FPS)
+    tiny = P.copy()
+    tiny[:, :3, 3] = P[0, :3, 3] + 0.002 * (P[:, :3, 3] - P[0, :3, 3])  # follows, at 1/500 of the size
+    tiny[40:, :3, 3] += np.random.default_rng(1).normal(scale=0.003, size=(40, 3))  # and then noise
+    free = compute_rpe(P, tiny, FPS, est_metric=True, metric_scale_max=None)
+    lim = compute_rpe(P, tiny, FPS, est_metric=True)
+    assert free.scale > 100 and free.alignment == "sim3"
+    assert lim.scale == pytest.approx(METRIC_SCALE_MAX) and lim.alignment == "sim3 (scale limited)"
+    assert any("limited" in n for n in lim.notes)
+    assert free.rpe_trans > 1.1 * static.rpe_trans  # the noise, blown up, costs more than standing still
+    assert lim.rpe_trans == pytest.approx(static.rpe_trans, rel=0.1)
+    # an unanchored estimate keeps the free Sim(3) (its scale is arbitrary)
+    assert compute_rpe(P, tiny, FPS).scale == pytest.approx(free.scale)
+    # an ordinary metric estimate (3x too long) is untouched by the limit
+    g = _noisy_similar(P, 9, scale=3.0)
+    a, b = compute_rpe(P, g, FPS, est_metric=True), compute_rpe(P, g, FPS, est_metric=True, metric_scale_max=None)
+    assert a.alignment == "sim3" and a.scale == pytest.approx(b.scale) and a.rpe_trans == pytest.approx(b.rpe_trans)

@@ -102,7 +102,8 @@ def test_action_following_separates_oracle_reproject_and_static(world):
     o, s, r = (world[k].metrics for k in ("oracle", "static", "reproject"))
     nf = world["nf"]
     assert set(nf) == {"est_noise_floor_rpe_trans", "est_noise_floor_rpe_rot_deg",
-                       "est_noise_floor_rpe_trans@1f", "est_noise_floor_rpe_rot_deg@1f"}
+                       "est_noise_floor_rpe_trans@1f", "est_noise_floor_rpe_rot_deg@1f",
+                       "est_noise_floor_rpe_trans@first_view", "est_noise_floor_rpe_rot_deg@first_view"}
     assert o["est_noise_floor_rpe_rot_deg"] == o["rpe_rot_deg"]
     # rotation: noise floor far below static, per second (headline) and per frame
     assert o["rpe_rot_deg"] < s["rpe_rot_deg"] / 10 and o["rpe_rot_deg@1f"] < s["rpe_rot_deg@1f"] / 3

@@ -1,0 +1,98 @@
+"""First-view segments (benchmark.metrics.first_view) and RPE restricted to them: the mask is
+ground truth only, follows the camera leaving frame 0's view, and the restricted RPE equals the
+headline when every segment is selected."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.transform import Rotation
+
+from benchmark.metrics.first_view import FIRST_VIEW_MIN, first_view_fraction, first_view_segments
+from benchmark.metrics.rpe import compute_rpe
+from benchmark.report_validity import validity_checks
+
+W, H = 64, 48
+K = np.array([[32.0, 0, W / 2], [0, 32.0, H / 2], [0, 0, 1.0]])
+
+
+def _pose(yaw_deg: float = 0.0, x: float = 0.0) -> np.ndarray:
+    P = np.eye(4)
+    P[:3, :3] = Rotation.from_euler("y", yaw_deg, degrees=True).as_matrix()
+    P[0, 3] = x
+    return P
+
+
+def _wall_depth(P: np.ndarray, dist: float = 2.0) -> np.ndarray:
+    """Planar depth of an infinite wall z = dist (world, OpenCV axes) seen from camera P (inf where
+    the ray misses it)."""
+    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    rays_c = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    rays_w = rays_c @ P[:3, :3].T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (dist - P[2, 3]) / rays_w[..., 2]  # planar depth = s (ray has z_c = 1)
+    return np.where(s > 0, s, np.inf)
+
+
+def test_fraction_follows_the_camera_out_of_the_first_view():
+    yaws = [0.0, 0.0, 30.0, 60.0, 120.0]
+    poses = np.stack([_pose(y) for y in yaws])
+    depth = np.stack([_wall_depth(p) for p in poses])
+    frac = first_view_fraction(K, depth, poses)
+    assert frac[0] == pytest.approx(1.0) and frac[1] == pytest.approx(1.0)
+    assert 0.1 < frac[3] < frac[2] < 1.0  # turning away leaves frame 0's view gradually
+    assert frac[4] == 0.0  # facing away from the wall: no finite depth at all
+    # a sideways step by a quarter of the wall width seen by frame 0 keeps ~3/4 of the view
+    side = np.stack([_pose(), _pose(x=0.25 * 2 * 2.0 * (W / 2) / K[0, 0])])
+    f2 = first_view_fraction(K, np.stack([_wall_depth(p) for p in side]), side)
+    assert f2[1] == pytest.approx(0.75, abs=0.05)
+    with pytest.raises(ValueError):
+        first_view_fraction(K, depth[:3], poses)
+
+
+def test_segments_need_every_frame_in_view():
+    frac = np.array([1, 1, 0.9, 0.4, 0.8, 0.8, 0.8, 0.8])
+    seg = first_view_segments(frac, 2)
+    assert seg.tolist() == [True, False, False, False, True, True]
+    assert first_view_segments(frac, 1).tolist() == [True, True, False, False, True, True, True]
+    assert first_view_segments(frac, 8).size == 0 and FIRST_VIEW_MIN == 0.5
+
+
+def test_rpe_on_segments_matches_headline_and_isolates_the_bad_part():
+    rng = np.random.default_rng(0)
+    n = 64
+    ref = np.stack([_pose(yaw_deg=2.0 * i, x=0.05 * i + 0.02 * np.sin(i)) for i in range(n)])
+    est = ref.copy()
+    est[40:, :3, 3] += rng.normal(scale=0.3, size=(n - 40, 3))  # the second part is badly estimated
+    rr = compute_rpe(ref, est, 16.0)
+    assert rr.trans_errors_seg.shape == (n - 16,) and rr.rot_errors_deg_seg.shape == (n - 16,)
+    all_t, all_r = rr.on_segments(np.ones(n - 16, bool))
+    assert all_t == pytest.approx(rr.rpe_trans) and all_r == pytest.approx(rr.rpe_rot_deg)
+    early = np.arange(n - 16) + 16 < 40  # segments ending before the bad part
+    t_early, _ = rr.on_segments(early)
+    assert t_early < 0.5 * rr.rpe_trans
+    assert np.isnan(rr.on_segments(np.zeros(n - 16, bool))[0])
+    with pytest.raises(ValueError):
+        rr.on_segments(np.ones(3, bool))
+
+
+def _df(vals: dict) -> pd.DataFrame:
+    rows = [{"model": m, "task": "t0", "family": "f", "metric": k, "value": v}
+            for m, d in vals.items() for k, v in d.items()]
+    return pd.DataFrame(rows)
+
+
+def test_validity_checks_cover_the_first_view():
+    good = {"oracle": {"rpe_trans": 0.3, "rpe_rot_deg": 2, "rpe_trans@first_view": 0.2, "rpe_rot_deg@first_view": 1},
+            "estimator-noise-floor": {"rpe_trans": 0.3, "rpe_rot_deg": 2, "rpe_trans@first_view": 0.2,
+                                      "rpe_rot_deg@first_view": 1},
+            "static": {"rpe_trans": 0.5, "rpe_rot_deg": 20, "rpe_trans@first_view": 0.4, "rpe_rot_deg@first_view": 15},
+            "reproject": {"rpe_trans": 0.6, "rpe_rot_deg": 10, "rpe_trans@first_view": 0.22,
+                          "rpe_rot_deg@first_view": 1.1}}
+    checks = {c.description: c.passed for c in validity_checks(_df(good))}
+    fv = {d: p for d, p in checks.items() if "first_view" in d}
+    assert len(fv) == 2 and all(fv.values())
+    assert not checks["reproject rpe_trans < static rpe_trans (reproject follows actions)"]
+    bad = dict(good, reproject=dict(good["reproject"], **{"rpe_trans@first_view": 0.35}))
+    fv = {c.description: c.passed for c in validity_checks(_df(bad)) if "rpe_trans@first_view" in c.description}
+    assert list(fv.values()) == [False]  # below static, but no longer near the oracle
