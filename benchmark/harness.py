@@ -44,8 +44,6 @@ from benchmark.world_model import WorldModel, check_frames
 from datagen.atomic import atomic_write
 
 NOISE_FLOOR_MODEL = "estimator-noise-floor"
-# the oracle's action-following metrics that make the noise floor (rows of NOISE_FLOOR_MODEL)
-FLOOR_METRICS = ("rpe_trans", "rpe_rot_deg", "rpe_trans@first_view", "rpe_rot_deg@first_view")
 RESULT_COLUMNS = ["model", "task", "family", "metric", "value"]
 
 
@@ -244,6 +242,9 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     from benchmark.adapters import make_model
     from benchmark.scoring import NOISE_FLOOR_KEYS, NOISE_FLOOR_KEYS_FV
 
+    floor_keys = NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_FV  # est_noise_floor_<the oracle's metric>
+    floor_metrics = [k.replace("est_noise_floor_", "") for k in floor_keys]
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = out_dir / ".frames"
@@ -368,14 +369,14 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     for t in tasks:
         src = ("oracle", t.task_id) if t.task_id in oracle_ok else (NOISE_FLOOR_MODEL, t.task_id)
         met = results[src][0]
-        floors[t.task_id] = {k: met.get(k, float("nan")) for k in FLOOR_METRICS}
+        floors[t.task_id] = {k: met.get(k, float("nan")) for k in floor_metrics}
         add(NOISE_FLOOR_MODEL, t, floors[t.task_id])
     for m, tid, fp, est, speed in jobs:
         task = by_id[tid]
         metrics, curves, est_poses = results[(m, tid)]
         metrics = dict(metrics)
-        for key in NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_FV:  # the estimator's noise floor beside every result
-            metrics[key] = floors[tid][key.replace("est_noise_floor_", "")]
+        for key, short in zip(floor_keys, floor_metrics):  # the estimator's noise floor beside every result
+            metrics[key] = floors[tid][short]
         metrics.update(speed)
         add(m, task, metrics)
         if curves:

@@ -566,7 +566,7 @@ class OpenCVEstimator:
                     T = np.eye(4)
                     T[:3, :3] = Re
                     poses[i], kind = poses[i - 1] @ np.linalg.inv(T), "rotation"
-                    why["rotation: ecc (few tracks)"] += 1
+                    why["ecc (few tracks)"] += 1
             if kind is None:
                 in_map = [k for k in cur if k in world]
                 if len(in_map) >= self.min_pnp:
@@ -584,7 +584,7 @@ class OpenCVEstimator:
                                 T[:3, :3] = tv[1]
                                 poses[i], kind = poses[i - 1] @ np.linalg.inv(T), "rotation"
                                 c2w = None
-                                why["rotation: pnp speed jump"] += 1
+                                why["pnp speed jump"] += 1
                         if c2w is not None and anchored:
                             # metric map: model selection between PnP and a pure rotation about the
                             # previous camera centre, on the same map points
@@ -596,7 +596,7 @@ class OpenCVEstimator:
                                 e_rot = self._reproj_median(X, p, c2w_rot, K)
                                 if e_rot <= self.anchor_rot_ratio * e_pnp + self.anchor_rot_px:
                                     poses[i], kind, c2w = c2w_rot, "rotation", None
-                                    why["rotation: map model selection"] += 1
+                                    why["map model selection"] += 1
                         elif c2w is not None and self.rot_gate_deg is not None:
                             # PnP on a thin / badly triangulated map can tilt the camera: its
                             # frame-to-frame rotation must agree with the rotation-only fit of the
@@ -612,7 +612,7 @@ class OpenCVEstimator:
                                 if i >= 2:
                                     T[:3, 3] = (_w2c(poses[i - 1]) @ poses[i - 2])[:3, 3]
                                 poses[i], kind, c2w = poses[i - 1] @ np.linalg.inv(T), "rotation", None
-                                why["rotation: pnp rotation gate"] += 1
+                                why["pnp rotation gate"] += 1
                         if c2w is not None:
                             poses[i], kind = c2w, "pnp"
                             speeds.append(step)
@@ -691,7 +691,7 @@ class OpenCVEstimator:
                         # (the keyframe's may differ when PnP frames followed it)
                         poses[i, :3, 3] = poses[i - 1, :3, 3]
                         kind = "rotation"
-                        why["rotation: two-view"] += 1
+                        why["two-view"] += 1
                     else:
                         kind = "init"
                         # back-fill: frames since the keyframe posed as pure rotations get their
@@ -727,7 +727,7 @@ class OpenCVEstimator:
                          ", ".join(f"{k} {v}" for k, v in init_scales.items()))
         if why:
             notes.append("opencv estimator: rotation frames by branch: " +
-                         ", ".join(f"{k.split(': ')[1]} {v}" for k, v in sorted(why.items())))
+                         ", ".join(f"{k} {v}" for k, v in sorted(why.items())))
         nf = kinds.count("failed")
         if nf:
             notes.append(f"opencv estimator: {nf}/{n - 1} frames failed (pose held)")
