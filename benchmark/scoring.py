@@ -12,9 +12,10 @@ Action following (benchmark.metrics.rpe; poses from benchmark.pose_estimation)
     rpe_trans@1f, rpe_rot_deg@1f      RMSE RPE over consecutive frames (delta 1 frame), same alignment
     ate                               RMSE absolute trajectory error after the same alignment, m
     rpe_trans@first_view, rpe_rot_deg@first_view
-                                      the 1-s RPE (same alignment) over the segments where the camera
-                                      still sees frame 0's content (benchmark.metrics.first_view; NaN
-                                      when the task has none); first_view_seg_frac = their fraction
+                                      the 1-s RPE over the segments where the camera still sees
+                                      frame 0's content, Sim(3) fitted on those frames
+                                      (benchmark.metrics.first_view; NaN when the task has none);
+                                      first_view_seg_frac = their fraction
     pose_est_failed_frac              fraction of frame steps where the estimator failed (pose held)
     est_noise_floor_rpe_trans, est_noise_floor_rpe_rot_deg (and their @1f, @first_view variants)
                                       the estimator's RPE on the ground-truth video (only when the
@@ -46,7 +47,7 @@ import pandas as pd
 from benchmark.metrics import drift as drift_m
 from benchmark.metrics import image_quality as iq
 from benchmark.metrics import noref
-from benchmark.metrics.first_view import first_view_fraction, first_view_segments
+from benchmark.metrics.first_view import first_view_fraction, first_view_rpe, first_view_segments
 from benchmark.metrics.retrieval import score_revisits
 from benchmark.metrics.rpe import compute_rpe
 from benchmark.pose_estimation.registry import run_estimator
@@ -71,9 +72,10 @@ def first_view_mask(task, delta: int) -> np.ndarray:
     return first_view_segments(frac, delta)
 
 
-def _first_view_metrics(task, rr) -> dict[str, float]:
+def _first_view_metrics(task, rr, est_poses: np.ndarray, est_metric: bool) -> dict[str, float]:
     mask = first_view_mask(task, rr.delta_frames)
-    tr, rot = rr.on_segments(mask)
+    tr, rot = first_view_rpe(task.gt_poses, est_poses, task.fps, mask, rr.delta_frames,
+                             gamma=task.gamma, est_metric=est_metric)
     return {"rpe_trans@first_view": tr, "rpe_rot_deg@first_view": rot,
             "first_view_seg_frac": float(mask.mean()) if mask.size else float("nan")}
 
@@ -212,7 +214,7 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "o
     t0 = time.perf_counter()
     rr = compute_rpe(task.gt_poses, est_poses, task.fps, gamma=task.gamma, est_metric=est_metric)
     metrics.update(rr.as_metrics())
-    metrics.update(_first_view_metrics(task, rr))
+    metrics.update(_first_view_metrics(task, rr, est_poses, est_metric))
     notes.extend(rr.notes)
     metrics["pose_est_failed_frac"] = (float(np.mean([k == "failed" for k in step_kind]))
                                        if step_kind else float("nan"))
@@ -268,7 +270,7 @@ def estimate_noise_floor(task, estimator: Union[str, Callable] = "opencv") -> di
     gt = task.gt_frames()
     res = run_estimator(estimator, gt, task.K, depth0=_depth0(task))
     rr = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma, est_metric=bool(res.metric))
-    fv = _first_view_metrics(task, rr)
+    fv = _first_view_metrics(task, rr, res.poses, bool(res.metric))
     return {"est_noise_floor_rpe_trans": rr.rpe_trans, "est_noise_floor_rpe_rot_deg": rr.rpe_rot_deg,
             "est_noise_floor_rpe_trans@1f": rr.rpe_trans_1f, "est_noise_floor_rpe_rot_deg@1f": rr.rpe_rot_deg_1f,
             "est_noise_floor_rpe_trans@first_view": fv["rpe_trans@first_view"],

@@ -33,7 +33,9 @@ question arises here (the TUM writer handles the file order, see pose_estimation
      gamma rule a metric estimate's scale would depend on its own median step, not on metres.)
    - both move but Umeyama is degenerate (collinear): ``s = sqrt(sum|q_i - mean q|^2 /
      sum|p_i - mean p|^2)`` (ratio of RMS spreads about the centroids; Umeyama's scale for a perfect
-     shape match).
+     shape match), limited like the Sim(3) scale for a metric estimate (a straight single-action
+     reference is collinear; before the limit covered this case, a reproject video that went black
+     after a pan got s = 70 here, full-suite single_action__apartment1).
    RPE does not depend on the alignment's rotation/translation, only on its scale (see 2.), so
    these fallbacks change ATE but give RPE values comparable with the Sim(3) case.
    The alignment used is reported (``alignment``) and noted.
@@ -64,6 +66,14 @@ question arises here (the TUM writer handles the file order, see pose_estimation
    of the GT trajectory onto it, whose steps are at least as large, so it scores >= the static
    penalty. A pure-rotation reference (no commanded translation) cannot fix a scale: see 1.
 3. ``ate``: RMSE of absolute position errors after the same alignment (evo APE translation part), m.
+4. Alignment on a subset (``align_mask``, used for the first-view RPE, benchmark.metrics.first_view):
+   the Sim(3) (or its fallback, with the same rules) is fitted on the selected poses only and
+   applied to the whole estimate; since RPE depends only on the alignment's scale, segments inside
+   the subset are then scored as if that part of the video were its own clip. Why: a video that
+   follows the actions while it shows frame 0's content and shows nothing afterwards (the reproject
+   baseline goes black) holds its pose there, and a whole-trajectory Sim(3) fitted to that flat
+   stretch gives its good first-view part a wrong scale (full suite, long_horizon__forest1: scale
+   10, first-view RPE-trans 4.05 m vs 0.44 m for the oracle video).
 """
 from __future__ import annotations
 
@@ -134,13 +144,21 @@ def _is_static(p: np.ndarray) -> bool:
 
 
 def align_sim3(ref: PoseTrajectory3D, est: PoseTrajectory3D, gamma: Optional[float] = None,
-               est_metric: bool = False, metric_scale_max: Optional[float] = METRIC_SCALE_MAX
+               est_metric: bool = False, metric_scale_max: Optional[float] = METRIC_SCALE_MAX,
+               align_mask: Optional[np.ndarray] = None,
                ) -> tuple[PoseTrajectory3D, float, str, list[str]]:
     """Aligned copy of ``est`` (Sim(3) Umeyama, or the documented fallback), scale, name, notes.
     A metric estimate's Sim(3) scale is limited to [1 / metric_scale_max, metric_scale_max] (module
-    docstring, 1.); None disables the limit."""
+    docstring, 1.); None disables the limit. ``align_mask`` (N,) bool: fit the alignment on those
+    poses only and apply it to all (module docstring, 4.)."""
     out = copy.deepcopy(est)
     ref_p, est_p = np.array(ref.positions_xyz), np.array(est.positions_xyz)
+    if align_mask is not None:
+        align_mask = np.asarray(align_mask, dtype=bool)
+        if align_mask.shape != (len(ref_p),) or align_mask.sum() < 2:
+            raise ValueError(f"align_mask must be (N,) bool selecting >= 2 of the {len(ref_p)} poses, "
+                             f"got shape {align_mask.shape} with {int(align_mask.sum())} selected")
+        ref_p, est_p = ref_p[align_mask], est_p[align_mask]
     ref_static, est_static = _is_static(ref_p), _is_static(est_p)
     s = 1.0
     if not ref_static and not est_static:
@@ -163,6 +181,9 @@ def align_sim3(ref: PoseTrajectory3D, est: PoseTrajectory3D, gamma: Optional[flo
             s = float(np.sqrt(np.sum((ref_p - ref_p.mean(0)) ** 2) / np.sum((est_p - est_p.mean(0)) ** 2)))
             note = (f"Umeyama Sim(3) alignment degenerate ({e}; e.g. collinear trajectory): origin-aligned, "
                     f"scale from the RMS spread ratio (s={s:.4g})")
+            if est_metric and metric_scale_max is not None and not (1.0 / metric_scale_max <= s <= metric_scale_max):
+                s = float(np.clip(s, 1.0 / metric_scale_max, metric_scale_max))
+                note += f", limited to {s:.4g} for a metric estimate"
     elif est_static:
         note = "estimated trajectory has no translation; Sim(3) alignment impossible, origin-aligned, s=1"
     else:
@@ -193,10 +214,12 @@ def _rmse(x: np.ndarray) -> float:
 
 def compute_rpe(ref_poses: np.ndarray, est_poses: np.ndarray, fps: float,
                 gamma: Optional[float] = None, est_metric: bool = False,
-                metric_scale_max: Optional[float] = METRIC_SCALE_MAX) -> RPEResult:
+                metric_scale_max: Optional[float] = METRIC_SCALE_MAX,
+                align_mask: Optional[np.ndarray] = None) -> RPEResult:
     """Sim(3)-align ``est_poses`` to ``ref_poses`` and compute RPE (delta 1 s and 1 frame) and ATE with evo.
     ``est_metric``: the estimate's translations are in metres (only matters for a pure-rotation
-    reference, where no scale can be fitted; see 1. in the module docstring)."""
+    reference, where no scale can be fitted; see 1. in the module docstring). ``align_mask``: fit
+    the alignment on the selected frames only (4. in the module docstring)."""
     ref_poses = np.asarray(ref_poses, dtype=np.float64)
     est_poses = np.asarray(est_poses, dtype=np.float64)
     if ref_poses.shape != est_poses.shape:
@@ -204,7 +227,7 @@ def compute_rpe(ref_poses: np.ndarray, est_poses: np.ndarray, fps: float,
     if ref_poses.shape[0] < 2:
         raise ValueError("RPE needs at least 2 poses")
     ref, est = to_evo(ref_poses, fps), to_evo(est_poses, fps)
-    aligned, s, how, notes = align_sim3(ref, est, gamma, est_metric, metric_scale_max)
+    aligned, s, how, notes = align_sim3(ref, est, gamma, est_metric, metric_scale_max, align_mask)
     te = _rpe(ref, aligned, evo_metrics.PoseRelation.translation_part)
     re = _rpe(ref, aligned, evo_metrics.PoseRelation.rotation_angle_deg)
     d = min(max(1, int(round(fps))), len(ref_poses) - 1)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
 
-from benchmark.metrics.first_view import FIRST_VIEW_MIN, first_view_fraction, first_view_segments
+from benchmark.metrics.first_view import (FIRST_VIEW_MIN, first_view_fraction, first_view_rpe, first_view_segments,
+                                          segment_frames)
 from benchmark.metrics.rpe import compute_rpe
 from benchmark.report_validity import validity_checks
 
@@ -74,6 +75,38 @@ def test_rpe_on_segments_matches_headline_and_isolates_the_bad_part():
     assert np.isnan(rr.on_segments(np.zeros(n - 16, bool))[0])
     with pytest.raises(ValueError):
         rr.on_segments(np.ones(3, bool))
+
+
+def test_segment_frames_cover_exactly_the_selected_segments():
+    seg = np.array([False, True, True, False, False, False, True])
+    fr = segment_frames(seg, 2)
+    assert fr.tolist() == [False, True, True, True, True, False, True, True, True]
+    assert not segment_frames(np.zeros(5, bool), 3).any() and segment_frames(np.zeros(5, bool), 3).shape == (8,)
+
+
+def test_first_view_rpe_is_aligned_on_the_first_view_not_on_a_flat_remainder():
+    """A video that follows the actions perfectly while it shows frame 0's content and then holds
+    still (reproject going black) scores ~0 in the first view when the Sim(3) is fitted there; the
+    whole-trajectory fit (pulled by the flat remainder) gives that same part a wrong scale."""
+    n, d = 160, 16
+    ref = np.stack([_pose(yaw_deg=0.3 * i, x=0.06 * i) for i in range(n)])
+    ref[:, 1, 3] = 0.02 * np.sin(np.arange(n) / 5.0)  # not collinear
+    est = ref.copy()
+    est[48:] = est[47]  # holds still after frame 47
+    seg = np.arange(n - d) + d <= 47  # segments inside frames 0..47
+    whole = compute_rpe(ref, est, 16.0, est_metric=True)
+    t_whole, _ = whole.on_segments(seg)
+    t_fv, r_fv = first_view_rpe(ref, est, 16.0, seg, d, est_metric=True)
+    assert t_fv < 1e-6 and r_fv < 1e-6
+    assert t_whole > 0.2  # the flat stretch shrank the scale: first-view steps scored wrong
+    # a wrong first view is still wrong when aligned there: twice the speed in a non-metric estimate
+    # is forgiven (scale), but a crooked direction is not
+    crooked = est.copy()
+    crooked[:48, 1, 3] += 0.04 * np.arange(48)
+    assert first_view_rpe(ref, crooked, 16.0, seg, d, est_metric=True)[0] > 0.3
+    assert np.isnan(first_view_rpe(ref, est, 16.0, np.zeros(n - d, bool), d)[0])
+    with pytest.raises(ValueError):
+        first_view_rpe(ref, est, 16.0, np.ones(n - 8, bool), 8)  # mask built for another delta
 
 
 def _df(vals: dict) -> pd.DataFrame:

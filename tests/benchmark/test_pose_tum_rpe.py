@@ -240,3 +240,22 @@ def test_metric_estimate_scale_is_limited_not_rewarded():
     g = _noisy_similar(P, 9, scale=3.0)
     a, b = compute_rpe(P, g, FPS, est_metric=True), compute_rpe(P, g, FPS, est_metric=True, metric_scale_max=None)
     assert a.alignment == "sim3" and a.scale == pytest.approx(b.scale) and a.rpe_trans == pytest.approx(b.rpe_trans)
+
+
+def test_metric_scale_limit_also_covers_a_collinear_reference():
+    """A straight-line reference (a single-action dolly) makes Umeyama degenerate; the RMS-spread
+    fallback scale is limited for a metric estimate too (a few mm of jitter is not blown up 70x)."""
+    from benchmark.metrics.rpe import METRIC_SCALE_MAX
+
+    n = 64
+    P = np.tile(np.eye(4), (n, 1, 1))
+    P[:, 0, 3] = 0.05 * np.arange(n)  # straight along x: collinear
+    jitter = np.tile(np.eye(4), (n, 1, 1))
+    jitter[:, :3, 3] = np.random.default_rng(3).normal(scale=0.002, size=(n, 3))
+    free = compute_rpe(P, jitter, FPS, est_metric=True, metric_scale_max=None)
+    lim = compute_rpe(P, jitter, FPS, est_metric=True)
+    static = compute_rpe(P, np.repeat(P[:1], n, axis=0), FPS)
+    assert free.alignment == "origin" and free.scale > 50
+    assert lim.scale == pytest.approx(METRIC_SCALE_MAX) and any("limited" in m for m in lim.notes)
+    assert free.rpe_trans > lim.rpe_trans
+    assert lim.rpe_trans < 1.5 * static.rpe_trans
