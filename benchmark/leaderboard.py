@@ -48,7 +48,8 @@ FIRST_VIEW_COLUMNS = [
     ("rpe_trans", "RPE-trans (all)", -1),
 ]
 FIRST_VIEW_NOTE = ("RPE over the 1-s segments whose frames all still show at least half of what frame 0 saw "
-                   "(ground-truth co-visibility; the same segments for every model): there a model can follow "
+                   "(ground-truth co-visibility; the same segments for every model), with the Sim(3) alignment "
+                   "fitted on those frames (the first view scored as its own clip): there a model can follow "
                    "the actions without inventing content, and the reproject baseline is not mostly black holes.")
 REFERENCE_PREFIXES = ("oracle", "static", "reproject", "noisy-oracle")
 MODEL_ORDER = ("relic", "relic-nomem")
