@@ -47,7 +47,7 @@ import pandas as pd
 from benchmark.metrics import drift as drift_m
 from benchmark.metrics import image_quality as iq
 from benchmark.metrics import noref
-from benchmark.metrics.first_view import first_view_fraction, first_view_rpe, first_view_segments
+from benchmark.metrics.first_view import first_view_fraction, first_view_scores
 from benchmark.metrics.retrieval import score_revisits
 from benchmark.metrics.rpe import compute_rpe
 from benchmark.pose_estimation.registry import run_estimator
@@ -56,12 +56,12 @@ from benchmark.pose_estimation.tum import trajectory_for_frames
 NOISE_FLOOR_KEYS = ("est_noise_floor_rpe_trans", "est_noise_floor_rpe_rot_deg")
 NOISE_FLOOR_KEYS_1F = ("est_noise_floor_rpe_trans@1f", "est_noise_floor_rpe_rot_deg@1f")
 NOISE_FLOOR_KEYS_FV = ("est_noise_floor_rpe_trans@first_view", "est_noise_floor_rpe_rot_deg@first_view")
-_FIRST_VIEW_CACHE: dict[str, tuple] = {}
+_FIRST_VIEW_CACHE: dict[tuple[str, int], np.ndarray] = {}
 
 
-def first_view_mask(task, delta: int) -> np.ndarray:
-    """The task's first-view segment mask (benchmark.metrics.first_view) for RPE delta ``delta``;
-    the per-frame fractions are cached per task id (they depend on ground truth only)."""
+def first_view_fraction_of(task) -> np.ndarray:
+    """The task's per-frame first-view fraction (benchmark.metrics.first_view), cached per task id
+    (it depends on ground truth only)."""
     key = (task.task_id, int(task.num_frames))
     frac = _FIRST_VIEW_CACHE.get(key)
     if frac is None:
@@ -69,15 +69,12 @@ def first_view_mask(task, delta: int) -> np.ndarray:
         if len(_FIRST_VIEW_CACHE) >= 64:
             _FIRST_VIEW_CACHE.pop(next(iter(_FIRST_VIEW_CACHE)))
         _FIRST_VIEW_CACHE[key] = frac
-    return first_view_segments(frac, delta)
+    return frac
 
 
 def _first_view_metrics(task, rr, est_poses: np.ndarray, est_metric: bool) -> dict[str, float]:
-    mask = first_view_mask(task, rr.delta_frames)
-    tr, rot = first_view_rpe(task.gt_poses, est_poses, task.fps, mask, rr.delta_frames,
+    return first_view_scores(first_view_fraction_of(task), task.gt_poses, est_poses, task.fps, rr.delta_frames,
                              gamma=task.gamma, est_metric=est_metric)
-    return {"rpe_trans@first_view": tr, "rpe_rot_deg@first_view": rot,
-            "first_view_seg_frac": float(mask.mean()) if mask.size else float("nan")}
 
 
 @dataclass

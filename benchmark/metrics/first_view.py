@@ -86,3 +86,14 @@ def first_view_rpe(ref_poses: np.ndarray, est_poses: np.ndarray, fps: float, seg
     if rr.delta_frames != delta:
         raise ValueError(f"segment mask was built for delta {delta}, the RPE uses {rr.delta_frames}")
     return rr.on_segments(seg_mask)
+
+
+def first_view_scores(fraction: np.ndarray, ref_poses: np.ndarray, est_poses: np.ndarray, fps: float,
+                      delta: int, gamma=None, est_metric: bool = False) -> dict[str, float]:
+    """The scoring metrics from a task's per-frame first-view ``fraction``: ``rpe_trans@first_view``,
+    ``rpe_rot_deg@first_view`` (:func:`first_view_rpe`) and ``first_view_seg_frac`` (share of the
+    delta-frame segments that lie in the first view)."""
+    mask = first_view_segments(fraction, delta)
+    tr, rot = first_view_rpe(ref_poses, est_poses, fps, mask, delta, gamma=gamma, est_metric=est_metric)
+    return {"rpe_trans@first_view": tr, "rpe_rot_deg@first_view": rot,
+            "first_view_seg_frac": float(mask.mean()) if mask.size else float("nan")}

@@ -143,6 +143,13 @@ def _is_static(p: np.ndarray) -> bool:
     return float(np.max(np.linalg.norm(p - p.mean(axis=0), axis=1))) < _EPS_M
 
 
+def _limit_metric_scale(s: float, est_metric: bool, metric_scale_max: Optional[float]) -> float:
+    """``s`` clipped to [1 / metric_scale_max, metric_scale_max] for a metric estimate (docstring 1.)."""
+    if not est_metric or metric_scale_max is None:
+        return float(s)
+    return float(np.clip(s, 1.0 / metric_scale_max, metric_scale_max))
+
+
 def align_sim3(ref: PoseTrajectory3D, est: PoseTrajectory3D, gamma: Optional[float] = None,
                est_metric: bool = False, metric_scale_max: Optional[float] = METRIC_SCALE_MAX,
                align_mask: Optional[np.ndarray] = None,
@@ -165,10 +172,9 @@ def align_sim3(ref: PoseTrajectory3D, est: PoseTrajectory3D, gamma: Optional[flo
         try:
             r_a, t_a, s = umeyama_alignment(est_p.T, ref_p.T, True)
             notes, how = [], "sim3"
-            if est_metric and metric_scale_max is not None and not (
-                    1.0 / metric_scale_max <= s <= metric_scale_max):
-                s_fit = float(s)
-                s = float(np.clip(s, 1.0 / metric_scale_max, metric_scale_max))
+            s_fit = float(s)
+            s = _limit_metric_scale(s_fit, est_metric, metric_scale_max)
+            if s != s_fit:
                 # the best rotation does not depend on the scale; the translation is re-fitted for it
                 t_a = ref_p.mean(axis=0) - s * (r_a @ est_p.mean(axis=0))
                 how = "sim3 (scale limited)"
@@ -181,8 +187,9 @@ def align_sim3(ref: PoseTrajectory3D, est: PoseTrajectory3D, gamma: Optional[flo
             s = float(np.sqrt(np.sum((ref_p - ref_p.mean(0)) ** 2) / np.sum((est_p - est_p.mean(0)) ** 2)))
             note = (f"Umeyama Sim(3) alignment degenerate ({e}; e.g. collinear trajectory): origin-aligned, "
                     f"scale from the RMS spread ratio (s={s:.4g})")
-            if est_metric and metric_scale_max is not None and not (1.0 / metric_scale_max <= s <= metric_scale_max):
-                s = float(np.clip(s, 1.0 / metric_scale_max, metric_scale_max))
+            s_lim = _limit_metric_scale(s, est_metric, metric_scale_max)
+            if s_lim != s:
+                s = s_lim
                 note += f", limited to {s:.4g} for a metric estimate"
     elif est_static:
         note = "estimated trajectory has no translation; Sim(3) alignment impossible, origin-aligned, s=1"

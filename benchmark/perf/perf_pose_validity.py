@@ -34,7 +34,7 @@ def _videos(task):
 def measure(suite_dir: str, estimator: str = "opencv", task_ids=None) -> list[dict]:
     from tqdm import tqdm
 
-    from benchmark.metrics.first_view import first_view_fraction, first_view_rpe, first_view_segments
+    from benchmark.metrics.first_view import first_view_fraction, first_view_scores
     from benchmark.metrics.rpe import compute_rpe
     from benchmark.pose_estimation.registry import run_estimator
     from benchmark.tasks.io import load_suite
@@ -53,10 +53,8 @@ def measure(suite_dir: str, estimator: str = "opencv", task_ids=None) -> list[di
                        seconds=dt, alignment=r.alignment, scale=r.scale, failed=res.num_failed,
                        hole_frac=hole, failed_frac=res.num_failed / max(1, task.num_frames - 1))
             row.update(r.as_metrics())
-            fv = first_view_segments(fv_frac, r.delta_frames)
-            row["rpe_trans@first_view"], row["rpe_rot_deg@first_view"] = first_view_rpe(
-                task.gt_poses, res.poses, task.fps, fv, r.delta_frames, gamma=task.gamma, est_metric=bool(res.metric))
-            row["first_view_seg_frac"] = float(fv.mean()) if fv.size else float("nan")
+            row.update(first_view_scores(fv_frac, task.gt_poses, res.poses, task.fps, r.delta_frames,
+                                         gamma=task.gamma, est_metric=bool(res.metric)))
             rows.append(row)
     return rows
 
