@@ -290,6 +290,16 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
             print(f"[bench] skipping model {spec}: {e}")
             continue
         name = model.name
+        if name in model_meta:  # e.g. `relic` and `relic:OTHER_CHECKPOINT`: both call themselves "relic"
+            if spec in model_meta or spec == name:
+                failures.append({"model": spec, "task": None, "stage": "build",
+                                 "error": f"another model in this run is already named {name!r}"})
+                print(f"[bench] skipping model {spec}: another model in this run is already named {name!r}")
+                model.close()
+                continue
+            print(f"[bench] {spec}: the name {name!r} is taken by an earlier model in this run; "
+                  f"this one is named by its spec")
+            model.name = name = spec
         model_meta[name] = model.describe() if hasattr(model, "describe") else {"name": name}
         t_model = time.perf_counter()
         for task in tqdm(tasks, desc=f"run {name}", disable=not progress):

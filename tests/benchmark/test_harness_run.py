@@ -159,3 +159,17 @@ def test_ground_truth_is_not_held_for_every_task(run):
     frames = t.gt_frames()
     t.release()
     assert t._frames is None and np.array_equal(t.gt_frames(), frames)  # reloads on demand
+
+
+def test_two_models_with_the_same_name_both_get_scored(run, tmp_path):
+    # e.g. `relic` and `relic:OTHER_CHECKPOINT` both call themselves "relic": their frames once
+    # shared one scratch folder (the second run's rollouts replaced the first's, then went missing)
+    from benchmark.adapters.static import StaticModel
+
+    suite, _, _ = run
+    tasks = suite.tasks[:1]
+    df = run_benchmark(["static"], tasks, tmp_path / "dup", suite_name=suite.name, lpips=False,
+                       progress=False, report=False, workers=1, models={"static-copy": StaticModel()})
+    assert set(df["model"]) == {"static", "static-copy", NOISE_FLOOR_MODEL}
+    t = df.pivot_table(index="model", columns="metric", values="value")
+    assert t.loc["static", "rpe_rot_deg"] == pytest.approx(t.loc["static-copy", "rpe_rot_deg"])
