@@ -43,6 +43,7 @@ class AutoencoderSettings(Common):
 class TeacherSettings(Common):
     # horizon curriculum: short -> long clips (latent frames incl. the first-image latent);
     # optional per-phase rope_frame_scale (< 1 interpolates longer clips into the trained range)
+    # and lr (default: lr below; e.g. a lower-lr final phase)
     curriculum: list = field(default_factory=lambda: [{"latent_frames": 4, "steps": 400},
                                                       {"latent_frames": 7, "steps": 150},
                                                       {"latent_frames": 10, "steps": 150}])
@@ -150,3 +151,8 @@ def phase_at(phases: list, step: int) -> tuple[int, dict]:
         if step < acc:
             return i, p
     return len(phases) - 1, phases[-1]
+
+
+def phase_lr(phases: list, step: int, default: float) -> float:
+    """Learning rate at ``step``: the active phase's ``lr`` key, else ``default``."""
+    return float(phase_at(phases, step)[1].get("lr", default))

@@ -29,7 +29,7 @@ from relic_model.train.common import (RunContext, build_autoencoder, build_dit, 
                                       load_stage_module, np_rng, per_sample_randn, torch_gen, warmup_lr)
 from relic_model.train.distributed import rank_slice, wrap_model
 from relic_model.train.loop import Stage
-from relic_model.train.settings import curriculum_total, phase_at, rescale_curriculum
+from relic_model.train.settings import curriculum_total, phase_at, phase_lr, rescale_curriculum
 
 
 def all_reduce_grads(params, info) -> None:
@@ -139,7 +139,7 @@ class TeacherStage(Stage):
     def train_step(self, step: int) -> dict:
         idx = list(range(self.s.batch))[rank_slice(self.s.batch, self.ctx.info)]
         x0, eps, sigma, cond, texts = self.batch(step, idx)
-        warmup_lr(self.opt, self.s.lr, step, self.s.warmup)
+        warmup_lr(self.opt, phase_lr(self.phases, step, self.s.lr), step, self.s.warmup)
         loss = self.loss(x0, eps, sigma, cond, texts)
         loss.backward()
         all_reduce_grads(self.text.parameters(), self.ctx.info)

@@ -2,7 +2,7 @@
 import pytest
 
 from relic_model.train.presets import micro_config
-from relic_model.train.settings import phase_at, rescale_curriculum, train_settings
+from relic_model.train.settings import phase_at, phase_lr, rescale_curriculum, train_settings
 
 
 def test_overrides_and_unknown_keys():
@@ -24,3 +24,11 @@ def test_curriculum_rescale_and_phase_lookup():
     assert sum(p["steps"] for p in r) >= 2 and all(p["steps"] >= 1 for p in r)
     assert phase_at(ph, 0)[0] == 0 and phase_at(ph, 399)[0] == 0 and phase_at(ph, 400)[0] == 1
     assert phase_at(ph, 699)[0] == 2 and phase_at(ph, 10 ** 6)[0] == 2
+
+
+def test_phase_lr_overrides_the_stage_lr_per_phase_and_survives_rescaling():
+    ph = [{"latent_frames": 4, "steps": 10}, {"latent_frames": 16, "steps": 10, "lr": 1e-4}]
+    assert phase_lr(ph, 0, 5e-4) == 5e-4 and phase_lr(ph, 9, 5e-4) == 5e-4
+    assert phase_lr(ph, 10, 5e-4) == 1e-4 and phase_lr(ph, 99, 5e-4) == 1e-4
+    r = rescale_curriculum(ph, 40)
+    assert phase_lr(r, 25, 5e-4) == 1e-4 and phase_lr(r, 5, 5e-4) == 5e-4
