@@ -291,7 +291,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
             continue
         name = model.name
         if name in model_meta:  # e.g. `relic` and `relic:OTHER_CHECKPOINT`: both call themselves "relic"
-            if spec in model_meta or spec == name:
+            if spec in model_meta:
                 failures.append({"model": spec, "task": None, "stage": "build",
                                  "error": f"another model in this run is already named {name!r}"})
                 print(f"[bench] skipping model {spec}: another model in this run is already named {name!r}")

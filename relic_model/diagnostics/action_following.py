@@ -51,8 +51,10 @@ def direction_cosine(ref: np.ndarray, est: np.ndarray, delta: int, min_move_m: f
 
 
 def load_teacher(weights: str | Path, cfg, text_encoder):
-    """The stage-2 teacher DiT from a stage checkpoint (keys ``teacher.*``; its ``text.*`` layers,
-    trained jointly with it, are loaded into ``text_encoder`` in place)."""
+    """(teacher DiT, its text encoder) from a stage-2 checkpoint (keys ``teacher.*``; the ``text.*``
+    layers trained jointly with it go into a copy of ``text_encoder``, which is left unchanged)."""
+    import copy
+
     from safetensors.torch import load_file
 
     from relic_model.train.common import build_dit
@@ -63,10 +65,11 @@ def load_teacher(weights: str | Path, cfg, text_encoder):
                          "e.g. RUN/teacher/final/model.safetensors)")
     teacher = build_dit(cfg)
     teacher.load_state_dict(t)
-    text = {k[len("text."):]: v for k, v in sd.items() if k.startswith("text.")}
-    if text:
-        text_encoder.load_state_dict(text, strict=False)
-    return teacher.eval()
+    text = copy.deepcopy(text_encoder)
+    layers = {k[len("text."):]: v for k, v in sd.items() if k.startswith("text.")}
+    if layers:
+        text.load_state_dict(layers, strict=False)
+    return teacher.eval(), text
 
 
 @torch.no_grad()
@@ -103,9 +106,7 @@ def probe(suite_dir: str | Path, teacher_weights: str | Path, checkpoint: str | 
     tf = cfg.autoencoder.temporal_factor
     if frames < 1 + tf or (frames - 1) % tf:
         raise ValueError(f"frames must be 1 + {tf} k (k >= 1), got {frames}")
-    student_text = type(text)(cfg.text)
-    student_text.load_state_dict(text.state_dict())
-    teacher = load_teacher(teacher_weights, cfg, text)
+    teacher, teacher_text = load_teacher(teacher_weights, cfg, text)
     suite = load_suite(suite_dir)
     tasks = [t for t in suite.tasks if t.num_frames >= frames]
     if not tasks:
@@ -116,11 +117,11 @@ def probe(suite_dir: str | Path, teacher_weights: str | Path, checkpoint: str | 
         t = tasks[j]
         gt = t.gt_frames()[:frames]
         acts = np.asarray(t.actions[:frames - 1], np.float32)
-        gen = StreamingGenerator(dit, ae, student_text, cfg, memory=True)
+        gen = StreamingGenerator(dit, ae, text, cfg, memory=True)
         gen.reset(gt[0], t.prompt, t.K, seed=seed)
         vids = {"oracle": gt, "static": np.repeat(gt[:1], frames, 0),
                 "student": np.concatenate([gt[:1], gen.step(acts)]),
-                "teacher": teacher_video(teacher, ae, text, cfg, gt[0], t.prompt, acts, steps, seed)}
+                "teacher": teacher_video(teacher, ae, teacher_text, cfg, gt[0], t.prompt, acts, steps, seed)}
         depth0 = t.gt_depth()[0]
         ref = t.gt_poses[:frames]
         for m in MODELS:
