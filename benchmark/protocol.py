@@ -1,0 +1,27 @@
+"""The scoring protocol's version and headline metrics, defined once.
+
+``PROTOCOL_VERSION`` is stamped into every run (run.json, results tables) and checked by
+``relic bench merge`` and ``relic bench check``: numbers computed under different protocols never
+share a table. Bump it whenever a metric's definition, the pose estimator's behaviour or the
+alignment rules change in a way that moves published numbers.
+
+History:
+  1  (up to 2026-11-26) RMSE 1-s RPE over all segments after a whole-trajectory Sim(3), KLT odometry.
+  2  (2026-12-06) action following per segment type (benchmark.metrics.action_following):
+     ``rpe_trans_rel`` (headline translation, dimensionless), ``rpe_trans`` on translating segments,
+     ``rpe_rot_deg`` over all 1-s segments, ``rpe_rot_rel`` on rotating segments, ``spurious_trans``
+     on rotation-only segments; self-consistency headline ``revisit_consistency_gain``.
+"""
+from __future__ import annotations
+
+PROTOCOL_VERSION = 2
+
+# Headline metrics and their direction (+1: higher is better, -1: lower is better). The gate checks
+# these by default; ``drift_psnr_slope`` only on long-horizon tasks.
+HEADLINE_METRICS: dict[str, int] = {
+    "revisit_psnr_gt": +1,
+    "revisit_consistency_gain": +1,
+    "rpe_trans_rel": -1,
+    "rpe_rot_deg": -1,
+    "drift_psnr_slope": +1,
+}
