@@ -61,7 +61,7 @@ def _fps(fn, n: int) -> float:
 
 def _start_server(scene_file: Path, w: int, h: int):
     cmd = [sys.executable, "-m", "relic_cli", "datagen", "serve", "--scene", str(scene_file), "--port", "0",
-           "--width", str(w), "--height", str(h), "--log-level", "warning"]
+           "--width", str(w), "--height", str(h), "--log-level", "warning", "--no-save"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     m = re.search(r"listening on ([\d.]+):(\d+)", proc.stdout.readline())

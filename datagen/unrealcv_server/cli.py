@@ -4,6 +4,10 @@ Example: ``relic datagen serve --scene scenes/apartment_3.json --port 9000`` the
 UnrealCV client (``unrealcv.Client(("127.0.0.1", 9000))``) or
 ``datagen.backends.unrealcv_client.UnrealCVBackend(port=9000)``. ``--port 0`` picks a free port;
 the bound address is printed on stdout as ``listening on HOST:PORT``. Ctrl-C / SIGTERM stop it.
+
+Files a client asks to save (``vget /camera/0/lit name.png``) are written only inside the save
+folder (``--save-dir``, default ``runs/serve/<scene>-<port>``), within ``--save-max-file`` per file
+and ``--save-quota`` in all; ``--no-save`` refuses every save.
 """
 from __future__ import annotations
 
@@ -11,22 +15,44 @@ import logging
 import signal
 import sys
 
+from datagen.cli_common import (byte_size, host, int_at_least, nonnegative_float, port_or_zero,
+                                positive_float, positive_int)
+
 
 def add_arguments(p) -> None:
+    from datagen.unrealcv_server import server as S
+    from datagen.unrealcv_server.savedir import DEFAULT_MAX_FILE, DEFAULT_QUOTA, format_size
+
     p.add_argument("--scene", required=True, help="scene file (JSON) written by `relic datagen scene`")
-    p.add_argument("--port", type=int, default=9000, help="TCP port (default 9000, the UnrealCV default; 0 = any free port)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--width", type=int, default=640, help="capture width in pixels (default 640, as the plugin)")
-    p.add_argument("--height", type=int, default=480, help="capture height in pixels (default 480)")
-    p.add_argument("--fov", type=float, default=90.0, help="horizontal field of view in degrees (default 90)")
+    p.add_argument("--port", type=port_or_zero, default=9000,
+                   help="TCP port (9000 is the UnrealCV default; 0 = any free port)")
+    p.add_argument("--host", type=host, default="127.0.0.1",
+                   help="address to bind (127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    p.add_argument("--width", type=positive_int, default=640, help="capture width in pixels (the plugin's default)")
+    p.add_argument("--height", type=positive_int, default=480, help="capture height in pixels")
+    p.add_argument("--fov", type=positive_float, default=90.0, help="horizontal field of view in degrees, in (0, 180)")
     p.add_argument("--no-shadows", action="store_true", help="render without cast shadows (faster)")
-    p.add_argument("--queue-wait", type=float, default=5.0,
-                   help="seconds a second client waits for the first to leave before it is refused (default 5)")
+    p.add_argument("--save-dir", default=None,
+                   help="the only folder where clients' `vget ... FILE` captures are written (created at start; "
+                        "default: runs/serve/SCENE-PORT)")
+    p.add_argument("--save-quota", type=byte_size, default=DEFAULT_QUOTA, metavar="SIZE",
+                   help=f"total bytes allowed in the save folder, e.g. 500M, 2G ({format_size(DEFAULT_QUOTA)})")
+    p.add_argument("--save-max-file", type=byte_size, default=DEFAULT_MAX_FILE, metavar="SIZE",
+                   help=f"largest single saved file ({format_size(DEFAULT_MAX_FILE)})")
+    p.add_argument("--no-save", action="store_true",
+                   help="refuse every request to save a file on the server (captures still return bytes)")
+    p.add_argument("--idle-timeout", type=positive_float, default=S.DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
+                   help="while another client waits, drop the connected one after this long without progress "
+                        "(silent, stalled mid-message or not reading); a lone client may idle forever")
+    p.add_argument("--queue-wait", type=nonnegative_float, default=S.DEFAULT_QUEUE_WAIT, metavar="SECONDS",
+                   help="how long a second client waits for its turn before it is refused")
+    p.add_argument("--max-waiting", type=int_at_least(0), default=S.DEFAULT_MAX_WAITING, metavar="N",
+                   help="clients allowed to wait at once; more are refused at once")
     p.add_argument("--png-level", type=int, default=0, choices=range(10), metavar="0-9",
-                   help="zlib level of png replies: 0 = stored (fastest, default; right for loopback), "
+                   help="zlib level of png replies: 0 = stored (fastest; right for loopback), "
                         "higher = smaller over a slow network")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                   help="log level; debug logs every request (default info)")
+                   help="log level; debug logs every request")
 
 
 def run(args) -> int:
@@ -34,15 +60,22 @@ def run(args) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from pathlib import Path
 
-    if not Path(args.scene).is_file():
-        raise FileNotFoundError(f"scene file {args.scene} not found; make one with "
-                                "`relic datagen scene --family F --seed N --out FILE`")
-    if not (0 <= args.port <= 65535):
-        raise ValueError(f"--port {args.port} is not a TCP port (0..65535)")
-    if args.width <= 0 or args.height <= 0:
-        raise ValueError(f"--width/--height must be positive, got {args.width}x{args.height}")
+    from datagen.cli_common import CliError
+
+    scene_path = Path(args.scene)
+    if scene_path.is_dir():
+        raise CliError(f"--scene {args.scene} is a folder; give a scene file (JSON) made by "
+                       "`relic datagen scene --family F --seed N --out FILE`")
+    if not scene_path.is_file():
+        raise CliError(f"scene file {args.scene} not found; make one with "
+                       "`relic datagen scene --family F --seed N --out FILE`")
     if not 0.0 < args.fov < 180.0:
-        raise ValueError(f"--fov must be in (0, 180) degrees, got {args.fov}")
+        raise CliError(f"--fov must be in (0, 180) degrees, got {args.fov:g}")
+    from datagen.unrealcv_server.commands import MAX_PIXELS, MAX_SIDE
+
+    if args.width > MAX_SIDE or args.height > MAX_SIDE or args.width * args.height > MAX_PIXELS:
+        raise CliError(f"--width/--height {args.width}x{args.height} too large (sides up to {MAX_SIDE}, "
+                       f"at most {MAX_PIXELS} pixels)")
     from datagen.backends.embedded import EmbeddedBackend
     from datagen.scenes.library import load_scene
     from datagen.unrealcv_server.server import UnrealCVServer
@@ -51,20 +84,26 @@ def run(args) -> int:
     backend = EmbeddedBackend(scene, width=args.width, height=args.height, fov=args.fov,
                               shadows=not args.no_shadows)
     server = UnrealCVServer(backend, host=args.host, port=args.port, queue_wait=args.queue_wait,
-                            png_level=args.png_level)
+                            idle_timeout=args.idle_timeout, max_waiting=args.max_waiting,
+                            png_level=args.png_level, save_dir=None)
     host, port = server.bind()
+    if not args.no_save:
+        save_dir = args.save_dir or str(Path("runs") / "serve" / f"{server.dispatcher.scene_id}-{port}")
+        server.enable_saving(save_dir, quota=args.save_quota, max_file=args.save_max_file)
+    log = logging.getLogger(__name__)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger(__name__).warning(
-            "listening on %s: reachable from other machines; any client can move the camera and save "
-            "capture files on this machine (vget ... <file>), as with the UnrealCV plugin", host)
+        log.warning("listening on %s: reachable from other machines; any client can move the camera and, "
+                    "unless --no-save, write capture files inside %s (up to --save-quota)", host,
+                    server.save.root if server.save.enabled else "nothing")
 
     def _stop(signum, frame):
-        logging.getLogger(__name__).info("signal %d: shutting down", signum)
+        log.info("signal %d: shutting down", signum)
         server.request_stop()
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    saving = f"saves in {server.save.root}" if server.save.enabled else "saving disabled"
     print(f"listening on {host}:{port} (scene {server.dispatcher.scene_id}, "
-          f"{args.width}x{args.height}, fov {args.fov:g}); Ctrl-C to stop", flush=True)
+          f"{args.width}x{args.height}, fov {args.fov:g}; {saving}); Ctrl-C to stop", flush=True)
     server.serve_forever()
     return 0

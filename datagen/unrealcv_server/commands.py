@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
@@ -37,6 +36,7 @@ from typing import Callable, Iterable, Optional
 from datagen import conventions as cv
 from datagen.backends.base import CaptureBackend, Frame
 from datagen.unrealcv_server import encoding
+from datagen.unrealcv_server.savedir import SaveFolder, SaveRefused
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,9 @@ class CommandDispatcher:
     """
 
     def __init__(self, backend: CaptureBackend, port: int = 0, host: str = "127.0.0.1",
-                 png_level: int = encoding.PNG_LEVEL):
+                 png_level: int = encoding.PNG_LEVEL, save: Optional[SaveFolder] = None):
         self.backend = backend
+        self.save = save if save is not None else SaveFolder(None)
         self.png_level = int(png_level)
         self.port, self.host = port, host
         self.client_connected = False
@@ -188,6 +189,9 @@ class CommandDispatcher:
         self.paused = False
         self._frame: Optional[Frame] = None
         self._frame_kinds: set[str] = set()
+
+    def set_save_folder(self, save: SaveFolder) -> None:
+        self.save = save
 
     # ------------------------------------------------------------------ dispatch
     def execute(self, text: str, upcoming: Iterable[str] = ()) -> bytes | str:
@@ -365,7 +369,10 @@ class CommandDispatcher:
         data = self._encode(frame, kind, fmt)
         if path is None:
             return data
-        return _save(path, data)
+        try:
+            return str(self.save.save(path, data))
+        except SaveRefused as e:
+            raise CommandError(str(e)) from None
 
     def _frame_with(self, kind: str, upcoming: Iterable[str]) -> Frame:
         if self._frame is not None and kind in self._frame_kinds:
@@ -435,21 +442,6 @@ def _capture_format(view: str, arg: str) -> tuple[str, Optional[str]]:
     if ext in allowed:
         return ext, arg
     raise CommandError(f"{view} supports {'|'.join(allowed)} (or a file name ending in one), got '{_short(arg, 40)}'")
-
-
-def _save(path: str, data: bytes) -> str:
-    """Write `data` atomically to `path` on the server (plugin behaviour); returns the absolute path."""
-    path = os.path.abspath(os.path.expanduser(path))
-    d = os.path.dirname(path)
-    try:
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=os.path.splitext(path)[1])
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise CommandError(f"cannot write '{path}': {e.strerror or e}") from None
-    return path
 
 
 def _protocol_names(names: list[str]) -> list[str]:

@@ -27,7 +27,7 @@ CFG = {
 
 def _serve(scene_file):
     p = subprocess.Popen([sys.executable, "-m", "relic_cli", "datagen", "serve", "--scene", str(scene_file),
-                          "--port", "0", "--width", "32", "--height", "24"],
+                          "--port", "0", "--width", "32", "--height", "24", "--no-save"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     line = p.stdout.readline()
     m = re.search(r"listening on ([\d.]+):(\d+)", line)

@@ -21,7 +21,7 @@ def server(tmp_path_factory):
     scene_file = tmp_path_factory.mktemp("scene") / "apartment-0001.json"
     save_scene(generate_scene("apartment", 1), scene_file)
     p = subprocess.Popen([sys.executable, "-m", "relic_cli", "datagen", "serve", "--scene", str(scene_file),
-                          "--port", "0", "--width", "32", "--height", "24"],
+                          "--port", "0", "--width", "32", "--height", "24", "--no-save"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     line = p.stdout.readline()
     m = re.search(r"listening on ([\d.]+):(\d+)", line)

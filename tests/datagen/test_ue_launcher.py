@@ -22,7 +22,7 @@ from datagen.ue_launcher.pool import _parse_endpoint
 
 def serve_template(scene_file) -> list[str]:
     return [sys.executable, "-m", "relic_cli", "datagen", "serve", "--scene", str(scene_file),
-            "--port", "{port}", "--width", "{width}", "--height", "{height}"]
+            "--port", "{port}", "--width", "{width}", "--height", "{height}", "--no-save"]
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_templates_and_ue_command():
 def test_relic_datagen_launch_cli_prints_endpoints_and_stops_on_sigterm(scene_file, tmp_path):
     base = free_port()
     cmd = [sys.executable, "-m", "relic_cli", "datagen", "launch", "--command",
-           f"{sys.executable} -m relic_cli datagen serve --scene {scene_file} --port {{port}}",
+           f"{sys.executable} -m relic_cli datagen serve --scene {scene_file} --port {{port}} --no-save",
            "-n", "1", "--base-port", str(base), "--width", "32", "--height", "24", "--watch", "0.2",
            "--log-dir", str(tmp_path / "logs")]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -29,7 +29,7 @@ CFG = {"name": "ue-launch", "fps": FPS, "width": 32, "height": 24,
 
 def serve_template(scene_file, debug=False) -> list[str]:
     return [sys.executable, "-m", "relic_cli", "datagen", "serve", "--scene", str(scene_file), "--port", "{port}",
-            "--width", "{width}", "--height", "{height}"] + (["--log-level", "debug"] if debug else [])
+            "--width", "{width}", "--height", "{height}", "--no-save"] + (["--log-level", "debug"] if debug else [])
 
 
 @pytest.fixture(scope="module")

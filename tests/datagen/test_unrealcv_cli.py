@@ -19,7 +19,7 @@ W, H = 48, 32
 
 def _launch(scene_file, *extra):
     cmd = [sys.executable, "-m", "relic_cli", "datagen", "serve", "--scene", str(scene_file), "--port", "0",
-           "--width", str(W), "--height", str(H), *extra]
+           "--width", str(W), "--height", str(H), *(extra or ("--no-save",))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = proc.stdout.readline()  # "listening on HOST:PORT ..." once bound
@@ -72,7 +72,7 @@ def test_serve_process_matches_in_process_and_stops_cleanly(scene_file, sig):
 
 def test_serve_bad_scene_path_says_what_to_fix(tmp_path):
     r = subprocess.run([sys.executable, "-m", "relic_cli", "datagen", "serve", "--scene",
-                        str(tmp_path / "missing.json"), "--port", "0"], capture_output=True, text=True, timeout=60)
+                        str(tmp_path / "missing.json"), "--port", "0", "--no-save"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "relic: error:" in r.stderr and "relic datagen scene" in r.stderr
 
@@ -82,7 +82,7 @@ def test_serve_port_in_use_says_what_to_fix(scene_file):
     proc, host, port = _launch(path)
     try:
         r = subprocess.run([sys.executable, "-m", "relic_cli", "datagen", "serve", "--scene", str(path),
-                            "--port", str(port)], capture_output=True, text=True, timeout=60)
+                            "--port", str(port), "--no-save"], capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and "--port" in r.stderr
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -31,8 +31,13 @@ def scene():
 
 
 @pytest.fixture(scope="module")
-def server(scene):
-    srv = UnrealCVServer(EmbeddedBackend(scene, W, H, 90.0, True), port=0)
+def save_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("saved")
+
+
+@pytest.fixture(scope="module")
+def server(scene, save_dir):
+    srv = UnrealCVServer(EmbeddedBackend(scene, W, H, 90.0, True), port=0, save_dir=save_dir)
     srv.start()
     yield srv
     srv.shutdown()
@@ -259,19 +264,22 @@ def test_bad_commands_answer_error_and_keep_serving(client, cmd):
     assert client.request("vget /unrealcv/version").startswith("v1.")
 
 
-def test_misc_commands(client, tmp_path):
+def test_misc_commands(client, save_dir):
     assert client.request("vset /viewmode depth") == "ok" and client.request("vget /viewmode") == "depth"
     assert client.request("vset /viewmode lit") == "ok"
     assert client.request("vset /action/game/pause") == "ok"
     assert client.request("vget /action/game/is_paused") == "true"
     assert client.request("vset /action/game/resume") == "ok"
     assert client.request("vget /action/game/is_paused") == "false"
-    out = tmp_path / "sub" / "x.png"
-    assert client.request(f"vget /camera/0/lit {out}") == str(out)
+    # files are saved inside the save folder only; the reply is the absolute path
+    out = save_dir / "sub" / "x.png"
+    assert client.request("vget /camera/0/lit sub/x.png") == str(out)
     assert encoding.decode_image(out.read_bytes()).shape[2] == 3
-    out2 = tmp_path / "d.npy"
-    assert client.request(f"vget /camera/0/depth {out2}") == str(out2)
+    out2 = save_dir / "d.npy"
+    assert client.request("vget /camera/0/depth d.npy") == str(out2)
     assert np.load(out2).dtype == np.float32
+    assert client.request(f"vget /camera/0/lit {save_dir / 'abs.png'}").startswith("error ")
+    assert not (save_dir / "abs.png").exists()
 
 
 def test_backend_connect_error_is_clear():
