@@ -1,0 +1,198 @@
+"""Evaluate pose estimators (default: ``colmap`` against ``opencv``) on a suite's ground-truth videos
+and controlled variants, with the action-following protocol (benchmark.metrics.action_following).
+
+Variants (frame 0 is always the task's first frame; same construction and seed as
+/work/shared/tools/score_variants.py, rng seed 7 drawn per task in manifest order):
+  gt         ground truth
+  gt2        ground truth again (determinism: poses must be bit-identical to gt's)
+  perturbed  5% of the pixels moved by +-1 grey level (stability: |metric(gt) - metric(perturbed)|)
+  noise20    gaussian noise sigma 20
+  reversed   frames 1.. in reverse order
+  shuffled   frames 1.. in random order
+  static     frame 0 repeated
+
+Each (estimator, variant, task) is run once with ``run_estimator(name, frames, K, depth0=GT depth of
+frame 0)`` and cached under WORK/<estimator>/<variant>/<task>.npz (poses, step kinds, metric flag,
+seconds), so the script resumes; delete WORK after changing an estimator. Metrics per task come from
+``score_action_following(gt_poses, est_poses, fps, est_metric)``; the tables show suite means (NaN-aware)
+over the tasks that were run.
+
+usage: python benchmark/perf/perf_pose_colmap.py --suite-dir SUITE [--work DIR] [--estimators colmap,opencv]
+       [--variants gt,gt2,...] [--tasks id,...] [--variant-tasks id,...] [--out reports/perf_pose_colmap]
+``--variant-tasks`` restricts the variants other than gt to those tasks (CPU budget); the report says
+which tasks every cell covers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmark.metrics.action_following import score_action_following  # noqa: E402
+from benchmark.pose_estimation.registry import run_estimator  # noqa: E402
+from benchmark.tasks.io import load_suite  # noqa: E402
+
+VARIANTS = ["gt", "gt2", "perturbed", "noise20", "reversed", "shuffled", "static"]
+KEYS = ["rpe_trans_rel", "rpe_trans", "rpe_rot_deg", "rpe_rot_rel", "spurious_trans"]
+
+
+def make_variants(gt: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Same draws, in the same order, as score_variants.py."""
+    n = len(gt)
+    flip = (rng.random(gt.shape) < 0.05) * rng.choice([-1, 1], size=gt.shape)
+    flip[0] = 0
+    noise = rng.normal(size=gt.shape) * 20
+    noise[0] = 0
+    perm = np.concatenate([[0], 1 + rng.permutation(n - 1)])
+    return {
+        "gt": gt, "gt2": gt,
+        "perturbed": np.clip(gt.astype(int) + flip, 0, 255).astype(np.uint8),
+        "noise20": np.clip(gt + noise, 0, 255).round().astype(np.uint8),
+        "reversed": np.concatenate([gt[:1], gt[1:][::-1]]),
+        "shuffled": gt[perm],
+        "static": np.repeat(gt[:1], n, 0),
+    }
+
+
+def run_one(est: str, frames: np.ndarray, K: np.ndarray, depth0: np.ndarray, path: Path) -> dict:
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return {"poses": z["poses"], "step_kind": [str(s) for s in z["step_kind"]],
+                    "metric": bool(z["metric"]), "seconds": float(z["seconds"])}
+    t0 = time.perf_counter()
+    res = run_estimator(est, frames, K, depth0=depth0)
+    sec = time.perf_counter() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, poses=res.poses, step_kind=np.array(res.step_kind, dtype=str), metric=res.metric, seconds=sec)
+    os.replace(tmp, path)
+    return {"poses": res.poses, "step_kind": list(res.step_kind), "metric": bool(res.metric), "seconds": sec}
+
+
+def _nanmean(xs) -> float:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def _fmt(x, nd=3) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{nd}f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite-dir", required=True)
+    ap.add_argument("--work", default="/tmp/colmap_eval/work")
+    ap.add_argument("--estimators", default="colmap,opencv")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--tasks", default="")
+    ap.add_argument("--variant-tasks", default="", help="tasks for the variants other than gt (default: all)")
+    ap.add_argument("--out", default="reports/perf_pose_colmap")
+    ap.add_argument("--report-only", action="store_true", help="only tabulate what WORK already holds")
+    a = ap.parse_args(argv)
+    ests = [e for e in a.estimators.split(",") if e]
+    variants = [v for v in a.variants.split(",") if v]
+    suite = load_suite(Path(a.suite_dir))
+    tasks = [t for t in suite.tasks if not a.tasks or t.task_id in a.tasks.split(",")]
+    vtasks = set(a.variant_tasks.split(",")) if a.variant_tasks else {t.task_id for t in tasks}
+    work = Path(a.work)
+    rng = np.random.default_rng(7)
+    rows = []  # one per (estimator, variant, task)
+    for t in suite.tasks:  # rng draws in manifest order, for every task, as score_variants.py does
+        gt = t.gt_frames()
+        vids = make_variants(gt, rng)
+        if t not in tasks:
+            continue
+        depth0 = t.gt_depth()[0]
+        for est in ests:
+            for v in variants:
+                if v != "gt" and t.task_id not in vtasks:
+                    continue
+                path = work / est / v / f"{t.task_id}.npz"
+                if a.report_only and not path.exists():
+                    continue
+                r = run_one(est, vids[v], t.K, depth0, path)
+                af = score_action_following(t.gt_poses, r["poses"], t.fps, est_metric=r["metric"])
+                n = len(r["step_kind"])
+                row = {"estimator": est, "variant": v, "task": t.task_id, "family": t.family,
+                       "frames": t.num_frames, "seconds": r["seconds"], "s_per_frame": r["seconds"] / t.num_frames,
+                       "failed_frac": sum(k == "failed" for k in r["step_kind"]) / max(n, 1),
+                       "metric": r["metric"], **{k: af.metrics[k] for k in KEYS},
+                       "poses_sha": __import__("hashlib").sha256(np.ascontiguousarray(r["poses"]).tobytes()).hexdigest()[:16]}
+                rows.append(row)
+                print(f"{est:8s} {v:9s} {t.task_id:42s} trans_rel {_fmt(row['rpe_trans_rel'])} rot {_fmt(row['rpe_rot_deg'], 2)} "
+                      f"spur {_fmt(row['spurious_trans'])} failed {row['failed_frac']:.2f} {row['s_per_frame']:.3f} s/frame",
+                      flush=True)
+    write_report(rows, ests, variants, a, Path(a.out))
+    return 0
+
+
+def write_report(rows, ests, variants, a, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    get = {(r["estimator"], r["variant"], r["task"]): r for r in rows}
+    summary = {}
+    for est in ests:
+        for v in variants:
+            rs = [r for r in rows if r["estimator"] == est and r["variant"] == v]
+            if not rs:
+                continue
+            s = {k: _nanmean(r[k] for r in rs) for k in KEYS}
+            s["failed_frac"] = _nanmean(r["failed_frac"] for r in rs)
+            s["s_per_frame"] = sum(r["seconds"] for r in rs) / sum(r["frames"] for r in rs)
+            s["tasks"] = sorted(r["task"] for r in rs)
+            if v in ("gt2", "perturbed"):
+                pairs = [(get.get((est, "gt", r["task"])), r) for r in rs]
+                pairs = [(g, r) for g, r in pairs if g is not None]
+                if v == "gt2":
+                    s["identical_tasks"] = sum(g["poses_sha"] == r["poses_sha"] for g, r in pairs)
+                    s["compared_tasks"] = len(pairs)
+                else:
+                    for k in ("rpe_trans_rel", "rpe_rot_deg"):
+                        d = [abs(r[k] - g[k]) for g, r in pairs if math.isfinite(r[k]) and math.isfinite(g[k])]
+                        s[f"max_abs_change_{k}"] = max(d) if d else float("nan")
+                    s["per_task_change"] = {r["task"]: {k: r[k] - g[k] for k in ("rpe_trans_rel", "rpe_rot_deg")}
+                                            for g, r in pairs}
+            summary[f"{est}/{v}"] = s
+    out.with_suffix(".json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1, default=float))
+    L = ["# Pose estimators on the smoke suite: `colmap` (pycolmap) vs `opencv`", "",
+         "Generated by `benchmark/perf/perf_pose_colmap.py` (action-following protocol of "
+         "benchmark/metrics/action_following.py: 1-s segments, metric estimates scored as they are).", "",
+         "Command: `" + " ".join(["python", "benchmark/perf/perf_pose_colmap.py"] + sys.argv[1:]) + "`", "",
+         "## Suite means per variant", "",
+         "| estimator | variant | tasks | rpe_trans_rel | rpe_trans (m) | rpe_rot_deg | rpe_rot_rel | spurious_trans (m/s) "
+         "| failed frames | s/frame |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, s in summary.items():
+        est, v = key.split("/")
+        L.append(f"| {est} | {v} | {len(s['tasks'])} | {_fmt(s['rpe_trans_rel'])} | {_fmt(s['rpe_trans'])} | "
+                 f"{_fmt(s['rpe_rot_deg'], 2)} | {_fmt(s['rpe_rot_rel'])} | {_fmt(s['spurious_trans'])} | "
+                 f"{s['failed_frac']:.3f} | {s['s_per_frame']:.3f} |")
+    L += ["", "## Determinism and stability", ""]
+    for est in ests:
+        s2, sp = summary.get(f"{est}/gt2"), summary.get(f"{est}/perturbed")
+        if s2:
+            L.append(f"- {est}: gt scored twice -> bit-identical poses on {s2['identical_tasks']}/{s2['compared_tasks']} tasks")
+        if sp:
+            L.append(f"- {est}: 5% pixels +-1 -> max per-task |change| rpe_trans_rel {_fmt(sp['max_abs_change_rpe_trans_rel'])}, "
+                     f"rpe_rot_deg {_fmt(sp['max_abs_change_rpe_rot_deg'], 2)} (bars 0.05 / 0.5 deg)")
+    L += ["", "## Per task (gt and perturbed)", "",
+          "| estimator | task | gt trans_rel | gt rot_deg | gt spurious | gt failed | pert. trans_rel | pert. rot_deg | s/frame |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for est in ests:
+        for r in [r for r in rows if r["estimator"] == est and r["variant"] == "gt"]:
+            p = get.get((est, "perturbed", r["task"]))
+            L.append(f"| {est} | {r['task']} | {_fmt(r['rpe_trans_rel'])} | {_fmt(r['rpe_rot_deg'], 2)} | "
+                     f"{_fmt(r['spurious_trans'])} | {r['failed_frac']:.2f} | {_fmt(p['rpe_trans_rel']) if p else '-'} | "
+                     f"{_fmt(p['rpe_rot_deg'], 2) if p else '-'} | {r['s_per_frame']:.3f} |")
+    out.with_suffix(".md").write_text("\n".join(L) + "\n")
+    print("wrote", out.with_suffix(".md"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
