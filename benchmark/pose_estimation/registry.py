@@ -21,6 +21,9 @@ _REGISTRY: dict[str, Callable[[], EstimatorFn]] = {
     "opencv": lambda: OpenCVEstimator(feature="klt"),
     "opencv-orb": lambda: OpenCVEstimator(feature="orb"),
     "opencv-sift": lambda: OpenCVEstimator(feature="sift"),
+    # COLMAP incremental SfM (optional extra `pip install -e .[colmap]`; imported on first use)
+    "colmap": lambda: __import__("benchmark.pose_estimation.colmap_estimator",
+                                 fromlist=["ColmapEstimator"]).ColmapEstimator(),
 }
 
 
