@@ -5,21 +5,18 @@ task.num_frames, frame i shown after actions[0..i-1]) and returns a :class:`Task
 ``metrics`` is a flat {name: float} dict (NaN when a metric cannot be computed; the reason is in
 ``notes``). Definitions live in the metric modules; the names:
 
-Action following (benchmark.metrics.rpe; poses from benchmark.pose_estimation)
-    rpe_trans, rpe_rot_deg            RMSE RPE over all 1-s segments (delta round(fps) frames) after
-                                      Sim(3) alignment, m and degrees (why 1 s: benchmark.metrics.rpe)
-    rpe_trans_mean, rpe_rot_deg_mean  the same, mean instead of RMSE
-    rpe_trans@1f, rpe_rot_deg@1f      RMSE RPE over consecutive frames (delta 1 frame), same alignment
-    ate                               RMSE absolute trajectory error after the same alignment, m
-    rpe_trans@first_view, rpe_rot_deg@first_view
-                                      the 1-s RPE over the segments where the camera still sees
-                                      frame 0's content, Sim(3) fitted on those frames
-                                      (benchmark.metrics.first_view; NaN when the task has none);
-                                      first_view_seg_frac = their fraction
+Action following (scoring protocol 2, benchmark.metrics.action_following; poses from
+benchmark.pose_estimation, metric via frame 0's ground-truth depth, so no Sim(3) alignment)
+    rpe_trans_rel                     headline translation: mean over 1-s segments that clearly
+                                      translate of |translation error| / commanded length (static = 1)
+    rpe_trans                         the same segments, metres
+    rpe_rot_deg                       mean rotation error over all 1-s segments, degrees
+    rpe_rot_rel                       rotation error / commanded angle on rotating segments
+    spurious_trans                    translation shown on rotation-only segments, m/s
+    n_seg_trans, n_seg_rot, n_seg_rotonly, n_seg   segment counts (NaN metrics where a kind is absent)
     pose_est_failed_frac              fraction of frame steps where the estimator failed (pose held)
-    est_noise_floor_rpe_trans, est_noise_floor_rpe_rot_deg (and their @1f, @first_view variants)
-                                      the estimator's RPE on the ground-truth video (only when the
-                                      caller passes ``noise_floor``, see estimate_noise_floor)
+    est_noise_floor_<metric>          the estimator's own value on the ground-truth video (only when
+                                      the caller passes ``noise_floor``, see estimate_noise_floor)
 Memory retrieval (benchmark.metrics.retrieval)
     revisit_{psnr,ssim,lpips}_{gt,self,self_ceiling,gt_covis,self_covis,self_covis_ceiling},
     revisit_{psnr,ssim,lpips}_{gt,self}@{gap<5s,5-15s,>15s}, revisit_covis_frac, revisit_pairs
@@ -47,34 +44,26 @@ import pandas as pd
 from benchmark.metrics import drift as drift_m
 from benchmark.metrics import image_quality as iq
 from benchmark.metrics import noref
-from benchmark.metrics.first_view import first_view_fraction, first_view_scores
+from benchmark.metrics.action_following import METRIC_KEYS as AF_KEYS
+from benchmark.metrics.action_following import score_action_following
 from benchmark.metrics.retrieval import score_revisits
-from benchmark.metrics.rpe import compute_rpe
 from benchmark.pose_estimation.registry import run_estimator
 from benchmark.pose_estimation.tum import trajectory_for_frames
 
-NOISE_FLOOR_KEYS = ("est_noise_floor_rpe_trans", "est_noise_floor_rpe_rot_deg")
-NOISE_FLOOR_KEYS_1F = ("est_noise_floor_rpe_trans@1f", "est_noise_floor_rpe_rot_deg@1f")
-NOISE_FLOOR_KEYS_FV = ("est_noise_floor_rpe_trans@first_view", "est_noise_floor_rpe_rot_deg@first_view")
-_FIRST_VIEW_CACHE: dict[tuple[str, int], np.ndarray] = {}
+DEFAULT_ESTIMATOR = "direct"
+# the estimator's own values on the ground-truth video, reported beside every model's
+NOISE_FLOOR_KEYS = tuple(f"est_noise_floor_{k}" for k in AF_KEYS if not k.startswith("n_seg"))
+NOISE_FLOOR_KEYS_FV: tuple = ()  # protocol 1's first-view floor keys (gone in protocol 2)
 
 
-def first_view_fraction_of(task) -> np.ndarray:
-    """The task's per-frame first-view fraction (benchmark.metrics.first_view), cached per task id
-    (it depends on ground truth only)."""
-    key = (task.task_id, int(task.num_frames))
-    frac = _FIRST_VIEW_CACHE.get(key)
-    if frac is None:
-        frac = first_view_fraction(task.K, task.gt_depth(), task.gt_poses)
-        if len(_FIRST_VIEW_CACHE) >= 64:
-            _FIRST_VIEW_CACHE.pop(next(iter(_FIRST_VIEW_CACHE)))
-        _FIRST_VIEW_CACHE[key] = frac
-    return frac
-
-
-def _first_view_metrics(task, rr, est_poses: np.ndarray, est_metric: bool) -> dict[str, float]:
-    return first_view_scores(first_view_fraction_of(task), task.gt_poses, est_poses, task.fps, rr.delta_frames,
-                             gamma=task.gamma, est_metric=est_metric)
+def _origin_aligned(gt_poses: np.ndarray, est_poses: np.ndarray, scale: float) -> np.ndarray:
+    """The estimate in the ground truth's world for plots: frame 0 put on the first GT pose, its
+    translations multiplied by the action-following scale (1 for a metric estimate)."""
+    est = np.asarray(est_poses, dtype=np.float64).copy()
+    s = scale if np.isfinite(scale) else 1.0
+    est[:, :3, 3] *= s
+    rel = np.einsum("ij,njk->nik", np.linalg.inv(est[0]), est)
+    return np.einsum("ij,njk->nik", np.asarray(gt_poses, dtype=np.float64)[0], rel)
 
 
 @dataclass
@@ -146,7 +135,7 @@ def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[
     return res.poses, res.step_kind, bool(res.metric)
 
 
-def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "opencv",
+def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = DEFAULT_ESTIMATOR,
                est_trajectory: Union[np.ndarray, str, None] = None, lpips: bool = True,
                noise_floor: Optional[dict] = None, window_s: float = 1.0,
                max_revisit_pairs: Optional[int] = 24, lpips_net: str = "alex",
@@ -209,17 +198,14 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "o
     est_poses, step_kind, est_metric = pose_out["value"]
     notes.extend(pose_notes)
     t0 = time.perf_counter()
-    rr = compute_rpe(task.gt_poses, est_poses, task.fps, gamma=task.gamma, est_metric=est_metric)
-    metrics.update(rr.as_metrics())
-    metrics.update(_first_view_metrics(task, rr, est_poses, est_metric))
-    notes.extend(rr.notes)
+    af = score_action_following(task.gt_poses, est_poses, task.fps, est_metric=est_metric)
+    metrics.update(af.metrics)
+    notes.extend(af.notes)
     metrics["pose_est_failed_frac"] = (float(np.mean([k == "failed" for k in step_kind]))
                                        if step_kind else float("nan"))
     if noise_floor:
-        for key in NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_1F + NOISE_FLOOR_KEYS_FV:
-            short = key.replace("est_noise_floor_", "")
-            if key in NOISE_FLOOR_KEYS or key in noise_floor or short in noise_floor:
-                metrics[key] = float(noise_floor.get(key, noise_floor.get(short, float("nan"))))
+        for key in NOISE_FLOOR_KEYS:
+            metrics[key] = float(noise_floor.get(key, noise_floor.get(key.replace("est_noise_floor_", ""), float("nan"))))
     timings["rpe"] = time.perf_counter() - t0
 
     # ---- memory retrieval
@@ -252,23 +238,20 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = "o
         metrics[f"drift_{k}_slope"], metrics[f"drift_{k}_ratio"] = s, r
     timings["drift"] = time.perf_counter() - t0
 
-    return TaskScore(task_id=task.task_id, metrics=metrics, curves=curves, est_poses=rr.aligned_poses,
+    return TaskScore(task_id=task.task_id, metrics=metrics, curves=curves,
+                     est_poses=_origin_aligned(task.gt_poses, est_poses, af.scale),
                      notes=notes, revisit_table=table, step_kind=step_kind, lpips_status=lpips_status,
                      timings_s=timings)
 
 
-def estimate_noise_floor(task, estimator: Union[str, Callable] = "opencv") -> dict[str, float]:
-    """The estimator's own error: RPE of its trajectory from the GROUND-TRUTH video of ``task``.
+def estimate_noise_floor(task, estimator: Union[str, Callable] = DEFAULT_ESTIMATOR) -> dict[str, float]:
+    """The estimator's own error: its action-following metrics on the GROUND-TRUTH video of ``task``.
 
-    Returns {"est_noise_floor_rpe_trans": m, "est_noise_floor_rpe_rot_deg": deg}, ready to pass to
-    score_task(noise_floor=...). A model whose RPE is within this floor is indistinguishable from
-    perfect action following by this estimator.
+    Returns {"est_noise_floor_<metric>": value} for every key of NOISE_FLOOR_KEYS, ready to pass to
+    score_task(noise_floor=...). A model within this floor is indistinguishable from perfect action
+    following by this estimator.
     """
     gt = task.gt_frames()
     res = run_estimator(estimator, gt, task.K, depth0=_depth0(task))
-    rr = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma, est_metric=bool(res.metric))
-    fv = _first_view_metrics(task, rr, res.poses, bool(res.metric))
-    return {"est_noise_floor_rpe_trans": rr.rpe_trans, "est_noise_floor_rpe_rot_deg": rr.rpe_rot_deg,
-            "est_noise_floor_rpe_trans@1f": rr.rpe_trans_1f, "est_noise_floor_rpe_rot_deg@1f": rr.rpe_rot_deg_1f,
-            "est_noise_floor_rpe_trans@first_view": fv["rpe_trans@first_view"],
-            "est_noise_floor_rpe_rot_deg@first_view": fv["rpe_rot_deg@first_view"]}
+    af = score_action_following(task.gt_poses, res.poses, task.fps, est_metric=bool(res.metric))
+    return {key: float(af.metrics[key.replace("est_noise_floor_", "")]) for key in NOISE_FLOOR_KEYS}

@@ -1,8 +1,10 @@
 """Pluggable camera-trajectory estimators, by name.
 
 An estimator is a callable ``(frames (N,H,W,3) uint8, K (3,3)) -> EstimateResult | ndarray (N,4,4)``
-returning camera-to-world poses (any world frame, any global scale: scoring aligns with Sim(3)).
-Built in: ``opencv`` (KLT tracks, the default), ``opencv-orb`` (ORB), ``opencv-sift`` (SIFT). External estimators (ViPE, MegaSaM,
+returning camera-to-world poses (any world frame; metric when anchored by ``depth0``, otherwise any
+global scale: benchmark.metrics.action_following fits one). Built in: ``direct`` (photometric
+keyframe odometry, the default since scoring protocol 2), ``opencv`` (KLT tracks, protocol 1's
+default), ``opencv-orb`` (ORB), ``opencv-sift`` (SIFT). External estimators (ViPE, MegaSaM,
 DROID-SLAM, ...) run elsewhere and hand in TUM files (benchmark.pose_estimation.tum), which
 ``benchmark.scoring.score_task(est_trajectory=...)`` accepts directly.
 """
@@ -13,11 +15,13 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
+from benchmark.pose_estimation.direct_estimator import DirectEstimator
 from benchmark.pose_estimation.opencv_estimator import EstimateResult, OpenCVEstimator
 
 EstimatorFn = Callable[[np.ndarray, np.ndarray], Union[EstimateResult, np.ndarray]]
 
 _REGISTRY: dict[str, Callable[[], EstimatorFn]] = {
+    "direct": lambda: DirectEstimator(),
     "opencv": lambda: OpenCVEstimator(feature="klt"),
     "opencv-orb": lambda: OpenCVEstimator(feature="orb"),
     "opencv-sift": lambda: OpenCVEstimator(feature="sift"),

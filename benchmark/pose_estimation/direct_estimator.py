@@ -1,0 +1,607 @@
+"""Direct (photometric) keyframe visual odometry, metric from frame 0's depth: the default estimator.
+
+Why direct. Feature odometry (KLT/ORB + RANSAC, ``opencv_estimator``) makes discrete choices on
+every frame (which corners, which RANSAC sample, which model, when to re-initialise), so on the
+suites' small renders an imperceptible pixel change flipped them and moved a task's RPE by metres,
+and its result depended on the CPU. Here every pose is the minimum of a smooth photometric cost
+(Gauss-Newton over SE(3), fixed iteration counts, float64 numpy, no random sampling, no BLAS
+reductions), so the same frames give bit-identical poses whatever the thread count, and small pixel
+changes move the poses by little (tested on committed inputs).
+
+Assumptions: pinhole K (no distortion, pixel centres at integer + 0.5), a static scene, small
+motion between frames (pyramid of 3+ levels covers ~8 px at the finest level), frame 0's planar
+depth ``depth0`` in metres (inf = sky) for the metric scale; without it, an arbitrary scale
+(frame 0 at a constant inverse depth) and ``metric=False``.
+
+Images: luma (Rec. 601) in grey levels, smoothed with a Gaussian (``blur_sigma`` px), a pyramid of
+2x2 means (K scaled by 1/2 per level, exact for centres at +0.5) down to ``min_height`` px.
+
+State: a keyframe k (its pose, pyramid, and per pixel an inverse depth rho with a variance and a
+``known`` flag). Frame 0 is the first keyframe with rho = 1 / depth0 (known, sky rho = 0).
+
+1. Tracking. Frame t's pose relative to the keyframe, T_tk (keyframe camera -> frame t camera), plus
+   an affine brightness (alpha, beta), minimises sum_p w_p huber(I_t(pi(R x_p + t rho_p)) - alpha I_k(p)
+   - beta) over keyframe pixels p with luma gradient >= ``grad_min`` (x_p = K^-1 (u, v, 1): the
+   point at inverse depth rho is x / rho, so rho = 0 (sky) works), coarse to fine, Gauss-Newton
+   with a left perturbation of SE(3) and step halving when the cost rises. Pixels are those with
+   known depth; when fewer than ``min_known`` are known (new content after a pan) all gradient
+   pixels are used, unknown ones at the keyframe's prior inverse depth (for a pure rotation any
+   depth is consistent with t = 0, so pans do not invent translation). Initialisation: the better
+   (lower cost at the coarsest level) of constant velocity and no motion since the previous frame.
+   Pure-black pixels (luma <= 2: holes of warped or generated video) are ignored on both sides.
+   A frame identical to the previous one keeps its pose exactly (kind "static").
+2. Mapping. After tracking frame t, keyframe pixels get inverse depths by a search along their
+   epipolar line in frame t (48 hypotheses uniform in inverse depth on [0, 1 / ``min_depth``],
+   cost = squared photometric error of a 5-pixel cross, parabolic refinement, accepted when unique:
+   the best cost is below ``stereo_max_cost`` and below 0.5x the best hypothesis outside +-2 samples)
+   when the epipolar line is at least ``stereo_min_px`` long; variance from the line's pixel length
+   (0.5 px). Estimates are fused with the pixel's (inverse-variance weighted) when consistent (3
+   sigma), replace a prior, and are dropped otherwise. A keyframe is searched again only when the
+   baseline has grown by 1.3x since its last search.
+3. Keyframes. When fewer than ``kf_overlap`` of the keyframe's tracked pixels land inside frame t,
+   or the camera turned more than ``kf_max_rot_deg`` or moved more than ``kf_trans_ratio`` x the
+   keyframe's median depth, frame t becomes the keyframe: the old keyframe's inverse depths are
+   forward-warped into it (z-buffer, rho' = rho / Y_z), one-pixel cracks filled from >= 3
+   neighbours; pixels without a depth are unknown at the prior (median known inverse depth).
+4. Failure. Too few valid residuals (fewer than ``min_valid`` pixels), a median absolute residual
+   above ``lost_residual`` after tracking, or a jump from the keyframe larger than ``max_jump`` x its
+   median depth (keyframes are switched at ``kf_trans_ratio``, so only a cut or a shuffled video gets there): the frame keeps the previous pose (kind "failed") and
+   becomes a keyframe with prior depth, so tracking restarts on what the video now shows.
+
+Output: ``EstimateResult`` (poses (N,4,4) camera-to-world, frame 0 = identity, OpenCV axes; kinds
+"track", "static", "failed"; ``metric`` True with ``depth0``). Speed and validity on the suites:
+``python benchmark/perf/perf_pose_validity.py`` (reports/perf_pose_validity.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from benchmark.pose_estimation.opencv_estimator import EstimateResult
+
+_LUMA = np.array([0.299, 0.587, 0.114])
+PRIOR_REL_SIGMA = 1.0   # an unknown depth sits at the prior inverse depth with 100 % standard deviation
+SIGMA_I = 3.0           # grey levels: image noise in the residual variance
+
+
+@dataclass
+class DirectParams:
+    blur_sigma: float = 1.0
+    min_height: int = 12            # coarsest pyramid level at least this many rows
+    iters: tuple = (6, 8, 10, 12)   # Gauss-Newton iterations, finest level first (extra levels reuse the last)
+    huber: float = 6.0              # grey levels
+    grad_min: float = 2.0           # grey levels per pixel (level 0) for a pixel to be used
+    min_valid: int = 40
+    lost_residual: float = 30.0     # grey levels, robust mean absolute residual
+    kf_overlap: float = 0.65
+    kf_max_rot_deg: float = 25.0
+    kf_trans_ratio: float = 0.15
+    max_jump: float = 0.5           # a frame further from its keyframe than this x its median depth failed
+    min_depth: float = 0.2          # metres: the far end of the inverse-depth search (1 / 0.2)
+    stereo_step_px: float = 0.75    # hypothesis spacing along the epipolar line (longest line)
+    max_hyp: int = 192
+    stereo_min_px: float = 2.0
+    stereo_min_disp: float = 1.5    # px of disparity at the estimate to replace a prior depth
+    stereo_max_cost: float = 5 * 12.0 ** 2
+    min_known: int = 40             # known-depth pixels (per level) from which prior depths are not used
+    min_known_frac: float = 0.1     # ... and at least this fraction of the level's pixels
+    model_select: float = 0.1       # the full model must lower the cost by 10 % to beat rotation-only
+    static_eps: float = 1e-3        # mean |luma difference| below which a frame repeats the previous
+
+
+# ---------------------------------------------------------------- small SE(3) helpers (no BLAS)
+
+def _hat(w):
+    return np.array([[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]], dtype=np.float64)
+
+
+def _exp_se3(xi: np.ndarray) -> np.ndarray:
+    v, w = xi[:3], xi[3:]
+    th = float(np.sqrt(w @ w))
+    W = _hat(w)
+    if th < 1e-12:
+        R, V = np.eye(3) + W, np.eye(3) + 0.5 * W
+    else:
+        a, b, c = np.sin(th) / th, (1 - np.cos(th)) / th ** 2, (th - np.sin(th)) / th ** 3
+        R = np.eye(3) + a * W + b * (W @ W)
+        V = np.eye(3) + b * W + c * (W @ W)
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, V @ v
+    return T
+
+
+def _inv(T: np.ndarray) -> np.ndarray:
+    out = np.eye(4)
+    out[:3, :3] = T[:3, :3].T
+    out[:3, 3] = -T[:3, :3].T @ T[:3, 3]
+    return out
+
+
+def _angle_deg(R: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
+
+
+# ---------------------------------------------------------------- images
+
+def _luma(frame: np.ndarray) -> np.ndarray:
+    f = frame.astype(np.float64)
+    return f[..., 0] * _LUMA[0] + f[..., 1] * _LUMA[1] + f[..., 2] * _LUMA[2]
+
+
+def _down(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+    x = img[:h, :w]
+    return 0.25 * (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2])
+
+
+def _grad(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gx = np.zeros_like(img)
+    gy = np.zeros_like(img)
+    gx[:, 1:-1] = 0.5 * (img[:, 2:] - img[:, :-2])
+    gy[1:-1, :] = 0.5 * (img[2:, :] - img[:-2, :])
+    return gx, gy
+
+
+@dataclass
+class _Level:
+    img: np.ndarray
+    gx: np.ndarray
+    gy: np.ndarray
+    hole: np.ndarray          # bool, pure-black (dilated)
+    K: np.ndarray
+    stack: np.ndarray = field(repr=False, default=None)  # (H, W, 3) img, gx, gy for one gather
+
+    def __post_init__(self):
+        self.stack = np.stack([self.img, self.gx, self.gy], axis=-1)
+
+
+def _pyramid(frame: np.ndarray, K: np.ndarray, n_levels: int, sigma: float) -> list[_Level]:
+    raw = _luma(frame)
+    hole = raw <= 2.0
+    img = gaussian_filter(raw, sigma, mode="nearest") if sigma > 0 else raw
+    if hole.any():  # grow holes by one pixel: blurred edges next to black are not content
+        h = hole.copy()
+        h[1:, :] |= hole[:-1, :]
+        h[:-1, :] |= hole[1:, :]
+        h[:, 1:] |= hole[:, :-1]
+        h[:, :-1] |= hole[:, 1:]
+        hole = h
+    levels = []
+    Kl = np.asarray(K, dtype=np.float64).copy()
+    for lv in range(n_levels):
+        if lv:
+            img = _down(img)
+            hole = _down(hole.astype(np.float64)) > 0
+            Kl = Kl.copy()
+            Kl[:2] *= 0.5
+        gx, gy = _grad(img)
+        levels.append(_Level(img=img, gx=gx, gy=gy, hole=hole, K=Kl))
+    return levels
+
+
+def _sample(stack: np.ndarray, u: np.ndarray, v: np.ndarray):
+    """Bilinear samples of (H,W,C) ``stack`` at pixel coordinates (u, v) (centres at +0.5); (M,C) values
+    and (M,) bool inside."""
+    H, W = stack.shape[:2]
+    x, y = u - 0.5, v - 0.5
+    ok = (x >= 0) & (y >= 0) & (x <= W - 1.001) & (y <= H - 1.001)
+    x, y = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    x1, y1 = np.minimum(x0 + 1, W - 1), np.minimum(y0 + 1, H - 1)
+    out = ((stack[y0, x0] * (1 - fx) + stack[y0, x1] * fx) * (1 - fy)
+           + (stack[y1, x0] * (1 - fx) + stack[y1, x1] * fx) * fy)
+    return out, ok
+
+
+def _sample_nearest(mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    H, W = mask.shape
+    ix = np.clip(np.floor(u).astype(np.int64), 0, W - 1)
+    iy = np.clip(np.floor(v).astype(np.int64), 0, H - 1)
+    return mask[iy, ix]
+
+
+# ---------------------------------------------------------------- keyframe
+
+@dataclass
+class _Keyframe:
+    index: int
+    pose: np.ndarray                 # c2w
+    levels: list                     # _Level per pyramid level
+    rho: np.ndarray                  # (H, W) level-0 inverse depth
+    var: np.ndarray                  # (H, W) its variance
+    known: np.ndarray                # (H, W) bool
+    prior: float
+    last_search_px: float = 0.0
+    lv_cache: dict = field(default_factory=dict)
+
+    def median_rho(self) -> float:
+        r = self.rho[self.known & (self.rho > 0)]
+        return float(np.median(r)) if r.size else self.prior
+
+    def level_data(self, lv: int, grad_min: float):
+        """Pixel coordinates, rays, inverse depths, their variances and reference intensities used at
+        level ``lv`` (every pixel with enough gradient; unknown depths at the prior, with its variance)."""
+        key = lv
+        if key in self.lv_cache:
+            return self.lv_cache[key]
+        rho, known = self.rho, self.known
+        var = np.where(known, self.var, (PRIOR_REL_SIGMA * self.prior) ** 2)
+        for _ in range(lv):
+            k = _down(known.astype(np.float64))
+            r = _down(np.where(known, rho, 0.0))
+            vk = _down(np.where(known, var, 0.0))
+            rho = np.where(k > 0, r / np.maximum(k, 1e-12), self.prior)
+            var = np.where(k > 0, vk / np.maximum(k, 1e-12), (PRIOR_REL_SIGMA * self.prior) ** 2)
+            known = k > 0
+        L = self.levels[lv]
+        mag = np.sqrt(L.gx ** 2 + L.gy ** 2)
+        H, W = L.img.shape
+        sel = (mag >= grad_min) & ~L.hole
+        sel[:1, :] = sel[-1:, :] = False
+        sel[:, :1] = sel[:, -1:] = False
+        vv, uu = np.nonzero(sel)
+        u, v = uu + 0.5, vv + 0.5
+        Ki = np.linalg.inv(L.K)
+        x = np.stack([Ki[0, 0] * u + Ki[0, 2], Ki[1, 1] * v + Ki[1, 2], np.ones_like(u)], axis=1)
+        d = (u, v, x, np.where(known[vv, uu], rho[vv, uu], self.prior), L.img[vv, uu],
+             np.where(known[vv, uu], var[vv, uu], (PRIOR_REL_SIGMA * self.prior) ** 2), known[vv, uu])
+        self.lv_cache[key] = d
+        return d
+
+
+class DirectEstimator:
+    """Callable ``(frames (N,H,W,3) uint8, K (3,3), depth0=None) -> EstimateResult`` (module docstring)."""
+
+    def __init__(self, params: Optional[DirectParams] = None):
+        self.p = params or DirectParams()
+
+    # -------------------------------------------------------------- tracking
+    def _depth_weights(self, T, data, L: _Level) -> np.ndarray:
+        """Per-pixel weight sigma_I^2 / (sigma_I^2 + (dr/drho)^2 var(rho)) at pose T (the residual's
+        variance from the depth's). Held fixed while a level iterates: re-evaluated inside the cost,
+        they would fall as the translation grows and reward spurious translation."""
+        u0, v0, x, rho, ref, var, _ = data
+        R, t = T[:3, :3], T[:3, 3]
+        Y0 = R[0, 0] * x[:, 0] + R[0, 1] * x[:, 1] + R[0, 2] + t[0] * rho
+        Y1 = R[1, 0] * x[:, 0] + R[1, 1] * x[:, 1] + R[1, 2] + t[1] * rho
+        Y2 = R[2, 0] * x[:, 0] + R[2, 1] * x[:, 1] + R[2, 2] + t[2] * rho
+        front = Y2 > 1e-6
+        iz = np.where(front, 1.0 / np.where(front, Y2, 1.0), 0.0)
+        u = L.K[0, 0] * Y0 * iz + L.K[0, 2]
+        v = L.K[1, 1] * Y1 * iz + L.K[1, 2]
+        s, _ = _sample(L.stack, u, v)
+        gu, gv = s[:, 1] * L.K[0, 0] * iz, s[:, 2] * L.K[1, 1] * iz
+        gz = -(s[:, 1] * L.K[0, 0] * Y0 + s[:, 2] * L.K[1, 1] * Y1) * iz * iz
+        drho = gu * t[0] + gv * t[1] + gz * t[2]
+        w = SIGMA_I ** 2 / (SIGMA_I ** 2 + drho * drho * var)
+        known = data[6]
+        n_known = int(known.sum())
+        if n_known >= max(self.p.min_known, self.p.min_known_frac * len(known)):
+            w = np.where(known, w, 0.0)  # enough known depth: prior depths would only bias the scale
+        return w
+
+    def _cost_and_system(self, T, ab, data, L: _Level, wdepth, need_system=True):
+        u0, v0, x, rho, ref, var, _ = data
+        R, t = T[:3, :3], T[:3, 3]
+        Y0 = R[0, 0] * x[:, 0] + R[0, 1] * x[:, 1] + R[0, 2] + t[0] * rho
+        Y1 = R[1, 0] * x[:, 0] + R[1, 1] * x[:, 1] + R[1, 2] + t[1] * rho
+        Y2 = R[2, 0] * x[:, 0] + R[2, 1] * x[:, 1] + R[2, 2] + t[2] * rho
+        front = Y2 > 1e-6
+        iz = np.where(front, 1.0 / np.where(front, Y2, 1.0), 0.0)
+        fx, fy, cx, cy = L.K[0, 0], L.K[1, 1], L.K[0, 2], L.K[1, 2]
+        u = fx * Y0 * iz + cx
+        v = fy * Y1 * iz + cy
+        s, inside = _sample(L.stack, u, v)
+        ok = front & inside & ~_sample_nearest(L.hole, u, v)
+        r = s[:, 0] - (ab[0] * ref + ab[1])
+        gu, gv = s[:, 1], s[:, 2]
+        # d r / d Y  (via the projection), then d Y / d xi with xi = (v, w): dY = w x Y + v rho
+        dY0, dY1 = gu * fx * iz, gv * fy * iz
+        dY2 = -(gu * fx * Y0 + gv * fy * Y1) * iz * iz
+        wv = wdepth
+        a = np.abs(r)
+        hw = np.where(a <= self.p.huber, 1.0, self.p.huber / np.maximum(a, 1e-12))
+        w = np.where(ok, hw * wv, 0.0)
+        cost = float(np.sum(np.where(ok, np.where(a <= self.p.huber, 0.5 * r * r,
+                                                  self.p.huber * (a - 0.5 * self.p.huber)) * wv, 0.0)))
+        n_ok = int(ok.sum())
+        if not need_system:
+            return cost, n_ok, None, None, r, ok
+        J = np.empty((len(r), 8))
+        J[:, 0], J[:, 1], J[:, 2] = dY0 * rho, dY1 * rho, dY2 * rho
+        J[:, 3] = dY1 * (-Y2) + dY2 * Y1     # (w x Y) = [w1 Y2 - w2 Y1, w2 Y0 - w0 Y2, w0 Y1 - w1 Y0]
+        J[:, 4] = dY0 * Y2 + dY2 * (-Y0)
+        J[:, 5] = dY0 * (-Y1) + dY1 * Y0
+        J[:, 6], J[:, 7] = -ref, -1.0
+        Jw = J * w[:, None]
+        H = np.einsum("ni,nj->ij", Jw, J)
+        g = np.einsum("ni,n->i", Jw, r)
+        return cost, n_ok, H, g, r, ok
+
+    def _track(self, kf: _Keyframe, tgt: list, T0: np.ndarray, ab0: np.ndarray,
+               levels_from: Optional[int] = None, levels_to: int = 0, rot_only: bool = False):
+        """Gauss-Newton from (T0, ab0) over levels ``levels_from`` .. ``levels_to``; ``rot_only`` keeps
+        the translation of T0 (zero for the rotation-only model) and fits rotation and brightness."""
+        free = np.arange(3, 8) if rot_only else np.arange(8)
+        T, ab = T0.copy(), ab0.copy()
+        n_lv = len(tgt)
+        top = n_lv - 1 if levels_from is None else levels_from
+        cost = float("inf")
+        for lv in range(top, levels_to - 1, -1):
+            data = kf.level_data(lv, self.p.grad_min / (2 ** lv))
+            if len(data[0]) < 8:
+                continue
+            iters = self.p.iters[min(lv, len(self.p.iters) - 1)]
+            wd = self._depth_weights(T, data, tgt[lv])
+            cost, n_ok, H, g, _, _ = self._cost_and_system(T, ab, data, tgt[lv], wd)
+            for _ in range(iters):
+                if n_ok < 8:
+                    break
+                Hf = H[np.ix_(free, free)]
+                Hd = Hf + np.diag(np.diag(Hf)) * 1e-6 + np.eye(len(free)) * 1e-9
+                dx = np.zeros(8)
+                try:
+                    dx[free] = -np.linalg.solve(Hd, g[free])
+                except np.linalg.LinAlgError:
+                    break
+                step = 1.0
+                accepted = False
+                for _h in range(4):
+                    Tn = _exp_se3(step * dx[:6]) @ T
+                    abn = ab + step * dx[6:]
+                    cn, nn, Hn, gn, _, _ = self._cost_and_system(Tn, abn, data, tgt[lv], wd)
+                    # compare costs per valid residual (pixels leaving the image must not look like progress)
+                    if nn >= 8 and cn / nn <= cost / max(n_ok, 1) * (1 + 1e-12):
+                        accepted = True
+                        break
+                    step *= 0.5
+                if not accepted:
+                    break
+                small = float(np.max(np.abs(step * dx[:6]))) < 1e-7
+                T, ab, cost, n_ok, H, g = Tn, abn, cn, nn, Hn, gn
+                if small:
+                    break
+        return T, ab
+
+    def _residual_stats(self, kf, tgt, T, ab):
+        data = kf.level_data(0, self.p.grad_min)
+        _, n_ok, _, _, r, ok = self._cost_and_system(T, ab, data, tgt[0], 1.0, need_system=False)
+        if n_ok == 0:
+            return 0, float("inf"), 0.0
+        inside = n_ok / max(1, len(r))
+        return n_ok, float(np.median(np.abs(r[ok]))), inside
+
+    # -------------------------------------------------------------- mapping
+    def _search_depth(self, kf: _Keyframe, tgt: list, T: np.ndarray, ab: np.ndarray) -> None:
+        p = self.p
+        L0k, L0t = kf.levels[0], tgt[0]
+        K = L0k.K
+        mag = np.sqrt(L0k.gx ** 2 + L0k.gy ** 2)
+        H, W = L0k.img.shape
+        sel = (mag >= p.grad_min) & ~L0k.hole
+        sel[:2, :] = sel[-2:, :] = False
+        sel[:, :2] = sel[:, -2:] = False
+        vv, uu = np.nonzero(sel)
+        if len(vv) == 0:
+            return
+        Ki = np.linalg.inv(K)
+        R, t = T[:3, :3], T[:3, 3]
+        rho_max = 1.0 / p.min_depth
+
+        def proj(du, dv, rho):
+            u = uu + 0.5 + du
+            v = vv + 0.5 + dv
+            x0, x1 = Ki[0, 0] * u + Ki[0, 2], Ki[1, 1] * v + Ki[1, 2]
+            Y0 = R[0, 0] * x0 + R[0, 1] * x1 + R[0, 2] + t[0] * rho
+            Y1 = R[1, 0] * x0 + R[1, 1] * x1 + R[1, 2] + t[1] * rho
+            Y2 = R[2, 0] * x0 + R[2, 1] * x1 + R[2, 2] + t[2] * rho
+            front = Y2 > 1e-6
+            iz = 1.0 / np.where(front, Y2, 1.0)
+            return K[0, 0] * Y0 * iz + K[0, 2], K[1, 1] * Y1 * iz + K[1, 2], front
+
+        ua, va, _ = proj(0, 0, 0.0)
+        ub, vb, _ = proj(0, 0, rho_max)
+        line = np.hypot(ub - ua, vb - va)
+        good = line >= p.stereo_min_px
+        if not good.any():
+            return
+        med = float(np.median(line[good]))
+        if med * kf.median_rho() / rho_max < p.stereo_min_disp or med < kf.last_search_px * 1.3:
+            return  # no useful baseline yet (a pan), or not much more than at the last search
+        kf.last_search_px = med
+        vv, uu, line = vv[good], uu[good], line[good]
+        # hypotheses uniform in inverse depth, at most ``stereo_step_px`` apart along the longest line
+        n_hyp = int(np.clip(np.ceil(float(line.max()) / p.stereo_step_px) + 1, 16, p.max_hyp))
+        hyps = np.linspace(0.0, rho_max, n_hyp)
+        pattern = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+        cost = np.zeros((n_hyp, len(vv)))
+        for du, dv in pattern:
+            ref = ab[0] * L0k.img[vv + dv, uu + du] + ab[1]
+            for j, rh in enumerate(hyps):
+                u, v, front = proj(du, dv, rh)
+                s, ok = _sample(L0t.stack[..., :1], u, v)
+                ok &= front
+                cost[j] += np.where(ok, (s[:, 0] - ref) ** 2, 1e6)
+        j = np.argmin(cost, axis=0)
+        n = np.arange(len(vv))
+        best = cost[j, n]
+        far = np.abs(np.arange(n_hyp)[:, None] - j[None, :]) > 2
+        second = np.min(np.where(far, cost, np.inf), axis=0)
+        ok = (best < p.stereo_max_cost) & (best < 0.5 * second)
+        # disparity at the estimate: below stereo_min_disp px the inverse depth is too uncertain to
+        # replace a prior (relative sigma = 0.5 px / disparity); it may still be fused with a known one
+        jm, jp = np.clip(j - 1, 0, n_hyp - 1), np.clip(j + 1, 0, n_hyp - 1)
+        cm, cp = cost[jm, n], cost[jp, n]
+        den = cm - 2 * best + cp
+        off = np.where((j > 0) & (j < n_hyp - 1) & (den > 1e-9), 0.5 * (cm - cp) / np.maximum(den, 1e-9), 0.0)
+        off = np.clip(off, -0.5, 0.5)
+        step = hyps[1] - hyps[0]
+        rho_new = np.maximum(0.0, hyps[j] + off * step)
+        var_new = (0.5 * rho_max / np.maximum(line, 1e-9)) ** 2 + (0.25 * step) ** 2
+        vv, uu, rho_new, var_new = vv[ok], uu[ok], rho_new[ok], var_new[ok]
+        kn = kf.known[vv, uu]
+        old, ov = kf.rho[vv, uu], kf.var[vv, uu]
+        consistent = np.abs(rho_new - old) <= 3 * np.sqrt(ov + var_new)
+        fuse = kn & consistent
+        # a prior is replaced only where the baseline gives a useful disparity at the keyframe's typical
+        # inverse depth (not at the estimate's: that would keep exactly the too-near false matches)
+        disp = line[ok] * kf.median_rho() / rho_max
+        replace = ~kn & (disp >= p.stereo_min_disp)
+        wsum = 1.0 / ov + 1.0 / var_new
+        fused = (old / ov + rho_new / var_new) / wsum
+        r2 = kf.rho.copy()
+        v2 = kf.var.copy()
+        r2[vv[fuse], uu[fuse]] = fused[fuse]
+        v2[vv[fuse], uu[fuse]] = 1.0 / wsum[fuse]
+        r2[vv[replace], uu[replace]] = rho_new[replace]
+        v2[vv[replace], uu[replace]] = var_new[replace]
+        kf.known[vv[replace], uu[replace]] = True
+        kf.rho, kf.var = r2, v2
+        kf.lv_cache.clear()
+
+    # -------------------------------------------------------------- keyframes
+    def _new_keyframe(self, idx, pose, levels, old: Optional[_Keyframe], T_tk: Optional[np.ndarray]) -> _Keyframe:
+        H, W = levels[0].img.shape
+        rho = np.zeros((H, W))
+        var = np.full((H, W), np.inf)
+        known = np.zeros((H, W), dtype=bool)
+        prior = old.median_rho() if old is not None else 1.0
+        if old is not None and T_tk is not None:
+            vv, uu = np.nonzero(old.known)
+            K = old.levels[0].K
+            Ki = np.linalg.inv(K)
+            x0, x1 = Ki[0, 0] * (uu + 0.5) + Ki[0, 2], Ki[1, 1] * (vv + 0.5) + Ki[1, 2]
+            r = old.rho[vv, uu]
+            R, t = T_tk[:3, :3], T_tk[:3, 3]
+            Y0 = R[0, 0] * x0 + R[0, 1] * x1 + R[0, 2] + t[0] * r
+            Y1 = R[1, 0] * x0 + R[1, 1] * x1 + R[1, 2] + t[1] * r
+            Y2 = R[2, 0] * x0 + R[2, 1] * x1 + R[2, 2] + t[2] * r
+            front = Y2 > 1e-6
+            iz = 1.0 / np.where(front, Y2, 1.0)
+            u = K[0, 0] * Y0 * iz + K[0, 2]
+            v = K[1, 1] * Y1 * iz + K[1, 2]
+            ix, iy = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+            ok = front & (ix >= 0) & (iy >= 0) & (ix < W) & (iy < H)
+            flat = iy[ok] * W + ix[ok]
+            rn = r[ok] / Y2[ok]
+            vn = old.var[vv, uu][ok] / Y2[ok] ** 2
+            buf = np.full(H * W, -1.0)
+            np.maximum.at(buf, flat, rn)
+            win = buf[flat] == rn
+            vbuf = np.full(H * W, np.inf)
+            np.minimum.at(vbuf, flat[win], vn[win])
+            hit = buf >= 0
+            rho.ravel()[hit] = buf[hit]
+            var.ravel()[hit] = vbuf[hit]
+            known.ravel()[hit] = True
+            # one-pixel cracks: the mean of >= 3 known 8-neighbours
+            pad_r = np.pad(np.where(known, rho, 0.0), 1)
+            pad_k = np.pad(known.astype(np.float64), 1)
+            pad_v = np.pad(np.where(known, var, 0.0), 1)
+            sr = sum(pad_r[1 + dy:H + 1 + dy, 1 + dx:W + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+            sk = sum(pad_k[1 + dy:H + 1 + dy, 1 + dx:W + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+            sv = sum(pad_v[1 + dy:H + 1 + dy, 1 + dx:W + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+            fill = ~known & (sk >= 3)
+            rho[fill] = sr[fill] / sk[fill]
+            var[fill] = 4.0 * sv[fill] / sk[fill]
+            known |= fill
+        rho[~known] = prior
+        return _Keyframe(index=idx, pose=pose, levels=levels, rho=rho, var=var, known=known, prior=prior)
+
+    # -------------------------------------------------------------- main loop
+    def __call__(self, frames: np.ndarray, K: np.ndarray, depth0: Optional[np.ndarray] = None) -> EstimateResult:
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 (N,H,W,3), got {frames.dtype} {frames.shape}")
+        N, H, W = frames.shape[:3]
+        K = np.asarray(K, dtype=np.float64)
+        p = self.p
+        n_levels = 1
+        while H // (2 ** n_levels) >= p.min_height and W // (2 ** n_levels) >= p.min_height:
+            n_levels += 1
+        poses = np.tile(np.eye(4), (N, 1, 1))
+        kinds: list[str] = []
+        notes: list[str] = []
+        metric = depth0 is not None
+        lv0 = _pyramid(frames[0], K, n_levels, p.blur_sigma)
+        kf = self._new_keyframe(0, np.eye(4), lv0, None, None)
+        if metric:
+            d = np.asarray(depth0, dtype=np.float64)
+            if d.shape != (H, W):
+                raise ValueError(f"depth0 must be ({H},{W}), got {d.shape}")
+            fin = np.isfinite(d) & (d > 0)
+            kf.rho = np.where(fin, 1.0 / np.where(fin, d, 1.0), 0.0)
+            kf.var = (0.01 * kf.rho) ** 2 + 1e-8
+            kf.known = np.isfinite(d) | (d == np.inf)
+            kf.prior = kf.median_rho()
+            kf.rho[~kf.known] = kf.prior
+        else:
+            kf.known[:] = True
+            kf.rho[:] = 1.0
+            kf.var[:] = 0.25
+        prev_luma = lv0[0].img
+        T_prev = np.eye(4)          # keyframe -> previous frame
+        vel = np.eye(4)             # previous frame motion (camera t-1 -> t, as T_t,t-1)
+        ab = np.array([1.0, 0.0])
+        n_kf, n_failed, n_static = 1, 0, 0
+        for i in range(1, N):
+            lv = _pyramid(frames[i], K, n_levels, p.blur_sigma)
+            if float(np.mean(np.abs(lv[0].img - prev_luma))) < p.static_eps:
+                poses[i] = poses[i - 1]
+                kinds.append("static")
+                n_static += 1
+                vel = np.eye(4)
+                continue
+            prev_luma = lv[0].img
+            top = n_levels - 1
+            best = None
+            for T0 in (vel @ T_prev, T_prev):
+                T_c, ab_c = self._track(kf, lv, T0, ab, levels_from=top, levels_to=top)
+                data = kf.level_data(top, p.grad_min / (2 ** top))
+                c, n_ok, *_ = self._cost_and_system(T_c, ab_c, data, lv[top],
+                                                    self._depth_weights(T_c, data, lv[top]), need_system=False)
+                score = c / max(n_ok, 1) if n_ok >= 8 else float("inf")
+                if best is None or score < best[0]:
+                    best = (score, T_c, ab_c)
+            T, ab_n = best[1], best[2]
+            if top > 0:
+                T, ab_n = self._track(kf, lv, T, ab_n, levels_from=top - 1, levels_to=0)
+            # model selection (like ORB-SLAM's homography vs essential matrix): the rotation-only model
+            # (camera centre of the keyframe) wins unless the full model explains the frame clearly better
+            T_r, ab_r = self._track(kf, lv, np.block([[T[:3, :3], np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]),
+                                    ab_n, levels_from=min(1, top), levels_to=0, rot_only=True)
+            d0 = kf.level_data(0, p.grad_min)
+            wd0 = self._depth_weights(T, d0, lv[0])
+            c_full, n_full, *_ = self._cost_and_system(T, ab_n, d0, lv[0], wd0, need_system=False)
+            c_rot, n_rot, *_ = self._cost_and_system(T_r, ab_r, d0, lv[0], wd0, need_system=False)
+            rotation_only = c_rot <= c_full * (1.0 + p.model_select)
+            if rotation_only:
+                T, ab_n = T_r, ab_r
+            n_ok, med_res, inside = self._residual_stats(kf, lv, T, ab_n)
+            jump = float(np.linalg.norm(T[:3, 3])) * kf.median_rho() > p.max_jump
+            if n_ok < p.min_valid or med_res > p.lost_residual or jump:
+                poses[i] = poses[i - 1]
+                kinds.append("failed")
+                n_failed += 1
+                kf = self._new_keyframe(i, poses[i], lv, kf, None)
+                T_prev, vel, ab = np.eye(4), np.eye(4), np.array([1.0, 0.0])
+                continue
+            ab = ab_n
+            poses[i] = kf.pose @ _inv(T)
+            kinds.append("rotation" if rotation_only else "track")
+            vel = T @ _inv(T_prev)
+            T_prev = T
+            self._search_depth(kf, lv, T, ab)
+            rot = _angle_deg(T[:3, :3])
+            trans_ratio = float(np.linalg.norm(T[:3, 3])) * kf.median_rho()
+            if inside < p.kf_overlap or rot > p.kf_max_rot_deg or trans_ratio > p.kf_trans_ratio:
+                kf = self._new_keyframe(i, poses[i], lv, kf, T)
+                n_kf += 1
+                T_prev = np.eye(4)
+                ab = np.array([1.0, 0.0])
+        notes.append(f"direct odometry: {n_kf} keyframes, {n_failed} failed and {n_static} static frames of {N - 1}")
+        return EstimateResult(poses=poses, step_kind=kinds, notes=notes, metric=metric)
