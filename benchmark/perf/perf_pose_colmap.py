@@ -11,7 +11,8 @@ Variants (frame 0 is always the task's first frame; same construction and seed a
   shuffled   frames 1.. in random order
   static     frame 0 repeated
 
-Each (estimator, variant, task) is run once with ``run_estimator(name, frames, K, depth0=GT depth of
+``colmap`` and ``colmap-rot`` share one COLMAP reconstruction per video (joint_colmap). Each
+(estimator, variant, task) is run once with ``run_estimator(name, frames, K, depth0=GT depth of
 frame 0)`` and cached under WORK/<estimator>/<variant>/<task>.npz (poses, step kinds, metric flag,
 seconds), so the script resumes; delete WORK after changing an estimator. Metrics per task come from
 ``score_action_following(gt_poses, est_poses, fps, est_metric)``; the tables show suite means (NaN-aware)
@@ -77,6 +78,22 @@ def run_one(est: str, frames: np.ndarray, K: np.ndarray, depth0: np.ndarray, pat
     return {"poses": res.poses, "step_kind": list(res.step_kind), "metric": bool(res.metric), "seconds": sec}
 
 
+def joint_colmap(frames, K, depth0, work: Path, variant: str, task_id: str) -> None:
+    """``colmap`` and ``colmap-rot`` from one COLMAP reconstruction (they differ only in how frames
+    in no model are posed); both get the time of the whole run."""
+    from benchmark.pose_estimation.colmap_estimator import ColmapEstimator
+
+    t0 = time.perf_counter()
+    res = ColmapEstimator().estimate(frames, K, depth0, fallbacks=(False, True))
+    sec = time.perf_counter() - t0
+    for name, r in zip(("colmap", "colmap-rot"), res):
+        path = work / name / variant / f"{task_id}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, poses=r.poses, step_kind=np.array(r.step_kind, dtype=str), metric=r.metric, seconds=sec)
+        os.replace(tmp, path)
+
+
 def _nanmean(xs) -> float:
     xs = [x for x in xs if x is not None and math.isfinite(x)]
     return float(np.mean(xs)) if xs else float("nan")
@@ -90,7 +107,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite-dir", required=True)
     ap.add_argument("--work", default="/tmp/colmap_eval/work")
-    ap.add_argument("--estimators", default="colmap,opencv")
+    ap.add_argument("--estimators", default="colmap,colmap-rot,opencv")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--tasks", default="")
     ap.add_argument("--variant-tasks", default="", help="tasks for the variants other than gt (default: all)")
@@ -118,6 +135,8 @@ def main(argv=None) -> int:
                 path = work / est / v / f"{t.task_id}.npz"
                 if a.report_only and not path.exists():
                     continue
+                if est in ("colmap", "colmap-rot") and not path.exists() and not a.report_only:
+                    joint_colmap(vids[v], t.K, depth0, work, v, t.task_id)
                 r = run_one(est, vids[v], t.K, depth0, path)
                 af = score_action_following(t.gt_poses, r["poses"], t.fps, est_metric=r["metric"])
                 n = len(r["step_kind"])

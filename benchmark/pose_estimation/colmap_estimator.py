@@ -5,33 +5,47 @@ Selectable as ``--estimator colmap`` (registry name ``colmap``). Optional depend
 that command.
 
 Pipeline (one temporary folder per call, removed afterwards):
-1. Frames (N,H,W,3) uint8 narrower than ``min_width`` are upscaled (bicubic) by f = min_width / W
-   and K becomes diag(f, f, 1) K (exact: the suite and COLMAP both put pixel centres at
-   integer + 0.5). They are written as lossless PNGs ``000000.png``...
-2. SIFT feature extraction (CPU, one thread), one shared PINHOLE camera with the suite's K.
-3. Sequential matching: frame i against i+1..i+``overlap`` (linear) plus i+2^k (``quadratic``)
-   up to ``max_gap``; no loop detection (it needs a vocabulary tree, i.e. a download).
-   Geometric verification with fixed RANSAC seeds.
-4. Incremental mapping with the intrinsics held fixed (no focal, principal-point or extra-parameter
-   refinement in BA or absolute-pose estimation), fixed random seeds, one thread.
+0. Repeated frames: a frame whose mean absolute luma difference to the last kept frame is <=
+   ``static_mad`` grey levels (an idle camera) is not handed to COLMAP; it takes the pose of the
+   last kept frame (step kind "static"). Identical frames give zero-parallax matches that only slow
+   bundle adjustment down and can seed a degenerate initial pair.
+1. Kept frames narrower than ``min_width`` are upscaled (bicubic) by f = min_width / W and K becomes
+   diag(f, f, 1) K (exact: the suite and COLMAP both put pixel centres at integer + 0.5). They are
+   written as lossless PNGs named by frame index.
+2. SIFT feature extraction (CPU, one thread; COLMAP's first_octave=-1 doubles the image again),
+   one shared PINHOLE camera with the suite's K.
+3. Sequential matching over an explicit pair list: kept frame i against i+1..i+``overlap`` plus
+   i + 2^k * ``overlap`` up to ``max_gap`` (``quadratic_overlap``); no loop detection (COLMAP's
+   needs a vocabulary tree, i.e. a download). Geometric verification with a fixed RANSAC seed.
+4. Incremental mapping (several models allowed) with the intrinsics held fixed (no focal,
+   principal-point or extra-parameter refinement, neither in bundle adjustment nor in absolute-pose
+   estimation), fixed random seeds, one thread; COLMAP's initial-pair bars (median triangulation
+   angle ``init_min_tri_angle`` = 16 deg, 100 inliers); global BA each time a model grows by
+   ``ba_global_ratio`` (30%; COLMAP: 10%), at most ``ba_global_max_refinements`` refinements (speed;
+   capping the BA iterations instead broke models, measured).
 5. Poses: COLMAP's cam_from_world of each registered image, inverted to camera-to-world (COLMAP's
    camera axes are OpenCV's), re-expressed relative to frame 0 (frame 0 = identity).
 
-Multiple models. COLMAP starts a new model when registration breaks. The returned trajectory is
-chained in frame order: the model holding frame 0 (or, if none does, the one holding the earliest
-frame) comes first; a later model that shares registered frames with the trajectory so far is
-attached by a Sim(3) fitted on the shared camera centres and rotations (median scale); a model that
-shares none is attached at its first frame, which is given the pose of the frame before it (the gap
-is taken as no motion), with its scale set so its median per-frame camera displacement equals the
-median per-frame displacement of the trajectory before it. Each such junction is counted and listed
-in ``notes``.
+Degenerate models. A model in which a camera moves more than ``max_step_depth`` (0.25) x the
+model's median point depth between consecutive frames is discarded (its frames count as failed).
+On pure pans COLMAP still finds "initial pairs" (noise) and builds models whose camera centres jump
+by 1e3-1e9 x the scene depth; this rule removes them (the suite moves <= 0.1 m per frame at >= ~1 m).
+
+Multiple models. The trajectory is chained in frame order: the model holding frame 0 (the largest
+if several), else the one holding the earliest frame, is the reference. Every other model, by its
+first frame, is scaled by (reference's median point depth) / (its median point depth) (the same
+scene is seen at a similar depth; centre distances are useless on the pure rotations where models
+break), and rotated / translated onto the trajectory: with shared frames by the chordal mean of
+the rotation offsets and the median centre offset; with none at its first frame, which gets the
+pose of the last trajectory frame before it (the gap is taken as no motion). Each junction is
+listed in ``notes``. Frames already in the trajectory keep their pose.
 
 Unregistered frames (COLMAP could not pose them, or they fall in a gap between models): rotation
 is slerped and the camera centre linearly interpolated between the nearest registered frames before
 and after; before the first / after the last registered frame the nearest registered pose is held.
-Their ``step_kind`` is "failed" (step i describes frame i+1), registered frames get "sfm".
-Frame 0 unregistered: it is the identity by definition and the poses are expressed relative to the
-first registered frame (which is then "failed" relative to frame 0: the steps up to it are failed).
+Their ``step_kind`` is "failed" (step i describes frame i+1); registered frames get "sfm", repeats
+"static". Frame 0 unregistered: poses are expressed relative to the first registered frame and
+every step up to it is "failed".
 
 Metric scale. With ``depth0`` (frame 0's ground-truth planar depth in metres, inf = sky), the
 trajectory is scaled so that the depths of the 3D points observed in frame 0 (in frame 0's camera)
@@ -41,11 +55,12 @@ is not registered or sees too few points, the scale is COLMAP's (arbitrary) and 
 
 Determinism: every COLMAP stage runs on one thread with fixed random seeds
 (``pycolmap.set_random_seed`` and every ``random_seed`` option), so the same frames give
-bit-identical poses whatever OMP_NUM_THREADS says.
+bit-identical poses whatever OMP_NUM_THREADS says (tested in a second process).
 
-Known limitation (measured, reports/perf_pose_colmap.md): incremental SfM needs a baseline to
-initialise (``init_min_tri_angle``), so pure pans / rotations with no translation cannot be
-reconstructed at all: those frames are failed, held at the identity.
+Known limitations (measured on the smoke suite, reports/perf_pose_colmap.md): incremental SfM needs
+a baseline to initialise and to triangulate, so pure pans / rotations with no translation are not
+reconstructed: those frames are failed (held / interpolated). It is slow on CPU (tenths of a
+second per frame on 2 cores, mostly bundle adjustment).
 """
 from __future__ import annotations
 
@@ -54,7 +69,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
@@ -104,6 +119,9 @@ class ColmapEstimator:
     seed: int = 0
     num_threads: int = 1
     verbose: bool = False              # COLMAP's INFO log (off: warnings and errors only)
+    rotation_fallback: bool = False    # pose frames in no model by a rotation-only fit ("colmap-rot")
+    rot_min_inliers: int = 15
+    rot_tol_deg: float = 0.25          # inlier tolerance floor of the rotation-only fit
 
     # -- COLMAP stages ----------------------------------------------------------------------
     def _write_images(self, frames: np.ndarray, K: np.ndarray, image_dir: str, keep: list[int]):
@@ -216,28 +234,74 @@ class ColmapEstimator:
 
     # -- main entry -------------------------------------------------------------------------
     def __call__(self, frames: np.ndarray, K: np.ndarray, depth0: Optional[np.ndarray] = None) -> EstimateResult:
+        return self.estimate(frames, K, depth0, fallbacks=(self.rotation_fallback,))[0]
+
+    def estimate(self, frames: np.ndarray, K: np.ndarray, depth0: Optional[np.ndarray] = None,
+                 fallbacks: tuple[bool, ...] = (False,)) -> list[EstimateResult]:
+        """One reconstruction, assembled once per entry of ``fallbacks`` (rotation-only fallback
+        off / on), so both variants can be evaluated for the price of one COLMAP run."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 (N,H,W,3), got {frames.dtype} {frames.shape}")
         n = frames.shape[0]
-        if n < 2:
-            return EstimateResult(poses=np.tile(np.eye(4), (n, 1, 1)), step_kind=[], metric=depth0 is not None)
         pycolmap = _import_pycolmap()
+        if n < 2:
+            return [EstimateResult(poses=np.tile(np.eye(4), (n, 1, 1)), step_kind=[], metric=depth0 is not None)
+                    for _ in fallbacks]
+        keep = self._static_keep(frames)
+        if len(keep) < 2:
+            return [EstimateResult(poses=np.tile(np.eye(4), (n, 1, 1)), step_kind=["static"] * (n - 1),
+                                   notes=["colmap: every frame repeats frame 0 (static video)"],
+                                   metric=depth0 is not None) for _ in fallbacks]
         level = pycolmap.logging.minloglevel
         if not self.verbose:
             pycolmap.logging.minloglevel = max(level, 2)
         work = tempfile.mkdtemp(prefix="relic-colmap-")
+        db = None
         try:
-            keep = self._static_keep(frames)
-            if len(keep) < 2:
-                return EstimateResult(poses=np.tile(np.eye(4), (n, 1, 1)), step_kind=["static"] * (n - 1),
-                                      notes=["colmap: every frame repeats frame 0 (static video)"],
-                                      metric=depth0 is not None)
             recs, f = self._reconstruct(frames, K, work, keep)
-            return _assemble(recs, n, f, depth0, self.min_anchor_points, self.max_step_depth, keep)
+            out = []
+            for fb in fallbacks:
+                rot_fn = None
+                if fb:
+                    if db is None:
+                        db = pycolmap.Database.open(os.path.join(work, "database.db"))
+                    rot_fn = self._rotation_fn(db, np.diag([f, f, 1.0]) @ np.asarray(K, dtype=np.float64))
+                out.append(_assemble(recs, n, f, depth0, self.min_anchor_points, self.max_step_depth, keep, rot_fn))
+            return out
         finally:
+            if db is not None:
+                db.close()
             pycolmap.logging.minloglevel = level
             shutil.rmtree(work, ignore_errors=True)
+
+    def _rotation_fn(self, db, Ku: np.ndarray) -> Callable[[int, int], Optional[np.ndarray]]:
+        """rot(p, j): rotation-only fit (Kabsch on the bearings of COLMAP's verified inlier matches)
+        from kept frame p to kept frame j; None without a verified pair or with too few inliers."""
+        Kinv = np.linalg.inv(Ku)
+        ids: dict[int, int] = {}
+
+        def image_id(i: int) -> int:
+            if i not in ids:
+                ids[i] = db.read_image_with_name(f"{i:06d}.png").image_id
+            return ids[i]
+
+        def bearings(image: int, idx: np.ndarray) -> np.ndarray:
+            xy = np.asarray(db.read_keypoints(image), dtype=np.float64)[idx, :2]
+            b = np.column_stack([xy, np.ones(len(xy))]) @ Kinv.T
+            return b / np.linalg.norm(b, axis=1, keepdims=True)
+
+        def rot(p: int, j: int) -> Optional[np.ndarray]:
+            a, b = image_id(p), image_id(j)
+            if not db.exists_two_view_geometry(a, b):
+                return None
+            m = np.asarray(db.read_two_view_geometry(a, b).inlier_matches)
+            if m.ndim != 2 or len(m) < self.rot_min_inliers:
+                return None
+            return _rotation_only(bearings(a, m[:, 0]), bearings(b, m[:, 1]), self.rot_min_inliers,
+                                  np.radians(self.rot_tol_deg))
+
+        return rot
 
 
 # -- assembling COLMAP models into one trajectory ------------------------------------------------
@@ -284,32 +348,84 @@ def _sim3_apply(s: float, R: np.ndarray, t: np.ndarray, c2w: np.ndarray) -> np.n
     return out
 
 
-def _chain_models(models: list[tuple[dict[int, np.ndarray], float]], notes: list[str]) -> dict[int, np.ndarray]:
-    """Chain COLMAP models (poses, median point depth) into one pose dict in the world of the first
-    one; see the module docstring."""
-    traj, d_ref = dict(models[0][0]), models[0][1]
-    for m, d_m in sorted(models[1:], key=lambda it: min(it[0])):
-        s = d_ref / d_m if d_m > 0 else 1.0
-        shared = sorted(set(m) & set(traj))
-        if shared:
-            # rotation: chordal mean of R_traj R_m^T; translation: median of c_traj - s R c_m.
-            acc = sum(traj[k][:3, :3] @ m[k][:3, :3].T for k in shared)
-            u, _, vt = np.linalg.svd(acc)
-            R = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
-            t = np.median(np.stack([traj[k][:3, 3] - s * (R @ m[k][:3, 3]) for k in shared]), axis=0)
-            notes.append(f"colmap: model with frames {min(m)}-{max(m)} attached by {len(shared)} shared frame(s)")
-        else:
-            j = min(m)
-            before = [k for k in traj if k < j]
-            anchor = traj[max(before)] if before else traj[min(traj)]
-            R = anchor[:3, :3] @ m[j][:3, :3].T
-            t = anchor[:3, 3] - s * (R @ m[j][:3, 3])
-            notes.append(f"colmap: model with frames {min(m)}-{max(m)} shares no frame with the trajectory: "
-                         f"attached at frame {j} with no motion over the gap")
-        for k, p in m.items():
-            if k not in traj:
-                traj[k] = _sim3_apply(s, R, t, p)
-    return traj
+def _rotate_from(prev: np.ndarray, R_rel: np.ndarray) -> np.ndarray:
+    """Pose of a camera at ``prev``'s centre turned by R_rel (bearing b = R_rel a from prev to it)."""
+    out = prev.copy()
+    out[:3, :3] = prev[:3, :3] @ R_rel.T
+    return out
+
+
+def _chain_models(models: list[tuple[dict[int, np.ndarray], float]], kept: list[int], notes: list[str],
+                  rot_fn: Optional[Callable[[int, int], Optional[np.ndarray]]] = None
+                  ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    """Walk the kept frames in order and give each a pose (module docstring, "Multiple models").
+
+    ``models``: (frame -> c2w, median point depth); ``models[0]`` is the reference (it holds frame
+    0), or None for frame 0 at the identity without a model. ``rot_fn(p, j)``: rotation-only fit
+    from kept frame p to j (None when it has too few matches); without ``rot_fn`` a frame no model
+    holds is left out (interpolated later). Returns (poses, kind per posed frame)."""
+    ref = models[0]
+    traj: dict[int, np.ndarray] = dict(ref[0]) if ref is not None else {kept[0]: np.eye(4)}
+    kind = {k: "sfm" for k in traj} if ref is not None else {kept[0]: "sfm"}
+    d_ref = ref[1] if ref is not None else None
+    pending = sorted(models[1:], key=lambda it: (min(it[0]), -len(it[0])))
+    prev = kept[0]
+    for j in kept[1:]:
+        if j in traj:
+            prev = j
+            continue
+        hit = [it for it in pending if j in it[0]]
+        if hit:
+            m, d_m = max(hit, key=lambda it: len(it[0]))
+            pending = [it for it in pending if it[0] is not m]
+            if d_ref is None:
+                d_ref = d_m
+            s = d_ref / d_m if d_m > 0 else 1.0
+            shared = sorted(set(m) & set(traj))
+            if shared:
+                # rotation: chordal mean of R_traj R_m^T; translation: median of c_traj - s R c_m.
+                acc = sum(traj[k][:3, :3] @ m[k][:3, :3].T for k in shared)
+                u, _, vt = np.linalg.svd(acc)
+                R = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+                t = np.median(np.stack([traj[k][:3, 3] - s * (R @ m[k][:3, 3]) for k in shared]), axis=0)
+                notes.append(f"colmap: model with frames {min(m)}-{max(m)} attached by {len(shared)} shared frame(s)")
+            else:
+                before = max(k for k in traj if k < j)
+                R_rel = rot_fn(before, j) if rot_fn is not None else None
+                anchor = _rotate_from(traj[before], R_rel) if R_rel is not None else traj[before]
+                R = anchor[:3, :3] @ m[j][:3, :3].T
+                t = anchor[:3, 3] - s * (R @ m[j][:3, 3])
+                how = "a rotation-only fit" if R_rel is not None else "no motion"
+                notes.append(f"colmap: model with frames {min(m)}-{max(m)} shares no frame with the trajectory: "
+                             f"attached at frame {j} with {how} since frame {before}")
+            for k, p in m.items():
+                if k not in traj:
+                    traj[k] = _sim3_apply(s, R, t, p)
+                    kind[k] = "sfm"
+        elif rot_fn is not None:
+            R_rel = rot_fn(prev, j)
+            if R_rel is not None:
+                traj[j], kind[j] = _rotate_from(traj[prev], R_rel), "rotation"
+            else:
+                traj[j], kind[j] = traj[prev].copy(), "failed"
+        prev = j if j in traj else prev
+    return traj, kind
+
+
+def _rotation_only(b1: np.ndarray, b2: np.ndarray, min_inliers: int, tol_rad: float) -> Optional[np.ndarray]:
+    """Rotation R with b2 ~ R b1 for unit bearings (M,3): Kabsch, then three rounds keeping the
+    matches within max(3 x median, tol) of the fit; None with fewer than ``min_inliers``."""
+    keep = np.ones(len(b1), dtype=bool)
+    R = None
+    for _ in range(4):
+        if keep.sum() < min_inliers:
+            return None
+        h = b1[keep].T @ b2[keep]
+        u, _, vt = np.linalg.svd(h)
+        R = vt.T @ np.diag([1.0, 1.0, np.sign(np.linalg.det(vt.T @ u.T))]) @ u.T
+        err = np.arccos(np.clip(np.sum((b1 @ R.T) * b2, axis=1), -1.0, 1.0))
+        keep = err <= max(3.0 * float(np.median(err[keep])), tol_rad)
+    return R if keep.sum() >= min_inliers else None
 
 
 def _fill(traj: dict[int, np.ndarray], n: int) -> np.ndarray:
@@ -363,7 +479,8 @@ def _anchor_scale(rec, depth0: np.ndarray, f: float, min_points: int) -> tuple[O
 
 
 def _assemble(recs: dict, n: int, f: float, depth0: Optional[np.ndarray], min_anchor_points: int,
-              max_step_depth: float = 0.25, keep: Optional[list[int]] = None) -> EstimateResult:
+              max_step_depth: float = 0.25, keep: Optional[list[int]] = None,
+              rot_fn: Optional[Callable[[int, int], Optional[np.ndarray]]] = None) -> EstimateResult:
     notes: list[str] = []
     items = []
     for rid, rec in sorted(recs.items()):
@@ -377,35 +494,30 @@ def _assemble(recs: dict, n: int, f: float, depth0: Optional[np.ndarray], min_an
                          f"{ratio:.3g} x the median scene depth in one frame; pure rotation?)")
             continue
         items.append((rid, rec, P, depth))
-    if not items:
-        notes.append(f"colmap: no model reconstructed; all {n - 1} frames failed (held at frame 0)")
-        return EstimateResult(poses=np.tile(np.eye(4), (n, 1, 1)), step_kind=["failed"] * (n - 1), notes=notes,
-                              metric=False)
-    # reference model: the one holding frame 0 (most images if several), else the earliest frame.
+    keep = list(range(n)) if keep is None else list(keep)
+    # reference model: the one holding frame 0 (most images if several); none -> frame 0 = identity
     with0 = [it for it in items if 0 in it[2]]
-    ref = max(with0, key=lambda it: (len(it[2]), -it[0])) if with0 else min(items, key=lambda it: (min(it[2]), it[0]))
+    ref = max(with0, key=lambda it: (len(it[2]), -it[0])) if with0 else None
     others = [it for it in items if it is not ref]
-    traj = _chain_models([(ref[2], ref[3])] + [(it[2], it[3]) for it in others], notes)
+    traj, kind = _chain_models([(ref[2], ref[3]) if ref is not None else None] + [(it[2], it[3]) for it in others],
+                               keep, notes, rot_fn)
+    if not items:
+        notes.append("colmap: no model reconstructed")
+    elif ref is None:
+        notes.append("colmap: frame 0 is in no model; it is the identity and the scale is arbitrary")
     if len(items) > 1:
         notes.append(f"colmap: {len(items)} models chained")
-    keep = list(range(n)) if keep is None else list(keep)
     is_kept = np.zeros(n, dtype=bool)
     is_kept[keep] = True
-    registered = np.zeros(n, dtype=bool)
-    registered[sorted(traj)] = True
     # repeated frames (not handed to COLMAP) take the pose of the last kept frame before them
     src = np.maximum.accumulate(np.where(is_kept, np.arange(n), 0))
     for i in range(n):
-        if not is_kept[i] and registered[src[i]]:
+        if not is_kept[i] and src[i] in traj:
             traj[i] = traj[src[i]]
     poses = _fill(traj, n)
-    first = int(np.argmax(registered))
-    poses = np.linalg.inv(poses[first])[None] @ poses
-    if first > 0:
-        notes.append(f"colmap: frame 0 not registered; poses relative to frame {first}")
-        registered[:first + 1] = False  # steps up to the first registered frame are unknown
+    poses = np.linalg.inv(poses[0])[None] @ poses
     metric = False
-    if depth0 is not None and first == 0:
+    if depth0 is not None and ref is not None:
         s, npts = _anchor_scale(ref[1], np.asarray(depth0, dtype=np.float64), f, min_anchor_points)
         if s is not None:
             poses[:, :3, 3] *= s
@@ -413,12 +525,19 @@ def _assemble(recs: dict, n: int, f: float, depth0: Optional[np.ndarray], min_an
             notes.append(f"colmap: metric scale from frame 0's depth on {npts} points")
         else:
             notes.append(f"colmap: only {npts} frame-0 points with depth; scale left arbitrary")
+    if depth0 is not None and not metric and not np.any(poses[:, :3, 3]):
+        metric = True  # no model: every translation is exactly 0, which is 0 m in any scale
+        notes.append("colmap: no translation estimated anywhere (0 m, metric)")
     poses[0] = np.eye(4)
-    step_kind = ["failed" if not registered[src[i + 1]] else "sfm" if is_kept[i + 1] else "static"
-                 for i in range(n - 1)]
-    if first > 0:
-        step_kind[:first] = ["failed"] * first
-    nf = step_kind.count("failed")
+
+    def step(i: int) -> str:
+        k = kind.get(int(src[i]), "failed")
+        return k if is_kept[i] or k == "failed" else "static"
+
+    step_kind = [step(i + 1) for i in range(n - 1)]
+    nf, nr = step_kind.count("failed"), step_kind.count("rotation")
+    if nr:
+        notes.append(f"colmap: {nr}/{n - 1} frames in no model posed by a rotation-only fit (no translation)")
     if nf:
-        notes.append(f"colmap: {nf}/{n - 1} frames not registered (interpolated / held)")
+        notes.append(f"colmap: {nf}/{n - 1} frames not posed (interpolated / held)")
     return EstimateResult(poses=poses, step_kind=step_kind, notes=notes, metric=metric)

@@ -210,7 +210,8 @@ def test_chain_recovers_a_similarity_from_shared_frames():
         m2[i] = p
     notes: list[str] = []
     # model depths: the same scene is 3x smaller in model 2's units
-    out = ce._chain_models([(traj, 3.0), (m2, 1.0)], notes)
+    out, kind = ce._chain_models([(traj, 3.0), (m2, 1.0)], list(range(15)), notes)
+    assert all(kind[i] == "sfm" for i in range(15))
     for i in range(10, 15):
         np.testing.assert_allclose(out[i], truth[i], atol=1e-9)
     assert "3 shared frame(s)" in notes[0]
@@ -220,7 +221,40 @@ def test_chain_without_shared_frames_holds_pose_over_the_gap():
     a = {0: _pose([0, 0, 0], [0, 0, 0]), 1: _pose([0, 0, 0], [1.0, 0, 0])}
     b = {4: _pose([0, 0.3, 0], [7.0, 7.0, 7.0]), 5: _pose([0, 0.3, 0], [7.0, 7.0, 9.0])}
     notes: list[str] = []
-    out = ce._chain_models([(a, 2.0), (b, 1.0)], notes)
+    out, kind = ce._chain_models([(a, 2.0), (b, 1.0)], [0, 1, 2, 3, 4, 5], notes)
+    assert 2 not in out and 3 not in out  # no rotation fallback: left to interpolation
     np.testing.assert_allclose(out[4], a[1], atol=1e-12)  # no motion over frames 2-3
     assert np.linalg.norm(out[5][:3, 3] - out[4][:3, 3]) == pytest.approx(4.0)  # depth ratio 2 x 2 m
     assert "shares no frame" in notes[0]
+
+
+def test_chain_rotation_fallback_turns_in_place_and_carries_the_next_model():
+    a = {0: _pose([0, 0, 0], [0, 0, 0]), 1: _pose([0, 0, 0], [1.0, 0, 0])}
+    b = {4: _pose([0, 0, 0], [0, 0, 0]), 5: _pose([0, 0, 0], [0, 0, 1.0])}
+    step = Rotation.from_rotvec([0, 0.1, 0]).as_matrix()  # bearing b = R a: the camera turns by -0.1 rad
+
+    def rot(p, j):
+        return None if j == 3 else step
+
+    out, kind = ce._chain_models([(a, 1.0), (b, 1.0)], [0, 1, 2, 3, 4, 5], [], rot)
+    assert [kind[i] for i in range(6)] == ["sfm", "sfm", "rotation", "failed", "sfm", "sfm"]
+    for i in (2, 3, 4):
+        np.testing.assert_allclose(out[i][:3, 3], [1.0, 0, 0], atol=1e-12)  # centre held
+    np.testing.assert_allclose(out[2][:3, :3], step.T, atol=1e-12)
+    np.testing.assert_allclose(out[3], out[2])  # no fit: held, failed
+    np.testing.assert_allclose(out[4][:3, :3], step.T @ step.T, atol=1e-12)  # model b starts turned
+    np.testing.assert_allclose(out[5][:3, 3], np.array([1.0, 0, 0]) + step.T @ step.T @ np.array([0, 0, 1.0]),
+                               atol=1e-12)
+
+
+def test_rotation_only_fit_recovers_rotation_with_outliers():
+    rng = np.random.default_rng(1)
+    b1 = rng.normal(size=(60, 3)) + [0, 0, 3]
+    b1 /= np.linalg.norm(b1, axis=1, keepdims=True)
+    R = Rotation.from_rotvec([0.02, -0.05, 0.01]).as_matrix()
+    b2 = b1 @ R.T
+    b2[:10] = rng.normal(size=(10, 3)) + [0, 0, 3]  # 10 wrong matches
+    b2 /= np.linalg.norm(b2, axis=1, keepdims=True)
+    est = ce._rotation_only(b1, b2, 15, np.radians(0.25))
+    assert np.degrees(Rotation.from_matrix(est.T @ R).magnitude()) < 1e-6
+    assert ce._rotation_only(b1[:12], b2[:12], 15, np.radians(0.25)) is None
