@@ -28,6 +28,8 @@ _REGISTRY: dict[str, Callable[[], EstimatorFn]] = {
     # COLMAP incremental SfM (optional extra `pip install -e .[colmap]`; imported on first use)
     "colmap": lambda: __import__("benchmark.pose_estimation.colmap_estimator",
                                  fromlist=["ColmapEstimator"]).ColmapEstimator(),
+    "colmap-rot": lambda: __import__("benchmark.pose_estimation.colmap_estimator",
+                                     fromlist=["ColmapEstimator"]).ColmapEstimator(rotation_fallback=True),
 }
 
 
