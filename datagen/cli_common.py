@@ -126,7 +126,7 @@ def parse_resolution(text: str, multiple: int = 1, presets: Optional[dict] = Non
     t = str(text).strip().lower()
     if presets and t in presets:
         return tuple(presets[t])
-    m = re.fullmatch(r"(\d{1,6})\s*[x\*]\s*(\d{1,6})", t)
+    m = re.fullmatch(r"(\d{1,6})x(\d{1,6})", t)
     if not m:
         names = f" or a preset ({', '.join(presets)})" if presets else ""
         raise ValueError(f"resolution {text!r}: expected WxH (e.g. 112x64){names}")
@@ -197,11 +197,11 @@ def ensure_output_dir(path, ours: Iterable[str] = (), what: str = "output folder
     return p
 
 
-def ensure_output_file(path, option: str = "--out") -> Path:
+def ensure_output_file(path, option: str = "--out", example: str = "out") -> Path:
     """Check that `path` can be written as a file: not a folder, its parent not a file."""
     p = Path(path)
     if p.is_dir():
-        raise CliError(f"{option} {p} is a folder; give a file path (e.g. {p / 'out'}{p.suffix or ''})")
+        raise CliError(f"{option} {p} is a folder; give a file path (e.g. {p / example})")
     for parent in p.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -18,19 +18,26 @@ import json
 import time
 from pathlib import Path
 
+from datagen.cli_common import int_at_least, positive_int
+
+# what `relic demo` writes into --out
+DEMO_ENTRIES = ("corpus", "train", "suite", "bench")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"),
+                   help="output folder (a non-empty folder that is not a demo run is refused unless --force)")
+    p.add_argument("--force", action="store_true", help="write into --out even when it holds other files")
     p.add_argument("--quick", action="store_true",
                    help="fastest path: capture at most --corpus-limit (default 4) corpus episodes")
     p.add_argument("--validity", action="store_true",
                    help="also run the six noisy-oracle variants of the report's metric-validity section "
                         "(about as long again as the baselines)")
-    p.add_argument("--train-steps", type=int, default=0,
+    p.add_argument("--train-steps", type=int_at_least(0), default=0,
                    help="steps of a short fine-tune with `relic train` to show training works (0 = skip)")
     p.add_argument("--train-config", default="tiny", help="RelicConfig for the fine-tune (default: tiny)")
     p.add_argument("--corpus-config", default=None, help="corpus YAML (default: datagen's default config)")
-    p.add_argument("--corpus-limit", type=int, default=None,
+    p.add_argument("--corpus-limit", type=positive_int, default=None,
                    help="capture at most this many episodes (default: all; --quick: 4)")
     p.add_argument("--skip-corpus", action="store_true", help="do not build the corpus")
     p.add_argument("--models", default=None, help="override the benchmarked models (comma-separated specs)")
@@ -121,8 +128,10 @@ def run(args) -> int:
     from benchmark.tasks.io import load_suite
     from benchmark.tasks.suite import build_suite, suite_spec
 
+    from datagen.cli_common import ensure_output_dir
+
     t_all = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(args.out, ours=DEMO_ENTRIES, what="demo run", force=args.force)
     corpus = None if args.skip_corpus else build_corpus(args)
     if args.skip_corpus:
         print("\n== 1/5 corpus: skipped (--skip-corpus)")

@@ -3,19 +3,30 @@ from __future__ import annotations
 
 import sys
 
+from datagen.cli_common import host, port, positive_int
+
+# what `relic datagen build` writes into --out (anything else there is someone else's)
+CORPUS_ENTRIES = ("corpus.json", "manifest.parquet", "manifest.csv", "episodes", "report", ".tmp",
+                  ".build.lock", ".server_logs", ".manifest*", ".corpus*")
+
 
 def add_arguments(p) -> None:
     p.add_argument("--config", default=None, help="corpus YAML (default: datagen/configs/default_corpus.yaml)")
-    p.add_argument("--out", required=True, help="corpus directory (created; re-running resumes)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes for the embedded backend (default 2)")
+    p.add_argument("--out", required=True,
+                   help="corpus folder (created; re-running resumes; a non-empty folder that is not a corpus "
+                        "is refused unless --force)")
+    p.add_argument("--force", action="store_true",
+                   help="write the corpus into --out even when it already holds other files")
+    p.add_argument("--workers", type=positive_int, default=2, help="worker processes for the embedded backend")
     p.add_argument("--backend", choices=("embedded", "unrealcv"), default="embedded",
                    help="embedded ray-cast renderer in each worker, or UnrealCV server(s)")
-    p.add_argument("--host", default="127.0.0.1", help="UnrealCV host (with --backend unrealcv)")
-    p.add_argument("--port", type=int, default=9000, help="UnrealCV port (with --backend unrealcv)")
+    p.add_argument("--host", type=host, default="127.0.0.1", help="UnrealCV host (with --backend unrealcv)")
+    p.add_argument("--port", type=port, default=9000, help="UnrealCV port, 1-65535 (with --backend unrealcv)")
     p.add_argument("--endpoints", default=None,
                    help="comma-separated host:port UnrealCV servers; episodes are spread over them and a "
                         "failed server's episodes are re-queued on the others (implies --backend unrealcv)")
-    p.add_argument("--limit", type=int, default=None, help="capture at most this many new episodes")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="capture at most this many new episodes (>= 1; default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     from datagen.ue_launcher.build import add_launch_arguments
 
@@ -31,9 +42,12 @@ def run(args) -> int:
     def _term(signum, frame):  # SIGTERM behaves like Ctrl-C: stop workers, keep finished episodes
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _term)
+    from datagen.cli_common import ensure_output_dir
+
     cfg = load_config(args.config)
     endpoints = parse_endpoints(args.endpoints)
+    ensure_output_dir(args.out, ours=CORPUS_ENTRIES, what="corpus", marker="corpus.json", force=args.force)
+    signal.signal(signal.SIGTERM, _term)
     backend = args.backend
     if endpoints:
         backend = "unrealcv"

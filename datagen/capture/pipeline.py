@@ -3,7 +3,8 @@
 Coordinator (this process)
     1. ``init_corpus`` writes/validates corpus.json (same config hash required to resume).
     2. Removes leftovers in ``.tmp/`` (episodes in flight when a previous run died), checks every
-       finished episode's files (sizes), re-queues broken ones, and skips the intact ones.
+       finished episode's files (sizes AND sha256 checksums), re-queues broken ones (missing,
+       truncated or bit-flipped files) and skips the intact ones.
     3. Starts workers and hands each ONE episode at a time (preferring the scene it rendered last,
        so scene setup is reused), tracks which episode each worker holds, and re-queues it if the
        worker dies or its UnrealCV endpoint fails (that endpoint is then retired; the build fails
@@ -122,8 +123,15 @@ def _is_endpoint_error(e: BaseException) -> bool:
 
 
 def _worker_main(wid: int, kind: str, endpoint, cfg_dict: dict, out: str, task_q, result_q) -> None:
+    import signal
+
     from datagen.capture.config import config_from_dict
     from datagen.capture.episode import capture_episode
+
+    # The coordinator handles Ctrl-C / SIGTERM and stops the workers (terminate = SIGTERM): a worker
+    # ignores SIGINT and dies quietly on SIGTERM instead of printing a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     cfg = config_from_dict(cfg_dict)
     owner = _Backends(kind, endpoint, cfg)
@@ -207,9 +215,12 @@ def _existing(out: Path, planned: list[EpisodeSpec], log) -> tuple[set, list[dic
             continue
         try:
             ep = Episode(d)
+            problems = ep.verify()  # every file against its size and sha256
+            if problems:
+                raise CorpusError("; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else ""))
             rows.append(W.manifest_row(ep.meta))
             done.add(sid)
-        except (CorpusError, KeyError, ValueError) as e:
+        except (CorpusError, KeyError, ValueError, OSError) as e:
             log(f"relic: episode {sid} is broken ({e}); it will be captured again")
             import shutil
 

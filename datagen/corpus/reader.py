@@ -38,7 +38,8 @@ __all__ = ["Corpus", "Episode", "CorpusError", "CorpusIntegrityError"]
 class Episode:
     """One captured episode. Cheap to create; arrays are read (and checksummed) on demand."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, check_sizes: bool = True):
+        """`check_sizes=False` only for :meth:`verify` of a damaged episode (lists every problem)."""
         self.path = Path(path)
         meta_path = self.path / F.EPISODE_JSON
         if not meta_path.is_file():
@@ -51,7 +52,8 @@ class Episode:
         F.check_schema(self.meta, str(meta_path))
         self.episode_id: str = self.meta["episode_id"]
         self.files: dict = self.meta.get("files", {})
-        self._check_sizes()
+        if check_sizes:
+            self._check_sizes()
         self._depth: Optional[np.ndarray] = None
 
     # --- integrity -------------------------------------------------------------------------
@@ -345,8 +347,8 @@ class Corpus:
             it = tqdm(ids, desc="verify", unit="ep")
         for eid in it:
             try:
-                ep = Episode(root / eid)
-            except CorpusError as e:
+                ep = Episode(root / eid, check_sizes=False)  # verify() checks every file itself
+            except (CorpusError, KeyError, ValueError) as e:
                 problems.append(str(e))
                 continue
             problems.extend(ep.verify())

@@ -106,14 +106,40 @@ def summarize(corpus) -> dict:
 
 def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                  max_maps: int = 60, samples: int = 6) -> Path:
-    """Write the report into `out_dir` (default CORPUS/report); returns the report.md path."""
+    """Write the report into `out_dir` (default CORPUS/report); returns the report.md path.
+
+    All-or-nothing: the report is assembled in a temporary sibling folder and its files are moved
+    into `out_dir` only once every one of them is written, so a failure (e.g. a damaged corpus file)
+    leaves the previous report, or none, and never a half-written one. Other files in `out_dir`
+    are left alone.
+    """
+    import shutil
+
     from datagen.corpus.reader import Corpus
+
+    c = Corpus.open(corpus_dir)
+    final = Path(out_dir) if out_dir is not None else Path(corpus_dir) / "report"
+    if final.exists() and not final.is_dir():
+        raise NotADirectoryError(20, "Not a directory", str(final))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        _write_report_into(c, tmp, max_maps, samples)
+        final.mkdir(exist_ok=True)
+        for f in sorted(tmp.iterdir(), key=lambda p: p.name == "report.md"):  # report.md last
+            os.replace(f, final / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final / "report.md"
+
+
+def _write_report_into(c, out: Path, max_maps: int, samples: int) -> None:
     from datagen.curation.balance import FRACTION_COLUMNS
 
     plt = _plt()
-    c = Corpus.open(corpus_dir)
-    out = Path(out_dir) if out_dir is not None else Path(corpus_dir) / "report"
-    out.mkdir(parents=True, exist_ok=True)
     m = c.manifest
     s = summarize(c)
     usable = m[m.status != "rejected"]
@@ -224,7 +250,7 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     reasons = pd.DataFrame([{"filter": n, "flagged frames": s["flagged_frames"][n],
                              "episodes rejected for it": s["reject_reasons"].get(n, 0),
                              "episodes trimmed for it": s["trim_reasons"].get(n, 0)} for n in F.FILTER_NAMES])
-    md = [f"# Curation report: {Path(corpus_dir).name}", "",
+    md = [f"# Curation report: {Path(c.path).name}", "",
           f"Corpus `{c.path}` (schema {c.header['schema']} v{c.header['schema_version']}, config "
           f"`{c.config.get('name', '?')}`, hash {c.header['config_hash'][:12]}, created {c.header.get('created', '?')}).",
           f"Regenerate: `relic datagen build --config CONFIG --out CORPUS` then `relic datagen report CORPUS`"
@@ -246,7 +272,7 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
           "## Top-down trajectory maps", "",
           *[f"![{n}]({n})" for n in maps], "",
           "## Sample frames", "", "![samples](samples.png)" if sample_lines else "(none)", "", *sample_lines, ""]
-    tmp = out / ".report.md.tmp"
+    tmp = out / ".report.md.tmp"  # (the folder itself is already a temporary one)
     tmp.write_text("\n".join(md))
     os.replace(tmp, out / "report.md")
     return out / "report.md"

@@ -13,8 +13,21 @@ import argparse
 import json
 from pathlib import Path
 
+from datagen.cli_common import nonnegative_int, positive_int, resolution_arg
+
+
+def _fov(text: str) -> float:
+    from datagen.cli_common import positive_float
+
+    v = positive_float(text)
+    if not v < 180.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 180) degrees, got {v:g}")
+    return v
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from datagen.render.presets import RESOLUTIONS
+
     g = p.add_mutually_exclusive_group()
     g.add_argument("--list", action="store_true", help="print the scene families, one per line")
     g.add_argument("--family", help="family of the scene to generate (see --list)")
@@ -22,11 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--render", metavar="FILE", help="render the spawn view of a scene file to --out PNG")
     g.add_argument("--mesh", nargs="+", metavar="MESH", help="make a scene file from your own meshes (glTF/OBJ/PLY)")
     g.add_argument("--contact-sheet", metavar="PNG", help="grid of spawn views of several seeds of every family")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated scene (default 0)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per family for --contact-sheet (default 3)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the generated scene")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per family for --contact-sheet")
     p.add_argument("--out", help="output file (scene JSON, or PNG for --render)")
-    p.add_argument("--res", default="small", help="render size: preset (paper, medium, small, train) or WxH")
-    p.add_argument("--fov", type=float, default=90.0, help="horizontal field of view in degrees (default 90)")
+    p.add_argument("--res", default="small", type=resolution_arg(1, RESOLUTIONS, min_side=1),
+                   help=f"render size: preset ({', '.join(RESOLUTIONS)}) or WxH")
+    p.add_argument("--fov", type=_fov, default=90.0, help="horizontal field of view in degrees, in (0, 180)")
     p.add_argument("--describe", action="store_true", help="with --list: also print each family's description")
 
 
@@ -82,8 +96,17 @@ def contact_sheet(out, seeds: int = 3, res: str = "small", fov: float = 90.0) ->
 
 
 def run(args) -> int:
+    from datagen.cli_common import ensure_output_file
     from datagen.scenes.library import FAMILIES, describe_families, generate_scene, load_scene, save_scene
 
+    if args.out and (args.family or args.render or args.mesh):
+        ensure_output_file(args.out, example="view.png" if args.render else "scene.json")
+    if args.contact_sheet:
+        ensure_output_file(args.contact_sheet, option="--contact-sheet", example="sheet.png")
+    for opt in ("info", "render"):
+        f = getattr(args, opt)
+        if f and Path(f).is_dir():
+            raise ValueError(f"--{opt} {f} is a folder; give a scene file (JSON)")
     if args.list:
         info = describe_families()
         for f in FAMILIES:

@@ -15,6 +15,8 @@ import shlex
 import signal
 import time
 
+from datagen.cli_common import nonnegative_int, port, positive_float, positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
@@ -22,15 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--command", help="any server command template with {port} (and optionally {width} {height} "
                      "{map}), e.g. \"relic datagen serve --scene S.json --port {port}\"")
     p.add_argument("--map", default="", help="UE map to open (binary mode), e.g. /Game/Maps/Level")
-    p.add_argument("-n", "--instances", type=int, default=1, help="how many servers (one per capture worker)")
-    p.add_argument("--base-port", type=int, default=9000, help="first port tried (busy ports are skipped)")
-    p.add_argument("--width", type=int, default=640, help="{width} in pixels (UE: -ResX)")
-    p.add_argument("--height", type=int, default=480, help="{height} in pixels (UE: -ResY)")
-    p.add_argument("--gpu", type=int, default=None, help="UE -graphicsadapter index")
+    p.add_argument("-n", "--instances", type=positive_int, default=1, help="how many servers (one per capture worker)")
+    p.add_argument("--base-port", type=port, default=9000, help="first port tried (busy ports are skipped)")
+    p.add_argument("--width", type=positive_int, default=640, help="{width} in pixels (UE: -ResX)")
+    p.add_argument("--height", type=positive_int, default=480, help="{height} in pixels (UE: -ResY)")
+    p.add_argument("--gpu", type=nonnegative_int, default=None, help="UE -graphicsadapter index")
     p.add_argument("--no-offscreen", action="store_true", help="open a window (UE renders off-screen by default)")
-    p.add_argument("--startup-timeout", type=float, default=180.0, help="seconds a server may take to answer")
+    p.add_argument("--startup-timeout", type=positive_float, default=180.0, help="seconds a server may take to answer")
     p.add_argument("--log-dir", default="runs/ue_logs", help="folder for server-<port>.log files")
-    p.add_argument("--watch", type=float, default=10.0, help="seconds between liveness checks (restarts dead servers)")
+    p.add_argument("--watch", type=positive_float, default=10.0,
+                   help="seconds between liveness checks (restarts dead servers)")
 
 
 def run(args) -> int:

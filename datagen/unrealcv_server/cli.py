@@ -21,11 +21,10 @@ from datagen.cli_common import (byte_size, host, int_at_least, nonnegative_float
 
 def add_arguments(p) -> None:
     from datagen.unrealcv_server import server as S
-    from datagen.unrealcv_server.savedir import DEFAULT_MAX_FILE, DEFAULT_QUOTA, format_size
 
     p.add_argument("--scene", required=True, help="scene file (JSON) written by `relic datagen scene`")
     p.add_argument("--port", type=port_or_zero, default=9000,
-                   help="TCP port (9000 is the UnrealCV default; 0 = any free port)")
+                   help="TCP port (0 = any free port; 9000 is UnrealCV's usual port)")
     p.add_argument("--host", type=host, default="127.0.0.1",
                    help="address to bind (127.0.0.1: this machine only; 0.0.0.0: every interface)")
     p.add_argument("--width", type=positive_int, default=640, help="capture width in pixels (the plugin's default)")
@@ -35,10 +34,10 @@ def add_arguments(p) -> None:
     p.add_argument("--save-dir", default=None,
                    help="the only folder where clients' `vget ... FILE` captures are written (created at start; "
                         "default: runs/serve/SCENE-PORT)")
-    p.add_argument("--save-quota", type=byte_size, default=DEFAULT_QUOTA, metavar="SIZE",
-                   help=f"total bytes allowed in the save folder, e.g. 500M, 2G ({format_size(DEFAULT_QUOTA)})")
-    p.add_argument("--save-max-file", type=byte_size, default=DEFAULT_MAX_FILE, metavar="SIZE",
-                   help=f"largest single saved file ({format_size(DEFAULT_MAX_FILE)})")
+    p.add_argument("--save-quota", type=byte_size, default="1G", metavar="SIZE",
+                   help="total size of the files in the save folder, e.g. 500M, 2G")
+    p.add_argument("--save-max-file", type=byte_size, default="64M", metavar="SIZE",
+                   help="largest single saved file")
     p.add_argument("--no-save", action="store_true",
                    help="refuse every request to save a file on the server (captures still return bytes)")
     p.add_argument("--idle-timeout", type=positive_float, default=S.DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",

@@ -102,6 +102,8 @@ def write_video(frames: np.ndarray, out: Path, fps: float) -> Path:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from datagen.cli_common import positive_float, positive_int
+
     p.add_argument("--checkpoint", default=None, help="checkpoint directory (config.yaml + model.safetensors); "
                    "default: the bundled relic_model/checkpoints/relic_tiny")
     p.add_argument("--random-init", metavar="CONFIG", default=None,
@@ -111,13 +113,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--actions", default=None, help='action script, e.g. "W*16,A+LookLeft*8"')
     p.add_argument("--actions-file", default=None, help="action script text file, .npy (k,13) or .csv")
     p.add_argument("--out", required=True, help="output .mp4 (mp4v) or a folder for PNG frames")
-    p.add_argument("--speed", type=float, default=1.0, help="translation label per pressed key (ratio to gamma)")
-    p.add_argument("--gamma", type=float, default=0.05, help="metres per frame for a unit translation label")
+    p.add_argument("--speed", type=positive_float, default=1.0, help="translation label per pressed key (ratio to gamma)")
+    p.add_argument("--gamma", type=positive_float, default=0.05, help="metres per frame for a unit translation label")
     p.add_argument("--no-memory", action="store_true", help="rolling-window cache only (no-memory ablation)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: config sampling.seed)")
-    p.add_argument("--fps", type=float, default=None, help="output video fps (default: config data.fps)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--fps", type=positive_float, default=None, help="output video fps (default: config data.fps)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="torch device to run the model on (cpu, cuda)")
 
 
 def run(args) -> int:

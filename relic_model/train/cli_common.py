@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from datagen.cli_common import positive_int
+
 
 def add_train_arguments(p: argparse.ArgumentParser, all_stages: bool = False) -> None:
     p.add_argument("--config", required=True,
@@ -22,10 +24,10 @@ def add_train_arguments(p: argparse.ArgumentParser, all_stages: bool = False) ->
     p.add_argument("--out", required=True, help="run directory (one sub-folder per stage)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint" + (" (default for `all`)" if all_stages else ""))
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=positive_int, default=None,
                    help="total optimisation steps" + (" per stage" if all_stages else "") +
                         " (curricula are rescaled proportionally); default: the config")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores, or 1 when the "
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: all cores, or 1 when the "
                    "load average already reaches the core count)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

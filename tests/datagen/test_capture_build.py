@@ -161,3 +161,23 @@ def test_second_concurrent_build_is_refused(built):
     finally:
         held.close()
     assert build_corpus(cfg, out, workers=1, progress=False).skipped == 4
+
+
+def test_bit_flipped_file_is_recaptured_on_resume(built, tmp_path):
+    """Same size, different bytes: only the checksum can tell; resume re-captures that episode."""
+    out, cfg, _ = built
+    import shutil
+
+    copy = tmp_path / "c"
+    shutil.copytree(out, copy)
+    eid = sorted(p.name for p in (copy / "episodes").iterdir())[1]
+    f = copy / "episodes" / eid / "rgb" / "000002.png"
+    good = f.read_bytes()
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0x10
+    f.write_bytes(bytes(bad))
+    assert len(Corpus.open(copy).verify()) == 1
+    res = build_corpus(cfg, copy, workers=1, progress=False)
+    assert res.built == 1 and res.skipped == 3
+    assert f.read_bytes() == good  # deterministic re-capture
+    assert Corpus.open(copy).verify() == []

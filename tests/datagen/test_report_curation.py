@@ -56,3 +56,49 @@ def test_report_on_missing_corpus_fails_clearly(tmp_path):
     from relic_cli import main
 
     assert main(["datagen", "report", str(tmp_path / "nope")]) == 1
+
+
+def test_verify_lists_every_problem_and_writes_no_report(corpus, tmp_path, capsys):
+    """--verify lists missing, truncated and bit-flipped files of several episodes (not only the
+    first), exits 1 and writes no report (not even a half-written one)."""
+    import shutil
+
+    from relic_cli import main
+
+    from datagen.corpus import format as F
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(corpus, damaged)
+    shutil.rmtree(damaged / "report", ignore_errors=True)
+    eids = sorted(p.name for p in (damaged / "episodes").iterdir())
+    (damaged / "episodes" / eids[0] / "rgb" / "000003.png").unlink()                        # missing
+    d = damaged / "episodes" / eids[1] / F.DEPTH_FILE
+    d.write_bytes(d.read_bytes()[:-7])                                                         # truncated
+    f = damaged / "episodes" / eids[2] / "rgb" / "000001.png"
+    b = bytearray(f.read_bytes())
+    b[len(b) // 2] ^= 0x01                                                                     # one bit flipped
+    f.write_bytes(bytes(b))
+    rep = tmp_path / "rep"
+    assert main(["datagen", "report", str(damaged), "--out", str(rep), "--verify"]) == 1
+    out = capsys.readouterr()
+    assert f"{eids[0]}: rgb/000003.png missing" in out.out
+    assert f"{eids[1]}: {F.DEPTH_FILE} has wrong size" in out.out
+    assert f"{eids[2]}: rgb/000001.png fails sha256" in out.out
+    assert "verify: 3 problem(s)" in out.out and "no report written" in out.err
+    assert not rep.exists() and not (damaged / "report").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rep")]
+
+
+def test_report_of_a_damaged_corpus_leaves_no_half_written_folder(corpus, tmp_path):
+    import shutil
+
+    from datagen.report.report import write_report
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(corpus, damaged)
+    eid = sorted(p.name for p in (damaged / "episodes").iterdir())[0]
+    (damaged / "episodes" / eid / "episode.json").unlink()
+    with pytest.raises(Exception):
+        write_report(damaged, tmp_path / "rep")
+    assert not (tmp_path / "rep").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["damaged"]
