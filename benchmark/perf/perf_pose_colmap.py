@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variant-tasks", default="", help="tasks for the variants other than gt (default: all)")
     ap.add_argument("--out", default="reports/perf_pose_colmap")
     ap.add_argument("--report-only", action="store_true", help="only tabulate what WORK already holds")
+    ap.add_argument("--note", default="", help="markdown appended to the report (e.g. the commands of the runs)")
     a = ap.parse_args(argv)
     ests = [e for e in a.estimators.split(",") if e]
     variants = [v for v in a.variants.split(",") if v]
@@ -151,6 +152,45 @@ def main(argv=None) -> int:
                       flush=True)
     write_report(rows, ests, variants, a, Path(a.out))
     return 0
+
+
+def _bars_row(est: str, rows, get) -> str:
+    """One line of pass/fail against issue 16's bars, each on the tasks where both variants exist."""
+    def pair(v):
+        ts = [r["task"] for r in rows if r["estimator"] == est and r["variant"] == v and (est, "gt", r["task"]) in get]
+        g = {k: _nanmean(get[(est, "gt", t)][k] for t in ts) for k in KEYS}
+        x = {k: _nanmean(get[(est, v, t)][k] for t in ts) for k in KEYS}
+        return ts, g, x
+
+    def ok(b):
+        return "PASS" if b else "fail"
+
+    cells = []
+    ts, g, x = pair("static")
+    cells.append(len(ts))
+    cells.append(f"{ok(g['rpe_trans_rel'] <= 0.25 * x['rpe_trans_rel'])} ({_fmt(g['rpe_trans_rel'])} vs {_fmt(x['rpe_trans_rel'])})"
+                 if ts else "-")
+    cells.append(f"{ok(g['rpe_rot_deg'] <= 0.2 * x['rpe_rot_deg'])} ({_fmt(g['rpe_rot_deg'], 2)} vs {_fmt(x['rpe_rot_deg'], 2)})"
+                 if ts else "-")
+    for v in ("reversed", "shuffled"):
+        ts, g, x = pair(v)
+        cells.append(f"{ok(x['rpe_trans_rel'] >= max(2 * g['rpe_trans_rel'], 0.5) and x['rpe_rot_deg'] >= 2 * g['rpe_rot_deg'])} "
+                     f"({_fmt(x['rpe_trans_rel'])}, {_fmt(x['rpe_rot_deg'], 2)})" if ts else "-")
+    ts, g, x = pair("noise20")
+    cells.append(f"{ok(x['rpe_trans_rel'] >= g['rpe_trans_rel'] - 0.02 and x['rpe_rot_deg'] >= g['rpe_rot_deg'] - 0.2)} "
+                 f"({_fmt(x['rpe_trans_rel'])}, {_fmt(x['rpe_rot_deg'], 2)})" if ts else "-")
+    ts, _, _ = pair("perturbed")
+    if ts:
+        dt = max((abs(get[(est, "perturbed", t)]["rpe_trans_rel"] - get[(est, "gt", t)]["rpe_trans_rel"]) for t in ts
+                  if math.isfinite(get[(est, "gt", t)]["rpe_trans_rel"])), default=float("nan"))
+        dr = max(abs(get[(est, "perturbed", t)]["rpe_rot_deg"] - get[(est, "gt", t)]["rpe_rot_deg"]) for t in ts)
+        cells.append(f"{ok(dt <= 0.05 and dr <= 0.5)} (max {_fmt(dt)}, {_fmt(dr, 2)} deg)")
+    else:
+        cells.append("-")
+    ts, _, _ = pair("gt2")
+    same = sum(get[(est, "gt2", t)]["poses_sha"] == get[(est, "gt", t)]["poses_sha"] for t in ts)
+    cells.append(f"{ok(same == len(ts))} ({same}/{len(ts)})" if ts else "-")
+    return f"| {est} | " + " | ".join(str(c) for c in cells) + " |"
 
 
 def write_report(rows, ests, variants, a, out: Path) -> None:
@@ -200,6 +240,12 @@ def write_report(rows, ests, variants, a, out: Path) -> None:
         if sp:
             L.append(f"- {est}: 5% pixels +-1 -> max per-task |change| rpe_trans_rel {_fmt(sp['max_abs_change_rpe_trans_rel'])}, "
                      f"rpe_rot_deg {_fmt(sp['max_abs_change_rpe_rot_deg'], 2)} (bars 0.05 / 0.5 deg)")
+    L += ["", "## Issue 16 bars (suite means over the tasks both variants were run on)", "",
+          "| estimator | tasks | GT trans_rel <= 0.25 x static | GT rot_deg <= 0.2 x static | reversed >= 2x GT, >= 0.5 "
+          "(trans_rel) / >= 2x (rot) | shuffled (same) | noise20 no better by > 0.02 / 0.2 deg | perturbed <= 0.05 / 0.5 deg "
+          "| gt twice identical |", "|---|---|---|---|---|---|---|---|---|"]
+    for est in ests:
+        L.append(_bars_row(est, rows, get))
     L += ["", "## Per task (gt and perturbed)", "",
           "| estimator | task | gt trans_rel | gt rot_deg | gt spurious | gt failed | pert. trans_rel | pert. rot_deg | s/frame |",
           "|---|---|---|---|---|---|---|---|---|"]
@@ -209,6 +255,8 @@ def write_report(rows, ests, variants, a, out: Path) -> None:
             L.append(f"| {est} | {r['task']} | {_fmt(r['rpe_trans_rel'])} | {_fmt(r['rpe_rot_deg'], 2)} | "
                      f"{_fmt(r['spurious_trans'])} | {r['failed_frac']:.2f} | {_fmt(p['rpe_trans_rel']) if p else '-'} | "
                      f"{_fmt(p['rpe_rot_deg'], 2) if p else '-'} | {r['s_per_frame']:.3f} |")
+    if a.note:
+        L += ["", a.note.replace("\\n", "\n")]
     out.with_suffix(".md").write_text("\n".join(L) + "\n")
     print("wrote", out.with_suffix(".md"))
 
