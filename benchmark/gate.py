@@ -1,24 +1,44 @@
-"""Regression gate: compare benchmark results with a baseline, direction-aware, with tolerances.
+"""Regression gate: compare benchmark results with a baseline, direction-aware, with measured tolerances.
 
-Results and baselines are tidy tables with columns ``model, task, metric, value`` (the
-``results.csv`` that ``relic bench run`` / ``relic bench score`` write). A baseline can also be a
-JSON file of explicit per-model bounds::
+Results and baselines are tidy tables with columns ``model, task, metric, value`` (plus ``family``
+and ``protocol`` when present: the ``results.csv`` that ``relic bench run`` / ``relic bench score``
+write, or a baseline written by ``write_baseline``). A baseline can also be a JSON file of explicit
+per-model bounds::
 
     {"oracle": {"revisit_psnr_gt": {"min": 40.0}, "rpe_rot_deg": {"max": 0.5}}, ...}
 
-Gated metrics: action following (``rpe_trans``, ``rpe_rot_deg``, their ``_mean`` variants, ``ate``)
-and memory retrieval (every ``revisit_{psnr,ssim,lpips}_*`` metric except the ``*_ceiling`` ones,
-which depend on the ground truth only). Direction: PSNR and SSIM are higher-better; RPE, ATE and
-LPIPS are lower-better.
+What is gated. By default the headline metrics, ``benchmark.protocol.HEADLINE_METRICS`` (one
+definition, each with its direction): ``revisit_psnr_gt`` (+), ``revisit_consistency_gain`` (+),
+``rpe_trans_rel`` (-), ``rpe_rot_deg`` (-), and ``drift_psnr_slope`` (+) on long-horizon tasks
+only (``HEADLINE_FAMILIES``). ``metrics=[...]`` gates others (names or globs); every one must have a
+known direction (``metric_direction``) and be in the baseline, or the gate refuses to run
+(``UnknownMetricError``). Secondary columns (raw self-similarity ``*_self``, the ground-truth
+references ``*_gtref``, counts, speed) have no direction and cannot be gated.
 
-Comparison (CSV baseline): per model and metric, the mean over the tasks present in BOTH tables
-(finite values only; ``per_task=True`` compares each task instead). With ``d`` the change in the
-bad direction (baseline - value for higher-better, value - baseline for lower-better), the metric
-REGRESSES when ``d > max(abs_tol, rel_tol * |baseline|)``. Default tolerances (``DEFAULT_TOLERANCES``,
-first matching glob wins): psnr 0.5 dB, ssim 0.02, lpips 0.02, rpe_rot_deg 0.05 deg or 10 %,
-rpe_trans/ate 0.002 m or 10 %. A metric that is finite in the baseline but missing or NaN in the
-results is "missing" and fails unless ``allow_missing``; a baseline model absent from the results
-fails the same way. JSON bounds: value < min or value > max regresses (no extra tolerance).
+Refusals (ValueError, one line): baseline and results computed under different protocol versions
+(``benchmark.protocol.PROTOCOL_VERSION``; a table without a ``protocol`` column counts as 1).
+
+Failures (``GateResult.failures``), each a row with its status:
+
+- ``missing``: a baseline model or (model, task) has no rows in the results (missing task), or a
+  gated metric that is finite in the baseline is NaN / absent in the results (NaN);
+- ``changed``: a gated metric that is NaN in the baseline is finite in the results (the task set a
+  mean covers changed: the baseline does not come from this suite or protocol);
+- ``regressed``: worse than the baseline by more than the tolerance.
+
+A metric NaN in both is undefined by definition on that task (e.g. ``revisit_consistency_gain`` on
+a task without matched control pairs) and is skipped. ``allow_missing=True`` turns ``missing`` into
+``missing (allowed)``: reported, not failing (the one meaning of ``--allow-missing`` on every
+command: incomplete results are accepted and labelled).
+
+Comparison: per model and metric, the mean over the baseline's tasks where the baseline value is
+finite (the same tasks on both sides; ``per_task=True`` compares each task). With ``d`` the change in
+the bad direction, a metric REGRESSES when ``d > max(abs_tol, rel_tol * |baseline|)``. Tolerances
+(``DEFAULT_TOLERANCES``) come from measured spread, not taste: benchmark/README.md, "Regression
+gate", gives the measurement and the command that reproduces it. Identical reruns of unchanged code
+on the same machine give identical numbers (zero spread); the tolerances cover the spread of
+re-rendered suites (another CPU's renderer moves a few pixels by a grey level) and imperceptible
+changes of a model's frames. JSON bounds: value < min or value > max regresses (no tolerance).
 """
 from __future__ import annotations
 
@@ -33,7 +53,15 @@ from typing import Optional, Union
 import numpy as np
 import pandas as pd
 
+from benchmark.protocol import HEADLINE_DEFINED_BY, HEADLINE_FAMILIES, HEADLINE_METRICS, PROTOCOL_VERSION
+
 RESULT_COLUMNS = ["model", "task", "metric", "value"]
+BASELINE_COLUMNS = ["model", "task", "family", "metric", "value", "protocol"]
+NOISE_FLOOR_MODEL = "estimator-noise-floor"
+
+
+class UnknownMetricError(ValueError):
+    """A gated metric the gate has no direction for, or that the baseline does not contain."""
 
 
 @dataclass(frozen=True)
@@ -45,26 +73,45 @@ class Tolerance:
         return max(self.abs, self.rel * abs(baseline))
 
 
+# Measured (benchmark/README.md, "Regression gate"): about 3x the largest change of a model's suite
+# mean seen under imperceptible input changes and a re-rendered suite (5 % of pixels +-1 grey level),
+# first matching glob wins. Non-headline globs keep conservative defaults for --metrics.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "revisit_psnr_gt": Tolerance(abs=0.1),
+    "revisit_consistency_gain": Tolerance(abs=0.3),
+    "rpe_trans_rel": Tolerance(abs=0.03),
+    "rpe_rot_deg": Tolerance(abs=0.3),
+    "drift_psnr_slope": Tolerance(abs=0.01),
     "*psnr*": Tolerance(abs=0.5),
     "*ssim*": Tolerance(abs=0.02),
     "*lpips*": Tolerance(abs=0.02),
-    "rpe_rot_deg*": Tolerance(abs=0.05, rel=0.10),
-    "rpe_trans*": Tolerance(abs=0.002, rel=0.10),
-    "ate": Tolerance(abs=0.002, rel=0.10),
+    "rpe_rot*": Tolerance(abs=0.3, rel=0.10),
+    "rpe_trans*": Tolerance(abs=0.03, rel=0.10),
+    "spurious_trans": Tolerance(abs=0.02, rel=0.10),
 }
 
 
 def metric_direction(name: str) -> int:
-    """+1 higher-better, -1 lower-better, 0 not gated (see the module docstring)."""
+    """+1 higher-better, -1 lower-better, 0 no direction (cannot be gated; see the module docstring)."""
+    if name in HEADLINE_METRICS:
+        return HEADLINE_METRICS[name]
     base = name.split("@", 1)[0]
-    if base.startswith("rpe_trans") or base.startswith("rpe_rot_deg") or base == "ate":
+    if base.startswith("est_noise_floor_") or base.startswith("n_seg"):
+        return 0
+    if base.startswith(("rpe_trans", "rpe_rot")) or base in ("spurious_trans", "ate"):
         return -1
-    if base.startswith("revisit_") and not base.endswith("_ceiling"):
+    if base.startswith("revisit_") and not base.endswith(("_gtref", "_ceiling")):
+        variant = base.split("_", 2)[-1]
+        if variant.startswith("self") and "covis" not in variant:
+            return 0  # raw self-similarity: a static video scores the maximum (secondary, never gated)
         if base.startswith(("revisit_psnr_", "revisit_ssim_")):
             return +1
         if base.startswith("revisit_lpips_"):
             return -1
+    if base.startswith(("frames_psnr", "frames_ssim")):
+        return +1
+    if base.startswith("frames_lpips"):
+        return -1
     return 0
 
 
@@ -82,13 +129,25 @@ def tolerance_for(metric: str, tolerances: Optional[dict] = None) -> Tolerance:
     return Tolerance()
 
 
+def family_of(task: str) -> str:
+    """A suite task id's family (``<family>__<scene>__s<seed>``)."""
+    return str(task).split("__", 1)[0]
+
+
 def load_results(src: Union[str, os.PathLike, pd.DataFrame]) -> pd.DataFrame:
-    """A tidy results table from a DataFrame, a .csv / .parquet file, or a folder holding results.csv."""
+    """A tidy results table (model, task, family, metric, value, protocol) from a DataFrame, a .csv /
+    .parquet file, or a run folder holding results.csv. ``family`` is derived from the task id when
+    absent; ``protocol`` comes from the table, else the run folder's run.json, else 1."""
+    info_protocol = None
     if isinstance(src, pd.DataFrame):
         df = src.copy()
     else:
         path = str(src)
         if os.path.isdir(path):
+            rj = os.path.join(path, "run.json")
+            if os.path.isfile(rj):
+                with open(rj) as f:
+                    info_protocol = json.load(f).get("protocol")
             path = os.path.join(path, "results.csv")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"results file not found: {path} (write one with `relic bench run` or "
@@ -97,12 +156,84 @@ def load_results(src: Union[str, os.PathLike, pd.DataFrame]) -> pd.DataFrame:
     missing = [c for c in RESULT_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"results table lacks columns {missing}; expected {RESULT_COLUMNS}")
-    df = df[RESULT_COLUMNS].copy()
+    df = df.copy()
     df["model"] = df["model"].astype(str)
     df["task"] = df["task"].astype(str)
     df["metric"] = df["metric"].astype(str)
     df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)
-    return df
+    if "family" not in df.columns:
+        df["family"] = df["task"].map(family_of)
+    df["family"] = df["family"].fillna(df["task"].map(family_of)).astype(str)
+    if "protocol" not in df.columns:
+        df["protocol"] = int(info_protocol) if info_protocol is not None else 1
+    df["protocol"] = pd.to_numeric(df["protocol"], errors="coerce").fillna(1).astype(int)
+    return df[BASELINE_COLUMNS].reset_index(drop=True)
+
+
+def protocol_of(df: pd.DataFrame, what: str) -> int:
+    """The one protocol version of a loaded table; ValueError when it mixes versions."""
+    versions = sorted(set(int(v) for v in df["protocol"].unique())) if len(df) else [PROTOCOL_VERSION]
+    if len(versions) > 1:
+        raise ValueError(f"{what} mixes scoring protocol versions {versions}: numbers of different protocols "
+                         "never share a table")
+    return versions[0]
+
+
+def check_same_protocol(a: int, b: int, what_a: str, what_b: str) -> None:
+    """ValueError (one line, naming both versions) when two protocol versions differ."""
+    if int(a) != int(b):
+        raise ValueError(f"{what_a} was computed under scoring protocol {a} but {what_b} under protocol {b}: "
+                         "their numbers are not comparable; re-score with the current code "
+                         f"(protocol {PROTOCOL_VERSION})")
+
+
+def headline_applies(metric: str, family: str) -> bool:
+    fams = HEADLINE_FAMILIES.get(metric)
+    return fams is None or any(str(family).startswith(f) for f in fams)
+
+
+def required_metrics(df: pd.DataFrame, metrics: Optional[list[str]] = None) -> pd.DataFrame:
+    """Per (task, metric): whether the metric is DEFINED on that task, so that a NaN there is a failure.
+
+    A metric in HEADLINE_FAMILIES applies only to those families. A metric with a count in
+    HEADLINE_DEFINED_BY is defined where that count (ground-truth derived, the same for every model;
+    the maximum over the table's models) is > 0; without a count row anywhere, where any model of
+    the table has it finite. Other metrics: defined where any model has it finite.
+    Returns columns task, metric, required (bool)."""
+    metrics = list(metrics or HEADLINE_METRICS)
+    d = df[df["model"] != NOISE_FLOOR_MODEL]
+    fam = d.drop_duplicates("task").set_index("task")["family"]
+    rows = []
+    for m in metrics:
+        count = HEADLINE_DEFINED_BY.get(m)
+        cnt = d[d["metric"] == count].groupby("task")["value"].max() if count else pd.Series(dtype=float)
+        fin = d[d["metric"] == m].groupby("task")["value"].apply(lambda s: bool(np.isfinite(s).any()))
+        for task, family in fam.items():
+            if not headline_applies(m, family):
+                req = False
+            elif count and task in cnt.index and np.isfinite(cnt[task]):
+                req = bool(cnt[task] > 0)
+            else:
+                req = bool(fin.get(task, False))
+            rows.append((task, m, req))
+    return pd.DataFrame(rows, columns=["task", "metric", "required"])
+
+
+def incomplete_rows(df: pd.DataFrame, metrics: Optional[list[str]] = None) -> pd.DataFrame:
+    """(model, task, metric) where a required metric (``required_metrics``) is NaN or absent."""
+    req = required_metrics(df, metrics)
+    req = req[req["required"]]
+    out = []
+    for model, sub in df[df["model"] != NOISE_FLOOR_MODEL].groupby("model"):
+        have = sub.set_index(["task", "metric"])["value"]
+        have = have[~have.index.duplicated()]
+        for r in req.itertuples(index=False):
+            if r.task not in set(sub["task"]):
+                continue  # a missing task is reported as such, not per metric
+            v = have.get((r.task, r.metric), float("nan"))
+            if not np.isfinite(v):
+                out.append((model, r.task, r.metric))
+    return pd.DataFrame(out, columns=["model", "task", "metric"])
 
 
 @dataclass
@@ -112,7 +243,7 @@ class GateResult:
 
     @property
     def failures(self) -> pd.DataFrame:
-        return self.rows[self.rows["status"].isin(["regressed", "missing"])]
+        return self.rows[self.rows["status"].isin(["regressed", "missing", "changed"])]
 
     @property
     def passed(self) -> bool:
@@ -122,8 +253,8 @@ class GateResult:
         return self.passed
 
     def table(self, only_failures: bool = False) -> str:
-        """A readable fixed-width diff table."""
-        df = self.failures if only_failures else self.rows
+        """A readable fixed-width diff table (failures and allowed-missing rows with ``only_failures``)."""
+        df = self.rows[self.rows["status"] != "ok"] if only_failures else self.rows
         if df.empty:
             return "(no gated metrics compared)" if self.rows.empty else "(no regressions)"
         cols = ["status", "model", "task", "metric", "dir", "baseline", "value", "worse_by", "allowed"]
@@ -141,7 +272,9 @@ class GateResult:
     def summary(self) -> str:
         n, nf = len(self.rows), len(self.failures)
         word = "PASSED" if self.passed else "FAILED"
-        return f"regression gate {word}: {nf} of {n} gated comparisons regressed or missing"
+        allowed = int((self.rows["status"] == "missing (allowed)").sum()) if len(self.rows) else 0
+        extra = f" ({allowed} missing, allowed by --allow-missing)" if allowed else ""
+        return f"regression gate {word}: {nf} of {n} gated comparisons regressed, missing or changed{extra}"
 
 
 def _fmt(x) -> str:
@@ -152,10 +285,18 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def _finite_mean(s: pd.Series) -> float:
-    v = s.to_numpy(dtype=float)
+def _finite_mean(s) -> float:
+    v = np.asarray(s, dtype=float)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
+
+
+_ROW_COLS = ["model", "task", "metric", "direction", "baseline", "value", "delta_bad", "allowed", "status"]
+
+
+def _row(model, task, metric, direction, bv, v, bad, allowed, status) -> dict:
+    return dict(model=model, task=task, metric=metric, direction=direction, baseline=bv, value=v, delta_bad=bad,
+                allowed=allowed, status=status)
 
 
 def _check_bounds(res: pd.DataFrame, bounds: dict, allow_missing: bool) -> GateResult:
@@ -167,17 +308,34 @@ def _check_bounds(res: pd.DataFrame, bounds: dict, allow_missing: bool) -> GateR
             lo, hi = b.get("min"), b.get("max")
             direction = +1 if lo is not None and hi is None else (-1 if hi is not None and lo is None else 0)
             if not np.isfinite(v):
-                status, bad = ("ok" if allow_missing else "missing"), float("nan")
+                status, bad = ("missing (allowed)" if allow_missing else "missing"), float("nan")
             else:
                 bad = max((lo - v) if lo is not None else -np.inf, (v - hi) if hi is not None else -np.inf)
                 status = "regressed" if bad > 0 else "ok"
-            rows.append(dict(model=model, task="(mean)", metric=metric, direction=direction,
-                             baseline=lo if lo is not None else hi, value=v, delta_bad=bad, allowed=0.0,
-                             status=status))
+            rows.append(_row(model, "(mean)", metric, direction, lo if lo is not None else hi, v, bad, 0.0, status))
     return GateResult(pd.DataFrame(rows, columns=_ROW_COLS))
 
 
-_ROW_COLS = ["model", "task", "metric", "direction", "baseline", "value", "delta_bad", "allowed", "status"]
+def resolve_metrics(names: Optional[list[str]], available: Optional[set] = None) -> list[str]:
+    """The gated metric list: HEADLINE_METRICS by default, else the given names / globs expanded over
+    ``available``. UnknownMetricError for a name without a direction or matching nothing."""
+    if not names:
+        return list(HEADLINE_METRICS)
+    out: list[str] = []
+    for pat in names:
+        pat = pat.strip()
+        if any(ch in pat for ch in "*?["):
+            hits = sorted(m for m in (available or set()) if fnmatch.fnmatchcase(m, pat) and metric_direction(m))
+            if not hits:
+                raise UnknownMetricError(f"metric pattern {pat!r} matches no gateable metric of the baseline")
+            out += [h for h in hits if h not in out]
+        else:
+            if metric_direction(pat) == 0:
+                raise UnknownMetricError(f"unknown metric {pat!r}: no known direction, cannot be gated (gateable: "
+                                         f"{', '.join(HEADLINE_METRICS)} and other revisit/rpe/frames metrics)")
+            if pat not in out:
+                out.append(pat)
+    return out
 
 
 def check_regression(results, baseline, tolerances: Optional[dict] = None, *, per_task: bool = False,
@@ -186,9 +344,11 @@ def check_regression(results, baseline, tolerances: Optional[dict] = None, *, pe
     """Compare ``results`` with ``baseline`` (tables, paths, or for the baseline a bounds dict / .json).
 
     tolerances: {metric glob: Tolerance | abs | (abs, rel)}, consulted before DEFAULT_TOLERANCES.
-    models / metrics: restrict the comparison (metric names may be globs).
+    models: restrict the comparison to these baseline models. metrics: gated metrics (names or globs;
+    default the headline metrics). See the module docstring for statuses and refusals.
     """
     res = load_results(results)
+    p_res = protocol_of(res, "the results")
     if models:
         res = res[res["model"].isin(models)]
     if isinstance(baseline, dict):
@@ -199,51 +359,93 @@ def check_regression(results, baseline, tolerances: Optional[dict] = None, *, pe
     if isinstance(baseline, (str, os.PathLike)) and str(baseline).endswith(".json"):
         with open(baseline) as f:
             bounds = json.load(f)
+        check_same_protocol(int(bounds.get("protocol", 1)) if "models" in bounds else 1, p_res,
+                            f"baseline {baseline}", "the results")
         return _check_bounds(res, bounds.get("models", bounds), allow_missing)
     base = load_results(baseline)
+    what = f"baseline {baseline}" if isinstance(baseline, (str, os.PathLike)) else "the baseline"
+    check_same_protocol(protocol_of(base, what), p_res, what, "the results")
+    base = base[base["model"] != NOISE_FLOOR_MODEL]
     if models:
+        unknown = sorted(set(models) - set(base["model"]))
+        if unknown:
+            raise ValueError(f"model(s) {', '.join(unknown)} not in the baseline (it has "
+                             f"{', '.join(sorted(set(base['model'])))})")
         base = base[base["model"].isin(models)]
-    base = base[base["metric"].map(metric_direction) != 0]
-    if metrics:
-        base = base[base["metric"].map(lambda m: any(fnmatch.fnmatchcase(m, p) for p in metrics))]
-    notes = []
-    rows = []
-    for (model, metric), b in base.groupby(["model", "metric"], sort=True):
-        r = res[(res["model"] == model) & (res["metric"] == metric)]
-        direction = metric_direction(metric)
-        tol = tolerance_for(metric, tolerances)
-        if per_task:
-            pairs = []
-            for task, bt in b.groupby("task"):
-                rt = r[r["task"] == task]
-                pairs.append((task, _finite_mean(bt["value"]), _finite_mean(rt["value"]) if len(rt) else float("nan")))
-        else:
-            common = sorted(set(b["task"]) & set(r["task"]))
-            if not common:
-                pairs = [("(mean)", _finite_mean(b["value"]), float("nan"))]
-            else:
-                if len(common) < b["task"].nunique():
-                    notes.append(f"{model}/{metric}: compared on {len(common)} of {b['task'].nunique()} baseline tasks")
-                pairs = [(f"(mean of {len(common)})", _finite_mean(b[b["task"].isin(common)]["value"]),
-                          _finite_mean(r[r["task"].isin(common)]["value"]))]
-        for task, bv, v in pairs:
-            if not np.isfinite(bv):
-                continue  # nothing to hold the result to
-            allowed = tol.allowed(bv)
-            if not np.isfinite(v):
-                status, bad = ("ok" if allow_missing else "missing"), float("nan")
-            else:
+    gated = resolve_metrics(metrics, set(base["metric"]))
+    absent = [m for m in gated if m not in set(base["metric"])]
+    if absent:
+        raise UnknownMetricError(f"metric(s) {', '.join(absent)} not in the baseline: write the baseline with them "
+                                 "(--write-baseline --metrics ...) or gate other metrics")
+    notes: list[str] = []
+    rows: list[dict] = []
+    missing_status = "missing (allowed)" if allow_missing else "missing"
+    extra = sorted(set(res["model"]) - set(base["model"]) - {NOISE_FLOOR_MODEL})
+    if extra:
+        notes.append(f"results models not in the baseline (not gated): {', '.join(extra)}")
+    for model, b in base.groupby("model", sort=True):
+        r = res[res["model"] == model]
+        if r.empty:
+            rows.append(_row(model, "(all)", "(model)", 0, float("nan"), float("nan"), float("nan"), 0.0,
+                             missing_status))
+            notes.append(f"{model}: in the baseline, absent from the results")
+            continue
+        tasks = sorted(set(b["task"]))
+        gone = [t for t in tasks if t not in set(r["task"])]
+        for t in gone:
+            rows.append(_row(model, t, "(task)", 0, float("nan"), float("nan"), float("nan"), 0.0, missing_status))
+        rv = r.set_index(["task", "metric"])["value"]
+        rv = rv[~rv.index.duplicated()]
+        bv_all = b.set_index(["task", "metric"])["value"]
+        bv_all = bv_all[~bv_all.index.duplicated()]
+        fam = b.drop_duplicates("task").set_index("task")["family"]
+        for metric in gated:
+            direction = metric_direction(metric)
+            tol = tolerance_for(metric, tolerances)
+            pairs = []  # (task, baseline, value) on the tasks where the baseline is finite
+            for t in tasks:
+                if t in gone or not headline_applies(metric, fam.get(t, family_of(t))):
+                    continue
+                bv = bv_all.get((t, metric), float("nan"))
+                v = rv.get((t, metric), float("nan"))
+                if not np.isfinite(bv):
+                    if np.isfinite(v):
+                        rows.append(_row(model, t, metric, direction, bv, v, float("nan"), 0.0, "changed"))
+                    continue  # undefined on this task in both: nothing to compare
+                if not np.isfinite(v):
+                    rows.append(_row(model, t, metric, direction, bv, v, float("nan"), 0.0, missing_status))
+                    continue
+                pairs.append((t, bv, v))
+            if not pairs:
+                continue
+            if not per_task:
+                pairs = [(f"(mean of {len(pairs)})", float(np.mean([p[1] for p in pairs])),
+                          float(np.mean([p[2] for p in pairs])))]
+            for t, bv, v in pairs:
+                allowed = tol.allowed(bv)
                 bad = (bv - v) if direction > 0 else (v - bv)
                 status = "regressed" if bad > allowed + 1e-12 else "ok"
-            rows.append(dict(model=model, task=task, metric=metric, direction=direction, baseline=bv, value=v,
-                             delta_bad=bad, allowed=allowed, status=status))
+                rows.append(_row(model, t, metric, direction, bv, v, bad, allowed, status))
     return GateResult(pd.DataFrame(rows, columns=_ROW_COLS), notes)
 
 
-def write_baseline(results, path: str) -> int:
-    """Write the gated rows of ``results`` as a baseline CSV (atomic). Returns the number of rows."""
+def write_baseline(results, path: str, metrics: Optional[list[str]] = None, allow_missing: bool = False) -> int:
+    """Write the gated rows (headline metrics by default, with the counts that say where they are
+    defined) of ``results`` as a baseline CSV (atomic), with its family and protocol columns.
+    Refuses (ValueError) results that are incomplete (a required metric NaN) unless ``allow_missing``.
+    Returns the number of rows."""
     res = load_results(results)
-    res = res[res["metric"].map(metric_direction) != 0]
+    protocol_of(res, "the results")
+    res = res[res["model"] != NOISE_FLOOR_MODEL]
+    gated = resolve_metrics(metrics, set(res["metric"]))
+    bad = incomplete_rows(res, gated)
+    if len(bad) and not allow_missing:
+        first = bad.iloc[0]
+        raise ValueError(f"refusing to write a baseline from incomplete results: {len(bad)} required metric value(s) "
+                         f"are NaN (first: {first.model} / {first.task} / {first.metric}); fix the run or pass "
+                         "--allow-missing")
+    counts = [HEADLINE_DEFINED_BY[m] for m in gated if m in HEADLINE_DEFINED_BY]
+    res = res[res["metric"].isin(gated + counts)]
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".baseline-", suffix=".tmp")

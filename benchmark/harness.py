@@ -10,6 +10,9 @@ with frame 0, the prompt and K, then steps it chunk by chunk with the task's act
 ``chunk_latency_p95_ms``  95th percentile of the same (numpy 'linear' percentile)
 
 Models whose speed is unknown (``measures_speed = False``, e.g. video folders) get no speed rows.
+A model may declare a task outside its action space (``WorldModel.out_of_action_space(task)``
+returns the reason): the task is not rolled out for it, and run.json records it under
+``not_applicable`` (model, task, reason), so leaderboards report it as n/a instead of missing.
 The frames (frame 0 prepended) are scored with :func:`benchmark.scoring.score_task`. The
 estimator's noise floor of a task (its RPE on the ground-truth frames, as
 :func:`benchmark.scoring.estimate_noise_floor` defines it) is added to every model's rows
@@ -18,8 +21,8 @@ estimator's noise floor of a task (its RPE on the ground-truth frames, as
 
 Run directory (``OUT``)::
 
-    results.csv, results.parquet   tidy table: model, task, family, metric, value
-    run.json                        suite, models, failures, wall times, versions
+    results.csv, results.parquet   tidy table: model, task, family, metric, value, protocol
+    run.json                        suite, models, failures, not_applicable, protocol, wall times, versions
     curves/<model>/<task>.npz       TaskScore.curves (metric-vs-time arrays)
     trajectories/<model>/<task>.npz est_poses (aligned estimate) and commanded (GT) poses
     strips/<model>/<task>.png       revisit strip: GT(later) | model(earlier) | model(later)
@@ -39,12 +42,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.protocol import PROTOCOL_VERSION
 from benchmark.tasks.task import Task
 from benchmark.world_model import WorldModel, check_frames
 from datagen.atomic import atomic_write
 
 NOISE_FLOOR_MODEL = "estimator-noise-floor"
-RESULT_COLUMNS = ["model", "task", "family", "metric", "value"]
+RESULT_COLUMNS = ["model", "task", "family", "metric", "value", "protocol"]
 
 
 def slug(name: str) -> str:
@@ -205,10 +209,10 @@ class _torch_threads:
 
 
 def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, suite_name: str = "?",
-                  suite_root: str | None = None, lpips: bool = True, estimator: str = "opencv",
+                  suite_root: str | None = None, lpips: bool = True, estimator: str = "direct",
                   trajectories_dir: Path | None = None, models: dict[str, WorldModel] | None = None,
                   progress: bool = True, report: bool = True, workers: int | None = None,
-                  resume: bool = False) -> pd.DataFrame:
+                  resume: bool = False, allow_missing: bool = False) -> pd.DataFrame:
     """Run every model on every task, score, and write the run directory (see module doc).
 
     ``model_specs`` are :func:`benchmark.adapters.make_model` specs; ``models`` may map extra names
@@ -232,6 +236,9 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     stays), so the scratch folder shrinks while scoring; before phase 1 the free disk space is
     checked against the frames still to be written (uint8 RGB, e.g. 3.8 GiB per model for the full
     suite at 224x128) and a run that cannot fit stops at once with the numbers.
+    ``allow_missing`` is recorded in run.json: the leaderboard then shows incomplete models' means over
+    the tasks they have, labelled (benchmark.leaderboard). Every row carries ``protocol``
+    (benchmark.protocol.PROTOCOL_VERSION), as does run.json.
     Returns the tidy results DataFrame.
     """
     import pickle
@@ -252,11 +259,16 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     if not resume:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(score_cache, ignore_errors=True)
-    score_key = {"estimator": str(estimator), "lpips": bool(lpips)}
+    from benchmark.metrics.image_quality import lpips_weights_path
+
+    lpips_file = lpips_weights_path() if lpips else None
+    score_key = {"estimator": str(estimator), "lpips": bool(lpips), "lpips_weights": lpips_file,
+                 "protocol": PROTOCOL_VERSION}
     n_resumed = {"rollouts": 0, "scores": 0}
     t_start = time.perf_counter()
     rows: list[dict] = []
     failures: list[dict] = []
+    not_applicable: list[dict] = []
     model_meta: dict[str, dict] = {}
     by_id = {t.task_id: t for t in tasks}
     timings = {"rollout_s": {}, "scoring_s": 0.0}
@@ -274,7 +286,8 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
 
     def add(model, task, metrics):
         for k, v in metrics.items():
-            rows.append({"model": model, "task": task.task_id, "family": task.family, "metric": k, "value": float(v)})
+            rows.append({"model": model, "task": task.task_id, "family": task.family, "metric": k, "value": float(v),
+                         "protocol": PROTOCOL_VERSION})
 
     # ---- phase 1: rollouts (timed, sequential)
     jobs: list[tuple[str, str, str | None, object, dict]] = []  # (model, task_id, frames path, est traj, speed)
@@ -303,6 +316,10 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
         model_meta[name] = model.describe() if hasattr(model, "describe") else {"name": name}
         t_model = time.perf_counter()
         for task in tqdm(tasks, desc=f"run {name}", disable=not progress):
+            reason = model.out_of_action_space(task) if hasattr(model, "out_of_action_space") else None
+            if reason:
+                not_applicable.append({"model": name, "task": task.task_id, "reason": str(reason)})
+                continue
             fp = scratch / slug(name) / f"{task.task_id}.npy"
             sp = fp.with_suffix(".speed.json")
             if resume and sp.exists() and (fp.exists() or cached_score(name, task.task_id) is not None):
@@ -404,7 +421,9 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
         "tasks": [{"task_id": t.task_id, "family": t.family, "scene_id": t.scene_id, "num_frames": t.num_frames,
                    "fps": t.fps, "width": t.width, "height": t.height} for t in tasks],
         "models": model_meta, "model_specs": list(model_specs) + list((models or {}).keys()),
-        "failures": failures, "estimator": estimator, "lpips_requested": bool(lpips),
+        "failures": failures, "not_applicable": not_applicable, "allow_missing": bool(allow_missing),
+        "protocol": PROTOCOL_VERSION, "estimator": estimator, "lpips_requested": bool(lpips),
+        "lpips_weights": lpips_file,
         "timings": timings, "scoring_workers": workers, "resumed": n_resumed,
         "wall_s": round(time.perf_counter() - t_start, 3), "platform": platform.platform(),
         "python": platform.python_version(), "cpu_count": os.cpu_count(),

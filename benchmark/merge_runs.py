@@ -3,16 +3,19 @@
 Adding a model to a published leaderboard should not cost re-scoring every baseline (the full
 suite's scoring is ~10 min per model on 2 cores). ``merge_runs([A, B, ...], OUT)``:
 
-- checks that the runs are comparable: the same task ids (same suite), the same pose estimator and
-  LPIPS setting (``run.json``), and the same estimator noise floor per task (the floor is the
+- checks that the runs are comparable: the same scoring protocol version (``run.json`` "protocol"
+  and the results' ``protocol`` column; a run without one counts as protocol 1), the same task ids
+  (same suite), the same pose estimator and LPIPS setting (``run.json``), and the same estimator
+  noise floor per task (the floor is the
   estimator's RPE on the ground-truth video, deterministic: different floors mean a different
   estimator version, and then RPE numbers are not comparable); any mismatch raises ``ValueError``
   naming it;
 - takes each model's rows from the LAST run that has it (so a re-run of a model replaces the older
   one; reported in ``run.json`` "merged_from"), the floor rows once;
 - copies each model's ``curves/``, ``trajectories/`` and ``strips/`` folders from that run, writes
-  ``results.csv``/``.parquet`` and a ``run.json`` (tasks, estimator, models, failures of the kept
-  models, the sources), then the leaderboard and the HTML report.
+  ``results.csv``/``.parquet`` and a ``run.json`` (tasks, estimator, protocol, models, failures and
+  n/a declarations of the kept models, the sources; ``allow_missing`` if any source had it), then
+  the leaderboard and the HTML report.
 
     relic bench merge RUN_A RUN_B ... --out DIR [--publish reports/full]
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.gate import check_same_protocol
 from benchmark.harness import NOISE_FLOOR_MODEL, RESULT_COLUMNS, slug, write_results, write_run_info
 
 ARTEFACT_DIRS = ("curves", "trajectories", "strips")
@@ -35,7 +39,17 @@ def _load(run: Path) -> tuple[dict, pd.DataFrame]:
     info_p, res_p = run / "run.json", run / "results.csv"
     if not info_p.exists() or not res_p.exists():
         raise ValueError(f"{run} is not a finished benchmark run (run.json and results.csv expected)")
-    return json.loads(info_p.read_text()), pd.read_csv(res_p)
+    info, df = json.loads(info_p.read_text()), pd.read_csv(res_p)
+    p_info = int(info.get("protocol", 1))
+    if "protocol" not in df.columns:
+        df["protocol"] = p_info
+    versions = sorted(set(int(v) for v in df["protocol"].dropna().unique())) or [p_info]
+    if len(versions) > 1 or versions[0] != p_info:
+        raise ValueError(f"{run} mixes scoring protocol versions (run.json {p_info}, results {versions})")
+    if "family" not in df.columns:
+        df["family"] = df["task"].astype(str).str.split("__").str[0]
+    info["protocol"] = p_info
+    return info, df
 
 
 def _floors(df: pd.DataFrame) -> pd.Series:
@@ -56,6 +70,8 @@ def merge_runs(runs: list[Path], out: Path, report: bool = True) -> pd.DataFrame
     r0, info0, df0 = loaded[0]
     ids0 = [t["task_id"] for t in info0.get("tasks", [])]
     floor0 = _floors(df0)
+    for r, info, df in loaded[1:]:
+        check_same_protocol(info0["protocol"], info["protocol"], str(r0), str(r))
     for r, info, df in loaded[1:]:
         ids = [t["task_id"] for t in info.get("tasks", [])]
         if sorted(ids) != sorted(ids0):
@@ -88,15 +104,17 @@ def merge_runs(runs: list[Path], out: Path, report: bool = True) -> pd.DataFrame
                 shutil.rmtree(dst, ignore_errors=True)
                 shutil.copytree(src, dst)
     write_results(merged, out)
-    models, failures = {}, []
+    models, failures, not_applicable = {}, [], []
     for r, info, _ in loaded:
         for m, meta in (info.get("models") or {}).items():
             if owner.get(m) == r:
                 models[m] = meta
         failures += [f for f in info.get("failures", []) if owner.get(f.get("model")) in (r, None)]
+        not_applicable += [x for x in info.get("not_applicable", []) if owner.get(x.get("model")) == r]
     run_info = dict(info0)
     run_info.update({
-        "models": models, "model_specs": sorted(owner), "failures": failures,
+        "models": models, "model_specs": sorted(owner), "failures": failures, "not_applicable": not_applicable,
+        "allow_missing": any(bool(info.get("allow_missing")) for _, info, _ in loaded),
         "merged_from": [{"run": str(r), "models": sorted(m for m, o in owner.items() if o == r),
                          "finished_utc": info.get("finished_utc"), "wall_s": info.get("wall_s")}
                         for r, info, _ in loaded],

@@ -25,3 +25,14 @@ HEADLINE_METRICS: dict[str, int] = {
     "rpe_rot_deg": -1,
     "drift_psnr_slope": +1,
 }
+
+# Where a headline metric is defined (so a NaN there is a failure, not "undefined by definition"):
+# on the tasks whose count metric (computed from ground truth / the command, the same for every model
+# of a task) is > 0, and for the metrics in HEADLINE_FAMILIES only on those task families.
+HEADLINE_DEFINED_BY: dict[str, str] = {
+    "revisit_psnr_gt": "revisit_pairs",
+    "revisit_consistency_gain": "revisit_gain_pairs",
+    "rpe_trans_rel": "n_seg_trans",
+    "rpe_rot_deg": "n_seg",
+}
+HEADLINE_FAMILIES: dict[str, tuple[str, ...]] = {"drift_psnr_slope": ("long_horizon",)}

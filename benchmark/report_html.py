@@ -2,10 +2,14 @@
 
 Everything is inline: CSS in a <style> block, every image a base64 PNG data URI (matplotlib figures
 rendered with the Agg backend, revisit strips read from ``OUT/strips``); no scripts, no external URL.
-Sections: leaderboard (our rows, then the paper's Table 2 rows marked "reported by the paper,
-different test set"), metric validity (expected orderings, PASS/FAIL), metric-vs-time curves,
-estimated vs commanded trajectories (top-down), revisit strips (GT | first visit | revisit) per
-model, per-family tables, and models that could not run.
+A table of contents links the sections: leaderboard (our rows, with task coverage and INCOMPLETE
+marks, then the paper's Table 2 rows marked "reported by the paper, different test set"), memory
+(consistency gain beside fidelity, revisit pair counts per task), action following by segment
+type, long-horizon tasks, metric validity (orderings between independent videos, PASS/FAIL),
+metric-vs-time curves, estimated vs commanded trajectories (top-down), revisit strips (GT | first
+visit | revisit, shown at least 3x their pixel size), per-family tables, and the models that were
+n/a, incomplete or could not run. Table rules (like-with-like means, n/a, FPS only for models that
+generate) are :mod:`benchmark.leaderboard`'s.
 
 The report is rebuilt from the run directory alone: ``write_report(OUT)``.
 """
@@ -20,8 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import (FIRST_VIEW_COLUMNS, FIRST_VIEW_NOTE, LONG_COLUMNS, MAIN_COLUMNS, NOISE_FLOOR_MODEL, aggregate, fmt, is_reference,
-                                   load_results, load_run_info, lpips_note, model_sort_key)
+from benchmark.leaderboard import (ACTION_COLUMNS, FAMILY_COLUMNS, FIRST_VIEW_COLUMNS, FIRST_VIEW_NOTE, INTRO,
+                                   LONG_COLUMNS, MAIN_COLUMNS, MEMORY_COLUMNS, MEMORY_NOTE, NOISE_FLOOR_MODEL,
+                                   REVISIT_COUNT_COLUMNS, common_tasks, headers, is_reference, load_results,
+                                   load_run_info, lpips_note, model_sort_key, model_status, revisit_counts,
+                                   table_rows)
 from benchmark.paper_results import PAPER_LABEL, PAPER_SOURCE, paper_table
 
 CSS = """
@@ -34,9 +41,12 @@ th,td{border:1px solid #d0d0d0;padding:4px 8px;text-align:right}
 th{background:#f3f3f6}td:first-child,th:first-child{text-align:left}
 tr.ref td:first-child{color:#555}tr.floor td{background:#fafae8}
 tr.paper td{background:#f4f0fa;font-style:italic}
+tr.incomplete td{color:#b00020}nav.toc{background:#f7f7fa;border:1px solid #e0e0e6;padding:8px 16px;margin:12px 0}
+nav.toc ol{margin:4px 0;padding-left:22px}nav.toc li{margin:2px 0}
 .pass{color:#0a7d28;font-weight:600}.fail{color:#b00020;font-weight:600}
 .note{color:#555;font-size:13px}.strip{margin:4px 0 12px 0}
-img{max-width:100%;image-rendering:pixelated}
+img{max-width:100%;image-rendering:pixelated}.strips td{vertical-align:middle}
+.panels{display:flex;gap:0;font-size:12px;color:#555}.panels span{flex:1;text-align:center}
 figure{margin:8px 0 18px 0}figcaption{font-size:12px;color:#555}
 code{background:#f3f3f6;padding:1px 4px;border-radius:3px}
 """
@@ -66,15 +76,13 @@ def _label(model: str) -> str:
     return f"{model} (ref)" if is_reference(model) else model
 
 
-def _html_table(agg: pd.DataFrame, columns) -> str:
-    arrow = {+1: " ↑", -1: " ↓", 0: ""}
+def _html_table(rows, columns, with_tasks: bool = False) -> str:
     out = ["<table><thead><tr><th>model</th>"]
-    out += [f"<th>{html.escape(h + arrow[d])}</th>" for _, h, d in columns]
+    out += [f"<th>{html.escape(h)}</th>" for h in headers(columns, with_tasks)]
     out.append("</tr></thead><tbody>")
-    for model, row in agg.iterrows():
-        cls = "floor" if model == NOISE_FLOOR_MODEL else ("ref" if is_reference(model) else "")
-        out.append(f'<tr class="{cls}"><td>{html.escape(_label(model))}</td>')
-        out += [f"<td>{html.escape(fmt(row.get(m, float('nan')), m))}</td>" for m, _, _ in columns]
+    for r in rows:
+        out.append(f'<tr class="{r.kind}"><td>{html.escape(r.label)}</td>')
+        out += [f"<td>{html.escape(c)}</td>" for c in r.cells]
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -257,7 +265,11 @@ def trajectories_section(run_dir: Path, df: pd.DataFrame, info: dict, max_tasks:
                              "Pure rotations show as a point.</p>")
 
 
-def strips_section(run_dir: Path, df: pd.DataFrame, info: dict, max_tasks: int = 4) -> str:
+STRIP_SCALE = 4          # revisit strips are shown at up to 4x their pixel size ...
+STRIP_MAX_WIDTH = 1240   # ... as wide as the page's content allows
+
+
+def strips_section(run_dir: Path, df: pd.DataFrame, info: dict, max_tasks: int = 8) -> str:
     sdirs = _model_dirs(run_dir, "strips")
     if not sdirs:
         return "<p class='note'>No revisit pairs in this run's tasks.</p>"
@@ -267,16 +279,16 @@ def strips_section(run_dir: Path, df: pd.DataFrame, info: dict, max_tasks: int =
     tasks = sorted(tasks, key=lambda t: not t["family"].startswith("revisit"))[:max_tasks]
     parts = []
     for t in tasks:
+        strip_w = 3 * t["width"] + 4
+        width = min(STRIP_SCALE * strip_w, STRIP_MAX_WIDTH)
         parts.append(f"<h3>{html.escape(t['task_id'])} <span class='note'>({html.escape(t['family'])})</span></h3>"
-                     "<table><thead><tr><th>model</th><th style='text-align:left'>ground truth (revisit) | "
-                     "model, first visit | model, revisit</th></tr></thead><tbody>")
+                     f"<div class='panels' style='width:{width}px'><span>ground truth, revisit</span>"
+                     "<span>model, first visit</span><span>model, revisit</span></div>")
         for s in models:
             f = sdirs[s] / f"{t['task_id']}.png"
             if f.exists():
-                parts.append(f"<tr><td>{html.escape(_label(names.get(s, s)))}</td><td style='text-align:left'>"
-                             f"{_img(_b64_png(f.read_bytes()), 'strip ' + s, width=min(3 * t['width'] * 2, 960))}"
-                             f"</td></tr>")
-        parts.append("</tbody></table>")
+                parts.append(f"<figure class='strip'>{_img(_b64_png(f.read_bytes()), 'strip ' + s, width=width)}"
+                             f"<figcaption>{html.escape(_label(names.get(s, s)))}</figcaption></figure>")
     return "".join(parts)
 
 
@@ -299,11 +311,32 @@ def validity_section(df: pd.DataFrame) -> str:
     return "".join(out)
 
 
+SECTIONS = [("leaderboard", "Leaderboard"), ("memory", "Memory"), ("action", "Action following by segment type"),
+            ("long", "Long-horizon tasks"), ("validity", "Metric validity"), ("curves", "Metrics over time"),
+            ("trajectories", "Estimated vs commanded trajectories"), ("strips", "Revisit strips"),
+            ("families", "Per family"), ("completeness", "Not applicable, incomplete, failed")]
+
+
+def _counts_html(df: pd.DataFrame) -> str:
+    counts = revisit_counts(df)
+    if not len(counts):
+        return ""
+    cols = [(m, h) for m, h in REVISIT_COUNT_COLUMNS if m in counts.columns]
+    out = ["<p class='note'>Revisit pairs per task (ground truth; the same for every model).</p><table><thead><tr>"
+           "<th>task</th>" + "".join(f"<th>{html.escape(h)}</th>" for _, h in cols) + "</tr></thead><tbody>"]
+    for task, r in counts.iterrows():
+        out.append(f"<tr><td>{html.escape(task)}</td>" + "".join(
+            f"<td>{int(r[m]) if np.isfinite(r[m]) else 'n/a'}</td>" for m, _ in cols) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
 def report_html(run_dir: Path) -> str:
     """The report's HTML text for a run directory."""
     run_dir = Path(run_dir)
     df = load_results(run_dir)
     info = load_run_info(run_dir)
+    st = model_status(df, info)
     tasks = info.get("tasks", [])
     title = f"relic-suite benchmark report: suite {info.get('suite', '?')}"
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -311,50 +344,86 @@ def report_html(run_dir: Path) -> str:
     if tasks:
         fams = sorted({t["family"] for t in tasks})
         parts.append(f"<p>{len(tasks)} tasks on held-out (test-split) scenes; families: {html.escape(', '.join(fams))}; "
-                     f"{sum(t['num_frames'] for t in tasks)} frames in all. Run finished "
+                     f"{sum(t['num_frames'] for t in tasks)} frames in all; scoring protocol "
+                     f"{html.escape(str(info.get('protocol', 1)))}. Run finished "
                      f"{html.escape(str(info.get('finished_utc', '?')))} in {info.get('wall_s', float('nan')):.1f} s "
                      f"on {info.get('cpu_count', '?')} CPU(s); pose estimator <code>{html.escape(str(info.get('estimator', '?')))}</code>.</p>")
-    parts.append("<p class='note'>Means over tasks. ↑ higher is better, ↓ lower is better. \"(ref)\" marks reference "
-                 "baselines that read ground truth. PSNR is capped at 60 dB (identical images score 60). "
-                 "RPE over 1-s segments (16 frames) after Sim(3) alignment to the commanded trajectory.</p>")
+    metrics = set(df["metric"].unique())
+    fams = sorted(df["family"].dropna().unique())
+    long_f = [f for f in fams if f.startswith("long")]
+    present = {"action": "rpe_trans_rel" in metrics, "long": bool(long_f)}
+    parts.append("<nav class='toc'><b>Contents</b><ol>" + "".join(
+        f"<li><a href='#{key}'>{html.escape(title)}</a></li>" for key, title in SECTIONS if present.get(key, True))
+        + "</ol></nav>")
+    parts.append(f"<p class='note'>{html.escape(INTRO)}</p>")
     note = lpips_note(df)
     if note:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
-    parts.append("<h2>Leaderboard</h2>" + _html_table(aggregate(df), MAIN_COLUMNS))
+    parts.append("<h2 id='leaderboard'>Leaderboard</h2>"
+                 + _html_table(table_rows(df, info, MAIN_COLUMNS, st, main=True, with_tasks=True), MAIN_COLUMNS,
+                               with_tasks=True))
+    common = common_tasks(st)
+    if common is not None:
+        parts.append(f"<h3>On the {len(common)} tasks every complete model ran</h3><p class='note'>Some models "
+                     "declared tasks outside their action space; this table compares every complete model on the "
+                     "same tasks.</p>" + _html_table(table_rows(df, info, MAIN_COLUMNS, st, tasks=common, main=True),
+                                                     MAIN_COLUMNS))
     parts.append(f"<h3>Reported by the paper, different test set</h3><p class='note'>{html.escape(PAPER_SOURCE)}. "
                  f"These rows are <b>{html.escape(PAPER_LABEL)}</b>: not comparable with ours; the paper reports no "
                  "memory metrics.</p>" + _paper_html())
-    fams = sorted(df["family"].dropna().unique())
-    long_f = [f for f in fams if f.startswith("long")]
+    parts.append(f"<h2 id='memory'>Memory</h2><p class='note'>{html.escape(MEMORY_NOTE)}</p>"
+                 + _html_table(table_rows(df, info, MEMORY_COLUMNS, st), MEMORY_COLUMNS) + _counts_html(df))
+    if present["action"]:
+        parts.append("<h2 id='action'>Action following by segment type</h2>"
+                     + _html_table(table_rows(df, info, ACTION_COLUMNS, st), ACTION_COLUMNS))
     if long_f:
-        parts.append("<h3>Long-horizon tasks</h3>" + _html_table(aggregate(df, families=long_f),
-                                                                 LONG_COLUMNS + [MAIN_COLUMNS[2], MAIN_COLUMNS[0]]))
-    if "rpe_trans@first_view" in df["metric"].unique():
+        parts.append("<h2 id='long'>Long-horizon tasks</h2>"
+                     + _html_table(table_rows(df, info, LONG_COLUMNS, st, families=long_f), LONG_COLUMNS))
+    if "rpe_trans@first_view" in metrics:
         parts.append(f"<h3>Action following in the first view</h3><p class='note'>{html.escape(FIRST_VIEW_NOTE)}</p>"
-                     + _html_table(aggregate(df), FIRST_VIEW_COLUMNS))
-    parts.append("<h2>Metric validity</h2>" + validity_section(df))
-    parts.append("<h2>Metrics over time</h2>" + curves_section(run_dir, df, info))
-    parts.append("<h2>Estimated vs commanded trajectories</h2>" + trajectories_section(run_dir, df, info))
-    parts.append("<h2>Revisit strips</h2><p class='note'>Per model, the task's widest-gap revisit pair: "
-                 "ground truth at the revisit | the model's frame at the first visit | the model's frame at the "
-                 "revisit. A model with spatial memory shows the same content in the last two panels.</p>"
-                 + strips_section(run_dir, df, info))
-    parts.append("<h2>Per family</h2>")
-    fam_cols = [("revisit_psnr_gt", "revisit PSNR vs GT", +1), ("revisit_psnr_self", "revisit PSNR self", +1),
-                ("rpe_trans", "RPE-trans", -1), ("rpe_rot_deg", "RPE-rot", -1)]
+                     + _html_table(table_rows(df, info, FIRST_VIEW_COLUMNS, st), FIRST_VIEW_COLUMNS))
+    parts.append("<h2 id='validity'>Metric validity</h2>" + validity_section(df))
+    parts.append("<h2 id='curves'>Metrics over time</h2>" + curves_section(run_dir, df, info))
+    parts.append("<h2 id='trajectories'>Estimated vs commanded trajectories</h2>"
+                 + trajectories_section(run_dir, df, info))
+    parts.append("<h2 id='strips'>Revisit strips</h2><p class='note'>Per task and model, the clearest revisit pair "
+                 "(highest view overlap, then widest gap): ground truth at the revisit | the model's frame at the "
+                 "first visit | the model's frame at the revisit. A model with spatial memory shows the same content "
+                 "in the last two panels.</p>" + strips_section(run_dir, df, info))
+    parts.append("<h2 id='families'>Per family</h2>")
     for f in fams:
-        parts.append(f"<h3>{html.escape(f)}</h3>" + _html_table(aggregate(df, family=f), fam_cols))
-    fails = info.get("failures", [])
-    if fails:
-        parts.append("<h2>Not run / failed</h2><ul>")
-        for f in fails:
-            where = f" on {f['task']}" if f.get("task") else ""
-            parts.append(f"<li><code>{html.escape(f['model'])}</code>{html.escape(where)} ({html.escape(f['stage'])}): "
-                         f"{html.escape(f['error'])}</li>")
-        parts.append("</ul>")
+        parts.append(f"<h3>{html.escape(f)}</h3>" + _html_table(table_rows(df, info, FAMILY_COLUMNS, st, family=f),
+                                                                 FAMILY_COLUMNS))
+    parts.append("<h2 id='completeness'>Not applicable, incomplete, failed</h2>" + _completeness_html(st, info))
     parts.append("<p class='note'>Generated by relic-suite (<code>relic bench run</code>). Full tidy results: "
                  "results.csv / results.parquet next to this file.</p></body></html>")
     return "".join(parts)
+
+
+def _completeness_html(st, info: dict) -> str:
+    out = []
+    na = [(m, t, r) for m, s in st.items() for t, r in sorted(s.na.items())]
+    if na:
+        out.append("<h3>Not applicable (declared outside the model's action space)</h3><ul>")
+        out += [f"<li><code>{html.escape(m)}</code> on {html.escape(t)}: {html.escape(r)}</li>" for m, t, r in na]
+        out.append("</ul>")
+    bad = [s for s in st.values() if not s.complete]
+    if bad:
+        out.append("<h3>Incomplete models</h3><p class='note'>" + html.escape(
+            "Run with --allow-missing: their rows average only the tasks they have." if info.get("allow_missing")
+            else "Their rows show no means (they would cover other tasks than the rows beside them); the run exited "
+                 "non-zero.") + "</p><ul>")
+        for s in sorted(bad, key=lambda s: model_sort_key(s.model)):
+            out += [f"<li>{html.escape(line)}</li>" for line in s.problems()]
+        out.append("</ul>")
+    fails = [f for f in info.get("failures", []) if f.get("task") is None]
+    if fails:
+        out.append("<h3>Models that could not be built</h3><ul>")
+        for f in fails:
+            out.append(f"<li><code>{html.escape(str(f['model']))}</code> ({html.escape(str(f.get('stage', '?')))}): "
+                       f"{html.escape(str(f.get('error', '?')))}</li>")
+        out.append("</ul>")
+    return "".join(out) or "<p class='note'>Every model ran every task of the suite.</p>"
 
 
 def write_report(run_dir: Path, dest: Path | None = None) -> Path:

@@ -17,9 +17,13 @@ benchmark.pose_estimation, metric via frame 0's ground-truth depth, so no Sim(3)
     pose_est_failed_frac              fraction of frame steps where the estimator failed (pose held)
     est_noise_floor_<metric>          the estimator's own value on the ground-truth video (only when
                                       the caller passes ``noise_floor``, see estimate_noise_floor)
-Memory retrieval (benchmark.metrics.retrieval)
-    revisit_{psnr,ssim,lpips}_{gt,self,self_ceiling,gt_covis,self_covis,self_covis_ceiling},
-    revisit_{psnr,ssim,lpips}_{gt,self}@{gap<5s,5-15s,>15s}, revisit_covis_frac, revisit_pairs
+Memory (benchmark.metrics.retrieval; revisit pairs that pass the re-observation gate)
+    revisit_consistency_gain          self-consistency headline (dB; static ~0), with its n:
+                                      revisit_gain_pairs, revisit_gain_controls
+    revisit_{psnr,ssim,lpips}_{gt,gt_covis,self_covis}, the secondary raw revisit_*_self and the
+    ground-truth references revisit_*_{self_gtref,self_covis_gtref},
+    revisit_{psnr,ssim,lpips}_{gt,self}@{gap<5s,5-15s,>15s}, revisit_covis_frac,
+    revisit_pairs_annotated, revisit_pairs_reobserved, revisit_pairs
 Per-frame fidelity and drift (benchmark.metrics.image_quality / noref / drift), frames 1..N-1
     frames_psnr_gt, frames_ssim_gt, frames_lpips_gt   means over generated frames
     drift_{psnr,ssim,lpips}_{slope,ratio}             windowed full-reference curves vs GT

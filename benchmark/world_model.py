@@ -52,6 +52,12 @@ class WorldModel(abc.ABC):
     def step(self, actions: np.ndarray, gamma: float) -> np.ndarray:
         """Advance by ``len(actions)`` steps; return (k, H, W, 3) uint8 frames."""
 
+    def out_of_action_space(self, task: "Task") -> str | None:
+        """The reason ``task`` lies outside this model's action space (e.g. it commands channels the
+        model has no control for), or None (default: every task is in). The harness does not roll a
+        declared task out and reports it as n/a with the reason, never as missing."""
+        return None
+
     def close(self) -> None:
         """Release resources (optional)."""
 

@@ -59,6 +59,33 @@ def make_model(spec: str) -> WorldModel:
     raise ValueError(f"unknown model {spec!r}; known: {', '.join(KNOWN)} (see `relic bench run --help`)")
 
 
+def validate_spec(spec: str) -> None:
+    """Check a model spec without building the model: ValueError for an unknown name or a malformed
+    argument, FileNotFoundError for a checkpoint / video folder that does not exist. ``relic bench
+    run`` / ``score`` call it for every spec before rolling anything out, so a typo stops the run at
+    once with one line instead of producing a leaderboard without the model."""
+    import os
+
+    spec = spec.strip()
+    name, _, arg = spec.partition(":")
+    base = name.partition("@")[0]
+    if base not in KNOWN:
+        raise ValueError(f"unknown model {spec!r}; known: {', '.join(KNOWN)} (see `relic bench run --help`)")
+    if base in ("oracle", "static", "reproject") and (arg or base != name):
+        raise ValueError(f"model {spec!r}: {base} takes no argument")
+    if base == "noisy-oracle":
+        from benchmark.adapters.noisy_oracle import parse_spec
+
+        parse_spec(arg)
+    if base == "video-folder":
+        if not arg:
+            raise ValueError("video-folder needs a folder: video-folder:DIR")
+        if not os.path.isdir(arg):
+            raise FileNotFoundError(f"model {spec!r}: video folder {arg} does not exist")
+    if base in ("relic", "relic-nomem") and arg and not os.path.exists(arg):
+        raise FileNotFoundError(f"model {spec!r}: checkpoint {arg} does not exist")
+
+
 def parse_models(text: str) -> list[str]:
     """Split a comma-separated --models value; the word ``validity`` expands to VALIDITY_VARIANTS."""
     out: list[str] = []

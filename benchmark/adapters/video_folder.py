@@ -5,9 +5,15 @@ For task ``T`` the folder holds either ``DIR/T.mp4`` (any container OpenCV's FFm
 The video may contain N frames (frame 0 included; it is dropped, the given first frame is used) or
 N - 1 frames (frames 1..N-1). Frames at a different resolution are resized to the task's with
 area interpolation. Generation speed is unknown for these, so the harness reports no ``fps``.
+
+A model that cannot be driven by some tasks' actions (e.g. it has no roll or lift control) declares
+them in ``DIR/not_applicable.json``: ``{"<task_id>": "<reason>", ...}``. Those tasks need no
+video; they are reported n/a with the reason, not missing. Every other task needs its video: a
+missing, unreadable or wrongly sized one fails that task with a one-line reason.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -40,16 +46,37 @@ def read_image_folder(path: Path) -> np.ndarray:
     files = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not files:
         raise RuntimeError(f"{path} has no {IMAGE_EXTS} frames")
+    from PIL import Image, UnidentifiedImageError
+
     out = []
     for p in files:
-        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise RuntimeError(f"cannot read frame {p}")
-        out.append(bgr[..., ::-1])
+        try:  # PIL: a corrupt or truncated file raises (OpenCV would also log to stderr)
+            with Image.open(p) as im:
+                out.append(np.asarray(im.convert("RGB")))
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            raise RuntimeError(f"cannot read frame {p} ({type(e).__name__}: {e})") from None
     shapes = {f.shape for f in out}
     if len(shapes) != 1:
         raise RuntimeError(f"{path}: frames have different sizes {sorted(shapes)}")
     return np.ascontiguousarray(np.stack(out))
+
+
+NOT_APPLICABLE_FILE = "not_applicable.json"
+
+
+def declared_not_applicable(folder: Path) -> dict[str, str]:
+    """``DIR/not_applicable.json`` as {task_id: reason} ({} when absent); ValueError when malformed."""
+    p = Path(folder) / NOT_APPLICABLE_FILE
+    if not p.exists():
+        return {}
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                             for k, v in data.items()):
+        raise ValueError(f"{p}: expected an object {{\"<task_id>\": \"<reason>\"}} with a non-empty reason per task")
+    return dict(data)
 
 
 def find_video(folder: Path, task_id: str) -> Path | None:
@@ -89,6 +116,10 @@ class VideoFolderModel(WorldModel):
             raise FileNotFoundError(f"video folder {self.folder} does not exist")
         self.name = name or f"videos:{self.folder.name}"
         self._frames = None
+        self.not_applicable = declared_not_applicable(self.folder)
+
+    def out_of_action_space(self, task) -> str | None:
+        return self.not_applicable.get(task.task_id)
 
     def bind_task(self, task) -> None:
         self._frames = load_generated(self.folder, task)

@@ -1,4 +1,11 @@
-"""`relic bench score`: score a folder of externally generated videos (named by task id)."""
+"""`relic bench score`: score a folder of externally generated videos (named by task id).
+
+Every suite task is scored (the leaderboard's means must cover the same tasks for every row). A task
+declared in ``VIDEOS/not_applicable.json`` is n/a (reported with its reason). A task without a video
+stops the command at once (one line) unless ``--allow-missing``; an unreadable video or a wrong
+frame count fails that task. Exit status 1 (one line per problem) when the model is incomplete,
+unless ``--allow-missing`` (then the leaderboard labels it and shows its means over the tasks it has).
+"""
 from __future__ import annotations
 
 import argparse
@@ -14,31 +21,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trajectories", type=Path, default=None,
                    help="folder of TUM trajectories <task_id>.txt from an external estimator")
     p.add_argument("--baselines", default="", help="also run these models for reference, e.g. oracle,static")
-    p.add_argument("--estimator", default="opencv", help="pose estimator when no TUM file is given")
+    p.add_argument("--estimator", default="direct", help="pose estimator when no TUM file is given (direct, opencv, opencv-orb, opencv-sift, colmap)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
-    p.add_argument("--allow-missing", action="store_true", help="score only the tasks that have a video")
+    p.add_argument("--lpips-weights", type=Path, default=None,
+                   help="torchvision's AlexNet backbone file for LPIPS on an offline machine (SHA-256 verified)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="accept an incomplete model (tasks without a usable video, NaN headline metrics): it is "
+                        "labelled INCOMPLETE in the leaderboard with means over the tasks it has, exit status 0")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:
-    from benchmark.adapters import parse_models
+    from benchmark.adapters import parse_models, validate_spec
     from benchmark.adapters.video_folder import VideoFolderModel, find_video
+    from benchmark.cli.run import finish, use_lpips_weights
     from benchmark.harness import run_benchmark
     from benchmark.tasks.io import load_suite
 
+    baselines = parse_models(args.baselines)
+    for spec in baselines:
+        validate_spec(spec)
+    use_lpips_weights(args.lpips_weights, not args.no_lpips)
     suite = load_suite(args.suite)
     model = VideoFolderModel(args.videos, name=args.name or args.videos.resolve().name)
-    missing = [t.task_id for t in suite.tasks if find_video(args.videos, t.task_id) is None]
-    tasks = suite.tasks
-    if missing:
-        if not args.allow_missing:
-            raise FileNotFoundError(f"{len(missing)} task(s) have no video in {args.videos}: {', '.join(missing[:5])}"
-                                    f"{' ...' if len(missing) > 5 else ''} (name them <task_id>.mp4, or pass "
-                                    "--allow-missing)")
-        tasks = [t for t in tasks if t.task_id not in missing]
-    run_benchmark(parse_models(args.baselines), tasks, args.out, suite_name=suite.name, suite_root=str(suite.root),
+    missing = [t.task_id for t in suite.tasks
+               if find_video(args.videos, t.task_id) is None and t.task_id not in model.not_applicable]
+    if missing and not args.allow_missing:
+        raise FileNotFoundError(f"{len(missing)} task(s) have no video in {args.videos}: {', '.join(missing[:5])}"
+                                f"{' ...' if len(missing) > 5 else ''} (name them <task_id>.mp4, declare them in "
+                                "not_applicable.json, or pass --allow-missing)")
+    run_benchmark(baselines, suite.tasks, args.out, suite_name=suite.name, suite_root=str(suite.root),
                   lpips=not args.no_lpips, estimator=args.estimator, trajectories_dir=args.trajectories,
-                  models={model.name: model}, progress=not args.quiet)
+                  models={model.name: model}, progress=not args.quiet, allow_missing=args.allow_missing)
     print(f"leaderboard: {args.out / 'leaderboard.md'}")
     print(f"report:      {(args.out / 'report.html').resolve()}")
-    return 0
+    return finish(args.out, args.allow_missing)

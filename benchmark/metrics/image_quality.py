@@ -14,26 +14,34 @@ PSNR (dB)
     same cap; NaN when the mask is empty.
 
 SSIM (0..1, 1 = identical)
-    Wang et al. 2004 SSIM exactly as torchmetrics' ``structural_similarity_index_measure`` computes
-    it: Gaussian window sigma = 1.5, 11 x 11 taps, K1 = 0.01, K2 = 0.03, data_range = 255
+    Wang et al. 2004 SSIM as torchmetrics' ``structural_similarity_index_measure`` defines it:
+    Gaussian window sigma = 1.5, 11 x 11 taps, K1 = 0.01, K2 = 0.03, data_range = 255
     (C1 = (0.01*255)**2, C2 = (0.03*255)**2), population statistics, per RGB channel on float
     images in 0..255, the image reflect-padded (edge pixel not repeated) by the window radius so the
-    SSIM map covers every pixel, and the map averaged over channels and ALL pixels. (scikit-image's
-    ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`` is the
-    same except that it drops a 5-pixel border before averaging; the two agree to ~1e-3 on small
-    images and closer on large ones, which the tests check.) Two backends compute the same number:
-    ``"separable"`` (default: OpenCV separable Gaussian filtering, float32, several times faster on
-    CPU) and ``"torchmetrics"``; the tests check they agree to 1e-4. Masked SSIM averages the
+    SSIM map covers every pixel, and the map averaged over channels and ALL pixels. Two backends
+    compute it: ``"separable"`` (default: OpenCV separable Gaussian filtering, float32, several
+    times faster on CPU) and ``"torchmetrics"``. scikit-image's ``structural_similarity(
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
+    channel_axis=-1)`` computes the same map but averages it only over the interior (it drops a
+    5-pixel border). Measured on 96 smoke-suite frame pairs at 112x64 (benchmark/README.md gives the
+    command): interior means agree with scikit-image to 2.8e-5, whole-image means differ by up to
+    0.084 (mean 0.020), because at 112x64 the border is 25 % of the pixels; the two backends agree
+    to 2.8e-4. The tests check the interior agreement and the backends. Masked SSIM averages the
     channel-mean SSIM map over the masked pixels.
 
 LPIPS (>= 0, 0 = identical, lower is better)
     Zhang et al. 2018 LPIPS v0.1 from the ``lpips`` package, AlexNet backbone by default (``vgg``
-    selectable), inputs scaled to [-1, 1]. The package ships the linear-layer weights, but the
-    backbone's ImageNet weights come from torchvision's cache
-    (``<torch.hub.get_dir()>/checkpoints/<file>``). They are never downloaded here: when the file is
-    absent, :class:`LPIPSMetric` is unavailable, its ``status`` says
-    ``"unavailable: torchvision weights <file> not in <dir>"`` and it returns NaN. Masked LPIPS
-    averages the spatial LPIPS map (``spatial=True``, upsampled to the image size) over the mask.
+    selectable), inputs scaled to [-1, 1]. The package ships the linear-layer weights; the
+    backbone's ImageNet weights are torchvision's file (``alexnet-owt-7be5be79.pth``), read from
+    ``--lpips-weights PATH`` / the environment variable ``RELIC_LPIPS_WEIGHTS`` when given, else
+    from torchvision's cache (``<torch.hub.get_dir()>/checkpoints/<file>``). They are never
+    downloaded, and the file is verified before LPIPS is called available: its SHA-256 must equal
+    ``LPIPS_BACKBONE_SHA256[net]`` (AlexNet: the full digest of torchvision's file; other backbones:
+    the 8-hex-digit prefix in torchvision's file name, torch.hub's own check). Without a verified
+    file :class:`LPIPSMetric` is unavailable, its ``status`` says why (``"unavailable: ..."``) and it
+    returns NaN: never a number from other weights. The verified file is loaded into the lpips
+    network directly (torchvision's cache is not consulted again). Masked LPIPS averages the
+    spatial LPIPS map (``spatial=True``, upsampled to the image size) over the mask.
 """
 from __future__ import annotations
 
@@ -180,6 +188,17 @@ def ssim_masked(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float
 
 
 # ---------------------------------------------------------------------------------------- LPIPS
+#: SHA-256 of torchvision's backbone files: the full digest where known, else the 8-hex-digit prefix
+#: torchvision puts in the file name (what torch.hub's check_hash compares).
+LPIPS_BACKBONE_SHA256 = {
+    "alex": "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",  # alexnet-owt-7be5be79.pth
+    "vgg": "397923af",      # vgg16-397923af.pth
+    "squeeze": "b8a52dc0",  # squeezenet1_1-b8a52dc0.pth
+}
+LPIPS_WEIGHTS_ENV = "RELIC_LPIPS_WEIGHTS"
+_SHA_CACHE: dict[tuple, str] = {}
+
+
 def lpips_backbone_file(net: str = "alex") -> str:
     """Path where torchvision caches the ImageNet backbone weights that LPIPS(net) loads."""
     import torchvision.models as tvm
@@ -191,25 +210,61 @@ def lpips_backbone_file(net: str = "alex") -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights[net].url))
 
 
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file (cached per path, size and modification time)."""
+    import hashlib
+
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def verify_backbone(path: str, net: str = "alex") -> str | None:
+    """None when ``path`` is the verified backbone file of ``net``, else the reason it is not."""
+    if not os.path.isfile(path):
+        return f"{path} does not exist"
+    want = LPIPS_BACKBONE_SHA256.get(net)
+    if want is None:
+        return f"no known SHA-256 for LPIPS backbone {net!r}"
+    got = file_sha256(path)
+    if not got.startswith(want):
+        return f"{path} fails its SHA-256 check (got {got[:16]}..., expected {want[:16]}...): not {net}'s ImageNet weights"
+    return None
+
+
+def lpips_weights_path(net: str = "alex", weights: str | None = None) -> str:
+    """The backbone file LPIPS(net) uses: ``weights``, else $RELIC_LPIPS_WEIGHTS, else torchvision's cache."""
+    return weights or os.environ.get(LPIPS_WEIGHTS_ENV) or lpips_backbone_file(net)
+
+
 class LPIPSMetric:
     """LPIPS v0.1 (``lpips`` package) with an availability check that never touches the network.
 
-    ``available`` is False and every call returns NaN when the torchvision backbone weights are not
-    in the local cache; ``status`` then says which file is missing where. Built lazily on first use.
+    ``available`` is True only when the backbone file (``weights``, $RELIC_LPIPS_WEIGHTS or
+    torchvision's cache) exists and passes its SHA-256 check; otherwise every call returns NaN and
+    ``status`` says which file is missing or wrong. The network is built lazily on first use.
     """
 
-    def __init__(self, net: str = "alex", batch: int = 4):
+    def __init__(self, net: str = "alex", batch: int = 4, weights: str | None = None):
         self.net = net
         self.batch = batch
         self._model = None
-        path = lpips_backbone_file(net)
-        if os.path.isfile(path):
-            self.available = True
-            self.status = f"available: lpips v0.1 {net}, backbone weights {path}"
-        else:
+        self.path = lpips_weights_path(net, weights)
+        if not os.path.isfile(self.path):
             self.available = False
-            self.status = (f"unavailable: torchvision weights {os.path.basename(path)} not in "
-                           f"{os.path.dirname(path)}")
+            self.status = (f"unavailable: torchvision weights {os.path.basename(self.path)} not in "
+                           f"{os.path.dirname(self.path)} (never downloaded; pass --lpips-weights PATH)")
+            return
+        bad = verify_backbone(self.path, net)
+        self.available = bad is None
+        self.status = (f"available: lpips v0.1 {net}, backbone weights {self.path} (SHA-256 verified)"
+                       if bad is None else f"unavailable: {bad}")
 
     def _load(self):
         if self._model is None:
@@ -219,7 +274,15 @@ class LPIPSMetric:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # torchvision's 'pretrained' deprecation
-                self._model = lpips.LPIPS(net=self.net, version="0.1", verbose=False).eval()
+                model = lpips.LPIPS(net=self.net, version="0.1", pnet_rand=True, verbose=False).eval()
+            sd = torch.load(self.path, map_location="cpu", weights_only=True)
+            feats = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
+            for i in range(1, model.net.N_slices + 1):
+                for idx, mod in getattr(model.net, f"slice{i}").named_children():
+                    sub = {k[len(idx) + 1:]: v for k, v in feats.items() if k.startswith(f"{idx}.")}
+                    if sub or list(mod.state_dict()):
+                        mod.load_state_dict(sub, strict=True)
+            self._model = model
         return self._model
 
     @staticmethod
@@ -259,11 +322,17 @@ class LPIPSMetric:
 _LPIPS_CACHE: dict[str, LPIPSMetric] = {}
 
 
-def get_lpips(net: str = "alex") -> LPIPSMetric:
-    """Shared LPIPSMetric per backbone for the current torch hub dir (so the network loads once)."""
-    key = f"{net}@{torch.hub.get_dir()}"
+def get_lpips(net: str = "alex", weights: str | None = None) -> LPIPSMetric:
+    """Shared LPIPSMetric per backbone file (so the network loads and the file is hashed once)."""
+    path = lpips_weights_path(net, weights)
+    try:
+        st = os.stat(path)
+        stamp = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None
+    key = f"{net}@{path}@{stamp}@{LPIPS_BACKBONE_SHA256.get(net)}"
     if key not in _LPIPS_CACHE:
-        _LPIPS_CACHE[key] = LPIPSMetric(net)
+        _LPIPS_CACHE[key] = LPIPSMetric(net, weights=weights)
     return _LPIPS_CACHE[key]
 
 
@@ -275,4 +344,5 @@ def mean_or_nan(x) -> float:
 
 
 __all__ = ["PSNR_CAP_DB", "DATA_RANGE", "psnr", "psnr_masked", "ssim", "ssim_maps", "ssim_masked",
-           "LPIPSMetric", "get_lpips", "lpips_backbone_file", "mean_or_nan"]
+           "LPIPSMetric", "get_lpips", "lpips_backbone_file", "lpips_weights_path", "verify_backbone",
+           "LPIPS_BACKBONE_SHA256", "LPIPS_WEIGHTS_ENV", "mean_or_nan"]

@@ -1,8 +1,10 @@
-"""Spatial-memory retrieval on revisit pairs: does the model show the same place again?
+"""Spatial memory on revisit pairs: does the model show the same place again, and does it show it
+the way it showed it the first time?
 
 A task's revisit pair (later, earlier) says the camera at frame ``later`` (near-)revisits the view of
-frame ``earlier``; ``gap_s`` is the time between the visits. For generated frames G, ground truth
-T (RGB uint8), GT planar depth D (metres, inf = sky), GT poses (c2w) and intrinsics K:
+frame ``earlier`` (``revisits.csv``, found by the suite builder on a 24 x 16 sample grid); ``gap_s``
+is the time between the visits. For generated frames G, ground truth T (RGB uint8), GT planar depth
+D (metres, inf = sky), GT poses (c2w) and intrinsics K:
 
 Co-visible region of a pair (mask over the LATER image, from GT geometry only)
     Every later pixel with finite depth is unprojected with D[later] (pixel centres at
@@ -12,21 +14,60 @@ Co-visible region of a pair (mask over the LATER image, from GT geometry only)
     projection gives sampling maps used to warp an EARLIER image into the later view (bilinear,
     ``cv2.remap``); outside the mask the warped image is filled with the image it is compared to,
     so SSIM / LPIPS windows straddling the mask border see no artificial holes.
+    The co-visible fraction c(i -> j) is |co-visible pixels of i| / |finite-depth pixels of i| (0
+    when frame i shows no surface at all).
+
+Re-observation gate (after WRBench's: a revisit counts only if the view really returns)
+    An annotated pair is scored only when the ground truth really re-observes: c(later -> earlier)
+    >= ``REOBSERVE_MIN`` (0.5) at full resolution, i.e. at least half of the surfaces the later view
+    shows were visible, unoccluded, in the earlier view. ``revisit_pairs_annotated`` counts the
+    task's pairs, ``revisit_pairs_reobserved`` those that pass, ``revisit_pairs`` those scored (at
+    most ``max_pairs``, evenly spaced in the (later, earlier)-sorted list of passing pairs).
+
+Headline: ``revisit_consistency_gain`` (dB, higher is better)
+    How much more alike a model's OWN frames are at the revisit pairs than at matched control pairs
+    with the same time gap that do NOT see the same place. Similarity S(x, y) is the PSNR (capped
+    at 60 dB, benchmark.metrics.image_quality) of the two frames' ``THUMB_WIDTH``-pixel-wide
+    thumbnails (area downsampling, aspect kept): a revisit is up to 1.5 m / 45 deg away from the
+    first visit, so full-resolution pixels do not line up even for the ground truth; the thumbnail
+    compares what is seen, not where each pixel lands. For a scored pair (a, b), gap g = a - b
+    frames, the controls are pairs (i, i - g), i != a, whose co-visibility is at most
+    ``CONTROL_COVIS_MAX`` (0.1) in BOTH directions (max(c(i -> i-g), c(i-g -> i)) <= 0.1, evaluated
+    on GT depth resized to <= ``CONTROL_GRID_WIDTH`` px wide); at most ``CONTROL_CANDIDATES`` (64)
+    candidates, evenly spaced over i, are tested and at most ``MAX_CONTROLS`` (8) of those that
+    qualify, evenly spaced, are used. Then
+
+        gain(a, b) = S(G[a], G[b]) - mean over controls (i, j) of S(G[i], G[j])
+
+    and ``revisit_consistency_gain`` is the mean of gain over the scored pairs that have at least one
+    control. It is NaN when no scored pair has a control (the ground truth sees the same place at
+    every pair with that gap: a pan360 turning on the spot, a constant-speed loop, a small room);
+    ``revisit_gain_pairs`` (pairs with controls) and ``revisit_gain_controls`` (control pairs used)
+    give the n. Controls depend on the ground truth only, so they are the same for every model of a
+    task. Properties: a static or frozen video scores 0 (every S is the 60 dB cap); shuffled frames
+    score ~0 (revisit and control pairs are alike at random); the ground truth scores clearly
+    positive (smoke suite: benchmark/README.md); a model that remembers what it showed scores
+    positive even where what it showed is not the ground truth. It measures CONSISTENCY, not
+    fidelity (a model whose frames depend only on the commanded pose would score well), so it is
+    always read beside ``revisit_psnr_gt``.
 
 Per pair (all PSNR / SSIM / LPIPS as defined in benchmark.metrics.image_quality):
-    *_gt          G[later] vs T[later]                                  (against ground truth)
-    *_self        G[later] vs G[earlier]                                (self-consistency)
-    *_self_ceiling T[later] vs T[earlier]                               (what a perfect model gets
-                  on *_self: GT later and earlier views differ whenever the poses do)
-    *_gt_covis    G[later] vs T[later], inside the co-visible mask
-    *_self_covis  G[later] vs warp(G[earlier]), inside the mask          (pose difference removed)
-    *_self_covis_ceiling  T[later] vs warp(T[earlier]), inside the mask (resampling limit)
-Summary metrics are means over pairs (NaN entries skipped), named ``revisit_<metric>_<variant>``
-e.g. ``revisit_psnr_gt``, ``revisit_lpips_self_covis``; ``revisit_covis_frac`` is the mean mask
-fraction and ``revisit_pairs`` the number of pairs scored. Gap bins (seconds):
+    *_gt           G[later] vs T[later]                               (fidelity: against ground truth)
+    *_self         G[later] vs G[earlier]                             SECONDARY: raw self-similarity;
+                   a static video scores the maximum (60 dB / 1.0), so it is never a ranking, gate or
+                   validity target: ``revisit_consistency_gain`` is the self-consistency headline
+    *_self_gtref   T[later] vs T[earlier]                             (what the ground truth scores on
+                   *_self: a reference, not a bound)
+    *_gt_covis     G[later] vs T[later], inside the co-visible mask
+    *_self_covis   G[later] vs warp(G[earlier]), inside the mask       (pose difference removed)
+    *_self_covis_gtref  T[later] vs warp(T[earlier]), inside the mask (the ground truth's value; a
+                   reference, not a bound: a video with less detail warps better than the GT does)
+Summary metrics are means over the scored pairs (NaN entries skipped), named
+``revisit_<metric>_<variant>`` e.g. ``revisit_psnr_gt``, ``revisit_lpips_self_covis``;
+``revisit_covis_frac`` is the mean co-visible fraction c(later -> earlier). Gap bins (seconds):
 ``@gap<5s`` (gap < 5), ``@5-15s`` (5 <= gap < 15), ``@>15s`` (gap >= 15) for the _gt and _self
-variants, e.g. ``revisit_psnr_gt@gap<5s`` (NaN when a bin is empty). When a task has more than
-``max_pairs`` pairs, ``max_pairs`` pairs evenly spaced in the (later, earlier)-sorted list are scored.
+variants, e.g. ``revisit_psnr_gt@gap<5s`` (NaN when a bin is empty). Every metric is NaN when the
+task has no scored pair.
 """
 from __future__ import annotations
 
@@ -39,8 +80,16 @@ import pandas as pd
 from benchmark.metrics.image_quality import LPIPSMetric, mean_or_nan, psnr, psnr_masked, ssim, ssim_masked
 
 GAP_BINS = (("gap<5s", 0.0, 5.0), ("5-15s", 5.0, 15.0), (">15s", 15.0, float("inf")))
-VARIANTS = ("gt", "self", "self_ceiling", "gt_covis", "self_covis", "self_covis_ceiling")
+VARIANTS = ("gt", "self", "self_gtref", "gt_covis", "self_covis", "self_covis_gtref")
 KINDS = ("psnr", "ssim", "lpips")
+REOBSERVE_MIN = 0.5
+CONTROL_COVIS_MAX = 0.1
+THUMB_WIDTH = 32
+MAX_CONTROLS = 8
+CONTROL_CANDIDATES = 64
+CONTROL_GRID_WIDTH = 64
+COUNT_METRICS = ("revisit_pairs_annotated", "revisit_pairs_reobserved", "revisit_pairs", "revisit_gain_pairs",
+                 "revisit_gain_controls")
 
 
 def covisibility(K: np.ndarray, depth_later: np.ndarray, c2w_later: np.ndarray, depth_earlier: np.ndarray,
@@ -78,6 +127,13 @@ def covisibility(K: np.ndarray, depth_later: np.ndarray, c2w_later: np.ndarray, 
     return mask, map_x, map_y
 
 
+def covisible_fraction(mask: np.ndarray, depth_later: np.ndarray) -> float:
+    """c(later -> earlier): co-visible pixels / finite-depth pixels of the later frame (0 if none)."""
+    d = np.asarray(depth_later)
+    n = int(np.count_nonzero(np.isfinite(d) & (d > 0)))
+    return float(np.count_nonzero(mask)) / n if n else 0.0
+
+
 def warp_earlier(img_earlier: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, mask: np.ndarray,
                  fill: np.ndarray) -> np.ndarray:
     """Warp an earlier RGB uint8 image into the later view; pixels outside ``mask`` come from ``fill``."""
@@ -93,48 +149,149 @@ def select_pairs(revisits: pd.DataFrame, max_pairs: Optional[int]) -> pd.DataFra
     return r
 
 
+def thumbnail(img: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
+    """``width``-px-wide area-downsampled copy of an RGB uint8 image (aspect kept; unchanged if narrower)."""
+    h, w = img.shape[:2]
+    if w <= width:
+        return img
+    return cv2.resize(img, (width, max(1, int(round(width * h / w)))), interpolation=cv2.INTER_AREA)
+
+
+class _ControlFinder:
+    """Control pairs of a task (module docstring): same gap, co-visible at most CONTROL_COVIS_MAX both
+    ways. Co-visibility is evaluated on GT depth resized (nearest) to <= CONTROL_GRID_WIDTH px wide
+    and cached per frame pair."""
+
+    def __init__(self, K: np.ndarray, depth: np.ndarray, poses: np.ndarray, rel_tol: float):
+        self.n, h, w = depth.shape
+        s = min(1.0, CONTROL_GRID_WIDTH / w)
+        self.size = (max(1, int(round(w * s))), max(1, int(round(h * s))))
+        self.K = np.diag([self.size[0] / w, self.size[1] / h, 1.0]) @ np.asarray(K, dtype=np.float64)
+        self.depth, self.poses, self.rel_tol = depth, poses, rel_tol
+        self._small: dict[int, np.ndarray] = {}
+        self._c: dict[tuple[int, int], float] = {}
+
+    def _d(self, i: int) -> np.ndarray:
+        if i not in self._small:
+            d = np.asarray(self.depth[i], dtype=np.float32)
+            self._small[i] = d if d.shape[::-1] == self.size else cv2.resize(d, self.size,
+                                                                              interpolation=cv2.INTER_NEAREST)
+        return self._small[i]
+
+    def frac(self, i: int, j: int) -> float:
+        if (i, j) not in self._c:
+            m = covisibility(self.K, self._d(i), self.poses[i], self._d(j), self.poses[j], self.rel_tol)[0]
+            self._c[(i, j)] = covisible_fraction(m, self._d(i))
+        return self._c[(i, j)]
+
+    def controls(self, later: int, earlier: int) -> list[tuple[int, int]]:
+        g = later - earlier
+        cand = np.array([i for i in range(g, self.n) if i != later], dtype=int)
+        if cand.size == 0:
+            return []
+        if cand.size > CONTROL_CANDIDATES:
+            cand = cand[np.unique(np.round(np.linspace(0, cand.size - 1, CONTROL_CANDIDATES)).astype(int))]
+        ok = [(int(i), int(i - g)) for i in cand
+              if max(self.frac(int(i), int(i - g)), self.frac(int(i - g), int(i))) <= CONTROL_COVIS_MAX]
+        if len(ok) > MAX_CONTROLS:
+            ok = [ok[k] for k in np.unique(np.round(np.linspace(0, len(ok) - 1, MAX_CONTROLS)).astype(int))]
+        return ok
+
+
+def empty_summary() -> dict[str, float]:
+    """Every summary metric name, NaN (counts 0): a task without revisit pairs."""
+    out = {k: float("nan") for k in summary_names()}
+    out.update({k: 0.0 for k in COUNT_METRICS})
+    return out
+
+
+def summary_names() -> list[str]:
+    names = list(COUNT_METRICS) + ["revisit_consistency_gain", "revisit_covis_frac"]
+    for k in KINDS:
+        names += [f"revisit_{k}_{var}" for var in VARIANTS]
+        names += [f"revisit_{k}_{var}@{b}" for var in ("gt", "self") for b, _, _ in GAP_BINS]
+    return names
+
+
 def score_revisits(frames: np.ndarray, gt: np.ndarray, gt_depth: np.ndarray, gt_poses: np.ndarray,
                    K: np.ndarray, revisits: pd.DataFrame, frame_metrics: dict[str, np.ndarray],
                    lpips_metric: Optional[LPIPSMetric], max_pairs: Optional[int] = 24,
                    rel_tol: float = 0.05) -> tuple[dict[str, float], pd.DataFrame]:
-    """Revisit metrics (module docstring) -> (summary metrics, per-pair table).
+    """Revisit metrics (module docstring) -> (summary metrics, per-pair table of the scored pairs).
 
     ``frame_metrics`` holds the per-frame full-reference values against GT ({"psnr","ssim","lpips"}:
     (N,) arrays), reused for the *_gt variants. ``lpips_metric`` None or unavailable -> LPIPS NaN.
     """
-    pairs = select_pairs(revisits, max_pairs)
+    n_annot = 0 if revisits is None else len(revisits)
+    if n_annot == 0:
+        return empty_summary(), pd.DataFrame()
+    # re-observation gate on every annotated pair (GT only), then the evenly spaced selection
+    ann = revisits.sort_values(["later", "earlier"]).reset_index(drop=True)
+    geo, keep = {}, []
+    for r in ann.itertuples(index=False):
+        a, b = int(r.later), int(r.earlier)
+        mask, mx, my = covisibility(K, gt_depth[a], gt_poses[a], gt_depth[b], gt_poses[b], rel_tol)
+        c = covisible_fraction(mask, gt_depth[a])
+        keep.append(c >= REOBSERVE_MIN)
+        if keep[-1]:
+            geo[(a, b)] = (mask, mx, my, c)
+    pairs = select_pairs(ann[np.array(keep, dtype=bool)], max_pairs)
+    finder = _ControlFinder(K, gt_depth, gt_poses, rel_tol)
+    thumbs: dict[int, np.ndarray] = {}
+
+    def thumb(i):
+        if i not in thumbs:
+            thumbs[i] = thumbnail(frames[i])
+        return thumbs[i]
+
+    def sim(i, j):
+        return float(psnr(thumb(i), thumb(j))[0])
+
     use_lpips = lpips_metric is not None and lpips_metric.available
     rows = []
+    n_controls = 0
     for r in pairs.itertuples(index=False):
         a, b = int(r.later), int(r.earlier)
         row = {"later": a, "earlier": b, "gap_s": float(r.gap_s)}
         row.update({f"{k}_gt": float(frame_metrics[k][a]) for k in KINDS})
         g_l, g_e, t_l, t_e = frames[a], frames[b], gt[a], gt[b]
-        row["psnr_self"], row["psnr_self_ceiling"] = psnr(np.stack([g_l, t_l]), np.stack([g_e, t_e]))
-        row["ssim_self"], row["ssim_self_ceiling"] = ssim(np.stack([g_l, t_l]), np.stack([g_e, t_e]))
+        row["psnr_self"], row["psnr_self_gtref"] = psnr(np.stack([g_l, t_l]), np.stack([g_e, t_e]))
+        row["ssim_self"], row["ssim_self_gtref"] = ssim(np.stack([g_l, t_l]), np.stack([g_e, t_e]))
         if use_lpips:
-            row["lpips_self"], row["lpips_self_ceiling"] = lpips_metric(np.stack([g_l, t_l]), np.stack([g_e, t_e]))
+            row["lpips_self"], row["lpips_self_gtref"] = lpips_metric(np.stack([g_l, t_l]), np.stack([g_e, t_e]))
         else:
-            row["lpips_self"] = row["lpips_self_ceiling"] = float("nan")
-        mask, mx, my = covisibility(K, gt_depth[a], gt_poses[a], gt_depth[b], gt_poses[b], rel_tol)
-        row["covis_frac"] = float(mask.mean())
+            row["lpips_self"] = row["lpips_self_gtref"] = float("nan")
+        mask, mx, my, row["covis_frac"] = geo[(a, b)]
         w_g = warp_earlier(g_e, mx, my, mask, fill=g_l)
         w_t = warp_earlier(t_e, mx, my, mask, fill=t_l)
-        comps = {"gt_covis": (g_l, t_l), "self_covis": (g_l, w_g), "self_covis_ceiling": (t_l, w_t)}
+        comps = {"gt_covis": (g_l, t_l), "self_covis": (g_l, w_g), "self_covis_gtref": (t_l, w_t)}
         for var, (p, q) in comps.items():
             row[f"psnr_{var}"] = psnr_masked(p, q, mask)
             row[f"ssim_{var}"] = ssim_masked(p, q, mask)
             row[f"lpips_{var}"] = lpips_metric.masked(p, q, mask) if use_lpips else float("nan")
+        ctrl = finder.controls(a, b)
+        row["n_controls"] = len(ctrl)
+        row["thumb_psnr_revisit"] = sim(a, b)
+        row["thumb_psnr_control"] = float(np.mean([sim(i, j) for i, j in ctrl])) if ctrl else float("nan")
+        row["gain"] = row["thumb_psnr_revisit"] - row["thumb_psnr_control"]
+        n_controls += len(ctrl)
         rows.append(row)
     table = pd.DataFrame(rows)
-    out: dict[str, float] = {"revisit_pairs": float(len(table))}
+    out = empty_summary()
+    out.update({"revisit_pairs_annotated": float(n_annot), "revisit_pairs_reobserved": float(sum(keep)),
+                "revisit_pairs": float(len(table))})
+    if not len(table):
+        return out, table
     for k in KINDS:
         for var in VARIANTS:
-            col = f"{k}_{var}"
-            out[f"revisit_{col}"] = mean_or_nan(table[col]) if len(table) else float("nan")
+            out[f"revisit_{k}_{var}"] = mean_or_nan(table[f"{k}_{var}"])
         for var in ("gt", "self"):
             for name, lo, hi in GAP_BINS:
-                sel = table[(table["gap_s"] >= lo) & (table["gap_s"] < hi)] if len(table) else table
+                sel = table[(table["gap_s"] >= lo) & (table["gap_s"] < hi)]
                 out[f"revisit_{k}_{var}@{name}"] = mean_or_nan(sel[f"{k}_{var}"]) if len(sel) else float("nan")
-    out["revisit_covis_frac"] = mean_or_nan(table["covis_frac"]) if len(table) else float("nan")
+    out["revisit_covis_frac"] = mean_or_nan(table["covis_frac"])
+    has = table["n_controls"] > 0
+    out["revisit_gain_pairs"] = float(has.sum())
+    out["revisit_gain_controls"] = float(n_controls)
+    out["revisit_consistency_gain"] = mean_or_nan(table.loc[has, "gain"]) if has.any() else float("nan")
     return out, table

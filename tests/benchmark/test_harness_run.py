@@ -1,4 +1,5 @@
-"""The harness on a real (mini) suite: tidy results, speed metrics, artefacts, recorded failures."""
+"""The harness on a real (mini) suite: tidy results stamped with the protocol version, speed metrics,
+artefacts, recorded failures, n/a declarations and incomplete models."""
 import json
 
 import numpy as np
@@ -6,11 +7,13 @@ import pandas as pd
 import pytest
 
 from benchmark.harness import NOISE_FLOOR_MODEL, RESULT_COLUMNS, run_benchmark, slug
+from benchmark.leaderboard import leaderboard_markdown, model_status
+from benchmark.protocol import PROTOCOL_VERSION
 from benchmark.tasks.io import load_suite
 from benchmark.tasks.suite import build_suite, suite_spec
 
-REQUIRED = ["rpe_trans", "rpe_rot_deg", "revisit_psnr_gt", "revisit_ssim_gt", "revisit_lpips_gt",
-            "revisit_psnr_self", "drift_psnr_slope", "fps", "chunk_latency_ms"]
+REQUIRED = ["rpe_rot_deg", "revisit_psnr_gt", "revisit_ssim_gt", "revisit_lpips_gt", "revisit_consistency_gain",
+            "revisit_pairs", "revisit_gain_pairs", "revisit_psnr_self", "drift_psnr_slope", "fps", "chunk_latency_ms"]
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +45,65 @@ def test_tidy_table_has_required_metrics(run):
     assert not csv.duplicated(["model", "task", "metric"]).any()
 
 
-def test_oracle_scores_are_capped_and_floor_matches(run):
+def test_every_row_and_the_run_carry_the_protocol_version(run):
     _, out, df = run
-    t = df.pivot_table(index="model", columns="metric", values="value", aggfunc="mean")
-    assert t.loc["oracle", "revisit_psnr_gt"] == pytest.approx(60.0)  # identical images: PSNR cap
-    assert t.loc["oracle", "rpe_rot_deg"] == pytest.approx(t.loc[NOISE_FLOOR_MODEL, "rpe_rot_deg"])
-    assert t.loc["static", "revisit_psnr_gt"] < 40
+    assert set(pd.read_csv(out / "results.csv")["protocol"]) == {PROTOCOL_VERSION}
+    assert json.loads((out / "run.json").read_text())["protocol"] == PROTOCOL_VERSION
+    assert f"Scoring protocol {PROTOCOL_VERSION}" in (out / "leaderboard.md").read_text()
 
 
-def test_failures_are_recorded_not_invented(run):
-    _, out, df = run
+def test_failures_are_recorded_not_invented_and_the_model_is_incomplete(run):
+    suite, out, df = run
     info = json.loads((out / "run.json").read_text())
     fails = [f for f in info["failures"] if f["model"].startswith("relic")]
     assert fails and fails[0]["stage"] == "build"
     assert not df["model"].str.startswith("relic").any()
+    st = model_status(pd.read_csv(out / "results.csv"), info)
+    bad = st["relic:/nonexistent/checkpoint"]
+    assert not bad.complete and set(bad.missing) == {t.task_id for t in suite.tasks}
+    assert all(st[m].complete for m in ("oracle", "static", "reproject"))
+    md = (out / "leaderboard.md").read_text()
+    assert "relic:/nonexistent/checkpoint (INCOMPLETE: no means, see below)" in md and "## Incomplete models" in md
+
+
+def test_declared_out_of_action_space_tasks_are_na_not_missing(run, tmp_path):
+    from benchmark.adapters.static import StaticModel
+
+    suite, _, _ = run
+    skip = suite.tasks[0].task_id
+
+    class NoTranslation(StaticModel):
+        name = "turn-only"
+
+        def out_of_action_space(self, task):
+            return "commands translation; this model only turns" if task.task_id == skip else None
+
+    out = tmp_path / "na"
+    df = run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False,
+                       workers=1, models={"turn-only": NoTranslation()})
+    assert skip not in set(df.loc[df.model == "turn-only", "task"])
+    info = json.loads((out / "run.json").read_text())
+    assert info["not_applicable"] == [{"model": "turn-only", "task": skip,
+                                       "reason": "commands translation; this model only turns"}]
+    st = model_status(df, info)["turn-only"]
+    assert st.complete and st.na == {skip: "commands translation; this model only turns"} and not st.missing
+    md = leaderboard_markdown(out)
+    assert f"`turn-only` on {skip}: commands translation" in md and "+ 1 n/a" in md
+    assert f"### On the {len(suite.tasks) - 1} tasks every complete model ran" in md
+
+
+def test_a_nan_headline_metric_makes_a_model_incomplete(run, tmp_path):
+    suite, out, _ = run
+    df = pd.read_csv(out / "results.csv")
+    info = json.loads((out / "run.json").read_text())
+    task = next(t.task_id for t in suite.tasks if len(t.revisits))
+    df.loc[(df.model == "static") & (df.task == task) & (df.metric == "revisit_psnr_gt"), "value"] = np.nan
+    st = model_status(df, info)["static"]
+    assert not st.complete and st.nan == [(task, "revisit_psnr_gt")]
+    # a metric undefined on a task for every model (no revisit pairs there) is not a NaN failure
+    none = next(t.task_id for t in suite.tasks if not len(t.revisits))
+    assert df[(df.task == none) & (df.metric == "revisit_psnr_gt")]["value"].isna().all()
+    assert model_status(pd.read_csv(out / "results.csv"), info)["static"].complete
 
 
 def test_artefacts_written(run):

@@ -66,6 +66,20 @@ def test_incomparable_runs_are_refused(runs, tmp_path):
     (bad / "run.json").write_text(json.dumps({**info, "tasks": info["tasks"][:-1]}))
     with pytest.raises(ValueError, match="different tasks"):
         merge_runs([a, bad], tmp_path / "o3", report=False)
+    # a run of another scoring protocol version: refused, naming both versions
+    df = pd.read_csv(b / "results.csv")
+    (bad / "results.csv").write_text((b / "results.csv").read_text())
+    (bad / "run.json").write_text(json.dumps({**info, "protocol": 1}))
+    df.assign(protocol=1).to_csv(bad / "results.csv", index=False)
+    with pytest.raises(ValueError, match=r"protocol 2 but .* under protocol 1"):
+        merge_runs([a, bad], tmp_path / "o5", report=False)
+    df.drop(columns="protocol").to_csv(bad / "results.csv", index=False)  # old run: no version at all = 1
+    info_old = {k: v for k, v in info.items() if k != "protocol"}
+    (bad / "run.json").write_text(json.dumps(info_old))
+    with pytest.raises(ValueError, match="protocol"):
+        merge_runs([a, bad], tmp_path / "o6", report=False)
+    rc = relic_cli.main(["bench", "merge", str(a), str(bad), "--out", str(tmp_path / "o7")])
+    assert rc == 1
     with pytest.raises(ValueError, match="not a finished benchmark run"):
         merge_runs([a, tmp_path / "nothing"], tmp_path / "o4", report=False)
     with pytest.raises(ValueError, match="new folder"):

@@ -40,8 +40,21 @@ def test_psnr_ssim_match_scikit_image(amp):
                   use_sample_covariance=False)
     tm = iq.ssim(b, a, backend="torchmetrics")[0]
     assert iq.ssim(b, a)[0] == pytest.approx(tm, abs=1e-4)
-    # scikit-image drops a 5-px border before averaging (torchmetrics reflect-pads instead)
-    assert iq.ssim(b, a)[0] == pytest.approx(ref, abs=3e-3)
+    # scikit-image computes the same map but averages only the interior (drops a 5-px border)
+    interior = iq.ssim_maps(b, a)[0][5:-5, 5:-5].mean(dtype=np.float64)
+    assert interior == pytest.approx(ref, abs=1e-4)
+
+
+def test_ssim_whole_image_mean_differs_from_scikit_image_only_by_the_border():
+    """The documented difference: on a small image whose border differs from its interior the
+    whole-image means disagree by far more than 1e-3, the interior means agree."""
+    a = _texture(12, 64, 112)
+    b = a.copy()
+    b[:5] = _noisy(a[:5], 13, 80)  # corrupt only the top border rows
+    ref = sk_ssim(a, b, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
+                  use_sample_covariance=False)
+    assert abs(iq.ssim(b, a)[0] - ref) > 0.01
+    assert iq.ssim_maps(b, a)[0][5:-5, 5:-5].mean(dtype=np.float64) == pytest.approx(ref, abs=1e-4)
 
 
 def test_identical_images_are_capped_and_perfect():
@@ -142,20 +155,52 @@ def test_lpips_unavailable_without_cached_weights(hub_dir):
     assert np.isnan(m.masked(a, a, np.ones(a.shape[:2], bool)))
 
 
-def test_lpips_real_loading_path_with_cached_backbone(hub_dir):
-    """Exercise the real lpips + torchvision loading path with a backbone file in the cache (random
-    weights: only the plumbing is tested here, never a reported number)."""
+def _random_backbone(path) -> str:
     import torchvision
 
-    path = iq.lpips_backbone_file("alex")
-    os.makedirs(os.path.dirname(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
+    return iq.file_sha256(str(path))
+
+
+def test_a_file_at_the_backbone_path_is_not_enough(hub_dir):
+    """A file with the right name but other weights must not make LPIPS 'available' (a number from
+    wrong weights is worse than none)."""
+    path = iq.lpips_backbone_file("alex")
+    _random_backbone(path)
+    m = iq.LPIPSMetric("alex")
+    assert not m.available and "fails its SHA-256 check" in m.status and "7be5be791159472b" in m.status
+    a = _texture(9)
+    assert np.isnan(m(a, a)).all()
+    assert iq.verify_backbone(str(hub_dir / "nope.pth")).endswith("does not exist")
+
+
+def test_lpips_weights_path_overrides_the_cache(hub_dir, tmp_path, monkeypatch):
+    own = tmp_path / "offline" / "alexnet.pth"
+    digest = _random_backbone(own)
+    monkeypatch.setenv(iq.LPIPS_WEIGHTS_ENV, str(own))
+    assert iq.lpips_weights_path("alex") == str(own)
+    assert not iq.get_lpips("alex").available  # random weights: hash mismatch
+    monkeypatch.setitem(iq.LPIPS_BACKBONE_SHA256, "alex", digest)  # pretend these were the real weights
+    m = iq.get_lpips("alex")
+    assert m.available and str(own) in m.status and "SHA-256 verified" in m.status
+
+
+def test_lpips_real_loading_path_with_a_verified_backbone(hub_dir, monkeypatch):
+    """Exercise the real lpips loading path with a backbone file that passes the hash check (random
+    weights whose digest is patched in: only the plumbing is tested here, never a reported number):
+    the file's weights are the ones the network uses."""
+    path = iq.lpips_backbone_file("alex")
+    monkeypatch.setitem(iq.LPIPS_BACKBONE_SHA256, "alex", _random_backbone(path))
     m = iq.LPIPSMetric("alex")
     assert m.available and path in m.status
     a, b = _texture(10, 64, 64), _texture(11, 64, 64)
     same, diff = m(np.stack([a, a]), np.stack([a, b]))
     assert same == pytest.approx(0.0, abs=1e-6) and diff > 0
+    sd = torch.load(path, weights_only=True)
+    assert torch.equal(m._load().net.slice1[0].weight, sd["features.0.weight"])
+    assert torch.equal(getattr(m._load().net.slice5, "10").weight, sd["features.10.weight"])
     half = np.zeros((64, 64), bool)
     half[:, :32] = True
     c = a.copy()

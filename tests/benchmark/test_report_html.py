@@ -52,6 +52,22 @@ def test_report_and_leaderboard_contain_tables_and_marked_paper_rows(run_dir):
     assert html.count("<table") >= 5
     # the forget chain (oracle -> 0.5 -> 1) is checked and passes on revisit PSNR vs GT
     assert re.search(r"forget: revisit_psnr_gt decreases.*?PASS", html)
+    # reference baselines do not generate: no FPS for them
+    assert "n/a (ref)" in html and "n/a (ref)" in md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| oracle (ref)"))
+    assert "n/a (ref)" in row
+
+
+def test_report_has_a_table_of_contents_and_large_strips(run_dir):
+    html = (run_dir / "report.html").read_text()
+    toc = re.search(r"<nav class='toc'>(.*?)</nav>", html).group(1)
+    targets = re.findall(r"href='#([a-z]+)'", toc)
+    assert {"leaderboard", "memory", "validity", "strips", "completeness"} <= set(targets)
+    for t in targets:
+        assert f"id='{t}'" in html, t
+    # strips (3 panels of the 64-px-wide mini suite + 2 gaps) shown at 4x their pixel size
+    widths = [int(w) for w in re.findall(r'alt="strip [^"]*" width="(\d+)"', html)]
+    assert widths and all(w == 4 * (3 * 64 + 4) for w in widths)
 
 
 _PROBE = """<script>

@@ -1,5 +1,7 @@
 """Metric validity on a rendered task (embedded renderer): each corruption moves the metric it
-targets, monotonically in its strength; ground truth scores at the estimator's noise floor."""
+targets, monotonically in its strength; every assertion compares different videos (or a video with
+a documented bound), never a score with a copy of itself. Thresholds have wide margins: the
+renderer's floating point differs between machines."""
 from __future__ import annotations
 
 import cv2
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from benchmark.scoring import estimate_noise_floor, score_task
+from benchmark.scoring import score_task
 from benchmark.tasks.task import REVISIT_COLUMNS, Task
 
 W, H, FPS = 224, 128, 16.0
@@ -64,62 +66,60 @@ def world():
                 fps=FPS, actions=np.zeros((len(poses), 13), np.float32), gamma=0.04, gt_poses=poses, revisits=rv,
                 _frames_loader=lambda: rgb, _depth_loader=lambda: depth)
     assert len(rv) >= 5, "the look-away script must produce revisit pairs"
-    nf = estimate_noise_floor(task)
-    oracle = score_task(task, rgb, noise_floor=nf, **FAST)
-    static = score_task(task, np.repeat(rgb[:1], len(rgb), axis=0), noise_floor=nf, **FAST)
+    oracle = score_task(task, rgb, **FAST)
+    static = score_task(task, np.repeat(rgb[:1], len(rgb), axis=0), **FAST)
     from benchmark.adapters.reproject import forward_splat
 
     rep = np.stack([rgb[0]] + [forward_splat(rgb[0], depth[0], K, np.linalg.inv(c) @ poses[0])[0]
                                for c in poses[1:]])
-    reproject = score_task(task, rep, noise_floor=nf, **FAST)
-    return dict(be=be, task=task, rgb=rgb, nf=nf, oracle=oracle, static=static, reproject=reproject)
+    reproject = score_task(task, rep, **FAST)
+    return dict(be=be, task=task, rgb=rgb, oracle=oracle, static=static, reproject=reproject)
 
 
 def render(be, poses):
     return np.stack([f.rgb for f in be.capture_batch(list(poses), kinds=("rgb",))])
 
 
-def test_oracle_is_at_the_noise_floor_with_perfect_fidelity(world):
-    m, nf = world["oracle"].metrics, world["nf"]
-    assert m["rpe_trans"] == nf["est_noise_floor_rpe_trans"] == m["est_noise_floor_rpe_trans"]
-    assert m["rpe_rot_deg"] == nf["est_noise_floor_rpe_rot_deg"]
-    assert nf["est_noise_floor_rpe_rot_deg@1f"] < 1.0 and nf["est_noise_floor_rpe_rot_deg"] < 3.0  # works on GT
-    assert m["frames_psnr_gt"] == 60.0 and m["frames_ssim_gt"] == pytest.approx(1.0)
-    assert m["revisit_psnr_gt"] == 60.0 and m["revisit_psnr_gt_covis"] == 60.0
-    assert m["revisit_psnr_self"] == pytest.approx(m["revisit_psnr_self_ceiling"])
-    assert m["revisit_psnr_self_covis_ceiling"] > 30.0  # depth warping of the earlier view is accurate
-    assert m["revisit_psnr_self_covis_ceiling"] > m["revisit_psnr_self_ceiling"]  # pose difference removed
-    assert 0.3 < m["revisit_covis_frac"] <= 1.0
-    assert m["drift_psnr_slope"] == pytest.approx(0.0, abs=1e-9) and m["drift_psnr_ratio"] == 1.0
+def test_ground_truth_revisits_warp_onto_each_other(world):
+    """The co-visibility warp (GT depth + poses) maps the earlier GT view onto the later one: far more
+    alike than the unwarped pair, and the re-observation gate keeps the builder's pairs."""
+    m = world["oracle"].metrics
+    assert m["revisit_psnr_self_covis_gtref"] > 30.0
+    assert m["revisit_psnr_self_covis_gtref"] > m["revisit_psnr_self_gtref"]  # pose difference removed
+    assert 0.5 <= m["revisit_covis_frac"] <= 1.0
+    assert m["revisit_pairs_reobserved"] >= 0.8 * m["revisit_pairs_annotated"] and m["revisit_pairs"] >= 5
     assert np.isnan(m["revisit_lpips_gt"]) and any("LPIPS" in n for n in world["oracle"].notes)
     assert world["oracle"].est_poses.shape == (world["task"].num_frames, 4, 4)
     assert set(world["oracle"].curves) >= {"t_s", "psnr", "ssim", "lpips", "sharpness", "gt_sharpness"}
 
 
+def test_consistency_gain_a_frozen_video_cannot_win(world):
+    """The bars of the self-consistency headline on one rendered task: static within +-0.5 dB of 0,
+    ground truth >= static + 3 dB and >= shuffled frames + 3 dB; raw self-PSNR would rank static first."""
+    o, s = world["oracle"].metrics, world["static"].metrics
+    task, rgb = world["task"], world["rgb"]
+    perm = np.concatenate([[0], 1 + np.random.default_rng(3).permutation(len(rgb) - 1)])
+    sh = score_task(task, rgb[perm], est_trajectory=task.gt_poses, **FAST).metrics
+    assert o["revisit_gain_pairs"] >= 5 and o["revisit_gain_controls"] >= o["revisit_gain_pairs"]
+    assert abs(s["revisit_consistency_gain"]) <= 0.5
+    assert o["revisit_consistency_gain"] >= s["revisit_consistency_gain"] + 3.0
+    assert o["revisit_consistency_gain"] >= sh["revisit_consistency_gain"] + 3.0, (o["revisit_consistency_gain"],
+                                                                                   sh["revisit_consistency_gain"])
+    assert s["revisit_psnr_self"] > o["revisit_psnr_self"] + 20  # why raw self-PSNR is secondary
+
+
 def test_action_following_separates_oracle_reproject_and_static(world):
-    """The regression this guards against: an estimator whose noise floor on ground truth is at or
-    above a static video's RPE (the estimator, not the model, dominating the metric)."""
+    """Rotation over 1-s segments: the ground truth and reproject (perfect commanded poses) far below a
+    video that does not move (translation bars live in the action-following tests)."""
     o, s, r = (world[k].metrics for k in ("oracle", "static", "reproject"))
-    nf = world["nf"]
-    assert set(nf) == {"est_noise_floor_rpe_trans", "est_noise_floor_rpe_rot_deg",
-                       "est_noise_floor_rpe_trans@1f", "est_noise_floor_rpe_rot_deg@1f",
-                       "est_noise_floor_rpe_trans@first_view", "est_noise_floor_rpe_rot_deg@first_view"}
-    assert o["est_noise_floor_rpe_rot_deg"] == o["rpe_rot_deg"]
-    # rotation: noise floor far below static, per second (headline) and per frame
-    assert o["rpe_rot_deg"] < s["rpe_rot_deg"] / 10 and o["rpe_rot_deg@1f"] < s["rpe_rot_deg@1f"] / 3
-    # translation over 1 s: clearly below static's penalty (= the commanded motion)
-    assert o["rpe_trans"] < 0.6 * s["rpe_trans"]
-    # reproject (perfect commanded poses, holes stay black) follows the actions: near oracle, far from static
-    assert r["rpe_rot_deg"] < 0.2 * s["rpe_rot_deg"] and r["rpe_rot_deg@1f"] < 0.5 * s["rpe_rot_deg@1f"]
-    assert r["rpe_trans"] < 0.6 * s["rpe_trans"]
+    assert o["rpe_rot_deg"] < s["rpe_rot_deg"] / 5
+    assert r["rpe_rot_deg"] < 0.3 * s["rpe_rot_deg"]
 
 
-def test_static_video_has_large_rpe_and_low_retrieval(world):
+def test_static_video_has_low_fidelity(world):
     s, o = world["static"].metrics, world["oracle"].metrics
-    assert s["rpe_rot_deg"] > 3 * o["rpe_rot_deg"]
-    assert s["revisit_psnr_gt"] < 20 < o["revisit_psnr_gt"]
-    assert s["revisit_psnr_self"] == 60.0  # perfectly self-consistent: why the GT variants exist
-    assert s["frames_psnr_gt"] < 20
+    assert s["revisit_psnr_gt"] < 20 and s["frames_psnr_gt"] < 20
+    assert s["revisit_psnr_gt_covis"] < 20 and s["revisit_ssim_gt"] < 0.7
 
 
 def test_blur_lowers_fidelity_and_sharpness_monotonically(world):
@@ -139,28 +139,14 @@ def test_blur_lowers_fidelity_and_sharpness_monotonically(world):
     # strength: PSNR is logarithmic and capped, so strong blur loses most of its dB in the first window)
     assert all(r["drift_psnr_slope"] < 0 and r["drift_ssim_slope"] < 0 and r["drift_sharpness_ratio"] < 1
                for r in rows)
-    assert all(r["rpe_trans"] < 1e-9 for r in rows)  # external trajectory path: GT poses give zero RPE
 
 
-def test_pose_drift_raises_rpe_monotonically(world):
+def test_pose_drift_raises_rpe_rot_monotonically(world):
     task = world["task"]
-    rot, rot1f, trans = [], [], []
-    for strength in (1.0, 2.0, 4.0, 8.0):
-        frames = render(world["be"], _random_walk(task.gt_poses, strength))
-        m = score_task(task, frames, **FAST).metrics
-        rot.append(m["rpe_rot_deg"])
-        rot1f.append(m["rpe_rot_deg@1f"])
-        trans.append(m["rpe_trans"])
-    nf = world["nf"]
-    assert np.all(np.diff(rot) > 0) and np.all(np.diff(rot1f) > 0), (rot, rot1f)
-    assert rot[0] > 2 * nf["est_noise_floor_rpe_rot_deg"]
-    # translation over 1 s: the weak walks (~0.07 m/s at strength 1, added in quadrature to a ~0.16 m
-    # floor on this forward-walking street task) are near the estimator's noise, the strongest is
-    # clearly above it (per frame, translation is below any estimator's noise here: see
-    # benchmark.metrics.rpe). Measured (2026-11-26 estimator): floor 0.156, strengths 1/2/4/8 ->
-    # 0.202/0.190/0.194/0.347 m. Monotonicity in the strength is checked on the smoke suite
-    # (report_validity), where 8 tasks average the estimator's noise.
-    assert trans[-1] > 1.25 * nf["est_noise_floor_rpe_trans"], trans
+    rot = [score_task(task, render(world["be"], _random_walk(task.gt_poses, strength)), **FAST).metrics["rpe_rot_deg"]
+           for strength in (1.0, 2.0, 4.0, 8.0)]
+    assert np.all(np.diff(rot) > 0), rot
+    assert rot[0] > world["oracle"].metrics["rpe_rot_deg"]
 
 
 def test_forgetting_lowers_retrieval_but_not_rpe_much(world):
@@ -177,10 +163,12 @@ def test_forgetting_lowers_retrieval_but_not_rpe_much(world):
         frames[later] = np.clip((1 - s) * rgb[later] + s * other_rgb, 0, 255).astype(np.uint8)
         rows.append(score_task(task, frames, **FAST).metrics)
     o, st = world["oracle"].metrics, world["static"].metrics
-    for key in ("revisit_psnr_gt", "revisit_psnr_self", "revisit_psnr_self_covis", "revisit_ssim_gt"):
+    for key in ("revisit_psnr_gt", "revisit_psnr_self_covis", "revisit_ssim_gt"):
         vals = [o[key]] + [r[key] for r in rows]
         assert np.all(np.diff(vals) < 0), (key, vals)
     assert o["revisit_psnr_gt"] - rows[-1]["revisit_psnr_gt"] > 20
+    # what the video showed at the first visit is not shown again: less self-consistent than the GT
+    assert rows[-1]["revisit_consistency_gain"] < o["revisit_consistency_gain"] - 1.0
     # RPE moves far less than between oracle and a static video
     assert abs(rows[-1]["rpe_rot_deg"] - o["rpe_rot_deg"]) < 0.5 * (st["rpe_rot_deg"] - o["rpe_rot_deg"])
 
@@ -209,23 +197,25 @@ def test_descriptor_estimators_follow_the_camera(world, name):
     assert m["pose_est_failed_frac"] < 0.2
 
 
-def test_lpips_columns_when_backbone_weights_are_cached(world, tmp_path):
-    """With a backbone file in the torch hub cache (random weights: plumbing only, never reported),
-    every LPIPS column is computed: zero for ground truth, positive for the static video."""
+def test_lpips_columns_when_a_verified_backbone_is_cached(world, tmp_path, monkeypatch):
+    """With a backbone file in the torch hub cache that passes the hash check (random weights whose
+    digest is patched in: plumbing only, never reported), every LPIPS column is computed: zero for
+    ground truth against itself, positive for the static video."""
     import os
 
     import torch
     import torchvision
 
-    from benchmark.metrics.image_quality import lpips_backbone_file
+    from benchmark.metrics import image_quality as iq
 
     old = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "hub"))
     try:
-        path = lpips_backbone_file("alex")
+        path = iq.lpips_backbone_file("alex")
         os.makedirs(os.path.dirname(path))
         torch.manual_seed(0)
         torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
+        monkeypatch.setitem(iq.LPIPS_BACKBONE_SHA256, "alex", iq.file_sha256(path))
         task, rgb = world["task"], world["rgb"]
         kw = dict(est_trajectory=task.gt_poses, lpips=True, max_revisit_pairs=4)
         o = score_task(task, rgb, **kw)
@@ -236,4 +226,4 @@ def test_lpips_columns_when_backbone_weights_are_cached(world, tmp_path):
     for key in ("frames_lpips_gt", "revisit_lpips_gt", "revisit_lpips_gt_covis"):
         assert o.metrics[key] == pytest.approx(0.0, abs=1e-6)
         assert s.metrics[key] > 1e-4
-    assert np.isfinite(o.metrics["revisit_lpips_self_covis_ceiling"]) and np.isfinite(o.curves["lpips"]).all()
+    assert np.isfinite(o.metrics["revisit_lpips_self_covis_gtref"]) and np.isfinite(o.curves["lpips"]).all()
