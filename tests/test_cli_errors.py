@@ -179,3 +179,12 @@ def test_one_line_formats_oserrors():
     e.filename = "x"
     assert relic_cli._one_line(e) == "Is a directory: 'x' (a folder; give a file path)"
     assert relic_cli._one_line(ValueError("bad\nvalue")) == "bad value"
+
+
+def test_serve_on_a_foreign_address_says_so(tmp_path):
+    from datagen.scenes.library import generate_scene, save_scene
+
+    save_scene(generate_scene("apartment", 0), tmp_path / "s.json")
+    line = _one_line_error(_relic("datagen", "serve", "--scene", tmp_path / "s.json", "--host", "10.99.99.99",
+                                  "--port", "0", "--no-save"), code=1)
+    assert "does not belong to this machine" in line and "another server" not in line
