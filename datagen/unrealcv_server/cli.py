@@ -31,6 +31,10 @@ def add_arguments(p) -> None:
     p.add_argument("--height", type=positive_int, default=480, help="capture height in pixels")
     p.add_argument("--fov", type=positive_float, default=90.0, help="horizontal field of view in degrees, in (0, 180)")
     p.add_argument("--no-shadows", action="store_true", help="render without cast shadows (faster)")
+    p.add_argument("--eyes-distance", type=float, default=40.0, metavar="CM",
+                   help="camera 1 (the right eye of a stereo pair) follows camera 0 at this distance along its "
+                        "right axis (the plugin's right-eye offset); clients change it with "
+                        "`vset /action/eyes_distance CM`")
     p.add_argument("--save-dir", default=None,
                    help="the only folder where clients' `vget ... FILE` captures are written (created at start; "
                         "default: runs/serve/SCENE-PORT)")
@@ -84,7 +88,7 @@ def run(args) -> int:
                               shadows=not args.no_shadows)
     server = UnrealCVServer(backend, host=args.host, port=args.port, queue_wait=args.queue_wait,
                             idle_timeout=args.idle_timeout, max_waiting=args.max_waiting,
-                            png_level=args.png_level, save_dir=None)
+                            png_level=args.png_level, save_dir=None, eyes_distance_cm=args.eyes_distance)
     host, port = server.bind()
     if not args.no_save:
         save_dir = args.save_dir or str(Path("runs") / "serve" / f"{server.dispatcher.scene_id}-{port}")

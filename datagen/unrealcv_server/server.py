@@ -44,7 +44,7 @@ import time
 from typing import Optional
 
 from datagen.backends.base import CaptureBackend
-from datagen.unrealcv_server.commands import SERVER_NAME, CommandDispatcher
+from datagen.unrealcv_server.commands import DEFAULT_EYES_DISTANCE_CM, SERVER_NAME, CommandDispatcher
 from datagen.unrealcv_server.protocol import FrameDecoder, ProtocolError, encode_frame, format_reply, parse_request
 from datagen.unrealcv_server.savedir import DEFAULT_MAX_FILE, DEFAULT_QUOTA, SaveFolder
 
@@ -106,13 +106,15 @@ class UnrealCVServer:
     def __init__(self, backend: CaptureBackend, host: str = "127.0.0.1", port: int = 9000,
                  queue_wait: float = DEFAULT_QUEUE_WAIT, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
                  max_waiting: int = DEFAULT_MAX_WAITING, png_level: int = 0, save_dir=None,
-                 save_quota: int = DEFAULT_QUOTA, save_max_file: int = DEFAULT_MAX_FILE):
+                 save_quota: int = DEFAULT_QUOTA, save_max_file: int = DEFAULT_MAX_FILE,
+                 eyes_distance_cm: float = DEFAULT_EYES_DISTANCE_CM):
         self.backend = backend
         self.host, self.port = host, port
         self.queue_wait, self.idle_timeout = float(queue_wait), float(idle_timeout)
         self.max_waiting = int(max_waiting)
         self.save = SaveFolder(save_dir, max_file_bytes=save_max_file, quota_bytes=save_quota)
-        self.dispatcher = CommandDispatcher(backend, port=port, host=host, png_level=png_level, save=self.save)
+        self.dispatcher = CommandDispatcher(backend, port=port, host=host, png_level=png_level, save=self.save,
+                                            eyes_distance_cm=eyes_distance_cm)
         self.greeting = f"connected to {SERVER_NAME} {self.dispatcher.scene_id}".encode()
         self._listen: Optional[socket.socket] = None
         self._stop = threading.Event()
@@ -169,6 +171,7 @@ class UnrealCVServer:
             self._listen = s
             self.port = s.getsockname()[1]
             self.dispatcher.port = self.port
+            self.dispatcher.write_config()  # names the port; `vget /unrealcv/status` points at it
         return self.address
 
     def start(self) -> tuple[str, int]:

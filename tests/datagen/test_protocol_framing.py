@@ -103,14 +103,19 @@ def test_command_templates_are_understood_by_the_client_and_parser():
     for t in COMMAND_TEMPLATES:
         ex = _example(t)
         assert unrealcv.Client._matches_command_template(ex, t), (ex, t)
-        assert parse_command(ex).route.template == t
+        assert t in parse_command(ex).route.templates
 
 
 @pytest.mark.parametrize("text", ["", "hello", "vget", "vget /nothing/here", "vset /camera/0/warp 1 2 3",
-                                  "vrun rm -rf /", "vget/camera/0/location", "VGET /objects"])
+                                  "vrun", "vget/camera/0/location", "VGET /objects"])
 def test_unknown_commands_raise_command_error(text):
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandError, match="^Can not find a handler for URI '"):
         parse_command(text)
+
+
+def test_unsupported_console_commands_are_not_implemented_without_running_anything():
+    r = parse_command("vrun rm -rf /").route
+    assert r.verb == "vrun" and r.handler == "console"
 
 
 def test_png_bmp_npy_roundtrip_exact():
