@@ -73,15 +73,19 @@ class Tolerance:
         return max(self.abs, self.rel * abs(baseline))
 
 
-# Measured (benchmark/README.md, "Regression gate"): about 3x the largest change of a model's suite
-# mean seen under imperceptible input changes and a re-rendered suite (5 % of pixels +-1 grey level),
-# first matching glob wins. Non-headline globs keep conservative defaults for --metrics.
+# Headline tolerances: 3x the largest change of a model's suite mean measured under a re-rendered
+# suite (5 % of the ground-truth pixel values moved by +-1 grey level, 3 seeds; the models' frames
+# change imperceptibly with it), rounded up (`python benchmark/perf/gate_spread.py`, reports/gate_spread.md;
+# identical reruns: 0). Smoke suite, 2026-12-06: revisit_psnr_gt 0.0042 dB, revisit_consistency_gain
+# 0.0043 dB, drift_psnr_slope 0.0017 dB/s, rpe_trans_rel 0.24, rpe_rot_deg 1.6 deg (the action-following
+# spread is the pose estimator's; re-derive these when it changes). First matching glob wins; the
+# non-headline globs are conservative defaults for --metrics.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "revisit_psnr_gt": Tolerance(abs=0.1),
-    "revisit_consistency_gain": Tolerance(abs=0.3),
-    "rpe_trans_rel": Tolerance(abs=0.03),
-    "rpe_rot_deg": Tolerance(abs=0.3),
-    "drift_psnr_slope": Tolerance(abs=0.01),
+    "revisit_psnr_gt": Tolerance(abs=0.02),
+    "revisit_consistency_gain": Tolerance(abs=0.02),
+    "drift_psnr_slope": Tolerance(abs=0.006),
+    "rpe_trans_rel": Tolerance(abs=0.75),
+    "rpe_rot_deg": Tolerance(abs=5.0),
     "*psnr*": Tolerance(abs=0.5),
     "*ssim*": Tolerance(abs=0.02),
     "*lpips*": Tolerance(abs=0.02),

@@ -109,7 +109,8 @@ MEMORY_NOTE = ("Revisit consistency gain: how much more alike the model's own fr
                "than at control pairs with the same time gap that see different places (ground-truth "
                "co-visibility <= 10 %; PSNR of 32-px thumbnails; benchmark.metrics.retrieval). A static video "
                "scores 0, the ground truth clearly positive. It measures consistency, not fidelity: read it beside "
-               "revisit PSNR vs GT. n/a on a task without control pairs (the camera sees the same place at every "
+               "revisit PSNR vs GT (reproject, whose frames depend only on the commanded pose, scores the highest "
+               "gain and a low revisit PSNR vs GT). n/a on a task without control pairs (the camera sees the same place at every "
                "pair with that gap). Raw revisit PSNR self is secondary: a static video scores its maximum, 60 dB. "
                "A revisit pair counts only if the ground truth re-observes at least half of the later view "
                "(re-observation gate).")

@@ -60,20 +60,21 @@ def test_unchanged_results_pass_and_only_headline_metrics_are_gated():
     assert r.rows.set_index(["model", "metric"]).loc[("oracle", "revisit_consistency_gain"), "task"] == "(mean of 2)"
 
 
-@pytest.mark.parametrize("kw,bad", [(dict(psnr=29.0), "revisit_psnr_gt"), (dict(gain=3.0), "revisit_consistency_gain"),
-                                    (dict(trans=0.4), "rpe_trans_rel"), (dict(rot=3.0), "rpe_rot_deg"),
-                                    (dict(slope=-0.2), "drift_psnr_slope")])
-def test_regressions_are_caught_in_the_right_direction(kw, bad):
-    r = check_regression(_results(**kw), _results())
-    assert not r.passed and bad in set(r.failures["metric"])
+DEFAULTS = dict(psnr=30.0, gain=4.0, trans=0.3, rot=2.0, slope=-0.05)
+KW_OF = dict(revisit_psnr_gt="psnr", revisit_consistency_gain="gain", rpe_trans_rel="trans", rpe_rot_deg="rot",
+             drift_psnr_slope="slope")
+
+
+@pytest.mark.parametrize("bad", list(HEADLINE_METRICS))
+def test_regressions_beyond_the_tolerance_are_caught_in_the_right_direction(bad):
+    """Every task value moves by a multiple of the metric's tolerance (static's values are the
+    oracle's x 2 or / 2, so its mean moves by at most twice as much)."""
+    k, tol, d = KW_OF[bad], tolerance_for(bad).abs, HEADLINE_METRICS[bad]
+    r = check_regression(_results(**{k: DEFAULTS[k] - 3 * tol * d}), _results())
+    assert not r.passed and set(r.failures["metric"]) == {bad}, r.table()
     assert "REGRESSED" in r.table(only_failures=True)
-    # the same change in the good direction passes
-    good = {k: 2 * getattr_default(k) - v for k, v in kw.items()}
-    assert check_regression(_results(**good), _results()).passed
-
-
-def getattr_default(k):
-    return dict(psnr=30.0, gain=4.0, trans=0.3, rot=2.0, slope=-0.05)[k]
+    assert check_regression(_results(**{k: DEFAULTS[k] + 3 * tol * d}), _results()).passed  # better
+    assert check_regression(_results(**{k: DEFAULTS[k] - 0.4 * tol * d}), _results()).passed  # within
 
 
 def test_missing_task_fails_unless_allowed():
@@ -139,15 +140,16 @@ def test_mixed_protocol_versions_are_refused():
 
 def test_tolerances_and_per_task():
     base = _results()
-    assert tolerance_for("revisit_psnr_gt") == Tolerance(abs=0.1)
-    small = _results(psnr=30.0 - 0.05)
+    assert tolerance_for("rpe_rot_deg", {"rpe_rot*": 0.3}) == Tolerance(abs=0.3)
+    assert tolerance_for("rpe_rot_deg", {"rpe_rot*": (0.1, 0.2)}) == Tolerance(0.1, 0.2)
+    small = _results(psnr=30.0 - 0.01)
     assert check_regression(small, base).passed
-    assert not check_regression(small, base, {"revisit_psnr*": 0.01}).passed
+    assert not check_regression(small, base, {"revisit_psnr*": 0.001}).passed
     res = base.copy()
     sel = (res.task == TASKS[0]) & (res.metric == "rpe_rot_deg") & (res.model == "oracle")
     res.loc[sel, "value"] += 0.6  # +0.2 deg on the mean (within 0.3), +0.6 on one task
-    assert check_regression(res, base).passed
-    r = check_regression(res, base, per_task=True)
+    assert check_regression(res, base, {"rpe_rot_deg": 0.3}).passed
+    r = check_regression(res, base, {"rpe_rot_deg": 0.3}, per_task=True)
     assert not r.passed and list(r.failures["task"]) == [TASKS[0]]
 
 
