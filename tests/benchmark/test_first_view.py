@@ -4,14 +4,12 @@ headline when every segment is selected."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
 
 from benchmark.metrics.first_view import (FIRST_VIEW_MIN, first_view_fraction, first_view_rpe, first_view_segments,
                                           segment_frames)
 from benchmark.metrics.rpe import compute_rpe
-from benchmark.report_validity import validity_checks
 
 W, H = 64, 48
 K = np.array([[32.0, 0, W / 2], [0, 32.0, H / 2], [0, 0, 1.0]])
@@ -107,25 +105,3 @@ def test_first_view_rpe_is_aligned_on_the_first_view_not_on_a_flat_remainder():
     assert np.isnan(first_view_rpe(ref, est, 16.0, np.zeros(n - d, bool), d)[0])
     with pytest.raises(ValueError):
         first_view_rpe(ref, est, 16.0, np.ones(n - 8, bool), 8)  # mask built for another delta
-
-
-def _df(vals: dict) -> pd.DataFrame:
-    rows = [{"model": m, "task": "t0", "family": "f", "metric": k, "value": v}
-            for m, d in vals.items() for k, v in d.items()]
-    return pd.DataFrame(rows)
-
-
-def test_validity_checks_cover_the_first_view():
-    good = {"oracle": {"rpe_trans": 0.3, "rpe_rot_deg": 2, "rpe_trans@first_view": 0.2, "rpe_rot_deg@first_view": 1},
-            "estimator-noise-floor": {"rpe_trans": 0.3, "rpe_rot_deg": 2, "rpe_trans@first_view": 0.2,
-                                      "rpe_rot_deg@first_view": 1},
-            "static": {"rpe_trans": 0.5, "rpe_rot_deg": 20, "rpe_trans@first_view": 0.4, "rpe_rot_deg@first_view": 15},
-            "reproject": {"rpe_trans": 0.6, "rpe_rot_deg": 10, "rpe_trans@first_view": 0.22,
-                          "rpe_rot_deg@first_view": 1.1}}
-    checks = {c.description: c.passed for c in validity_checks(_df(good))}
-    fv = {d: p for d, p in checks.items() if "first_view" in d}
-    assert len(fv) == 2 and all(fv.values())
-    assert not checks["reproject rpe_trans < static rpe_trans (reproject follows actions)"]
-    bad = dict(good, reproject=dict(good["reproject"], **{"rpe_trans@first_view": 0.35}))
-    fv = {c.description: c.passed for c in validity_checks(_df(bad)) if "rpe_trans@first_view" in c.description}
-    assert list(fv.values()) == [False]  # below static, but no longer near the oracle
