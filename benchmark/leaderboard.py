@@ -312,7 +312,11 @@ def headers(columns, with_tasks: bool = False) -> list[str]:
     return [h + arrow[d] for _, h, d in columns] + (["tasks"] if with_tasks else [])
 
 
-def md_table(rows: list[TableRow], columns, with_tasks: bool = False) -> str:
+def md_table(rows, columns, with_tasks: bool = False) -> str:
+    """Markdown table of ``table_rows`` output, or of a plain model x metric DataFrame of means."""
+    if isinstance(rows, pd.DataFrame):
+        rows = [TableRow(m, label_of(m), "", [fmt(r.get(c, float("nan")), c) for c, _, _ in columns])
+                for m, r in rows.iterrows()]
     hs = headers(columns, with_tasks)
     lines = ["| model | " + " | ".join(hs) + " |", "|---|" + "---:|" * len(hs)]
     for r in rows:
