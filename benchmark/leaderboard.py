@@ -212,6 +212,8 @@ def fmt(v, metric: str = "") -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
     v = float(v)
+    if abs(v) < 5e-5:
+        v = 0.0  # no "-0.0000"
     if metric == "fps" or metric.endswith("_ms"):
         return f"{v:.1f}"
     if abs(v) >= 100:
