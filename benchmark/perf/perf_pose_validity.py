@@ -1,12 +1,21 @@
-"""Action-following validity on a task suite: RPE of the default estimator on the oracle
-(ground-truth video = the estimator's noise floor), static (frame 0 repeated) and reproject
-(frame 0 warped with its GT depth to every commanded pose) videos, per task and per family, plus
-the pose-estimation time per video, and per family the reproject videos' hole fraction (pure-black
-pixels: content of frame 0 out of view or disoccluded) next to the estimator's failed frames, which
-is what bounds reproject's RPE: where most of a frame is hole there is nothing to track.
+"""Action-following validity of a pose estimator on a task suite (scoring protocol 2).
 
-    python benchmark/perf/perf_pose_validity.py --suite-dir /tmp/h8/smoke [--estimator opencv]
-        [--out reports/perf_pose_validity]     # writes .md and .json (atomic)
+Scores controlled variants of every task's ground-truth video with the estimator and
+benchmark.metrics.action_following, and checks the protocol's validity bars on them:
+
+  gt         the ground-truth frames (the estimator's noise floor)
+  perturbed  5 % of the pixels moved by +-1 grey level (imperceptible, PSNR > 55 dB)
+  noise20    gaussian noise sigma 20 (must not improve any score)
+  reversed   frames 1.. in reverse order (wrong motion)
+  shuffled   frames 1.. in random order (no motion structure)
+  static     frame 0 repeated (no motion)
+  reproject  frame 0 warped with its depth to every commanded pose (benchmark.adapters.reproject)
+(frame 0 is always the given first frame; per-task seeds, so any subset of tasks gives the same
+videos). ``gt`` is estimated twice to check determinism. Frames per second of the estimator are
+measured on the gt videos (wall time of the estimator only, one process per worker).
+
+    python benchmark/perf/perf_pose_validity.py --suite-dir SUITE [--estimator direct]
+        [--workers 2] [--tasks ID,ID] [--out reports/perf_pose_validity]   # .md and .json (atomic)
 """
 from __future__ import annotations
 
@@ -18,105 +27,195 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _videos(task):
-    from benchmark.adapters.reproject import ReprojectModel
-
-    gt = task.gt_frames()
-    m = ReprojectModel()
-    m.bind_task(task)
-    m.reset(gt[0], task.prompt, task.K)
-    acts = np.asarray(task.actions, dtype=np.float32)[: task.num_frames - 1]
-    rep = np.concatenate([gt[:1], m.step(acts, task.gamma)], axis=0)
-    return {"oracle": gt, "static": np.repeat(gt[:1], len(gt), axis=0), "reproject": rep}
+VARIANTS = ("gt", "perturbed", "noise20", "reversed", "shuffled", "static", "reproject")
+KEYS = ("rpe_trans_rel", "rpe_trans", "rpe_rot_deg", "rpe_rot_rel", "spurious_trans")
 
 
-def measure(suite_dir: str, estimator: str = "opencv", task_ids=None) -> list[dict]:
-    from tqdm import tqdm
+def make_variant(name: str, gt: np.ndarray, seed: int, task=None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = len(gt)
+    if name == "gt":
+        return gt
+    if name == "perturbed":
+        flip = (rng.random(gt.shape) < 0.05) * rng.choice([-1, 1], size=gt.shape)
+        flip[0] = 0
+        return np.clip(gt.astype(np.int16) + flip, 0, 255).astype(np.uint8)
+    if name == "noise20":
+        noise = rng.normal(size=gt.shape) * 20
+        noise[0] = 0
+        return np.clip(gt + noise, 0, 255).round().astype(np.uint8)
+    if name == "reversed":
+        return np.concatenate([gt[:1], gt[1:][::-1]])
+    if name == "shuffled":
+        return gt[np.concatenate([[0], 1 + rng.permutation(n - 1)])]
+    if name == "static":
+        return np.repeat(gt[:1], n, axis=0)
+    if name == "reproject":
+        from benchmark.adapters.reproject import ReprojectModel
 
-    from benchmark.metrics.first_view import first_view_fraction, first_view_scores
-    from benchmark.metrics.rpe import compute_rpe
+        m = ReprojectModel()
+        m.bind_task(task)
+        m.reset(gt[0], task.prompt, task.K)
+        acts = np.asarray(task.actions, dtype=np.float32)[: n - 1]
+        return np.concatenate([gt[:1], m.step(acts, task.gamma)], axis=0)
+    raise ValueError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+
+
+def _score_task(args) -> list[dict]:
+    suite_dir, task_id, estimator, variants, index = args
+    from benchmark.metrics.action_following import score_action_following
     from benchmark.pose_estimation.registry import run_estimator
     from benchmark.tasks.io import load_suite
 
-    suite = load_suite(Path(suite_dir), task_ids)
+    task = load_suite(Path(suite_dir), [task_id]).tasks[0]
+    gt = task.gt_frames()
+    depth0 = task.gt_depth()[0]
     rows = []
-    for task in tqdm(suite.tasks, desc="tasks"):
-        fv_frac = first_view_fraction(task.K, task.gt_depth(), task.gt_poses)
-        for model, frames in _videos(task).items():
-            t0 = time.perf_counter()
-            res = run_estimator(estimator, frames, task.K, depth0=task.gt_depth()[0])  # as scoring does
-            dt = time.perf_counter() - t0
-            r = compute_rpe(task.gt_poses, res.poses, task.fps, gamma=task.gamma, est_metric=bool(res.metric))
-            hole = float((frames.max(axis=-1) <= 2).mean())
-            row = dict(task=task.task_id, family=task.family, model=model, n=task.num_frames,
-                       seconds=dt, alignment=r.alignment, scale=r.scale, failed=res.num_failed,
-                       hole_frac=hole, failed_frac=res.num_failed / max(1, task.num_frames - 1))
-            row.update(r.as_metrics())
-            row.update(first_view_scores(fv_frac, task.gt_poses, res.poses, task.fps, r.delta_frames,
-                                         gamma=task.gamma, est_metric=bool(res.metric)))
-            rows.append(row)
+    gt_poses = None
+    for v in variants:
+        frames = make_variant(v, gt, seed=1000 + index, task=task)
+        t0 = time.perf_counter()
+        res = run_estimator(estimator, frames, task.K, depth0=depth0)
+        dt = time.perf_counter() - t0
+        af = score_action_following(task.gt_poses, res.poses, task.fps, est_metric=bool(res.metric))
+        row = dict(task=task.task_id, family=task.family, variant=v, frames=int(len(frames)), seconds=dt,
+                   failed_frac=res.num_failed / max(1, len(frames) - 1),
+                   cmd_speed=float(np.mean(af.kinds.length_m[af.kinds.translating])) * task.fps / af.kinds.delta
+                   if af.kinds.translating.any() else float("nan"))
+        row.update({k: float(af.metrics[k]) for k in af.metrics})
+        rows.append(row)
+        if v == "gt":
+            gt_poses = res.poses
+            again = run_estimator(estimator, frames, task.K, depth0=depth0).poses
+            row["deterministic"] = bool(np.array_equal(again, gt_poses))
     return rows
 
 
-def _table(rows, keys) -> str:
-    import pandas as pd
-
-    df = pd.DataFrame(rows)
-    piv = df.pivot_table(index="family", columns="model", values=keys, aggfunc="mean")
-    lines = ["| family | " + " | ".join(f"{m} {k}" for k in keys for m in ("oracle", "static", "reproject")) + " |",
-             "|---|" + "---:|" * (3 * len(keys))]
-    for fam in list(piv.index) + ["ALL"]:
-        vals = []
-        for k in keys:
-            for m in ("oracle", "static", "reproject"):
-                v = df[(df.model == m)][k].mean() if fam == "ALL" else piv.loc[fam, (k, m)]
-                vals.append(f"{v:.4f}" if "trans" in k or k == "ate" else f"{v:.2f}")
-        lines.append(f"| {fam} | " + " | ".join(vals) + " |")
-    return "\n".join(lines)
+def _mean(rows, variant, key, family=None):
+    vals = [r[key] for r in rows if r["variant"] == variant and (family is None or r["family"] == family)]
+    vals = [v for v in vals if np.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
-def _hole_table(rows) -> str:
-    import pandas as pd
+def checks(rows) -> list[tuple[str, bool, str]]:
+    """The protocol's validity bars (issue 16) on the measured rows: (description, passed, values)."""
+    out = []
+    have = {r["variant"] for r in rows}
+    fams = sorted({r["family"] for r in rows})
+    g = lambda v, k, f=None: _mean(rows, v, k, f)  # noqa: E731
+    if {"gt", "static"} <= have:
+        a, b = g("gt", "rpe_trans_rel"), g("static", "rpe_trans_rel")
+        out.append(("gt rpe_trans_rel <= 0.25 x static (suite mean)", a <= 0.25 * b, f"{a:.3f} vs {b:.3f}"))
+        for f in fams:
+            a, b = g("gt", "rpe_trans_rel", f), g("static", "rpe_trans_rel", f)
+            if np.isfinite(b):
+                out.append((f"gt rpe_trans_rel <= 0.25 x static ({f})", a <= 0.25 * b, f"{a:.3f} vs {b:.3f}"))
+        a, b = g("gt", "rpe_rot_deg"), g("static", "rpe_rot_deg")
+        out.append(("gt rpe_rot_deg <= 0.2 x static (suite mean)", a <= 0.2 * b, f"{a:.3f} vs {b:.3f}"))
+        for f in fams:
+            a = g("gt", "rpe_rot_rel", f)
+            if np.isfinite(a):
+                out.append((f"gt rpe_rot_rel <= 0.2 ({f})", a <= 0.2, f"{a:.3f}"))
+        a, sp = g("gt", "spurious_trans"), g("gt", "cmd_speed")
+        out.append(("gt spurious_trans <= 0.1 x mean commanded speed", a <= 0.1 * sp, f"{a:.3f} vs {sp:.3f} m/s"))
+    for bad in ("reversed", "shuffled"):
+        if {"gt", bad} <= have:
+            a, b = g("gt", "rpe_trans_rel"), g(bad, "rpe_trans_rel")
+            out.append((f"{bad} rpe_trans_rel >= max(0.5, 2 x gt)", b >= max(0.5, 2 * a), f"{b:.3f} vs gt {a:.3f}"))
+            a, b = g("gt", "rpe_rot_deg"), g(bad, "rpe_rot_deg")
+            out.append((f"{bad} rpe_rot_deg >= 2 x gt", b >= 2 * a, f"{b:.3f} vs gt {a:.3f}"))
+    if {"gt", "noise20"} <= have:
+        a, b = g("gt", "rpe_trans_rel"), g("noise20", "rpe_trans_rel")
+        out.append(("noise20 rpe_trans_rel >= gt - 0.02", b >= a - 0.02, f"{b:.3f} vs gt {a:.3f}"))
+        a, b = g("gt", "rpe_rot_deg"), g("noise20", "rpe_rot_deg")
+        out.append(("noise20 rpe_rot_deg >= gt - 0.2", b >= a - 0.2, f"{b:.3f} vs gt {a:.3f}"))
+    if {"gt", "perturbed"} <= have:
+        gt_rows = {r["task"]: r for r in rows if r["variant"] == "gt"}
+        dt, dr = [], []
+        for r in rows:
+            if r["variant"] == "perturbed":
+                q = gt_rows[r["task"]]
+                if np.isfinite(q["rpe_trans_rel"]):
+                    dt.append(abs(r["rpe_trans_rel"] - q["rpe_trans_rel"]))
+                dr.append(abs(r["rpe_rot_deg"] - q["rpe_rot_deg"]))
+        mt, mr = max(dt, default=0.0), max(dr, default=0.0)
+        out.append(("perturbed: every task's rpe_trans_rel moves <= 0.05", mt <= 0.05, f"max {mt:.3f}"))
+        out.append(("perturbed: every task's rpe_rot_deg moves <= 0.5 deg", mr <= 0.5, f"max {mr:.3f}"))
+    det = [r["deterministic"] for r in rows if "deterministic" in r]
+    if det:
+        out.append(("gt estimated twice gives identical poses", all(det), f"{sum(det)}/{len(det)} tasks"))
+    return out
 
-    df = pd.DataFrame(rows)
-    df = df[df.model == "reproject"]
-    g = df.groupby("family")[["hole_frac", "failed_frac", "rpe_rot_deg"]].mean()
-    g.loc["ALL"] = df[["hole_frac", "failed_frac", "rpe_rot_deg"]].mean()
-    lines = ["| family | hole fraction | failed frames | reproject rpe_rot_deg |", "|---|---:|---:|---:|"]
-    lines += [f"| {f} | {r.hole_frac:.2f} | {r.failed_frac:.2f} | {r.rpe_rot_deg:.2f} |" for f, r in g.iterrows()]
+
+def render_md(rows, meta) -> str:
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
+    fams = sorted({r["family"] for r in rows})
+    gt = [r for r in rows if r["variant"] == "gt"]
+    fps = sum(r["frames"] for r in gt) / max(1e-9, sum(r["seconds"] for r in gt))
+    lines = [f"# Pose-estimator validity (scoring protocol {meta['protocol']})", "",
+             f"Command: `{meta['command']}`  ", f"Suite: `{meta['suite']}` ({meta['n_tasks']} tasks), estimator "
+             f"`{meta['estimator']}`, {meta['date']}, {meta['cpus']} CPU(s), {meta['workers']} worker(s).", "",
+             f"Estimator speed on the ground-truth videos: **{fps:.1f} frames/s per process** "
+             f"({sum(r['frames'] for r in gt)} frames in {sum(r['seconds'] for r in gt):.0f} s of estimator time).",
+             "", "## Validity bars", "", "| check | result | values |", "|---|---|---|"]
+    for d, ok, vals in checks(rows):
+        lines.append(f"| {d} | {'PASS' if ok else 'FAIL'} | {vals} |")
+    lines += ["", "## Suite means per variant", "", "| variant | " + " | ".join(KEYS) + " | failed frames |",
+              "|---|" + "---:|" * (len(KEYS) + 1)]
+    for v in variants:
+        lines.append(f"| {v} | " + " | ".join(f"{_mean(rows, v, k):.3f}" for k in KEYS)
+                     + f" | {_mean(rows, v, 'failed_frac'):.3f} |")
+    lines += ["", "## Per family (gt / static / reproject)", "",
+              "| family | segments trans/rot/rot-only | " + " | ".join(KEYS) + " |", "|---|---|" + "---|" * len(KEYS)]
+    for f in fams:
+        n = next(r for r in rows if r["family"] == f and r["variant"] == "gt")
+        cells = []
+        for k in KEYS:
+            cells.append(" / ".join(f"{_mean(rows, v, k, f):.3f}" for v in ("gt", "static", "reproject") if v in variants))
+        lines.append(f"| {f} | {int(n['n_seg_trans'])}/{int(n['n_seg_rot'])}/{int(n['n_seg_rotonly'])} | " + " | ".join(cells) + " |")
+    lines += ["", "Definitions: benchmark/metrics/action_following.py. NaN: the family has no segment of that kind.", ""]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--suite-dir", required=True)
-    ap.add_argument("--estimator", default="opencv")
-    ap.add_argument("--tasks", default=None, help="comma-separated task ids")
-    ap.add_argument("--out", default=None, help="path prefix for .md/.json")
-    a = ap.parse_args(argv)
-    rows = measure(a.suite_dir, a.estimator, a.tasks.split(",") if a.tasks else None)
-    keys = [k for k in ("rpe_trans", "rpe_rot_deg", "rpe_trans@1f", "rpe_rot_deg@1f", "rpe_trans@first_view",
-                        "rpe_rot_deg@first_view") if k in rows[0]]
-    md = [f"# Action-following validity ({a.estimator} estimator)", "",
-          f"Command: `python benchmark/perf/perf_pose_validity.py --suite-dir {a.suite_dir} --estimator {a.estimator}`",
-          f"on {os.cpu_count()} CPU(s). Means over the tasks of each family (``@first_view``: over the 1-s "
-          "segments that still show at least half of frame 0's content, benchmark.metrics.first_view; "
-          "tasks without such segments are left out of those means).", "",
-          _table(rows, keys), "",
-          "Reproject videos: hole fraction (pure-black pixels) and the estimator's failed frames "
-          "(pose held), means over the tasks of each family:", "",
-          _hole_table(rows), "",
-          f"Pose estimation: {np.mean([r['seconds'] / r['n'] * 1000 for r in rows]):.1f} ms/frame mean; "
-          f"oracle failures {sum(r['failed'] for r in rows if r['model'] == 'oracle')} frames."]
-    text = "\n".join(md) + "\n"
-    print(text)
-    if a.out:
-        for ext, data in ((".md", text), (".json", json.dumps(rows, indent=1, default=float))):
-            tmp = a.out + ext + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(data)
-            os.replace(tmp, a.out + ext)
+    ap.add_argument("--estimator", default="direct")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--tasks", default="", help="comma-separated task ids (default: all)")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--out", default="reports/perf_pose_validity")
+    args = ap.parse_args(argv)
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    from benchmark.protocol import PROTOCOL_VERSION
+    from benchmark.tasks.io import load_suite
+    from datagen.atomic import atomic_write_text
+
+    variants = [v for v in args.variants.split(",") if v]
+    for v in variants:
+        if v not in VARIANTS:
+            ap.error(f"unknown variant {v!r}; known: {', '.join(VARIANTS)}")
+    ids = [t for t in args.tasks.split(",") if t] or None
+    suite = load_suite(Path(args.suite_dir), ids)
+    jobs = [(args.suite_dir, t.task_id, args.estimator, variants, i) for i, t in enumerate(suite.tasks)]
+    rows: list[dict] = []
+    with get_context("spawn").Pool(max(1, args.workers)) as pool:
+        for r in tqdm(pool.imap_unordered(_score_task, jobs), total=len(jobs), desc="tasks"):
+            rows.extend(r)
+    rows.sort(key=lambda r: (r["task"], VARIANTS.index(r["variant"])))
+    meta = dict(protocol=PROTOCOL_VERSION, suite=str(args.suite_dir), n_tasks=len(jobs), estimator=args.estimator,
+                date=time.strftime("%Y-%m-%d"), cpus=os.cpu_count(), workers=args.workers,
+                command="python benchmark/perf/perf_pose_validity.py " + " ".join(argv if argv is not None else os.sys.argv[1:]))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md = render_md(rows, meta)
+    atomic_write_text(out.with_suffix(".md"), md)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(dict(meta=meta, rows=rows,
+                                                                checks=[list(c) for c in checks(rows)]), indent=1))
+    print(md)
     return 0
 
 

@@ -64,30 +64,38 @@ from benchmark.pose_estimation.opencv_estimator import EstimateResult
 
 _LUMA = np.array([0.299, 0.587, 0.114])
 PRIOR_REL_SIGMA = 1.0   # an unknown depth sits at the prior inverse depth with 100 % standard deviation
+_TRACE = None
 SIGMA_I = 3.0           # grey levels: image noise in the residual variance
 
 
 @dataclass
 class DirectParams:
     blur_sigma: float = 1.0
+    max_width: int = 128            # wider frames are estimated at a 2^k-times smaller size
     min_height: int = 12            # coarsest pyramid level at least this many rows
     iters: tuple = (6, 8, 10, 12)   # Gauss-Newton iterations, finest level first (extra levels reuse the last)
     huber: float = 6.0              # grey levels
     grad_min: float = 2.0           # grey levels per pixel (level 0) for a pixel to be used
     min_valid: int = 40
     lost_residual: float = 30.0     # grey levels, robust mean absolute residual
-    kf_overlap: float = 0.65
-    kf_max_rot_deg: float = 25.0
-    kf_trans_ratio: float = 0.15
+    kf_overlap: float = 0.7
+    kf_max_rot_deg: float = 12.0
+    kf_trans_ratio: float = 0.3
+    smooth_ratio: float = 1.15      # 3x3 inverse depths within this ratio: not a silhouette
+    search_growth: float = 1.1      # a keyframe is searched again when its baseline grew by this factor
+    search_span: float = 4.0        # stereo searches inverse depths up to this x the keyframe's median
     max_jump: float = 0.5           # a frame further from its keyframe than this x its median depth failed
     min_depth: float = 0.2          # metres: the far end of the inverse-depth search (1 / 0.2)
     stereo_step_px: float = 0.75    # hypothesis spacing along the epipolar line (longest line)
     max_hyp: int = 192
     stereo_min_px: float = 2.0
+    epi_grad_min: float = 4.0       # grey levels per pixel along the epipolar line to search a pixel
     stereo_min_disp: float = 1.5    # px of disparity at the estimate to replace a prior depth
-    stereo_max_cost: float = 5 * 12.0 ** 2
+    stereo_max_cost: float = 12.0 ** 2  # mean squared error over the window
+    stereo_window: int = 2          # 5x5 window
     min_known: int = 40             # known-depth pixels (per level) from which prior depths are not used
     min_known_frac: float = 0.1     # ... and at least this fraction of the level's pixels
+    compare_keep: float = 0.8       # candidates compared among those keeping 80 % of the valid pixels
     model_select: float = 0.1       # the full model must lower the cost by 10 % to beat rotation-only
     static_eps: float = 1e-3        # mean |luma difference| below which a frame repeats the previous
 
@@ -117,6 +125,20 @@ def _inv(T: np.ndarray) -> np.ndarray:
     out = np.eye(4)
     out[:3, :3] = T[:3, :3].T
     out[:3, 3] = -T[:3, :3].T @ T[:3, 3]
+    return out
+
+
+def _orthonormal(T: np.ndarray) -> np.ndarray:
+    """T with its rotation projected back onto SO(3): compositions such as the constant-velocity
+    prediction would otherwise let rounding errors grow geometrically over thousands of frames."""
+    u, _, vt = np.linalg.svd(T[:3, :3])
+    R = u @ vt
+    if np.linalg.det(R) < 0:
+        u[:, -1] *= -1
+        R = u @ vt
+    out = T.copy()
+    out[:3, :3] = R
+    out[3] = (0.0, 0.0, 0.0, 1.0)
     return out
 
 
@@ -154,13 +176,21 @@ class _Level:
     K: np.ndarray
     stack: np.ndarray = field(repr=False, default=None)  # (H, W, 3) img, gx, gy for one gather
 
+    has_hole: bool = False
+
     def __post_init__(self):
         self.stack = np.stack([self.img, self.gx, self.gy], axis=-1)
+        self.has_hole = bool(self.hole.any())
 
 
-def _pyramid(frame: np.ndarray, K: np.ndarray, n_levels: int, sigma: float) -> list[_Level]:
+def _pyramid(frame: np.ndarray, K: np.ndarray, n_levels: int, sigma: float, base_down: int = 0) -> list[_Level]:
+    """Levels of the frame's smoothed luma; ``base_down`` 2x2-mean halvings first (``K`` is the
+    intrinsics after them)."""
     raw = _luma(frame)
     hole = raw <= 2.0
+    for _ in range(base_down):
+        raw = _down(raw)
+        hole = _down(hole.astype(np.float64)) > 0
     img = gaussian_filter(raw, sigma, mode="nearest") if sigma > 0 else raw
     if hole.any():  # grow holes by one pixel: blurred edges next to black are not content
         h = hole.copy()
@@ -185,16 +215,19 @@ def _pyramid(frame: np.ndarray, K: np.ndarray, n_levels: int, sigma: float) -> l
 def _sample(stack: np.ndarray, u: np.ndarray, v: np.ndarray):
     """Bilinear samples of (H,W,C) ``stack`` at pixel coordinates (u, v) (centres at +0.5); (M,C) values
     and (M,) bool inside."""
-    H, W = stack.shape[:2]
+    H, W, C = stack.shape
     x, y = u - 0.5, v - 0.5
     ok = (x >= 0) & (y >= 0) & (x <= W - 1.001) & (y <= H - 1.001)
-    x, y = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x = np.clip(x, 0.0, W - 1.001)
+    y = np.clip(y, 0.0, H - 1.001)
+    x0, y0 = x.astype(np.int64), y.astype(np.int64)   # floor: both are >= 0
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    x1, y1 = np.minimum(x0 + 1, W - 1), np.minimum(y0 + 1, H - 1)
-    out = ((stack[y0, x0] * (1 - fx) + stack[y0, x1] * fx) * (1 - fy)
-           + (stack[y1, x0] * (1 - fx) + stack[y1, x1] * fx) * fy)
-    return out, ok
+    flat = stack.reshape(H * W, C)
+    i = y0 * W + x0
+    a, b, c, d = flat[i], flat[i + 1], flat[i + W], flat[i + W + 1]
+    top = a + (b - a) * fx
+    bot = c + (d - c) * fx
+    return top + (bot - top) * fy, ok
 
 
 def _sample_nearest(mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -202,6 +235,25 @@ def _sample_nearest(mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarra
     ix = np.clip(np.floor(u).astype(np.int64), 0, W - 1)
     iy = np.clip(np.floor(v).astype(np.int64), 0, H - 1)
     return mask[iy, ix]
+
+
+def _neighbour_range(rho: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Max and min of ``rho`` over the known pixels of each 3x3 neighbourhood (centre included)."""
+    H, W = rho.shape
+    hi = np.pad(np.where(known, rho, -np.inf), 1, constant_values=-np.inf)
+    lo = np.pad(np.where(known, rho, np.inf), 1, constant_values=np.inf)
+    mx = np.full((H, W), -np.inf)
+    mn = np.full((H, W), np.inf)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            mx = np.maximum(mx, hi[dy:dy + H, dx:dx + W])
+            mn = np.minimum(mn, lo[dy:dy + H, dx:dx + W])
+    return mx, mn
+
+
+def _smooth(mx: np.ndarray, mn: np.ndarray, ratio: float) -> np.ndarray:
+    """Neighbourhoods whose inverse depths agree within ``ratio`` (no silhouette)."""
+    return np.isfinite(mx) & np.isfinite(mn) & (mx <= mn * ratio + 1e-3)
 
 
 # ---------------------------------------------------------------- keyframe
@@ -284,7 +336,15 @@ class DirectEstimator:
             w = np.where(known, w, 0.0)  # enough known depth: prior depths would only bias the scale
         return w
 
-    def _cost_and_system(self, T, ab, data, L: _Level, wdepth, need_system=True):
+    def _hub(self, r: np.ndarray) -> np.ndarray:
+        a = np.abs(r)
+        return np.where(a <= self.p.huber, 0.5 * r * r, self.p.huber * (a - 0.5 * self.p.huber))
+
+    def _cost_and_system(self, T, ab, data, L: _Level, wdepth, need_system=True, frozen=None):
+        """Robust cost (and Gauss-Newton system) of pose T and brightness ab. ``frozen`` (per pixel,
+        NaN = not in the support): the support and the cost each pixel keeps if it leaves the image
+        or lands in a hole, so that leaving is never progress (a level's pixels valid at its start,
+        with their cost there)."""
         u0, v0, x, rho, ref, var, _ = data
         R, t = T[:3, :3], T[:3, 3]
         Y0 = R[0, 0] * x[:, 0] + R[0, 1] * x[:, 1] + R[0, 2] + t[0] * rho
@@ -296,7 +356,9 @@ class DirectEstimator:
         u = fx * Y0 * iz + cx
         v = fy * Y1 * iz + cy
         s, inside = _sample(L.stack, u, v)
-        ok = front & inside & ~_sample_nearest(L.hole, u, v)
+        ok = front & inside
+        if L.has_hole:
+            ok &= ~_sample_nearest(L.hole, u, v)
         r = s[:, 0] - (ab[0] * ref + ab[1])
         gu, gv = s[:, 1], s[:, 2]
         # d r / d Y  (via the projection), then d Y / d xi with xi = (v, w): dY = w x Y + v rho
@@ -305,9 +367,14 @@ class DirectEstimator:
         wv = wdepth
         a = np.abs(r)
         hw = np.where(a <= self.p.huber, 1.0, self.p.huber / np.maximum(a, 1e-12))
-        w = np.where(ok, hw * wv, 0.0)
-        cost = float(np.sum(np.where(ok, np.where(a <= self.p.huber, 0.5 * r * r,
-                                                  self.p.huber * (a - 0.5 * self.p.huber)) * wv, 0.0)))
+        hub = self._hub(r)
+        if frozen is None:
+            w = np.where(ok, hw * wv, 0.0)
+            cost = float(np.sum(np.where(ok, hub, 0.0) * wv))
+        else:
+            sup = ~np.isnan(frozen)
+            w = np.where(ok & sup, hw * wv, 0.0)
+            cost = float(np.sum(np.where(sup, np.where(ok, hub, np.nan_to_num(frozen)), 0.0) * wv))
         n_ok = int(ok.sum())
         if not need_system:
             return cost, n_ok, None, None, r, ok
@@ -321,6 +388,24 @@ class DirectEstimator:
         H = np.einsum("ni,nj->ij", Jw, J)
         g = np.einsum("ni,n->i", Jw, r)
         return cost, n_ok, H, g, r, ok
+
+    def _compare(self, cands: list, data, L: _Level, wdepth=1.0) -> int:
+        """Index of the candidate (T, ab) that explains the keyframe's pixels best: the lowest robust
+        cost on the pixels valid for ALL candidates (so pushing badly fitting pixels out of view is no
+        progress); when that common support is under half of a candidate's valid pixels, the lowest mean
+        cost per valid pixel among the candidates keeping ``compare_keep`` x the most valid pixels."""
+        res = [self._cost_and_system(T, ab, data, L, wdepth, need_system=False) for T, ab in cands]
+        n = np.array([r[1] for r in res], dtype=np.float64)
+        both = np.logical_and.reduce([r[5] for r in res])
+        if both.sum() >= 0.5 * n.min() and both.sum() >= 8:
+            return int(np.argmin([self._huber_sum(r[4], wdepth, both) for r in res]))
+        mean = np.array([r[0] / max(r[1], 1) for r in res])
+        return int(np.argmin(np.where(n >= self.p.compare_keep * n.max(), mean, np.inf)))
+
+    def _huber_sum(self, r: np.ndarray, w, mask: np.ndarray) -> float:
+        a = np.abs(r)
+        h = np.where(a <= self.p.huber, 0.5 * r * r, self.p.huber * (a - 0.5 * self.p.huber))
+        return float(np.sum(np.where(mask, h * w, 0.0)))
 
     def _track(self, kf: _Keyframe, tgt: list, T0: np.ndarray, ab0: np.ndarray,
                levels_from: Optional[int] = None, levels_to: int = 0, rot_only: bool = False):
@@ -337,7 +422,9 @@ class DirectEstimator:
                 continue
             iters = self.p.iters[min(lv, len(self.p.iters) - 1)]
             wd = self._depth_weights(T, data, tgt[lv])
-            cost, n_ok, H, g, _, _ = self._cost_and_system(T, ab, data, tgt[lv], wd)
+            _, _, _, _, r0, ok0 = self._cost_and_system(T, ab, data, tgt[lv], wd, need_system=False)
+            frozen = np.where(ok0, self._hub(r0), np.nan)
+            cost, n_ok, H, g, _, _ = self._cost_and_system(T, ab, data, tgt[lv], wd, frozen=frozen)
             for _ in range(iters):
                 if n_ok < 8:
                     break
@@ -353,9 +440,8 @@ class DirectEstimator:
                 for _h in range(4):
                     Tn = _exp_se3(step * dx[:6]) @ T
                     abn = ab + step * dx[6:]
-                    cn, nn, Hn, gn, _, _ = self._cost_and_system(Tn, abn, data, tgt[lv], wd)
-                    # compare costs per valid residual (pixels leaving the image must not look like progress)
-                    if nn >= 8 and cn / nn <= cost / max(n_ok, 1) * (1 + 1e-12):
+                    cn, nn, Hn, gn, _, _ = self._cost_and_system(Tn, abn, data, tgt[lv], wd, frozen=frozen)
+                    if nn >= 8 and cn <= cost * (1 + 1e-12):
                         accepted = True
                         break
                     step *= 0.5
@@ -390,7 +476,8 @@ class DirectEstimator:
             return
         Ki = np.linalg.inv(K)
         R, t = T[:3, :3], T[:3, 3]
-        rho_max = 1.0 / p.min_depth
+        # inverse depths searched: [0, min(1 / min_depth, search_span x the keyframe's median)]
+        rho_max = min(1.0 / p.min_depth, p.search_span * kf.median_rho())
 
         def proj(du, dv, rho):
             u = uu + 0.5 + du
@@ -410,22 +497,38 @@ class DirectEstimator:
         if not good.any():
             return
         med = float(np.median(line[good]))
-        if med * kf.median_rho() / rho_max < p.stereo_min_disp or med < kf.last_search_px * 1.3:
+        if med * kf.median_rho() / rho_max < p.stereo_min_disp or med < kf.last_search_px * p.search_growth:
             return  # no useful baseline yet (a pan), or not much more than at the last search
         kf.last_search_px = med
+        # the aperture problem: only pixels whose intensity changes ALONG their epipolar line can be
+        # matched on it (an edge parallel to the line matches anywhere)
+        gl = np.abs(L0k.gx[vv, uu] * (ub - ua) + L0k.gy[vv, uu] * (vb - va)) / np.maximum(line, 1e-9)
+        good &= gl >= p.epi_grad_min
         vv, uu, line = vv[good], uu[good], line[good]
         # hypotheses uniform in inverse depth, at most ``stereo_step_px`` apart along the longest line
         n_hyp = int(np.clip(np.ceil(float(line.max()) / p.stereo_step_px) + 1, 16, p.max_hyp))
         hyps = np.linspace(0.0, rho_max, n_hyp)
-        pattern = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
-        cost = np.zeros((n_hyp, len(vv)))
-        for du, dv in pattern:
-            ref = ab[0] * L0k.img[vv + dv, uu + du] + ab[1]
-            for j, rh in enumerate(hyps):
-                u, v, front = proj(du, dv, rh)
-                s, ok = _sample(L0t.stack[..., :1], u, v)
-                ok &= front
-                cost[j] += np.where(ok, (s[:, 0] - ref) ** 2, 1e6)
+        # plane sweep over the whole keyframe grid, squared error summed over a (2r+1)^2 window
+        gy, gx = np.mgrid[0:H, 0:W]
+        gx = gx.ravel() + 0.5
+        gy = gy.ravel() + 0.5
+        gx0, gx1 = Ki[0, 0] * gx + Ki[0, 2], Ki[1, 1] * gy + Ki[1, 2]
+        ref = (ab[0] * L0k.img + ab[1]).ravel()
+        tgt_img = np.ascontiguousarray(L0t.img[..., None])
+        rw = p.stereo_window
+        cost = np.empty((n_hyp, len(vv)))
+        for j, rh in enumerate(hyps):
+            Y0 = R[0, 0] * gx0 + R[0, 1] * gx1 + R[0, 2] + t[0] * rh
+            Y1 = R[1, 0] * gx0 + R[1, 1] * gx1 + R[1, 2] + t[1] * rh
+            Y2 = R[2, 0] * gx0 + R[2, 1] * gx1 + R[2, 2] + t[2] * rh
+            front = Y2 > 1e-6
+            iz = 1.0 / np.where(front, Y2, 1.0)
+            sv, ok = _sample(tgt_img, K[0, 0] * Y0 * iz + K[0, 2], K[1, 1] * Y1 * iz + K[1, 2])
+            e = np.where(ok & front, (sv[:, 0] - ref) ** 2, 255.0 ** 2).reshape(H, W)
+            c = np.pad(np.cumsum(np.cumsum(np.pad(e, rw, mode="edge"), 0), 1), ((1, 0), (1, 0)))
+            k = 2 * rw + 1
+            box = c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
+            cost[j] = box[vv, uu] / (k * k)
         j = np.argmin(cost, axis=0)
         n = np.arange(len(vv))
         best = cost[j, n]
@@ -471,7 +574,10 @@ class DirectEstimator:
         known = np.zeros((H, W), dtype=bool)
         prior = old.median_rho() if old is not None else 1.0
         if old is not None and T_tk is not None:
-            vv, uu = np.nonzero(old.known)
+            # only smooth pixels travel: a silhouette pixel rounded onto the new grid would let the near
+            # side grow by up to a pixel per keyframe (z-buffer), i.e. depths creep towards the camera
+            mx, mn = _neighbour_range(old.rho, old.known)
+            vv, uu = np.nonzero(old.known & _smooth(mx, mn, self.p.smooth_ratio))
             K = old.levels[0].K
             Ki = np.linalg.inv(K)
             x0, x1 = Ki[0, 0] * (uu + 0.5) + Ki[0, 2], Ki[1, 1] * (vv + 0.5) + Ki[1, 2]
@@ -498,14 +604,15 @@ class DirectEstimator:
             rho.ravel()[hit] = buf[hit]
             var.ravel()[hit] = vbuf[hit]
             known.ravel()[hit] = True
-            # one-pixel cracks: the mean of >= 3 known 8-neighbours
+            # one-pixel cracks: the mean of >= 3 known 8-neighbours that agree with each other
             pad_r = np.pad(np.where(known, rho, 0.0), 1)
             pad_k = np.pad(known.astype(np.float64), 1)
             pad_v = np.pad(np.where(known, var, 0.0), 1)
             sr = sum(pad_r[1 + dy:H + 1 + dy, 1 + dx:W + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
             sk = sum(pad_k[1 + dy:H + 1 + dy, 1 + dx:W + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
             sv = sum(pad_v[1 + dy:H + 1 + dy, 1 + dx:W + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
-            fill = ~known & (sk >= 3)
+            nmx, nmn = _neighbour_range(rho, known)
+            fill = ~known & (sk >= 3) & _smooth(nmx, nmn, self.p.smooth_ratio)
             rho[fill] = sr[fill] / sk[fill]
             var[fill] = 4.0 * sv[fill] / sk[fill]
             known |= fill
@@ -520,6 +627,24 @@ class DirectEstimator:
         N, H, W = frames.shape[:3]
         K = np.asarray(K, dtype=np.float64)
         p = self.p
+        if depth0 is not None and np.shape(depth0) != (H, W):
+            raise ValueError(f"depth0 must be ({H},{W}), got {np.shape(depth0)}")
+        # frames wider than max_width are estimated at a 2^k-times smaller size (2x2 means; K scaled
+        # exactly for pixel centres at +0.5, frame 0's depth pooled in inverse depth)
+        base_down = 0
+        while W // (2 ** base_down) > p.max_width and H // (2 ** (base_down + 1)) >= p.min_height:
+            base_down += 1
+        if base_down:
+            K = K.copy()
+            K[:2] *= 0.5 ** base_down
+            H, W = H // (2 ** base_down), W // (2 ** base_down)
+            if depth0 is not None:
+                d = np.asarray(depth0, dtype=np.float64)
+                fin = np.isfinite(d) & (d > 0)
+                r = np.where(fin, 1.0 / np.where(fin, d, 1.0), 0.0)  # sky: inverse depth 0
+                for _ in range(base_down):
+                    r = _down(r)
+                depth0 = np.where(r > 0, 1.0 / np.where(r > 0, r, 1.0), np.inf)
         n_levels = 1
         while H // (2 ** n_levels) >= p.min_height and W // (2 ** n_levels) >= p.min_height:
             n_levels += 1
@@ -527,7 +652,7 @@ class DirectEstimator:
         kinds: list[str] = []
         notes: list[str] = []
         metric = depth0 is not None
-        lv0 = _pyramid(frames[0], K, n_levels, p.blur_sigma)
+        lv0 = _pyramid(frames[0], K, n_levels, p.blur_sigma, base_down)
         kf = self._new_keyframe(0, np.eye(4), lv0, None, None)
         if metric:
             d = np.asarray(depth0, dtype=np.float64)
@@ -549,7 +674,7 @@ class DirectEstimator:
         ab = np.array([1.0, 0.0])
         n_kf, n_failed, n_static = 1, 0, 0
         for i in range(1, N):
-            lv = _pyramid(frames[i], K, n_levels, p.blur_sigma)
+            lv = _pyramid(frames[i], K, n_levels, p.blur_sigma, base_down)
             if float(np.mean(np.abs(lv[0].img - prev_luma))) < p.static_eps:
                 poses[i] = poses[i - 1]
                 kinds.append("static")
@@ -558,26 +683,30 @@ class DirectEstimator:
                 continue
             prev_luma = lv[0].img
             top = n_levels - 1
-            best = None
-            for T0 in (vel @ T_prev, T_prev):
-                T_c, ab_c = self._track(kf, lv, T0, ab, levels_from=top, levels_to=top)
-                data = kf.level_data(top, p.grad_min / (2 ** top))
-                c, n_ok, *_ = self._cost_and_system(T_c, ab_c, data, lv[top],
-                                                    self._depth_weights(T_c, data, lv[top]), need_system=False)
-                score = c / max(n_ok, 1) if n_ok >= 8 else float("inf")
-                if best is None or score < best[0]:
-                    best = (score, T_c, ab_c)
-            T, ab_n = best[1], best[2]
+            d0 = kf.level_data(0, p.grad_min)
+            # two initialisations (constant velocity, no motion since the previous frame) compared at the
+            # coarsest level, the better one refined down to full resolution
+            inits = [vel @ T_prev] + ([T_prev] if _angle_deg(vel[:3, :3]) > 1e-3 or np.any(vel[:3, 3] != 0) else [])
+            cands = [self._track(kf, lv, T0, ab, levels_from=top, levels_to=top) for T0 in inits]
+            T, ab_n = cands[self._compare(cands, kf.level_data(top, p.grad_min / (2 ** top)), lv[top])]
             if top > 0:
                 T, ab_n = self._track(kf, lv, T, ab_n, levels_from=top - 1, levels_to=0)
             # model selection (like ORB-SLAM's homography vs essential matrix): the rotation-only model
             # (camera centre of the keyframe) wins unless the full model explains the frame clearly better
-            T_r, ab_r = self._track(kf, lv, np.block([[T[:3, :3], np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]),
-                                    ab_n, levels_from=min(1, top), levels_to=0, rot_only=True)
-            d0 = kf.level_data(0, p.grad_min)
+            # rotation-only candidates start from the full fit's rotation and from the predicted one (the
+            # full fit can settle where a translation mimics part of a fast pan)
+            rcands = []
+            R_pred = (vel @ T_prev)[:3, :3]
+            for R0 in (T[:3, :3], R_pred) if _angle_deg(T[:3, :3].T @ R_pred) > 0.5 else (T[:3, :3],):
+                Tr0 = np.eye(4)
+                Tr0[:3, :3] = R0
+                rcands.append(self._track(kf, lv, Tr0, ab_n, levels_from=top, levels_to=0, rot_only=True))
+            T_r, ab_r = rcands[self._compare(rcands, d0, lv[0])]
             wd0 = self._depth_weights(T, d0, lv[0])
-            c_full, n_full, *_ = self._cost_and_system(T, ab_n, d0, lv[0], wd0, need_system=False)
-            c_rot, n_rot, *_ = self._cost_and_system(T_r, ab_r, d0, lv[0], wd0, need_system=False)
+            *_, r_full, ok_full = self._cost_and_system(T, ab_n, d0, lv[0], wd0, need_system=False)
+            *_, r_rot, ok_rot = self._cost_and_system(T_r, ab_r, d0, lv[0], wd0, need_system=False)
+            both = ok_full & ok_rot  # the same pixels for both models (leaving the image is no gain)
+            c_full, c_rot = self._huber_sum(r_full, wd0, both), self._huber_sum(r_rot, wd0, both)
             rotation_only = c_rot <= c_full * (1.0 + p.model_select)
             if rotation_only:
                 T, ab_n = T_r, ab_r
@@ -591,13 +720,16 @@ class DirectEstimator:
                 T_prev, vel, ab = np.eye(4), np.eye(4), np.array([1.0, 0.0])
                 continue
             ab = ab_n
-            poses[i] = kf.pose @ _inv(T)
+            T = _orthonormal(T)
+            poses[i] = _orthonormal(kf.pose @ _inv(T))
             kinds.append("rotation" if rotation_only else "track")
-            vel = T @ _inv(T_prev)
+            vel = _orthonormal(T @ _inv(T_prev))
             T_prev = T
             self._search_depth(kf, lv, T, ab)
             rot = _angle_deg(T[:3, :3])
             trans_ratio = float(np.linalg.norm(T[:3, 3])) * kf.median_rho()
+            if _TRACE is not None:
+                _TRACE(i, inside, rot, trans_ratio)
             if inside < p.kf_overlap or rot > p.kf_max_rot_deg or trans_ratio > p.kf_trans_ratio:
                 kf = self._new_keyframe(i, poses[i], lv, kf, T)
                 n_kf += 1
