@@ -1,4 +1,13 @@
-"""Action following: relative pose error (RPE) of an estimated camera trajectory, computed with evo.
+"""Sim(3)-aligned relative pose error (RPE) of an estimated camera trajectory, computed with evo.
+
+Not the benchmark's headline: since scoring protocol 2 (benchmark.protocol) action following is
+scored per segment type by benchmark.metrics.action_following, on metric estimates without any
+alignment. This module remains for Sim(3)-aligned comparisons of trajectories of unknown scale
+(relic_model.diagnostics.action_following, external tools) and is what protocol 1 published.
+Agreement with evo: with a non-degenerate reference (Umeyama well posed) the values equal
+``evo_rpe tum ref est -as`` (tested); for a collinear reference (a straight single-action dolly) evo's
+Umeyama refuses, and the RMS-spread scale rule of 1. below is used instead, so the numbers are this
+module's own there (they were 9 % apart on single_action tasks), never evo's.
 
 Inputs: reference (commanded / ground-truth) and estimated trajectories, each (N,4,4)
 camera-to-world SE(3) matrices (metres for the reference; any world frame and any scale for the
@@ -66,7 +75,7 @@ question arises here (the TUM writer handles the file order, see pose_estimation
    of the GT trajectory onto it, whose steps are at least as large, so it scores >= the static
    penalty. A pure-rotation reference (no commanded translation) cannot fix a scale: see 1.
 3. ``ate``: RMSE of absolute position errors after the same alignment (evo APE translation part), m.
-4. Alignment on a subset (``align_mask``, used for the first-view RPE, benchmark.metrics.first_view):
+4. Alignment on a subset (``align_mask``; protocol 1 used it for its first-view RPE):
    the Sim(3) (or its fallback, with the same rules) is fitted on the selected poses only and
    applied to the whole estimate; since RPE depends only on the alignment's scale, segments inside
    the subset are then scored as if that part of the video were its own clip. Why: a video that
