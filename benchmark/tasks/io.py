@@ -175,11 +175,25 @@ class Suite:
     def name(self) -> str:
         return str(self.manifest.get("suite", "?"))
 
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 over the manifest's per-task ``content_sha256`` (sorted by task id): two suites with
+        the same hash hold bit-identical tasks (inputs and ground truth). A machine whose renderer
+        rounds differently builds a suite with another hash; results are then compared with the gate's
+        tolerances, which were measured across re-rendered suites (benchmark/README.md)."""
+        return suite_content_hash(self.manifest)
+
     def task(self, task_id: str) -> Task:
         for t in self.tasks:
             if t.task_id == task_id:
                 return t
         raise KeyError(f"no task {task_id!r} in suite {self.root}")
+
+
+def suite_content_hash(manifest: dict) -> str:
+    """See :attr:`Suite.content_hash`."""
+    lines = sorted(f"{e['task_id']}:{e.get('content_sha256', '')}" for e in manifest.get("tasks", []))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def load_suite(suite_dir: Path, task_ids: list[str] | None = None) -> Suite:
