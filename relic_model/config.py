@@ -71,6 +71,12 @@ class DiTConfig:
     ``rope_frame_scale`` multiplies frame positions (< 1 interpolates: horizon curriculum),
     ``text_dim`` must equal ``text.dim``; ``pose_translation_scale`` multiplies the translation
     column of the absolute poses (in units of gamma, i.e. label units) before the pose encoder.
+    ``attention`` picks how block-causal self-attention is computed (all three give the same
+    result up to float rounding): "chunked" (default; one mask-free scaled-dot-product call per
+    query block over its visible key prefix: no N x N mask, block-causal FLOPs), "flex"
+    (``torch.nn.attention.flex_attention`` with a BlockMask built from block boundaries; fused
+    only under ``torch.compile``, i.e. for GPUs; eager flex materialises the score matrix) or
+    "dense" (an explicit N x N boolean mask: the reference implementation, O(N^2) memory).
     """
     dim: int = 128
     depth: int = 4
@@ -85,6 +91,11 @@ class DiTConfig:
     qk_norm: bool = True
     text_dim: int = 64
     pose_translation_scale: float = 0.05
+    attention: str = "chunked"
+
+
+#: block-causal attention implementations (see DiTConfig)
+ATTENTION_IMPLS = ("chunked", "flex", "dense")
 
 
 @dataclass
@@ -163,6 +174,8 @@ class RelicConfig:
             raise ValueError(f"autoencoder.streaming_decoder must be 'fast' or 'full', got {ae.streaming_decoder!r}")
         if d.dim % d.heads:
             raise ValueError(f"dit.dim ({d.dim}) must be divisible by dit.heads ({d.heads})")
+        if d.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"dit.attention must be one of {list(ATTENTION_IMPLS)}, got {d.attention!r}")
         hd = d.dim // d.heads
         if hd % 2 or hd < 6:
             raise ValueError(f"head dim dit.dim/dit.heads = {hd} must be even and >= 6 (3-axis RoPE)")

@@ -21,13 +21,28 @@ update_cache) -> v``
 - ``cache``: a :class:`~relic_model.nn.memory.KVCache` holding earlier frames (always visible);
   ``update_cache=True`` commits this call's K/V (frames ``frame_offset..``, which must equal
   ``cache.num_frames``) after computing the output.
+
+Execution options (none changes the maths; tests check each against the plain path):
+
+- ``cfg.dit.attention``: block-causal attention implementation ("chunked" default, "flex",
+  "dense" reference; see :func:`relic_model.nn.attention.attend`): no N x N mask unless "dense".
+- ``set_precision("bf16")``: the forward runs under ``torch.autocast`` (bfloat16 matmuls and
+  attention) while the parameters stay float32 (master weights for the optimizer); RoPE angles,
+  the timestep embedding and the output (cast back to the input's dtype) stay float32.
+- ``set_activation_checkpointing(True)``: each DiT block runs under
+  ``torch.utils.checkpoint.checkpoint(use_reentrant=False)`` when autograd is on: only the block
+  inputs are kept and the block is recomputed in backward. Cached K/V are read before the block
+  and committed after it (outside the recomputed region), so recomputation never sees a cache
+  that was modified in between.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import CrossAttention, SelfAttention
 from .control import ActionEncoder, PoseEncoder
@@ -62,16 +77,22 @@ class RelicBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
         self.modulation = nn.Parameter(torch.zeros(6, dim))
 
-    def forward(self, x, mod, pose_e, act_e, cos, sin, mask, text_kv, cache=None, layer=0, plan=None):
-        """x (B, F, n, D); mod (B, F, 6, D); pose_e / act_e (B, F, D)."""
+    def forward(self, x, mod, pose_e, act_e, cos, sin, seg_ends, text_kv, cache=None, layer=0, plan=None,
+                impl="chunked", past=None, return_kv=False):
+        """x (B, F, n, D); mod (B, F, 6, D); pose_e / act_e (B, F, D); seg_ends: block-causal query
+        segments (None = full attention among current tokens); ``past``/``return_kv``: see
+        :meth:`SelfAttention.forward` (used under activation checkpointing)."""
         m = (mod + self.modulation).unsqueeze(3)           # (B, F, 6, 1, D)
         sh1, sc1, g1, sh2, sc2, g2 = m.unbind(2)
         h = self.norm1(x) * (1 + sc1) + sh1
-        x = x + g1 * self.attn(h, pose_e, cos, sin, mask, cache, layer, plan)
+        a = self.attn(h, pose_e, cos, sin, seg_ends, cache, layer, plan, impl, past, return_kv)
+        if return_kv:
+            a, k, v = a
+        x = x + g1 * a
         x = x + self.action_proj(act_e).unsqueeze(2)       # actions: added after self-attention
         x = x + self.cross(self.norm2(x), text_kv)
         x = x + g2 * self.mlp(self.norm3(x) * (1 + sc2) + sh2)
-        return x
+        return (x, k, v) if return_kv else x
 
 
 class RelicDiT(nn.Module):
@@ -97,6 +118,23 @@ class RelicDiT(nn.Module):
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         self.rope = Rope3D(D // d.heads, d.rope_theta, d.rope_frame_scale)
+        self.attn_impl = d.attention
+        self.autocast_dtype: torch.dtype | None = None
+        self.activation_checkpointing = False
+
+    def set_precision(self, precision: str) -> None:
+        """"fp32" (plain) or "bf16" (autocast compute, float32 parameters)."""
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+
+    def set_activation_checkpointing(self, on: bool) -> None:
+        self.activation_checkpointing = bool(on)
+
+    def _autocast(self, device: torch.device):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.autocast_dtype)
 
     # ------------------------------------------------------------------ helpers
     def token_grid(self, h: int | None = None, w: int | None = None) -> tuple[int, int]:
@@ -157,34 +195,44 @@ class RelicDiT(nn.Module):
             raise ValueError(f"cache grid {cache.grid} != token grid {(gh, gw)}")
 
         frames = torch.arange(frame_offset, frame_offset + Fr, device=x.device)
-        cos, sin = self.rope.cos_sin(grid_positions(frames, gh, gw), x.dtype)
-        mask = None
+        cos, sin = self.rope.cos_sin(grid_positions(frames, gh, gw), torch.float32 if self.autocast_dtype else x.dtype)
+        seg_ends = None
         if attn_mode == "block_causal":
-            bid = block_ids(frames, self.frames_per_block)
-            if bool((bid != bid[0]).any()):
-                tok = bid.repeat_interleave(gh * gw)
-                mask = tok[:, None] >= tok[None, :]
+            bid = block_ids(frames, self.frames_per_block).tolist()
+            if bid[0] != bid[-1]:   # query segments: runs of equal block id (frames are consecutive)
+                seg_ends = [(j + 1) * gh * gw for j in range(Fr) if j == Fr - 1 or bid[j + 1] != bid[j]]
 
-        if cache is not None:
-            if cache.text_kv is None or cache.text_ref is not text:
-                cache.text_kv, cache.text_ref = self.text_kv(text), text
-            text_kv = cache.text_kv
-        else:
-            text_kv = self.text_kv(text)
-        plan = cache.plan(frames.tolist()) if update_cache else None
+        with self._autocast(x.device):
+            if cache is not None:
+                if cache.text_kv is None or cache.text_ref is not text:
+                    cache.text_kv, cache.text_ref = self.text_kv(text), text
+                text_kv = cache.text_kv
+            else:
+                text_kv = self.text_kv(text)
+            plan = cache.plan(frames.tolist()) if update_cache else None
 
-        temb = self.time_embed(timestep_embedding(sigma))                 # (B, F, D)
-        mod = self.time_mod(temb).view(B, Fr, 6, self.dim)
-        act_e = self.action_encoder(actions.to(x.dtype))
-        pose_e = self.pose_encoder(poses.to(x.dtype))
-        t = self.patch_embed(self._patchify(x))                          # (B, F, n, D)
-        for i, blk in enumerate(self.blocks):
-            t = blk(t, mod, pose_e, act_e, cos, sin, mask, text_kv[i], cache, i, plan)
-        if plan is not None:
-            cache.finish(plan)
-        sh, sc = self.final_mod(temb).view(B, Fr, 2, 1, self.dim).unbind(2)
-        t = self.head(self.final_norm(t) * (1 + sc) + sh)
-        return self._unpatchify(t, h, w)
+            temb = self.time_embed(timestep_embedding(sigma))                 # (B, F, D)
+            mod = self.time_mod(temb).view(B, Fr, 6, self.dim)
+            act_e = self.action_encoder(actions.to(x.dtype))
+            pose_e = self.pose_encoder(poses.to(x.dtype))
+            t = self.patch_embed(self._patchify(x))                          # (B, F, n, D)
+            ckpt = self.activation_checkpointing and torch.is_grad_enabled()
+            for i, blk in enumerate(self.blocks):
+                if not ckpt:
+                    t = blk(t, mod, pose_e, act_e, cos, sin, seg_ends, text_kv[i], cache, i, plan, self.attn_impl)
+                    continue
+                # checkpointed: read the held K/V now, recompute the block in backward from its
+                # inputs only, commit this call's K/V after the block (outside the recomputation)
+                past = cache.held_kv(i) if cache is not None else None
+                t, k, v = checkpoint(blk, t, mod, pose_e, act_e, cos, sin, seg_ends, text_kv[i], None, i, None,
+                                     self.attn_impl, past, True, use_reentrant=False)
+                if plan is not None:
+                    cache.commit(i, k, v, plan)
+            if plan is not None:
+                cache.finish(plan)
+            sh, sc = self.final_mod(temb).view(B, Fr, 2, 1, self.dim).unbind(2)
+            t = self.head(self.final_norm(t) * (1 + sc) + sh)
+        return self._unpatchify(t.to(x.dtype), h, w)
 
 
 __all__ = ["RelicDiT", "RelicBlock", "timestep_embedding", "block_ids"]

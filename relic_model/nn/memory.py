@@ -308,6 +308,26 @@ class KVCache:
         return self._read_mask
 
     # ------------------------------------------------------------------ reading
+    def held_kv(self, layer: int):
+        """``(k, v, key_mask)`` of the tokens layer ``layer`` holds now (memory keys re-positioned by
+        a read horizon, key_mask = :meth:`read_mask`), or None when empty. With autograd on these
+        are views that later commits never overwrite (commits are out of place then), which is
+        what activation checkpointing needs to recompute a block exactly."""
+        n = self.n_tokens
+        kb, vb = self.k[layer], self.v[layer]
+        if kb is None or n == 0:
+            return None
+        if not torch.is_grad_enabled():
+            raise RuntimeError("KVCache.held_kv is for autograd mode (in-place buffers are reused without it)")
+        k = kb[:, :, :n]
+        if self._mem_rot is not None:
+            c = self.n_comp
+            cos, sin = (t.to(device=kb.device, dtype=kb.dtype) for t in self._mem_rot)
+            if cos.shape[0] != c:
+                raise RuntimeError("KVCache read horizon is stale (the cache changed since set_read_horizon)")
+            k = torch.cat([apply_rope(kb[:, :, :c], cos, sin), kb[:, :, c:n]], 2)
+        return k, vb[:, :, :n], self.read_mask(kb.device)
+
     def keys_values(self, layer: int, k_cur: torch.Tensor, v_cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """K/V to attend to for the current tokens: cached tokens followed by ``k_cur``/``v_cur``
         (B, heads, m, hd). Does not commit anything."""
