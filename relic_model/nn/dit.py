@@ -79,11 +79,14 @@ class RelicBlock(nn.Module):
 
     def forward(self, x, mod, pose_e, act_e, cos, sin, seg_ends, text_kv, cache=None, layer=0, plan=None,
                 impl="chunked", past=None, return_kv=False):
-        """x (B, F, n, D); mod (B, F, 6, D); pose_e / act_e (B, F, D); seg_ends: block-causal query
+        """x (B, F, n, D); mod (B, F, 6, D); pose_e / act_e (B, F, D); text_kv: this block's
+        cross-attention (k, v), or the projected text (B, L, D) to compute them from; seg_ends: block-causal query
         segments (None = full attention among current tokens); ``past``/``return_kv``: see
         :meth:`SelfAttention.forward` (used under activation checkpointing)."""
         m = (mod + self.modulation).unsqueeze(3)           # (B, F, 6, 1, D)
         sh1, sc1, g1, sh2, sc2, g2 = m.unbind(2)
+        if torch.is_tensor(text_kv):   # projected text (B, L, D): this block's K/V computed here (FSDP)
+            text_kv = self.cross.text_kv(text_kv)
         h = self.norm1(x) * (1 + sc1) + sh1
         a = self.attn(h, pose_e, cos, sin, seg_ends, cache, layer, plan, impl, past, return_kv)
         if return_kv:
@@ -121,6 +124,10 @@ class RelicDiT(nn.Module):
         self.attn_impl = d.attention
         self.autocast_dtype: torch.dtype | None = None
         self.activation_checkpointing = False
+        #: compute each block's text K/V inside the block (set for FSDP2, whose block parameters
+        #: are only gathered inside the block's forward); the default precomputes them once per
+        #: prompt and keeps them in the KV cache (inference)
+        self.text_kv_in_blocks = False
 
     def set_precision(self, precision: str) -> None:
         """"fp32" (plain) or "bf16" (autocast compute, float32 parameters)."""
@@ -203,7 +210,9 @@ class RelicDiT(nn.Module):
                 seg_ends = [(j + 1) * gh * gw for j in range(Fr) if j == Fr - 1 or bid[j + 1] != bid[j]]
 
         with self._autocast(x.device):
-            if cache is not None:
+            if self.text_kv_in_blocks:
+                text_kv = [self.text_proj(text)] * len(self.blocks)
+            elif cache is not None:
                 if cache.text_kv is None or cache.text_ref is not text:
                     cache.text_kv, cache.text_ref = self.text_kv(text), text
                 text_kv = cache.text_kv

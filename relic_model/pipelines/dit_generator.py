@@ -10,7 +10,8 @@ cross-attention K/V inside the KV cache; when ``denoise`` runs with autograd it 
 graph ever lives inside the cache across blocks.
 
 ``model`` may be wrapped in DDP/FSDP: the wrapper is used for grad-enabled denoise calls (so
-gradient synchronisation hooks fire), the bare module for no-grad calls.
+gradient synchronisation hooks fire), the bare module for no-grad calls. Under FSDP2 every rank
+must make the same calls (each forward gathers parameters), and ``commit`` reshards the root.
 """
 from __future__ import annotations
 
@@ -57,6 +58,11 @@ class DiTBlockGenerator:
             pf = cond.per_frame
             self.module(x0, sig, cond.global_["text"], pf["actions"], pf["poses"], "block_causal", cache,
                         frame_offset, True)
+        # FSDP2 keeps the ROOT's parameters unsharded after a forward (expecting a backward); after a
+        # no-grad forward nothing would reshard them and the module would keep exposing unsharded
+        # parameters without .grad (clipping and optimizer steps would miss the root's gradients)
+        if hasattr(self.module, "reshard"):
+            self.module.reshard()
 
 
 def score_fn(model: nn.Module, cond: Cond, guidance: float = 1.0, null_text: torch.Tensor | None = None):
