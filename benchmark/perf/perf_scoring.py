@@ -94,7 +94,7 @@ def main(argv=None) -> int:
 
     from benchmark.metrics.image_quality import get_lpips
     from benchmark.pose_estimation.registry import run_estimator
-    from benchmark.scoring import score_task
+    from benchmark.scoring import DEFAULT_ESTIMATOR, score_task
 
     fam, seed = args.scene.split(":")
     load0 = os.getloadavg()
@@ -142,10 +142,10 @@ def main(argv=None) -> int:
         print(f"scoring with LPIPS: not measured, LPIPS {lp.status}", flush=True)
 
     t, c = time.perf_counter(), time.process_time()
-    est = run_estimator("opencv", frames, task.K)
+    est = run_estimator(DEFAULT_ESTIMATOR, frames, task.K, depth0=task.gt_depth()[0])
     pw, pcpu = time.perf_counter() - t, time.process_time() - c
     results["pose_estimation"] = {"wall_s": pw, "fps": n / pw, "cpu_s": pcpu, "fps_per_cpu_core": n / pcpu,
-                                  "estimator": "opencv",
+                                  "estimator": DEFAULT_ESTIMATOR,
                                   "failed_frames": est.num_failed}
     print(f"pose estimation alone: {pw:.1f}s = {n / pw:.1f} frames/s", flush=True)
     results["loadavg_after"] = list(os.getloadavg())
