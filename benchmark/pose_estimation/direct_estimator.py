@@ -392,12 +392,12 @@ class DirectEstimator:
     def _compare(self, cands: list, data, L: _Level, wdepth=1.0) -> int:
         """Index of the candidate (T, ab) that explains the keyframe's pixels best: the lowest robust
         cost on the pixels valid for ALL candidates (so pushing badly fitting pixels out of view is no
-        progress); when that common support is under half of a candidate's valid pixels, the lowest mean
+        progress); when that common support is under half of the best-kept candidate's valid pixels, the lowest mean
         cost per valid pixel among the candidates keeping ``compare_keep`` x the most valid pixels."""
         res = [self._cost_and_system(T, ab, data, L, wdepth, need_system=False) for T, ab in cands]
         n = np.array([r[1] for r in res], dtype=np.float64)
         both = np.logical_and.reduce([r[5] for r in res])
-        if both.sum() >= 0.5 * n.min() and both.sum() >= 8:
+        if both.sum() >= 0.5 * n.max() and both.sum() >= 8:
             return int(np.argmin([self._huber_sum(r[4], wdepth, both) for r in res]))
         mean = np.array([r[0] / max(r[1], 1) for r in res])
         return int(np.argmin(np.where(n >= self.p.compare_keep * n.max(), mean, np.inf)))
@@ -504,6 +504,8 @@ class DirectEstimator:
         # matched on it (an edge parallel to the line matches anywhere)
         gl = np.abs(L0k.gx[vv, uu] * (ub - ua) + L0k.gy[vv, uu] * (vb - va)) / np.maximum(line, 1e-9)
         good &= gl >= p.epi_grad_min
+        if not good.any():
+            return
         vv, uu, line = vv[good], uu[good], line[good]
         # hypotheses uniform in inverse depth, at most ``stereo_step_px`` apart along the longest line
         n_hyp = int(np.clip(np.ceil(float(line.max()) / p.stereo_step_px) + 1, 16, p.max_hyp))
