@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything relic-suite needs on a fresh Debian machine with Python 3.11 (run as root):
 # the Debian libraries Open3D links (libusb-1.0-0, libgomp1), Chromium for the report test,
-# a virtualenv at .venv, and this project with its pinned dependencies (pyproject.toml).
+# a virtualenv at .venv, and this project with its pinned dependencies (pyproject.toml; extras test and
+# colmap, so the COLMAP estimator is tested too).
 # Idempotent: re-running skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     exit 1
   fi
   .venv/bin/pip install -q --no-cache-dir --upgrade pip
-  .venv/bin/pip install -q --no-cache-dir -e ".[test]"
+  .venv/bin/pip install -q --no-cache-dir -e ".[test,colmap]"
   touch "$stamp"
 fi
 echo "[bootstrap] ready: $(.venv/bin/python --version), relic at .venv/bin/relic"
