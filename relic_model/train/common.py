@@ -111,6 +111,13 @@ def build_text(cfg) -> nn.Module:
     return TextEncoder(cfg.text)
 
 
+def configure_dit(m: nn.Module, settings: TrainSettings) -> nn.Module:
+    """Apply the run's precision (bf16 autocast, fp32 weights) and activation checkpointing."""
+    m.set_precision(settings.precision)
+    m.set_activation_checkpointing(settings.activation_checkpointing)
+    return m
+
+
 def frozen(m: nn.Module) -> nn.Module:
     m.eval()
     for p in m.parameters():

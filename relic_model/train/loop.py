@@ -10,7 +10,10 @@ A stage implements ``Stage`` (what one optimisation step is, which modules/optim
 - sample videos every ``sample_every`` steps, checkpoints every ``ckpt_every`` steps;
 - ``final/`` (weights + config + state.json with wall time and final losses) at the end.
 
-Only rank 0 writes files; every rank runs the steps.
+Only rank 0 writes files; every rank runs the steps. Under FSDP2 (sharded parameters) every rank
+also runs the sample forward passes and gathers the full weights and optimizer state for each
+checkpoint (collectives), and rank 0 writes them; resuming a sharded run is not implemented yet
+(refused with a message).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from relic_model.train.checkpoint import CheckpointManager
-from relic_model.train.distributed import DistInfo, barrier
+from relic_model.train.distributed import DistInfo, barrier, full_state_dict, is_sharded
 from relic_model.train.loss_log import LossLog
 
 
@@ -56,6 +59,32 @@ class Stage(ABC):
         return {}
 
 
+class _Snapshot:
+    """A gathered state dict that checkpoint code can treat like a module / optimizer."""
+
+    def __init__(self, sd):
+        self._sd = sd
+
+    def state_dict(self):
+        return self._sd
+
+
+def _full_optimizer_state(opt: torch.optim.Optimizer) -> dict:
+    from torch.distributed.tensor import DTensor
+    sd = opt.state_dict()
+    state = {k: {n: (t.full_tensor() if isinstance(t, DTensor) else t) for n, t in v.items()}
+             for k, v in sd["state"].items()}
+    return {"state": state, "param_groups": sd["param_groups"]}
+
+
+def _gathered(stage: "Stage", sharded: bool, final: bool = False):
+    mods = stage.final_modules() if final else stage.modules()
+    if not sharded:
+        return mods, stage.optimizers()
+    return ({k: _Snapshot(full_state_dict(m)) for k, m in mods.items()},
+            {k: _Snapshot(_full_optimizer_state(o)) for k, o in stage.optimizers().items()})
+
+
 def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, resume: bool = False,
               log_every: int = 10, ckpt_every: int = 100, sample_every: int = 0, info: DistInfo | None = None,
               progress: bool = True, stop_after: int | None = None) -> dict:
@@ -69,6 +98,10 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
     mgr = CheckpointManager(stage_dir)
     start, t_prev = 0, 0.0
     latest = mgr.latest()
+    sharded = any(is_sharded(m) for m in stage.modules().values())
+    if sharded and resume and latest is not None:
+        raise NotImplementedError(f"resuming an FSDP-sharded run ({latest}) is not implemented; the checkpoint holds "
+                                  "full (gathered) weights and optimizer state: load them before wrapping")
     if latest is not None and not resume:
         raise RuntimeError(f"{stage_dir} already holds checkpoints (newest {latest.name}); pass --resume to "
                            "continue that run or choose a fresh --out")
@@ -103,28 +136,33 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k: f"{v:.4f}" for k, v in list(losses.items())[:3]})
+        want_sample = bool(sample_every) and (step % sample_every == 0 or step == total_steps)
+        want_ckpt = step % ckpt_every == 0 or step == end
+        vid = None
+        if want_sample and (info.is_main or sharded):   # sharded: every rank joins the forward passes
+            with torch.no_grad():
+                vid = stage.sample_video(step)
+        mods, opts = _gathered(stage, sharded) if want_ckpt and (info.is_main or sharded) else (None, None)
         if info.is_main:
             if step % log_every == 0 or step == end:
                 log.log(step, t_prev + time.perf_counter() - t0, stage.lr(), losses)
-            if sample_every and (step % sample_every == 0 or step == total_steps):
-                with torch.no_grad():
-                    vid = stage.sample_video(step)
-                if vid is not None:
-                    from relic_model.train.samples import write_samples
-                    write_samples(vid, stage_dir / "samples", step)
-            if step % ckpt_every == 0 or step == end:
-                mgr.save(step, stage.modules(), stage.optimizers(), config, state(losses))
+            if vid is not None:
+                from relic_model.train.samples import write_samples
+                write_samples(vid, stage_dir / "samples", step)
+            if want_ckpt:
+                mgr.save(step, mods, opts, config, state(losses))
         barrier(info)
     if bar is not None:
         bar.close()
     final_losses = {k: sum(v) / len(v) for k, v in recent.items()}
     total_time = t_prev + time.perf_counter() - t0
     final_dir = None
+    final_mods = _gathered(stage, sharded, final=True)[0] if step >= total_steps and (info.is_main or sharded) else None
     if step >= total_steps and info.is_main:
         if not final_losses:  # resumed a finished run
             import json
             final_losses = json.loads((latest / "state.json").read_text()).get("losses", {}) if latest else {}
-        final_dir = mgr.save_final(stage.final_modules(), config,
+        final_dir = mgr.save_final(final_mods, config,
                                    {"stage": stage.name, "step": step, "time_s": total_time,
                                     "final_losses": final_losses, **stage.extra_state()})
     if log is not None:

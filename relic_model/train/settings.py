@@ -10,6 +10,16 @@ the YAML overrides any subset, e.g.::
 
 Unknown keys raise ValueError. ``batch`` is the GLOBAL batch (split over torchrun ranks).
 Curricula: lists of phases run in order; ``--steps N`` rescales the phase lengths to sum to N.
+
+Memory/speed switches (top level of ``train:``): ``precision`` ("fp32" | "bf16": autocast compute,
+fp32 master weights and optimizer state; FSDP2 gathers bf16 and reduces fp32),
+``activation_checkpointing`` (recompute each DiT block in backward), ``dist`` (ddp | fsdp | none).
+The attention implementation is a model setting (``dit.attention``).
+
+GPU-scale configs must be explicit: the defaults below are sized for the tiny CPU model, so for a
+DiT of more than ``EXPLICIT_ABOVE_PARAMS`` parameters (counted from the config's real shapes), or
+when ``train.require_explicit: true``, every key in ``REQUIRED_EXPLICIT`` must be given, and an
+empty or partial ``train:`` section raises ValueError listing what is missing.
 """
 from __future__ import annotations
 
@@ -91,6 +101,9 @@ class DistillSettings(Common):
 class TrainSettings:
     seed: int = 0
     dist: str = "ddp"                # ddp | fsdp | none (used under torchrun)
+    precision: str = "fp32"          # fp32 | bf16 (autocast; fp32 master weights)
+    activation_checkpointing: bool = False
+    require_explicit: bool = False   # force the explicit-schedule check on a small model
     autoencoder: AutoencoderSettings = field(default_factory=AutoencoderSettings)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     student_init: StudentInitSettings = field(default_factory=StudentInitSettings)
@@ -109,18 +122,60 @@ def _fill(cls, d: dict, where: str):
     return cls(**d)
 
 
+#: DiTs above this many parameters get no silent defaults (see module docstring)
+EXPLICIT_ABOVE_PARAMS = 200_000_000
+
+#: keys a GPU-scale ``train:`` section must set (top level, then per stage)
+REQUIRED_EXPLICIT: dict[str, tuple[str, ...]] = {
+    "": ("seed", "dist", "precision", "activation_checkpointing"),
+    "autoencoder": ("steps", "batch", "lr", "clip_latents"),
+    "teacher": ("curriculum", "batch", "lr"),
+    "student_init": ("steps", "batch", "lr", "num_blocks", "num_noisy_blocks", "trajectories", "ode_steps"),
+    "distill": ("curriculum", "batch", "lr_gen", "lr_fake", "gen_update_every"),
+}
+
+
+def missing_explicit_keys(train: dict) -> list[str]:
+    """Dotted names of :data:`REQUIRED_EXPLICIT` keys absent from a ``train:`` mapping."""
+    miss = []
+    for stage, keys in REQUIRED_EXPLICIT.items():
+        sec = train if not stage else (train.get(stage) or {})
+        miss += [f"{stage + '.' if stage else ''}{k}" for k in keys if k not in sec]
+    return miss
+
+
 def train_settings(cfg) -> TrainSettings:
-    """TrainSettings from ``cfg.train`` (a dict), with defaults for everything absent."""
+    """TrainSettings from ``cfg.train`` (a dict), with defaults for everything absent -- except for
+    GPU-scale models (see module docstring), where a missing schedule key raises ValueError."""
     d = dict(cfg.train or {})
+    explicit = bool(d.get("require_explicit", False))
+    if not explicit:
+        from relic_model.train.plan import dit_parameters   # deferred: plan imports this module
+        n = dit_parameters(cfg)
+        explicit = n > EXPLICIT_ABOVE_PARAMS
+    else:
+        n = None
+    if explicit:
+        miss = missing_explicit_keys(d)
+        if miss:
+            why = (f"its DiT has {n / 1e6:.0f}M parameters (> {EXPLICIT_ABOVE_PARAMS / 1e6:.0f}M)" if n is not None
+                   else "train.require_explicit is set")
+            raise ValueError(f"config {getattr(cfg, 'name', '?')!r}: {why}, so its train section must set every "
+                             f"schedule key explicitly (the defaults are sized for the tiny CPU model); missing: "
+                             f"{', '.join(miss)}")
     kw = {}
-    for k in ("seed", "dist"):
+    for k in ("seed", "dist", "precision", "activation_checkpointing", "require_explicit"):
         if k in d:
             kw[k] = d.pop(k)
+    if kw.get("precision", "fp32") not in ("fp32", "bf16"):
+        raise ValueError(f"train.precision must be fp32 or bf16, got {kw['precision']!r}")
+    if kw.get("dist", "ddp") not in ("ddp", "fsdp", "none"):
+        raise ValueError(f"train.dist must be ddp, fsdp or none, got {kw['dist']!r}")
     for name, cls in _STAGES.items():
         kw[name] = _fill(cls, dict(d.pop(name, None) or {}), name)
     if d:
-        raise ValueError(f"unknown key(s) {sorted(d)} in config section train; known: "
-                         f"seed, dist, {', '.join(_STAGES)}")
+        raise ValueError(f"unknown key(s) {sorted(d)} in config section train; known: seed, dist, precision, "
+                         f"activation_checkpointing, require_explicit, {', '.join(_STAGES)}")
     return TrainSettings(**kw)
 
 

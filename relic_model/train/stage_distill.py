@@ -26,7 +26,7 @@ from relic_model.objectives.flow_matching import add_noise, first_frame_clean_si
 from relic_model.pipelines.dit_generator import DiTBlockGenerator, score_fn
 from relic_model.pipelines.replay_backprop import dmd_targets, replay_backward
 from relic_model.pipelines.self_forcing import rollout, sample_exit_steps
-from relic_model.train.common import RunContext, build_dit, clip_and_step, load_stage_module, torch_gen, warmup_lr
+from relic_model.train.common import RunContext, build_dit, clip_and_step, configure_dit, load_stage_module, torch_gen, warmup_lr
 from relic_model.train.distributed import no_sync_ctx, rank_slice, wrap_model
 from relic_model.train.loop import Stage
 from relic_model.train.settings import curriculum_total, phase_at, rescale_curriculum
@@ -50,13 +50,15 @@ class DistillStage(Stage):
         self.teacher, self.text, self.cfg = load_teacher_and_text(ctx)
         self.teacher.to(dev), self.text.to(dev)
         self.student = load_stage_module(ctx, "student_init", "student", build_dit(self.cfg)).to(dev)
+        for m in (self.teacher, self.student):
+            configure_dit(m, ctx.settings)
         self.fake = copy.deepcopy(self.teacher)
         for m in (self.student, self.fake):
             m.train()
             for p in m.parameters():
                 p.requires_grad_(True)
-        self.student_w = wrap_model(self.student, ctx.info, ctx.settings.dist)
-        self.fake_w = wrap_model(self.fake, ctx.info, ctx.settings.dist)
+        self.student_w = wrap_model(self.student, ctx.info, ctx.settings.dist, ctx.settings.precision)
+        self.fake_w = wrap_model(self.fake, ctx.info, ctx.settings.dist, ctx.settings.precision)
         self.opt_gen = torch.optim.AdamW(self.student.parameters(), lr=self.s.lr_gen, weight_decay=0.0,
                                          betas=(0.0, 0.999))
         self.opt_fake = torch.optim.AdamW(self.fake.parameters(), lr=self.s.lr_fake, weight_decay=0.0,

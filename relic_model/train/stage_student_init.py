@@ -28,7 +28,7 @@ from relic_model.pipelines.conditioning import Cond
 from relic_model.pipelines.dit_generator import DiTBlockGenerator
 from relic_model.pipelines.self_forcing import rollout
 from relic_model.pipelines.teacher_sampling import sample_ode
-from relic_model.train.common import (RunContext, build_dit, build_text, clip_and_step, frozen, load_stage_module,
+from relic_model.train.common import (RunContext, build_dit, build_text, clip_and_step, configure_dit, frozen, load_stage_module,
                                       stage_config, torch_gen, warmup_lr)
 from relic_model.train.distributed import barrier, rank_slice, unwrap, wrap_model
 from relic_model.train.loop import Stage
@@ -83,11 +83,12 @@ class StudentInitStage(Stage):
         self.ae = load_autoencoder(ctx).to(dev)
         self.teacher, self.text, self.cfg = load_teacher_and_text(ctx)
         self.teacher.to(dev), self.text.to(dev)
+        configure_dit(self.teacher, ctx.settings)
         self.student = copy.deepcopy(self.teacher)
         self.student.train()
         for p in self.student.parameters():
             p.requires_grad_(True)
-        self.model = wrap_model(self.student, ctx.info, ctx.settings.dist)
+        self.model = wrap_model(self.student, ctx.info, ctx.settings.dist, ctx.settings.precision)
         self.opt = torch.optim.AdamW(self.student.parameters(), lr=self.s.lr, weight_decay=0.0)
         self.fpb = self.cfg.dit.frames_per_block
         self.F = 1 + self.s.num_blocks * self.fpb

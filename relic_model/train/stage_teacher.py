@@ -25,7 +25,7 @@ from relic_model.data.latent_cache import build_or_load_pool, file_sha256, pool_
 from relic_model.objectives.flow_matching import add_noise, first_frame_clean_sigma, flow_matching_loss, sample_sigma
 from relic_model.pipelines.conditioning import Cond
 from relic_model.pipelines.teacher_sampling import sample_ode
-from relic_model.train.common import (RunContext, build_autoencoder, build_dit, build_text, clip_and_step, frozen,
+from relic_model.train.common import (RunContext, build_autoencoder, build_dit, build_text, clip_and_step, configure_dit, frozen,
                                       load_stage_module, np_rng, per_sample_randn, torch_gen, warmup_lr)
 from relic_model.train.distributed import rank_slice, wrap_model
 from relic_model.train.loop import Stage
@@ -89,9 +89,9 @@ class TeacherStage(Stage):
         self.cfg = copy.deepcopy(ctx.cfg)
         dev = ctx.info.device
         self.ae = load_autoencoder(ctx).to(dev)
-        self.teacher = build_dit(self.cfg).to(dev)
+        self.teacher = configure_dit(build_dit(self.cfg).to(dev), ctx.settings)
         self.text = build_text(self.cfg).to(dev)
-        self.model = wrap_model(self.teacher, ctx.info, ctx.settings.dist)
+        self.model = wrap_model(self.teacher, ctx.info, ctx.settings.dist, ctx.settings.precision)
         self.params = list(self.teacher.parameters()) + list(self.text.parameters())
         self.opt = torch.optim.AdamW(self.params, lr=self.s.lr, weight_decay=self.s.weight_decay)
         self.pools = PoolSource(ctx, self.ae, self.s.time_reverse_prob, self.s.pool_clips)

@@ -1,0 +1,1 @@
+"""Measurement scripts for the training path (run as modules; results under reports/)."""

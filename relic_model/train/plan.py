@@ -1,0 +1,246 @@
+"""Training memory/compute plan: per stage, per GPU, from the config's real shapes.
+
+``plan_stages(cfg, gpus, gpu_mem_gib) -> list[StagePlan]`` (used by ``relic train plan`` =
+``python -m relic_model.cli.train_plan``). Every number is computed here from the config (no
+hand-entered sizes):
+
+- parameters: counted by building the networks on the ``meta`` device (exact, no memory);
+- weights / gradients / AdamW state (fp32 master weights: 4 + 4 + 8 bytes per trainable
+  parameter; frozen networks 4 bytes, replicated on every GPU as the stages hold them), divided
+  by the GPU count under ``dist: fsdp`` (FSDP2 shards parameters, gradients and optimizer state),
+  plus the largest block's parameters gathered unsharded twice (current + prefetched) under FSDP;
+- activations saved for backward by one DiT block, per token, from the block's operations
+  (:func:`block_saved_elements_per_token`: the tensors autograd keeps for LayerNorm/RMSNorm,
+  the Q/K/V/output/MLP linears, RoPE, the two attention calls with a fused (flash-style) kernel
+  that keeps q, k, v, out and the log-sum-exp, and the adaLN gates): ``26 D + 2 M`` elements for
+  width ``D`` and MLP width ``M``; 4 bytes each in fp32; in bf16 2 bytes each plus the fp32 copies of
+  the pre-RoPE q and k (RoPE is applied in fp32). With activation checkpointing a block keeps only
+  its input (``D`` elements per token) and one block's activations are alive during its
+  recomputation;
+- the KV cache held with autograd (hybrid forcing's clean prefix, replay's cache: K and V per
+  layer for the held tokens, compressed by the memory schedule);
+- step peak = static (weights, frozen networks, optimizer state) + max(activations, gradients);
+- FLOPs per optimisation step: 2 x (matmul parameters) per token and ``4 T_kv D`` per token and
+  layer for attention (block-causal: the visible prefix), x3 for forward + backward, +1 forward
+  under activation checkpointing, x the global batch.
+
+Validated on CPU against torch's own allocation peak of real training steps
+(``python -m relic_model.perf.perf_memory_plan`` -> ``reports/perf_memory_plan.md``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+GIB = 1024 ** 3
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _meta(build):
+    with torch.device("meta"):
+        return build()
+
+
+def dit_parameters(cfg) -> int:
+    """Exact parameter count of ``RelicDiT(cfg)`` (built on the meta device)."""
+    from relic_model.nn.dit import RelicDiT
+    return _count(_meta(lambda: RelicDiT(cfg)))
+
+
+def model_parameters(cfg) -> dict[str, int]:
+    from relic_model.nn.autoencoder import VideoAutoencoder
+    from relic_model.nn.dit import RelicDiT
+    from relic_model.nn.text import TextEncoder
+    dit = _meta(lambda: RelicDiT(cfg))
+    c = copy.deepcopy(cfg.text)
+    c.buckets = 2   # the hashed table is a (non-parameter) buffer; keep the meta build tiny
+    return {"dit": _count(dit), "dit_block": _count(dit.blocks[0]), "autoencoder": _count(_meta(lambda: VideoAutoencoder(cfg))),
+            "text": _count(_meta(lambda: TextEncoder(c)))}
+
+
+def tokens_per_latent_frame(cfg) -> int:
+    f = cfg.autoencoder.spatial_factor * cfg.dit.patch_size
+    return (cfg.data.height // f) * (cfg.data.width // f)
+
+
+def block_saved_elements_per_token(cfg) -> dict[str, float]:
+    """Elements autograd saves per token in one RelicBlock forward (see module docstring)."""
+    D = cfg.dit.dim
+    M = int(D * cfg.dit.mlp_ratio)
+    terms = {
+        "self-attn: norm1 in/out, h": 3 * D,
+        "self-attn: q/k RMSNorm (input, normalised)": 4 * D,
+        "self-attn: q/k before RoPE": 2 * D,
+        "self-attn: q, k, v, out (fused attention)": 4 * D,
+        "self-attn: to_out input, gated output": 2 * D,
+        "cross-attn: norm2 in/out, q RMSNorm, q, out, to_out input": 7 * D,
+        "mlp: norm3 in/out, fc1 in, gated output": 4 * D,
+        "mlp: GELU in, fc2 in": 2 * M,
+    }
+    return terms
+
+
+def activation_bytes_per_token_layer(cfg, precision: str) -> float:
+    D = cfg.dit.dim
+    el = sum(block_saved_elements_per_token(cfg).values())
+    if precision == "bf16":
+        return 2.0 * el + 2.0 * (2 * D)   # + fp32 copies of pre-RoPE q, k (2 extra bytes each)
+    return 4.0 * el
+
+
+def dit_activation_bytes(cfg, tokens: int, precision: str, checkpointing: bool) -> float:
+    """Saved-for-backward bytes of a full DiT forward over ``tokens`` tokens (one sample)."""
+    per = activation_bytes_per_token_layer(cfg, precision)
+    depth = cfg.dit.depth
+    b = 2 if precision == "bf16" else 4
+    if checkpointing:
+        # block inputs kept for every layer + one block's activations alive during its recompute
+        return tokens * (depth * cfg.dit.dim * b + per)
+    return tokens * depth * per
+
+
+def kv_cache_bytes(cfg, held_tokens: int, precision: str) -> float:
+    b = 2 if precision == "bf16" else 4
+    return 2.0 * cfg.dit.depth * held_tokens * cfg.dit.dim * b
+
+
+def dit_flops_per_token(cfg, params_matmul: int, kv_tokens: float) -> float:
+    """Forward FLOPs per token: 2 per matmul parameter + attention 4 * T_kv * D per layer."""
+    return 2.0 * params_matmul + 4.0 * kv_tokens * cfg.dit.dim * cfg.dit.depth
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    phase: str
+    tokens_per_sample: int
+    batch_per_gpu: int
+    gib: dict[str, float] = field(default_factory=dict)   # per GPU
+    total_gib: float = 0.0
+    step_tflops: float = 0.0
+    fits: bool = True
+    advice: str = ""
+
+
+def _phases(settings):
+    t, s, d = settings.teacher, settings.student_init, settings.distill
+    out = [("teacher", f"{p['latent_frames']} latent frames x {p['steps']} steps", int(p["latent_frames"]), t.batch)
+           for p in t.curriculum]
+    out.append(("student_init", f"{s.num_blocks} blocks ({s.num_noisy_blocks} noisy) x {s.steps} steps", None, s.batch))
+    out += [("distill", f"{p['num_blocks']} blocks x {p['steps']} steps", int(p["num_blocks"]), d.batch)
+            for p in d.curriculum]
+    return out
+
+
+def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None) -> list[StagePlan]:
+    """Per-GPU memory and step FLOPs of every training phase of ``cfg`` on ``gpus`` GPUs."""
+    from relic_model.nn.memory import kv_token_counts
+    from relic_model.train.settings import train_settings
+    st = settings or train_settings(cfg)
+    prec, ck, fsdp = st.precision, bool(st.activation_checkpointing), st.dist == "fsdp" and gpus > 1
+    shard = gpus if fsdp else 1
+    P = model_parameters(cfg)
+    n = tokens_per_latent_frame(cfg)
+    fpb = cfg.dit.frames_per_block
+    gh_gw = (cfg.data.height // (cfg.autoencoder.spatial_factor * cfg.dit.patch_size),
+             cfg.data.width // (cfg.autoencoder.spatial_factor * cfg.dit.patch_size))
+    gather = (2 * P["dit_block"] * (2 if prec == "bf16" else 4)) if fsdp else 0
+    b_act = 2 if prec == "bf16" else 4
+    plans = []
+    for stage, phase, length, batch in _phases(st):
+        bpg = max(1, math.ceil(batch / gpus))
+        if stage == "teacher":
+            trainable = [P["dit"] + P["text"]]
+            frozen = P["autoencoder"]
+            F = length
+            T = F * n
+            acts = bpg * dit_activation_bytes(cfg, T, prec, ck)
+            kv = T                                   # bidirectional: every token sees all
+            flops = 3 * T * dit_flops_per_token(cfg, P["dit"], kv)
+        elif stage == "student_init":
+            s = st.student_init
+            trainable = [P["dit"]]
+            frozen = P["dit"] + P["text"] + P["autoencoder"]     # teacher (ODE trajectories), text, autoencoder
+            F = 1 + s.num_blocks * fpb
+            T = F * n
+            Pf = 1 + (s.num_blocks - s.num_noisy_blocks) * fpb
+            held = kv_token_counts(Pf, gh_gw, cfg.memory.window, cfg.memory.schedule, cfg.memory.enabled)["held"]
+            acts = bpg * (dit_activation_bytes(cfg, T, prec, ck) + kv_cache_bytes(cfg, held, prec))
+            flops = 3 * T * dit_flops_per_token(cfg, P["dit"], (held + T) / 2)
+        else:
+            trainable = [P["dit"], P["dit"]]               # generator + critic
+            frozen = P["dit"] + P["text"] + P["autoencoder"]     # real score (teacher), text, autoencoder
+            F = 1 + length * fpb
+            T = F * n
+            held = kv_token_counts(F - fpb, gh_gw, cfg.memory.window, cfg.memory.schedule, cfg.memory.enabled)["held"]
+            replay = dit_activation_bytes(cfg, fpb * n, prec, ck) + kv_cache_bytes(cfg, held, prec)
+            critic = dit_activation_bytes(cfg, T, prec, ck)
+            acts = bpg * max(replay, critic)
+            # per step: rollout (<= 4 no-grad denoises + commit per block), DMD (teacher x2 with CFG,
+            # critic: no-grad forwards), replay (one fwd+bwd per block), critic fwd+bwd
+            fwd = dit_flops_per_token(cfg, P["dit"], (held + n) / 2)
+            bi = dit_flops_per_token(cfg, P["dit"], T)
+            flops = T * (5 * fwd + 3 * bi + 3 * fwd + 3 * bi) / st.distill.gen_update_every
+        if ck:
+            flops *= 4 / 3
+        train_p = sum(trainable)
+        gib = {
+            "weights (trainable, fp32)": 4 * train_p / shard / GIB,
+            "optimizer (AdamW, fp32)": 8 * train_p / shard / GIB,
+            "frozen networks (fp32, replicated)": 4 * frozen / GIB,
+            "gradients (fp32)": 4 * train_p / shard / GIB,
+            "FSDP gathered blocks": gather / GIB,
+            "activations (+ KV cache)": acts / GIB,
+        }
+        static = gib["weights (trainable, fp32)"] + gib["optimizer (AdamW, fp32)"] + gib["frozen networks (fp32, replicated)"] + gib["FSDP gathered blocks"]
+        total = static + max(gib["activations (+ KV cache)"], gib["gradients (fp32)"])
+        p = StagePlan(stage, phase, T, bpg, gib, total, flops * batch / 1e12, total <= gpu_mem_gib)
+        if not p.fits:
+            tips = []
+            if not ck:
+                tips.append("train.activation_checkpointing: true")
+            if prec != "bf16":
+                tips.append("train.precision: bf16")
+            if not fsdp and gpus > 1:
+                tips.append("train.dist: fsdp")
+            if gib["frozen networks (fp32, replicated)"] > 0.25 * gpu_mem_gib:
+                tips.append("shard or bf16-cast the frozen teacher (held replicated in fp32 today)")
+            if gib["activations (+ KV cache)"] > 0.5 * gpu_mem_gib:
+                tips.append(f"sequence/context parallelism over the {T} tokens (not implemented) or shorter clips")
+            p.advice = "; ".join(tips) or "more GPUs"
+        plans.append(p)
+    return plans
+
+
+def format_plan(cfg, plans: list[StagePlan], gpus: int, gpu_mem_gib: float, settings=None) -> str:
+    from relic_model.train.settings import train_settings
+    st = settings or train_settings(cfg)
+    P = model_parameters(cfg)
+    lines = [f"# Training plan: {cfg.name} on {gpus} x {gpu_mem_gib:g} GiB",
+             "",
+             f"DiT {P['dit'] / 1e6:.1f}M parameters ({cfg.dit.depth} blocks of {P['dit_block'] / 1e6:.1f}M, width "
+             f"{cfg.dit.dim}), autoencoder {P['autoencoder'] / 1e6:.1f}M, text encoder {P['text'] / 1e6:.1f}M; "
+             f"{tokens_per_latent_frame(cfg)} tokens per latent frame; precision {st.precision}, activation "
+             f"checkpointing {'on' if st.activation_checkpointing else 'off'}, dist {st.dist}, attention "
+             f"{cfg.dit.attention}; activations {activation_bytes_per_token_layer(cfg, st.precision) / 1024:.1f} KiB "
+             f"per token per block without checkpointing.",
+             "",
+             "| stage | phase | tokens/sample | batch/GPU | weights | optimizer | frozen | grads | FSDP gather | "
+             "activations+KV | peak GiB/GPU | fits | step TFLOP | what to change |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+    for p in plans:
+        g = list(p.gib.values())
+        lines.append(f"| {p.stage} | {p.phase} | {p.tokens_per_sample} | {p.batch_per_gpu} | " +
+                     " | ".join(f"{x:.1f}" for x in [g[0], g[1], g[2], g[3], g[4], g[5]]) +
+                     f" | {p.total_gib:.1f} | {'yes' if p.fits else 'NO'} | {p.step_tflops:.0f} | {p.advice} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["plan_stages", "format_plan", "dit_parameters", "model_parameters", "block_saved_elements_per_token",
+           "activation_bytes_per_token_layer", "dit_activation_bytes", "kv_cache_bytes", "StagePlan"]

@@ -1,0 +1,86 @@
+"""GPU configs: explicit schedules required (no silent tiny defaults), the training plan, and the
+plan's activation formula against saved-for-backward bytes measured on CPU."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from relic_model.config import config_from_dict, load_config
+from relic_model.train.plan import dit_activation_bytes, dit_parameters, plan_stages, tokens_per_latent_frame
+from relic_model.train.settings import REQUIRED_EXPLICIT, train_settings
+
+
+def test_gpu_config_explicit_schedule_and_paper_curricula():
+    cfg = load_config("gpu")
+    st = train_settings(cfg)
+    assert 1.2e9 < dit_parameters(cfg) < 1.5e9
+    assert [(p["latent_frames"], p["steps"]) for p in st.teacher.curriculum] == [(21, 5000), (41, 1000), (80, 4000)]
+    assert [p["steps"] for p in st.distill.curriculum] == [250, 150, 150]
+    assert (st.precision, st.activation_checkpointing, st.dist) == ("bf16", True, "fsdp")
+    # 20 s at 16 fps = 317 frames = 80 latent frames; the last rollout covers it
+    assert 1 + st.distill.curriculum[-1]["num_blocks"] * cfg.dit.frames_per_block >= 80
+
+
+@pytest.mark.parametrize("drop", ["all", "teacher.curriculum", "distill.lr_fake", "precision", "student_init"])
+def test_gpu_config_partial_train_section_fails_loudly(drop):
+    d = load_config("gpu").to_dict()
+    if drop == "all":
+        d["train"] = {}
+    elif "." in drop:
+        st, k = drop.split(".")
+        del d["train"][st][k]
+    else:
+        del d["train"][drop]
+    cfg = config_from_dict(d)
+    with pytest.raises(ValueError, match="must set every schedule key explicitly") as e:
+        train_settings(cfg)
+    if drop != "all":
+        assert drop.split(".")[0] in str(e.value)
+    else:
+        assert all(k in str(e.value) for k in REQUIRED_EXPLICIT["teacher"])
+
+
+def test_small_configs_keep_defaults_and_require_explicit_opt_in():
+    for name in ("tiny", "small", "bundled"):
+        train_settings(load_config(name))            # no error: defaults (or the bundled schedule) apply
+    d = load_config("tiny").to_dict()
+    d["train"] = {"require_explicit": True}
+    with pytest.raises(ValueError, match="require_explicit"):
+        train_settings(config_from_dict(d))
+    d["train"] = {"precision": "fp16"}
+    with pytest.raises(ValueError, match="precision"):
+        train_settings(config_from_dict(d))
+
+
+def test_train_plan_gpu_every_stage_in_gib():
+    cfg = load_config("gpu")
+    plans = plan_stages(cfg, 8, 80.0)
+    assert [p.stage for p in plans] == ["teacher"] * 3 + ["student_init"] + ["distill"] * 3
+    assert plans[2].tokens_per_sample == 80 * tokens_per_latent_frame(cfg) == 124800
+    for p in plans:
+        assert 0 < p.total_gib < 80 and p.fits and p.step_tflops > 0
+    # without checkpointing / bf16 / FSDP the 20-s teacher phase does not fit, and the plan says why
+    d = cfg.to_dict()
+    d["train"].update(precision="fp32", activation_checkpointing=False, dist="ddp")
+    worse = plan_stages(config_from_dict(d), 8, 80.0)
+    assert not worse[2].fits and "activation_checkpointing" in worse[2].advice
+    assert worse[2].total_gib > 5 * plans[2].total_gib
+
+
+def test_train_plan_activation_formula_matches_saved_bytes():
+    from relic_model.nn.dit import RelicDiT
+    from relic_model.pipelines.memory_probe import SavedTensorMeter
+    cfg = load_config("tiny")
+    cfg.dit.dim, cfg.dit.depth = 128, 3
+    torch.manual_seed(0)
+    m = RelicDiT(cfg)
+    F = 5
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, F, 8, 8, 14, generator=g)
+    with SavedTensorMeter() as meter:
+        m(x, torch.rand(1, F, generator=g), torch.randn(1, 32, 64, generator=g), torch.rand(1, F, 4, 13, generator=g),
+          torch.rand(1, F, 4, 12, generator=g), "bidirectional")
+    pred = dit_activation_bytes(cfg, F * tokens_per_latent_frame(cfg), "fp32", False)
+    assert 0.8 < pred / meter.peak_bytes < 1.1, (pred, meter.peak_bytes)
