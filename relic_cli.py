@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "all": ("relic_model.cli.train_all", "Run every stage in order from one config."),
         "finetune-decoder": ("relic_model.cli.train_finetune_decoder",
                              "Fine-tune a checkpoint's decoders on multi-latent clips (latents unchanged)."),
+        "plan": ("relic_model.cli.train_plan", "Memory/compute plan of a config's training stages on N GPUs."),
     }),
     "bench": ("Benchmark world models on held-out revisit suites.", {
         "tasks": ("benchmark.cli.tasks", "Build a versioned task suite on held-out scenes."),
