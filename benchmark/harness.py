@@ -216,7 +216,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     """Run every model on every task, score, and write the run directory (see module doc).
 
     ``model_specs`` are :func:`benchmark.adapters.make_model` specs; ``models`` may map extra names
-    to ready instances (e.g. a VideoFolderModel). A model that cannot be built or fails on a task is
+    to ready instances (e.g. a VideoFolderModel). A model that cannot be built or fails on a task (rollout or scoring) is
     recorded in ``run.json`` ("failures") with the reason, never given invented numbers.
     ``trajectories_dir``: TUM files ``<dir>/<model slug>/<task>.txt`` or ``<dir>/<task>.txt`` from an
     external pose estimator, used instead of the built-in estimator when present.
@@ -369,6 +369,11 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
         if frames_of.get(key):  # scored and saved: the frames are no longer needed
             Path(frames_of[key]).unlink(missing_ok=True)
 
+    def score_failed(key, e):
+        failures.append({"model": key[0], "task": key[1], "stage": "score", "error": f"{type(e).__name__}: {e}",
+                         "traceback": traceback.format_exc(limit=3)})
+        print(f"[bench] scoring {key[0]} on {key[1]} failed: {type(e).__name__}: {e}")
+
     if resume:
         for m, tid, _, _, _ in all_jobs:
             res = cached_score(m, tid)
@@ -384,22 +389,30 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
                                  initializer=_worker_init, initargs=(str(suite_root),)) as ex:
             futs = {ex.submit(_worker_score, tid, fp, estimator, est, lpips): (m, tid) for m, tid, fp, est, _ in todo}
             for f in tqdm(futs, desc="score", disable=not progress):
-                keep(futs[f], f.result())
+                try:
+                    keep(futs[f], f.result())
+                except Exception as e:  # noqa: BLE001 - recorded; the model is then incomplete
+                    score_failed(futs[f], e)
     else:
         with _torch_threads(1):
             for m, tid, fp, est, _ in tqdm(todo, desc="score", disable=not progress):
-                keep((m, tid), _score_job(by_id[tid], None if fp is None else np.load(fp), estimator, est, lpips))
+                try:
+                    keep((m, tid), _score_job(by_id[tid], None if fp is None else np.load(fp), estimator, est, lpips))
+                except Exception as e:  # noqa: BLE001
+                    score_failed((m, tid), e)
                 by_id[tid].release()
     timings["scoring_s"] = round(time.perf_counter() - t_score, 3)
 
     floors: dict[str, dict] = {}
     for t in tasks:
         src = ("oracle", t.task_id) if t.task_id in oracle_ok else (NOISE_FLOOR_MODEL, t.task_id)
-        met = results[src][0]
+        met = results[src][0] if src in results else {}
         floors[t.task_id] = {k: met.get(k, float("nan")) for k in floor_metrics}
         add(NOISE_FLOOR_MODEL, t, floors[t.task_id])
     for m, tid, fp, est, speed in jobs:
         task = by_id[tid]
+        if (m, tid) not in results:
+            continue  # scoring failed: recorded in failures, the task is missing for this model
         metrics, curves, est_poses = results[(m, tid)]
         metrics = dict(metrics)
         for key, short in zip(floor_keys, floor_metrics):  # the estimator's noise floor beside every result

@@ -221,3 +221,25 @@ def test_two_models_with_the_same_name_both_get_scored(run, tmp_path):
     assert set(df["model"]) == {"static", "static-copy", NOISE_FLOOR_MODEL}
     t = df.pivot_table(index="model", columns="metric", values="value")
     assert t.loc["static", "rpe_rot_deg"] == pytest.approx(t.loc["static-copy", "rpe_rot_deg"])
+
+
+def test_a_scoring_failure_is_recorded_and_the_others_are_still_written(run, tmp_path, monkeypatch):
+    import benchmark.harness as harness
+
+    suite, _, _ = run
+    bad = suite.tasks[0].task_id
+    real = harness._score_job
+
+    def flaky(task, frames, *a, **k):
+        if task.task_id == bad and frames is not None:
+            raise ValueError("estimator blew up")
+        return real(task, frames, *a, **k)
+
+    monkeypatch.setattr(harness, "_score_job", flaky)
+    out = tmp_path / "flaky"
+    df = run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False, workers=1)
+    assert bad not in set(df.loc[df.model == "static", "task"]) and len(set(df.loc[df.model == "static", "task"])) == 2
+    info = json.loads((out / "run.json").read_text())
+    assert [(f["model"], f["task"], f["stage"]) for f in info["failures"]] == [("static", bad, "score")]
+    st = model_status(df, info)["static"]
+    assert not st.complete and "estimator blew up" in st.missing[bad]
