@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "score": ("benchmark.cli.score", "Score a folder of externally generated videos."),
         "check": ("benchmark.cli.check", "Regression gate against a baseline results file."),
         "merge": ("benchmark.cli.merge", "Merge finished runs on the same suite into one leaderboard."),
+        "export": ("benchmark.cli.export", "Write a suite's task pack (inputs and controls) for any lab to run."),
     }),
 }
 TOP_LEVEL: dict[str, tuple[str, str]] = {
@@ -59,7 +60,7 @@ EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 # Commands whose --out is a folder: a file there is refused before the command runs (the command
 # itself checks what is inside the folder where it matters).
-FOLDER_OUTPUTS = {("bench", "run"), ("bench", "score"), ("bench", "merge"), ("bench", "tasks"),
+FOLDER_OUTPUTS = {("bench", "run"), ("bench", "score"), ("bench", "merge"), ("bench", "tasks"), ("bench", "export"),
                   ("datagen", "build"), ("datagen", "report"), ("demo", None), ("train", None)}
 
 
