@@ -135,13 +135,13 @@ def test_interrupted_run_resumes_without_redoing_work(run, tmp_path, monkeypatch
     def failing_score(*a, **k):  # jobs: the noise floor of every task, then static's
         calls["score"] += 1
         if calls["score"] == n_tasks + 2:
-            raise RuntimeError("simulated interruption")
+            raise KeyboardInterrupt("simulated interruption")  # Ctrl-C; an Exception is recorded instead
         return real_score(*a, **k)
 
     monkeypatch.setattr(harness, "rollout", counting_rollout)
     monkeypatch.setattr(harness, "_score_job", failing_score)
     out = tmp_path / "run"
-    with pytest.raises(RuntimeError, match="simulated"):
+    with pytest.raises(KeyboardInterrupt, match="simulated"):
         run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False,
                       report=False, workers=1)
     saved = n_tasks + 1
