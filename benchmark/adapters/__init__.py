@@ -12,6 +12,8 @@ Spec grammar: ``NAME`` or ``NAME:ARG``.
 ``relic-nomem[:CKPT]``          RELIC with its long-horizon memory disabled
 ``relic@OPTS[:CKPT]``           RELIC with memory read-budget options, e.g.
                                 ``relic@budget=12+select=pose`` (see relic_model.inference.adapter)
+``matrix-game-2[:WEIGHTS]``     Matrix-Game-2.0 (universal) through fastvideo in the baselines env
+``gamecraft[:WEIGHTS]``         Hunyuan-GameCraft through fastvideo in the baselines env
 ==============================  =====================================================
 """
 from __future__ import annotations
@@ -22,7 +24,8 @@ BASELINES = ("oracle", "static", "reproject")
 #: noisy-oracle variants used by the report's metric-validity section (two strengths per kind)
 VALIDITY_VARIANTS = ("noisy-oracle:drift=0.5", "noisy-oracle:drift=2", "noisy-oracle:blur=1",
                      "noisy-oracle:blur=2.5", "noisy-oracle:forget=0.5", "noisy-oracle:forget=1")
-KNOWN = ("oracle", "static", "reproject", "noisy-oracle", "video-folder", "relic", "relic-nomem")
+KNOWN = ("oracle", "static", "reproject", "noisy-oracle", "video-folder", "relic", "relic-nomem",
+         "matrix-game-2", "gamecraft")
 
 
 def make_model(spec: str) -> WorldModel:
@@ -51,6 +54,14 @@ def make_model(spec: str) -> WorldModel:
         if not arg:
             raise ValueError("video-folder needs a folder: video-folder:DIR")
         return VideoFolderModel(arg)
+    if name == "matrix-game-2":
+        from benchmark.adapters.matrix_game import MatrixGame2Model
+
+        return MatrixGame2Model(arg or None)
+    if name == "gamecraft":
+        from benchmark.adapters.gamecraft import GameCraftModel
+
+        return GameCraftModel(arg or None)
     base, _, opts = name.partition("@")
     if base in ("relic", "relic-nomem"):
         from benchmark.adapters.relic import make_relic
@@ -84,6 +95,12 @@ def validate_spec(spec: str) -> None:
             raise FileNotFoundError(f"model {spec!r}: video folder {arg} does not exist")
     if base in ("relic", "relic-nomem") and arg and not os.path.exists(arg):
         raise FileNotFoundError(f"model {spec!r}: checkpoint {arg} does not exist")
+    if base == "matrix-game-2" or base == "gamecraft":
+        if base != name:
+            raise ValueError(f"model {spec!r}: {base} takes no @options")
+        from benchmark.adapters import gamecraft, matrix_game
+
+        (matrix_game if base == "matrix-game-2" else gamecraft).check(arg or None)
 
 
 def parse_models(text: str) -> list[str]:
