@@ -61,8 +61,10 @@ def probe_env(python: Path, timeout: float = 180.0) -> dict:
     code = ("import json\nout = {}\n"
             "try:\n import torch; out['torch'] = torch.__version__; out['cuda'] = bool(torch.cuda.is_available()); "
             "out['gpus'] = torch.cuda.device_count()\nexcept Exception as e:\n out['torch_error'] = repr(e)\n"
-            "try:\n import fastvideo; from importlib.metadata import version; out['fastvideo'] = version('fastvideo')\n"
-            "except Exception as e:\n out['fastvideo_error'] = type(e).__name__ + ': ' + str(e)\n"
+            "try:\n import fastvideo\nexcept Exception as e:\n out['fastvideo_error'] = type(e).__name__ + ': ' + str(e)\n"
+            "else:\n from importlib.metadata import version, PackageNotFoundError\n"
+            " try:\n  out['fastvideo'] = version('fastvideo')\n"
+            " except PackageNotFoundError:\n  out['fastvideo'] = getattr(fastvideo, '__version__', 'unknown')\n"
             "print(json.dumps(out))")
     try:
         r = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=timeout)
