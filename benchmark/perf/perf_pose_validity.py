@@ -62,7 +62,20 @@ def make_variant(name: str, gt: np.ndarray, seed: int, task=None) -> np.ndarray:
 
 
 def _score_task(args) -> list[dict]:
-    suite_dir, task_id, estimator, variants, index = args
+    suite_dir, task_id, estimator, variants, index, cache_dir = args
+    cache = Path(cache_dir) / f"{task_id}.json"
+    if cache.exists():
+        rows = json.loads(cache.read_text())
+        if {r["variant"] for r in rows} == set(variants):
+            return rows
+    rows = _score_task_uncached(suite_dir, task_id, estimator, variants, index)
+    from datagen.atomic import atomic_write_text
+
+    atomic_write_text(cache, json.dumps(rows))
+    return rows
+
+
+def _score_task_uncached(suite_dir, task_id, estimator, variants, index) -> list[dict]:
     from benchmark.metrics.action_following import score_action_following
     from benchmark.pose_estimation.registry import run_estimator
     from benchmark.tasks.io import load_suite
@@ -200,7 +213,16 @@ def main(argv=None) -> int:
             ap.error(f"unknown variant {v!r}; known: {', '.join(VARIANTS)}")
     ids = [t for t in args.tasks.split(",") if t] or None
     suite = load_suite(Path(args.suite_dir), ids)
-    jobs = [(args.suite_dir, t.task_id, args.estimator, variants, i) for i, t in enumerate(suite.tasks)]
+    # per-task rows are cached (resumable; keyed by suite content, estimator and the code version of
+    # the estimator module) under OUT.cache/
+    import hashlib
+
+    from benchmark.pose_estimation import direct_estimator
+
+    code = hashlib.sha256(Path(direct_estimator.__file__).read_bytes()).hexdigest()[:12]
+    cache_dir = Path(str(args.out) + ".cache") / f"{suite.content_hash[:12]}-{args.estimator}-{code}"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(args.suite_dir, t.task_id, args.estimator, variants, i, str(cache_dir)) for i, t in enumerate(suite.tasks)]
     rows: list[dict] = []
     with get_context("spawn").Pool(max(1, args.workers)) as pool:
         for r in tqdm(pool.imap_unordered(_score_task, jobs), total=len(jobs), desc="tasks"):
