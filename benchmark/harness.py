@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.protocol import PROTOCOL_VERSION
+from benchmark.tasks.io import read_manifest, suite_content_hash
 from benchmark.tasks.task import Task
 from benchmark.world_model import WorldModel, check_frames
 from datagen.atomic import atomic_write
@@ -435,6 +436,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
                    "fps": t.fps, "width": t.width, "height": t.height} for t in tasks],
         "models": model_meta, "model_specs": list(model_specs) + list((models or {}).keys()),
         "failures": failures, "not_applicable": not_applicable, "allow_missing": bool(allow_missing),
+        "suite_content_sha256": _suite_hash(suite_root),
         "protocol": PROTOCOL_VERSION, "estimator": estimator, "lpips_requested": bool(lpips),
         "lpips_weights": lpips_file,
         "timings": timings, "scoring_workers": workers, "resumed": n_resumed,
@@ -444,6 +446,16 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     }
     write_run_info(out_dir, run_info, report)
     return df
+
+
+def _suite_hash(suite_root) -> str | None:
+    """The suite's content hash (benchmark.tasks.io.Suite.content_hash), None for in-memory tasks."""
+    if not suite_root:
+        return None
+    try:
+        return suite_content_hash(read_manifest(Path(suite_root)))
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def write_run_info(out_dir: Path, run_info: dict, report: bool = True) -> None:

@@ -373,6 +373,11 @@ def header_text(info: dict) -> list[str]:
                    f"total {sum(t['num_frames'] for t in tasks)} frames. Scoring protocol "
                    f"{info.get('protocol', 1)}. Run finished {info.get('finished_utc', '?')} in "
                    f"{info.get('wall_s', float('nan')):.1f} s on {info.get('cpu_count', '?')} CPU(s).")
+        if info.get("suite_content_sha256"):
+            out.append(f"Suite content SHA-256 `{info['suite_content_sha256'][:16]}`, pose estimator "
+                       f"`{info.get('estimator', '?')}`: runs on suites with the same hash scored bit-identical "
+                       "inputs and ground truth; a machine whose renderer rounds differently builds another hash, "
+                       "and its numbers agree with these within the gate's tolerances (benchmark/README.md).")
     return out
 
 
