@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             "frame-0 depth anchor) and `dir_cos` = median cosine between commanded and estimated 1-s "
             "translation on segments moving > 0.15 m (1 = follows, 0 = unrelated). Means over tasks.", "",
             md_table(s, [("rpe_trans", "RPE-trans (m)", -1), ("rpe_rot_deg", "RPE-rot (deg)", -1),
-                         ("dir_cos", "dir_cos", +1)], label_ref=False), "",
+                         ("dir_cos", "dir_cos", +1)]), "",
             "Per-task rows: `" + out.with_suffix(".csv").name + "`.", ""]))
         print(f"wrote {out}")
     return 0

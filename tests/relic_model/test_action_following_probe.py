@@ -51,7 +51,7 @@ def test_probe_scores_every_model_and_the_oracle_best(mini, tmp_path):
     assert main(["--suite", str(root), "--teacher", str(w), "--tasks", "1", "--frames", "9", "--steps", "1",
                  "--out", str(out)]) == 0
     text = out.read_text()
-    assert "| teacher |" in text and "| oracle |" in text and out.with_suffix(".csv").exists()
+    assert "| teacher |" in text and "| oracle (ref) |" in text and out.with_suffix(".csv").exists()
 
 
 def test_probe_rejects_a_non_teacher_file_and_bad_lengths(mini, tmp_path):
