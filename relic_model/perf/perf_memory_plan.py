@@ -1,6 +1,6 @@
 """Validate the training memory plan (relic_model/train/plan.py) against measured CPU peaks.
 
-    python -m relic_model.perf.perf_memory_plan [--out reports/perf_memory_plan.md]
+    python -m relic_model.perf.perf_memory_plan [--out reports/perf_train_plan.md]
 
 For several small DiT configs (fp32 / bf16 autocast, with / without activation checkpointing,
 bidirectional and block-causal), one training step -- forward, flow-matching loss, backward, clipped
@@ -94,7 +94,7 @@ def measure(over, F, B, precision, ckpt, mode, seed=0) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="reports/perf_memory_plan.md")
+    ap.add_argument("--out", default="reports/perf_train_plan.md")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
