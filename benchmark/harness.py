@@ -14,10 +14,10 @@ A model may declare a task outside its action space (``WorldModel.out_of_action_
 returns the reason): the task is not rolled out for it, and run.json records it under
 ``not_applicable`` (model, task, reason), so leaderboards report it as n/a instead of missing.
 The frames (frame 0 prepended) are scored with :func:`benchmark.scoring.score_task`. The
-estimator's noise floor of a task (its RPE on the ground-truth frames, as
+estimator's noise floor of a task (its action-following scores on the ground-truth frames, as
 :func:`benchmark.scoring.estimate_noise_floor` defines it) is added to every model's rows
-(``est_noise_floor_rpe_trans`` / ``est_noise_floor_rpe_rot_deg``) and reported as the pseudo-model
-``estimator-noise-floor`` (metrics ``rpe_trans`` / ``rpe_rot_deg``).
+(``est_noise_floor_<metric>``, e.g. ``est_noise_floor_rpe_trans_rel``) and reported as the
+pseudo-model ``estimator-noise-floor`` (metrics ``rpe_trans_rel``, ``rpe_rot_deg``, ...).
 
 Run directory (``OUT``)::
 
