@@ -142,6 +142,16 @@ def _orthonormal(T: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rigid(T: np.ndarray, x0, x1, rho):
+    """Camera-frame point of the ray (x0, x1, 1) at inverse depth ``rho`` moved by T, scaled by rho:
+    Y = R (x0, x1, 1) + t rho (exact for rho = 0, a point at infinity). Explicit arithmetic, no BLAS."""
+    R, t = T[:3, :3], T[:3, 3]
+    Y0 = R[0, 0] * x0 + R[0, 1] * x1 + R[0, 2] + t[0] * rho
+    Y1 = R[1, 0] * x0 + R[1, 1] * x1 + R[1, 2] + t[1] * rho
+    Y2 = R[2, 0] * x0 + R[2, 1] * x1 + R[2, 2] + t[2] * rho
+    return Y0, Y1, Y2
+
+
 def _angle_deg(R: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
 
@@ -312,19 +322,22 @@ class DirectEstimator:
         self.p = params or DirectParams()
 
     # -------------------------------------------------------------- tracking
+    @staticmethod
+    def _project(T, data, L: _Level):
+        """The keyframe pixels of ``data`` moved by T into level L: (Y0, Y1, Y2, in front, 1/Y2 (0 behind),
+        u, v)."""
+        x, rho = data[2], data[3]
+        Y0, Y1, Y2 = _rigid(T, x[:, 0], x[:, 1], rho)
+        front = Y2 > 1e-6
+        iz = np.where(front, 1.0 / np.where(front, Y2, 1.0), 0.0)
+        return Y0, Y1, Y2, front, iz, L.K[0, 0] * Y0 * iz + L.K[0, 2], L.K[1, 1] * Y1 * iz + L.K[1, 2]
+
     def _depth_weights(self, T, data, L: _Level) -> np.ndarray:
         """Per-pixel weight sigma_I^2 / (sigma_I^2 + (dr/drho)^2 var(rho)) at pose T (the residual's
         variance from the depth's). Held fixed while a level iterates: re-evaluated inside the cost,
         they would fall as the translation grows and reward spurious translation."""
-        u0, v0, x, rho, ref, var, _ = data
-        R, t = T[:3, :3], T[:3, 3]
-        Y0 = R[0, 0] * x[:, 0] + R[0, 1] * x[:, 1] + R[0, 2] + t[0] * rho
-        Y1 = R[1, 0] * x[:, 0] + R[1, 1] * x[:, 1] + R[1, 2] + t[1] * rho
-        Y2 = R[2, 0] * x[:, 0] + R[2, 1] * x[:, 1] + R[2, 2] + t[2] * rho
-        front = Y2 > 1e-6
-        iz = np.where(front, 1.0 / np.where(front, Y2, 1.0), 0.0)
-        u = L.K[0, 0] * Y0 * iz + L.K[0, 2]
-        v = L.K[1, 1] * Y1 * iz + L.K[1, 2]
+        var, t = data[5], T[:3, 3]
+        Y0, Y1, Y2, front, iz, u, v = self._project(T, data, L)
         s, _ = _sample(L.stack, u, v)
         gu, gv = s[:, 1] * L.K[0, 0] * iz, s[:, 2] * L.K[1, 1] * iz
         gz = -(s[:, 1] * L.K[0, 0] * Y0 + s[:, 2] * L.K[1, 1] * Y1) * iz * iz
@@ -345,16 +358,9 @@ class DirectEstimator:
         NaN = not in the support): the support and the cost each pixel keeps if it leaves the image
         or lands in a hole, so that leaving is never progress (a level's pixels valid at its start,
         with their cost there)."""
-        u0, v0, x, rho, ref, var, _ = data
-        R, t = T[:3, :3], T[:3, 3]
-        Y0 = R[0, 0] * x[:, 0] + R[0, 1] * x[:, 1] + R[0, 2] + t[0] * rho
-        Y1 = R[1, 0] * x[:, 0] + R[1, 1] * x[:, 1] + R[1, 2] + t[1] * rho
-        Y2 = R[2, 0] * x[:, 0] + R[2, 1] * x[:, 1] + R[2, 2] + t[2] * rho
-        front = Y2 > 1e-6
-        iz = np.where(front, 1.0 / np.where(front, Y2, 1.0), 0.0)
-        fx, fy, cx, cy = L.K[0, 0], L.K[1, 1], L.K[0, 2], L.K[1, 2]
-        u = fx * Y0 * iz + cx
-        v = fy * Y1 * iz + cy
+        rho, ref = data[3], data[4]
+        fx, fy = L.K[0, 0], L.K[1, 1]
+        Y0, Y1, Y2, front, iz, u, v = self._project(T, data, L)
         s, inside = _sample(L.stack, u, v)
         ok = front & inside
         if L.has_hole:
@@ -475,17 +481,13 @@ class DirectEstimator:
         if len(vv) == 0:
             return
         Ki = np.linalg.inv(K)
-        R, t = T[:3, :3], T[:3, 3]
         # inverse depths searched: [0, min(1 / min_depth, search_span x the keyframe's median)]
         rho_max = min(1.0 / p.min_depth, p.search_span * kf.median_rho())
 
         def proj(du, dv, rho):
             u = uu + 0.5 + du
             v = vv + 0.5 + dv
-            x0, x1 = Ki[0, 0] * u + Ki[0, 2], Ki[1, 1] * v + Ki[1, 2]
-            Y0 = R[0, 0] * x0 + R[0, 1] * x1 + R[0, 2] + t[0] * rho
-            Y1 = R[1, 0] * x0 + R[1, 1] * x1 + R[1, 2] + t[1] * rho
-            Y2 = R[2, 0] * x0 + R[2, 1] * x1 + R[2, 2] + t[2] * rho
+            Y0, Y1, Y2 = _rigid(T, Ki[0, 0] * u + Ki[0, 2], Ki[1, 1] * v + Ki[1, 2], rho)
             front = Y2 > 1e-6
             iz = 1.0 / np.where(front, Y2, 1.0)
             return K[0, 0] * Y0 * iz + K[0, 2], K[1, 1] * Y1 * iz + K[1, 2], front
@@ -520,9 +522,7 @@ class DirectEstimator:
         rw = p.stereo_window
         cost = np.empty((n_hyp, len(vv)))
         for j, rh in enumerate(hyps):
-            Y0 = R[0, 0] * gx0 + R[0, 1] * gx1 + R[0, 2] + t[0] * rh
-            Y1 = R[1, 0] * gx0 + R[1, 1] * gx1 + R[1, 2] + t[1] * rh
-            Y2 = R[2, 0] * gx0 + R[2, 1] * gx1 + R[2, 2] + t[2] * rh
+            Y0, Y1, Y2 = _rigid(T, gx0, gx1, rh)
             front = Y2 > 1e-6
             iz = 1.0 / np.where(front, Y2, 1.0)
             sv, ok = _sample(tgt_img, K[0, 0] * Y0 * iz + K[0, 2], K[1, 1] * Y1 * iz + K[1, 2])
@@ -584,10 +584,7 @@ class DirectEstimator:
             Ki = np.linalg.inv(K)
             x0, x1 = Ki[0, 0] * (uu + 0.5) + Ki[0, 2], Ki[1, 1] * (vv + 0.5) + Ki[1, 2]
             r = old.rho[vv, uu]
-            R, t = T_tk[:3, :3], T_tk[:3, 3]
-            Y0 = R[0, 0] * x0 + R[0, 1] * x1 + R[0, 2] + t[0] * r
-            Y1 = R[1, 0] * x0 + R[1, 1] * x1 + R[1, 2] + t[1] * r
-            Y2 = R[2, 0] * x0 + R[2, 1] * x1 + R[2, 2] + t[2] * r
+            Y0, Y1, Y2 = _rigid(T_tk, x0, x1, r)
             front = Y2 > 1e-6
             iz = 1.0 / np.where(front, Y2, 1.0)
             u = K[0, 0] * Y0 * iz + K[0, 2]
