@@ -481,6 +481,11 @@ class UnrealCVServer:
             log.exception("unexpected failure while serving %s", conn.name)
             self._close(conn, "internal error")
             return
+        self._settle(conn)
+
+    def _settle(self, conn: _Conn) -> None:
+        """After serving or flushing: close a closing client once everything is sent, else re-arm its
+        selector events."""
         if conn.closed:
             return
         if conn.closing and not conn.queue and not conn.out_bytes:
@@ -514,12 +519,7 @@ class UnrealCVServer:
             else:
                 conn.out[0] = head[n:]
                 break
-        if conn.closed:
-            return
-        if conn.closing and not conn.queue and not conn.out_bytes:
-            self._close(conn, conn.close_why)
-            return
-        self._update_events(conn)
+        self._settle(conn)
 
 
 def _quiet_close(sock: Optional[socket.socket]) -> None:
