@@ -122,6 +122,24 @@ def _is_endpoint_error(e: BaseException) -> bool:
     return isinstance(e, (BackendError, ConnectionError, TimeoutError, EOFError, BrokenPipeError, OSError))
 
 
+def probe_served_scenes(endpoint: tuple[str, int]):
+    """The scene id(s) the UnrealCV server at `endpoint` hosts (``vget /scene/name`` and, for UE
+    builds, ``vget /level/name``; see ``datagen.scenes.unreal.served_scene_ids``)."""
+    from datagen.backends.unrealcv_client import UnrealCVBackend
+    from datagen.scenes.unreal import served_scene_ids
+
+    probe = UnrealCVBackend(endpoint[0], endpoint[1]).connect()
+    try:
+        served = probe.request("vget /scene/name").strip()
+        try:  # a UE build answers its PROJECT name above; the level tells its levels apart
+            level = probe.request("vget /level/name").strip()
+        except Exception:  # noqa: BLE001 - older plugins lack it
+            level = ""
+    finally:
+        probe.close()
+    return served_scene_ids(served, level)
+
+
 def _worker_main(wid: int, kind: str, endpoint, cfg_dict: dict, out: str, task_q, result_q) -> None:
     import signal
 
@@ -138,20 +156,7 @@ def _worker_main(wid: int, kind: str, endpoint, cfg_dict: dict, out: str, task_q
     name = kind if endpoint is None else f"{kind}://{endpoint[0]}:{endpoint[1]}"
     if kind == "unrealcv":  # which scene does this server host? (vget /scene/name)
         try:
-            from datagen.backends.unrealcv_client import UnrealCVBackend
-
-            probe = UnrealCVBackend(endpoint[0], endpoint[1]).connect()
-            try:
-                served = probe.request("vget /scene/name").strip()
-                try:  # a UE build answers its PROJECT name above; the level tells its levels apart
-                    level = probe.request("vget /level/name").strip()
-                except Exception:  # noqa: BLE001 - older plugins lack it
-                    level = ""
-            finally:
-                probe.close()
-            from datagen.scenes.unreal import served_scene_ids
-
-            served = served_scene_ids(served, level)
+            served = probe_served_scenes(endpoint)
         except Exception as e:  # noqa: BLE001
             result_q.put(("endpoint_failed", wid, None, f"{name}: {type(e).__name__}: {e}", 0))
             return
