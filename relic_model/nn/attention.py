@@ -184,12 +184,14 @@ class SelfAttention(_Projections):
         return q, k, v
 
     def forward(self, x, pose, cos, sin, seg_ends=None, cache=None, layer: int = 0, plan=None, impl: str = "chunked",
-                past=None, return_kv: bool = False):
+                past=None, return_kv: bool = False, cp=None):
         """x (B, F, n, D); cos/sin (F*n, hd/2); seg_ends: query segment token ends among the current
         tokens (block-causal) or None (all current tokens see each other); cache/layer/plan: KVCache
         to read (and commit to when ``plan``). ``past`` = (k, v, key_mask) held K/V read before the
         call (instead of ``cache``; activation checkpointing), ``return_kv`` also returns this call's
-        rotated k, v (B, heads, F*n, hd) for the caller to commit."""
+        rotated k, v (B, heads, F*n, hd) for the caller to commit. ``cp``: a context-parallel
+        :class:`~relic_model.train.context_parallel.ShardLayout` (x holds this rank's tokens; K/V of
+        all current tokens are gathered and attention is block-causal by global index) or None."""
         B, Fr, n, D = x.shape
         q, k, v = self.qkv(x, pose)
         q, k = q.reshape(B, Fr * n, D), k.reshape(B, Fr * n, D)
@@ -200,6 +202,8 @@ class SelfAttention(_Projections):
             q = apply_rope(_heads(q, self.heads), cos, sin)
             k = apply_rope(_heads(k, self.heads), cos, sin)
         v = _heads(v.reshape(B, Fr * n, D), self.heads)
+        if cp is not None:   # context parallel: every current token's K/V (commits get them all)
+            k, v = cp.gather_kv(k, v)
         read = None
         if past is not None:
             kp, vp, read = past
@@ -210,7 +214,10 @@ class SelfAttention(_Projections):
                 read = cache.read_mask(kk.device)   # memory read budget (None = all)
         else:
             kk, vv = k, v
-        out = attend(q, kk, vv, kk.shape[2] - k.shape[2], seg_ends, read, impl)
+        if cp is not None:
+            out = cp.attend(q, kk, vv, kk.shape[2] - k.shape[2], seg_ends, read)
+        else:
+            out = attend(q, kk, vv, kk.shape[2] - k.shape[2], seg_ends, read, impl)
         if plan is not None:
             cache.commit(layer, k, v, plan)
         out = self.to_out(_merge(out)).view(B, Fr, n, D)

@@ -34,6 +34,9 @@ Execution options (none changes the maths; tests check each against the plain pa
   inputs are kept and the block is recomputed in backward. Cached K/V are read before the block
   and committed after it (outside the recomputed region), so recomputation never sees a cache
   that was modified in between.
+- ``context_parallel`` (set by :func:`relic_model.train.context_parallel.enable_context_parallel`):
+  each rank runs the blocks on its shard of the frames (K/V gathered per layer, block-causal by
+  global token index) and the head's input is gathered, so every rank returns the full output.
 """
 from __future__ import annotations
 
@@ -78,7 +81,7 @@ class RelicBlock(nn.Module):
         self.modulation = nn.Parameter(torch.zeros(6, dim))
 
     def forward(self, x, mod, pose_e, act_e, cos, sin, seg_ends, text_kv, cache=None, layer=0, plan=None,
-                impl="chunked", past=None, return_kv=False):
+                impl="chunked", past=None, return_kv=False, cp=None):
         """x (B, F, n, D); mod (B, F, 6, D); pose_e / act_e (B, F, D); text_kv: this block's
         cross-attention (k, v), or the projected text (B, L, D) to compute them from; seg_ends: block-causal query
         segments (None = full attention among current tokens); ``past``/``return_kv``: see
@@ -88,7 +91,7 @@ class RelicBlock(nn.Module):
         if torch.is_tensor(text_kv):   # projected text (B, L, D): this block's K/V computed here (FSDP)
             text_kv = self.cross.text_kv(text_kv)
         h = self.norm1(x) * (1 + sc1) + sh1
-        a = self.attn(h, pose_e, cos, sin, seg_ends, cache, layer, plan, impl, past, return_kv)
+        a = self.attn(h, pose_e, cos, sin, seg_ends, cache, layer, plan, impl, past, return_kv, cp=cp)
         if return_kv:
             a, k, v = a
         x = x + g1 * a
@@ -128,6 +131,9 @@ class RelicDiT(nn.Module):
         #: are only gathered inside the block's forward); the default precomputes them once per
         #: prompt and keeps them in the KV cache (inference)
         self.text_kv_in_blocks = False
+        #: context parallelism (relic_model/train/context_parallel.py): None, or a ContextParallel
+        #: that shards every forward's tokens over its ranks
+        self.context_parallel = None
 
     def set_precision(self, precision: str) -> None:
         """"fp32" (plain) or "bf16" (autocast compute, float32 parameters)."""
@@ -226,19 +232,26 @@ class RelicDiT(nn.Module):
             pose_e = self.pose_encoder(poses.to(x.dtype))
             t = self.patch_embed(self._patchify(x))                          # (B, F, n, D)
             ckpt = self.activation_checkpointing and torch.is_grad_enabled()
+            cp = None
+            if self.context_parallel is not None:   # keep this rank's frames; gathered again below
+                cp = self.context_parallel.layout(Fr, gh * gw)
+                t, mod, pose_e, act_e, cos, sin = cp.shard(t, mod, pose_e, act_e, cos, sin)
             for i, blk in enumerate(self.blocks):
                 if not ckpt:
-                    t = blk(t, mod, pose_e, act_e, cos, sin, seg_ends, text_kv[i], cache, i, plan, self.attn_impl)
+                    t = blk(t, mod, pose_e, act_e, cos, sin, seg_ends, text_kv[i], cache, i, plan, self.attn_impl,
+                            cp=cp)
                     continue
                 # checkpointed: read the held K/V now, recompute the block in backward from its
                 # inputs only, commit this call's K/V after the block (outside the recomputation)
                 past = cache.held_kv(i) if cache is not None else None
                 t, k, v = checkpoint(blk, t, mod, pose_e, act_e, cos, sin, seg_ends, text_kv[i], None, i, None,
-                                     self.attn_impl, past, True, use_reentrant=False)
+                                     self.attn_impl, past, True, cp=cp, use_reentrant=False)
                 if plan is not None:
                     cache.commit(i, k, v, plan)
             if plan is not None:
                 cache.finish(plan)
+            if cp is not None:
+                t = cp.gather_output(t)
             sh, sc = self.final_mod(temb).view(B, Fr, 2, 1, self.dim).unbind(2)
             t = self.head(self.final_norm(t) * (1 + sc) + sh)
         return self._unpatchify(t.to(x.dtype), h, w)
