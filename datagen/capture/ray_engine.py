@@ -228,7 +228,13 @@ def build_corpus_ray(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 2
     W.init_corpus(out, cfg.to_dict())
     lock = _lock(out)
     try:
-        session = ray_session.start(ray_address, num_cpus=None)
+        n_actors = len(endpoints) if backend == "unrealcv" else workers
+        need = int(-(-n_actors * cpus_per_actor // 1))  # a local Ray gets at least the CPUs the actors reserve
+        session = ray_session.start(ray_address, num_cpus=max(os.cpu_count() or 1, need))
+        have = float(session.resources.get("CPU", 0.0))
+        if have < n_actors * cpus_per_actor:
+            log(f"relic: the Ray cluster has {have:g} CPUs but {n_actors} capture actors reserve "
+                f"{cpus_per_actor:g} each: some wait until CPUs free up (`ray status` shows the demand)")
         try:
             res = _build(cfg, out, specs, workers, backend, endpoints, launch, progress, limit, log,
                          cpus_per_actor, gpus_per_actor, max_restarts, backend_wrapper)
@@ -266,13 +272,12 @@ def _build(cfg, out: Path, specs, workers, backend, endpoints, launch, progress,
     if backend == "launch":
         launch_opts = dict(launch)
         launch_opts.setdefault("log_dir", str(out / ".server_logs"))
-    wrapper_ref = ray.put(backend_wrapper) if backend_wrapper is not None else None
     opts = {"num_cpus": cpus_per_actor, "num_gpus": gpus_per_actor}
     if backend == "launch":  # close() may then stop the server while a capture is still running
         opts["max_concurrency"] = 2
     slots: list[_Slot] = []
     for i, ep in enumerate(targets):
-        h = Actor.options(**opts).remote(i, backend, ep, launch_opts, cfg_dict, str(out), wrapper_ref)
+        h = Actor.options(**opts).remote(i, backend, ep, launch_opts, cfg_dict, str(out), backend_wrapper)
         slots.append(_Slot(i, h, endpoint=ep))
     planned_scenes = {s.scene_id for s in specs}
     inflight: dict = {}  # ObjectRef -> (slot, "hello" | "capture")
@@ -339,16 +344,24 @@ def _build(cfg, out: Path, specs, workers, backend, endpoints, launch, progress,
                 except Exception as e:  # noqa: BLE001
                     if not is_actor_death(e):
                         raise
+                    # a hello that meets ActorDiedError: dead for good (restarts used up, or its constructor
+                    # failed, e.g. the corpus is not visible on its node); ActorUnavailableError: restarting
+                    gone = isinstance(e, ray.exceptions.ActorDiedError) and (
+                        what == "hello" or getattr(e, "actor_init_failed", False))
+                    detail = str(e).strip().splitlines()
+                    s.ready = False
+                    if what == "hello" and not gone:  # still restarting after an earlier death: ask again
+                        time.sleep(0.2)
+                        say_hello(s)
+                        continue
                     s.deaths += 1
                     result.actor_deaths += 1
                     why = f"actor {s.idx} died ({type(e).__name__})"
-                    detail = str(e).strip().splitlines()
                     log(f"relic: {why}" + (f" while capturing {s.holding.episode_id}; it will be redone"
                                            if s.holding else "") + (f": {detail[0]}" if detail else ""))
                     requeue(s, why)
-                    s.ready = False
-                    if s.deaths > max_restarts:
-                        retire(s, f"died {s.deaths} times")
+                    if gone or s.deaths > max_restarts:
+                        retire(s, f"died {s.deaths} time(s)" + (f": {' '.join(detail)[:2000]}" if gone else ""))
                     else:  # Ray restarts it; the hello waits for the new incarnation
                         say_hello(s)
                     continue
