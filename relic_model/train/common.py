@@ -150,7 +150,8 @@ def warmup_lr(opt: torch.optim.Optimizer, base_lr: float, step: int, warmup: int
 
 
 def clip_and_step(opt: torch.optim.Optimizer, params, grad_clip: float) -> float:
-    gn = torch.nn.utils.clip_grad_norm_(list(params), grad_clip) if grad_clip > 0 else torch.tensor(0.0)
+    from relic_model.train.distributed import clip_grad_norm   # FSDP2 + plain parameters in one list
+    gn = clip_grad_norm(list(params), grad_clip) if grad_clip > 0 else torch.tensor(0.0)
     opt.step()
     opt.zero_grad(set_to_none=True)
     return float(gn)

@@ -115,6 +115,27 @@ def full_state_dict(m: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` that also accepts a mix of FSDP2 (DTensor) and plain
+    parameters in one list (the teacher stage clips the sharded DiT together with the replicated
+    text encoder; torch's version raises "mixed torch.Tensor and DTensor" there). Returns the total
+    norm over all parameters (the global norm of the sharded ones)."""
+    from torch.distributed.tensor import DTensor
+    params = [p for p in params if p.grad is not None]
+    sharded = [p.grad for p in params if isinstance(p.grad, DTensor)]
+    plain = [p.grad for p in params if not isinstance(p.grad, DTensor)]
+    if not sharded or not plain:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    n_sh = torch.nn.utils.get_total_norm(sharded)
+    n_sh = n_sh.full_tensor() if isinstance(n_sh, DTensor) else n_sh
+    total = torch.sqrt(n_sh.float() ** 2 + torch.nn.utils.get_total_norm(plain).float() ** 2)
+    coef = min(1.0, float(max_norm) / (float(total) + 1e-6))
+    with torch.no_grad():
+        for g in sharded + plain:
+            g.mul_(coef)
+    return total
+
+
 def unwrap(m: nn.Module) -> nn.Module:
     return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
 

@@ -11,9 +11,9 @@ A stage implements ``Stage`` (what one optimisation step is, which modules/optim
 - ``final/`` (weights + config + state.json with wall time and final losses) at the end.
 
 Only rank 0 writes files; every rank runs the steps. Under FSDP2 (sharded parameters) every rank
-also runs the sample forward passes and gathers the full weights and optimizer state for each
-checkpoint (collectives), and rank 0 writes them; resuming a sharded run is not implemented yet
-(refused with a message).
+also runs the sample forward passes (as under context parallelism), checkpoints are sharded
+(``sharded_checkpoint.py``: every rank writes its shards with torch.distributed.checkpoint, and
+resumes from them), and ``final/`` gathers the full weights (collective) for rank 0 to write.
 """
 from __future__ import annotations
 
@@ -99,13 +99,14 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
     start, t_prev = 0, 0.0
     latest = mgr.latest()
     sharded = any(is_sharded(m) for m in stage.modules().values())
-    if sharded and resume and latest is not None:
-        raise NotImplementedError(f"resuming an FSDP-sharded run ({latest}) is not implemented; the checkpoint holds "
-                                  "full (gathered) weights and optimizer state: load them before wrapping")
     if latest is not None and not resume:
         raise RuntimeError(f"{stage_dir} already holds checkpoints (newest {latest.name}); pass --resume to "
                            "continue that run or choose a fresh --out")
-    if resume and latest is not None:
+    if resume and latest is not None and sharded:
+        from relic_model.train.sharded_checkpoint import load_sharded
+        st = load_sharded(latest, stage.modules(), stage.optimizers())
+        start, t_prev = int(st["step"]), float(st.get("time_s", 0.0))
+    elif resume and latest is not None:
         st = CheckpointManager.load(latest, stage.modules(), stage.optimizers())
         start, t_prev = int(st["step"]), float(st.get("time_s", 0.0))
     log = LossLog(stage_dir / "losses.csv", resume_step=start if resume else None) if info.is_main else None
@@ -139,18 +140,22 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
         want_sample = bool(sample_every) and (step % sample_every == 0 or step == total_steps)
         want_ckpt = step % ckpt_every == 0 or step == end
         vid = None
-        if want_sample and (info.is_main or sharded):   # sharded: every rank joins the forward passes
+        if want_sample and (info.is_main or sharded or getattr(info, "cp", 1) > 1):   # every rank joins
             with torch.no_grad():
                 vid = stage.sample_video(step)
-        mods, opts = _gathered(stage, sharded) if want_ckpt and (info.is_main or sharded) else (None, None)
+        mods, opts = _gathered(stage, sharded) if want_ckpt and info.is_main and not sharded else (None, None)
         if info.is_main:
             if step % log_every == 0 or step == end:
                 log.log(step, t_prev + time.perf_counter() - t0, stage.lr(), losses)
             if vid is not None:
                 from relic_model.train.samples import write_samples
                 write_samples(vid, stage_dir / "samples", step)
-            if want_ckpt:
+            if want_ckpt and not sharded:
                 mgr.save(step, mods, opts, config, state(losses))
+        if want_ckpt and sharded:   # every rank writes its shards (torch.distributed.checkpoint)
+            from relic_model.train.sharded_checkpoint import save_sharded
+            save_sharded(mgr.ckpt_dir, step, stage.modules(), stage.optimizers(), config, state(losses), info,
+                         mgr.keep)
         barrier(info)
     if bar is not None:
         bar.close()
