@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         bufs = []
         for p in poses[:4]:
             be.renderer.render(p, be.intrinsics(), W, H, kinds=())
-            bufs.append(be.renderer._camera(be.intrinsics(), W, H)[-1].copy())
+            bufs.append(be.renderer._camera(be.intrinsics(), W, H).rays.copy())
         it = iter(range(10 ** 9))
         bare_res = _time(lambda p: rs.cast_rays(_o3d(bufs[next(it) % len(bufs)]), nthreads=0), poses)
         row = {"family": fam, "scene_id": scene.scene_id, "triangles": int(len(scene.triangles)),

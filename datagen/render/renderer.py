@@ -1,4 +1,4 @@
-"""The embedded renderer: Open3D ``RaycastingScene`` (Embree, CPU) plus numpy shading.
+"""The embedded renderer: Open3D ``RaycastingScene`` (Embree, CPU) plus compiled shading.
 
 Per frame it casts one primary ray per pixel (pixel centres at integer + 0.5, rays built from K
 and the camera-to-world pose, OpenCV camera axes) and returns a :class:`datagen.backends.base.Frame`:
@@ -13,16 +13,20 @@ and the camera-to-world pose, OpenCV camera axes) and returns a :class:`datagen.
   Albedo is a lookup into per-material texture pyramids made once at load
   (:mod:`datagen.render.textures`) at the triangle's interpolated UV; the mip level follows the
   pixel footprint so distant textures do not alias. Lighting is flat (per triangle).
-  ``visible`` comes from occlusion rays from the hit points toward the sun (pixels with no sun
-  term start their ray far above the scene, so it costs nothing); on images of >= 200k pixels
-  one ray per 2x2 block serves the block unless a pixel's object, depth or sun term differs
-  from the block's, in which case it casts its own (``shadow_stride``); indoors the key
-  light's shadows come from the furniture only (walls and ceiling do not block it). No
+  ``visible`` comes from occlusion rays from the hit points toward the sun, cast only for pixels
+  with a sun term (the others need none); on images of >= 200k pixels one ray per 2x2 block
+  serves the block unless a pixel's object, depth or sun term differs from the block's, in which
+  case it casts its own (``shadow_stride``); indoors the key light's shadows come from the
+  furniture only (walls and ceiling do not block it). No
   randomness at render time: the same pose renders identically, whatever the thread count.
 
-Speed: Embree calls use all cores (``nthreads=0``); the numpy shading runs on row chunks in a
-small shared thread pool. One ``Renderer`` renders one frame at a time (a lock guards the
-reused ray buffers).
+Speed: Embree calls use all cores (``nthreads=0``). Everything per pixel besides the ray casts
+(primary rays, texture lookup, lighting, shadow-ray selection, fog, the uint8 image) is one
+compiled pass each (:mod:`datagen.render.kernels`, numba, bit-identical to the numpy formulation
+kept in ``tests/datagen/render_reference.py``) over pixel chunks in a small shared thread pool;
+per-scene tables (texture pyramids, per-triangle uv/material rows) are made once and the per-pixel
+buffers are reused for every frame of a size. One ``Renderer`` renders one frame at a time (a lock
+guards the reused buffers).
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ import numpy as np
 import open3d as o3d
 
 from datagen.backends.base import CAPTURE_KINDS, Frame
+from datagen.render import kernels
 from datagen.render.textures import TEX_SIZE, make_texture
 from datagen.scenes.scene import Scene
 
@@ -120,13 +125,11 @@ class Renderer:
         self._tri_color = None
         if scene.tri_color is not None:
             self._tri_color = np.concatenate([scene.tri_color, np.ones((1, 9), np.float32)]).astype(np.float32)
-        # a height above every triangle: shadow rays that need no test start there (sun_dir z > 0)
-        self._far_z = np.float32(float(scene.vertices[:, 2].max()) + 1000.0)
         self._L = np.asarray(env.sun_dir, np.float32)
         self._L = self._L / np.linalg.norm(self._L)
         self._ray_cache: dict = {}
         self._lock = threading.Lock()
-        # shadow-ray stride: None = 2 for images of >= 200k pixels, else 1 (see _occlusion)
+        # shadow-ray stride: None = 2 for images of >= 200k pixels, else 1 (kernels.shadow_rays)
         self.shadow_stride: int | None = None
         # sky colour (0..255) by ray elevation dz in [-1, 1] (1025 bins; below the horizon: fog
         # colour) and the sun's glow by cos(angle to the sun) in [-1, 1] (4096 bins)
@@ -139,31 +142,29 @@ class Renderer:
         glow = np.maximum(ca, 0.0) ** 48 * 90.0
         glow[ca > 0.9994] = 255.0
         self._glow_lut = glow.astype(np.float32)
+        self._no_color = np.ones((1, 9), np.float32)
+        self._no_occlusion = np.zeros(1, np.bool_)
 
     # ------------------------------------------------------------------
-    def _camera(self, K: np.ndarray, width: int, height: int):
-        """Cached per (size, K): camera-frame ray x (W,) and y (H,) coordinates at z = 1, the ray
-        length |d| (N,), the mip footprint factor |d| / fx * TEX_SIZE (N,) and a ray buffer."""
+    def _camera(self, K: np.ndarray, width: int, height: int) -> "_CameraBuffers":
+        """The cached :class:`_CameraBuffers` of (size, K)."""
         key = (width, height, K.tobytes())
         c = self._ray_cache.get(key)
         if c is None:
-            xs = (np.arange(width, dtype=np.float64) + 0.5 - K[0, 2]) / K[0, 0]
-            ys = (np.arange(height, dtype=np.float64) + 0.5 - K[1, 2]) / K[1, 1]
-            dl = np.sqrt(xs[None, :] ** 2 + ys[:, None] ** 2 + 1.0).reshape(-1)
-            c = (xs.astype(np.float32), ys.astype(np.float32), dl.astype(np.float32),
-                 (dl / K[0, 0] * TEX_SIZE).astype(np.float32), np.empty((width * height, 6), np.float32))
+            c = _CameraBuffers(K, width, height)
             if len(self._ray_cache) > 8:
                 self._ray_cache.clear()
             self._ray_cache[key] = c
         return c
 
-    def _frame_table(self, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-frame per-triangle tables (flat shading makes lighting a per-triangle quantity):
+    def _frame_table(self, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-frame per-triangle lighting (flat shading makes it a per-triangle quantity), each
+        with a row Nt for misses:
 
-        shade (Nt + 1, 10) float32: the static uv/material table (8 columns), then the ambient
-        multiplier ambient * ((1 - tilt) + tilt * n_z) (1 for emissive) and the sun term
-        sun_strength * max(n.L, 0) (0 for emissive); the sun's colour multiplies it later.
-        normals (Nt + 1, 3) float32: geometric normals turned toward the camera (row Nt zeros).
+        amb (Nt + 1,) float32: the ambient multiplier ambient * ((1 - tilt) + tilt * n_z) (1 for
+        emissive); sun (Nt + 1,) float32: the sun term sun_strength * max(n.L, 0) (0 for
+        emissive; the sun's colour multiplies it later); normals (Nt + 1, 3) float32: geometric
+        normals turned toward the camera (row Nt zeros).
         """
         env = self.scene.environment
         nt = self._nt
@@ -171,16 +172,16 @@ class Renderer:
         n = np.where((side < 0)[:, None], -self._tri_n, self._tri_n).astype(np.float32)
         ndl = n @ self._L
         tilt = np.float32(env.ambient_tilt)
-        ft = np.zeros((nt + 1, 10), np.float32)
-        ft[:, :8] = self._tbl[:, :8]
-        ft[:nt, 8] = np.float32(env.ambient) * ((1 - tilt) + tilt * n[:, 2])
-        ft[:nt, 9] = np.maximum(ndl, 0) * np.float32(env.sun_strength)
+        amb = np.zeros(nt + 1, np.float32)
+        sun = np.zeros(nt + 1, np.float32)
+        amb[:nt] = np.float32(env.ambient) * ((1 - tilt) + tilt * n[:, 2])
+        sun[:nt] = np.maximum(ndl, 0) * np.float32(env.sun_strength)
         emis = self._tri_emis
-        ft[:nt][emis, 8] = 1.0
-        ft[:nt][emis, 9] = 0.0
+        amb[:nt][emis] = 1.0
+        sun[:nt][emis] = 0.0
         normals = np.zeros((nt + 1, 3), np.float32)
         normals[:nt] = n
-        return ft, normals
+        return amb, sun, normals
 
     def render(self, c2w, K, width: int, height: int, kinds: Iterable[str] = ("rgb", "depth"),
                shadows: bool = True) -> Frame:
@@ -199,68 +200,36 @@ class Renderer:
             raise ValueError(f"resolution must be positive, got {width}x{height}")
         c2w = np.asarray(c2w, np.float64)
         K = np.asarray(K, np.float64)
-        xs, ys, dlen, foot, rays = self._camera(K, width, height)
+        cam = self._camera(K, width, height)
         origin = c2w[:3, 3].astype(np.float32)
-        R = c2w[:3, :3].astype(np.float32)
-        # world ray directions, separable: d = x * R[:,0] + y * R[:,1] + R[:,2] (camera z = 1)
-        rv = rays.reshape(height, width, 6)
-        rv[:, :, :3] = origin
-        for c in range(3):
-            np.add((xs * R[c, 0])[None, :], (ys * R[c, 1] + R[c, 2])[:, None], out=rv[:, :, 3 + c])
-        ans = self._rs.cast_rays(_o3d(rays), nthreads=self.nthreads)
+        R = np.ascontiguousarray(c2w[:3, :3], dtype=np.float32)
+        # world ray directions, separable: d = x * R[:,0] + (y * R[:,1] + R[:,2]) (camera z = 1)
+        self._parallel(lambda rows: kernels.primary_rays(cam.xs, cam.ys, R, origin, cam.rays, rows.start, rows.stop),
+                       self._chunks(height, height * width))
+        ans = self._rs.cast_rays(_o3d(cam.rays), nthreads=self.nthreads)
         t = ans["t_hit"].numpy()
-        # triangle index per pixel (int64: the fastest index type for np.take); misses -> dummy row Nt
-        prim = np.minimum(ans["primitive_ids"].numpy(), np.uint32(self._nt)).astype(np.int64)
+        prim = ans["primitive_ids"].numpy()  # uint32; misses: INVALID_ID (> every triangle index)
         frame = Frame(c2w=c2w.copy(), K=K.copy(), meta={"width": width, "height": height})
         if "depth" in kinds:
             frame.depth = t.reshape(height, width).copy()
-        if "mask" in kinds:
-            frame.mask = np.take(self._tri_obj, prim).reshape(height, width)
+        if "mask" in kinds or "normal" in kinds:
+            # triangle index per pixel (int64: the fastest index type for np.take); misses -> dummy row Nt
+            prim64 = np.minimum(prim, np.uint32(self._nt)).astype(np.int64)
+            if "mask" in kinds:
+                frame.mask = np.take(self._tri_obj, prim64).reshape(height, width)
         if "normal" in kinds or "rgb" in kinds:
-            ft, normals = self._frame_table(c2w[:3, 3])
+            amb, sun, normals = self._frame_table(c2w[:3, 3])
             if "normal" in kinds:
-                frame.normal = np.take(normals, prim, axis=0).reshape(height, width, 3)
+                frame.normal = np.take(normals, prim64, axis=0).reshape(height, width, 3)
             if "rgb" in kinds:
-                frame.rgb = self._shade(t, prim, ft, rays, dlen, foot, shadows, ans, width, height)
-                frame.rgb = frame.rgb.reshape(height, width, 3)
+                frame.rgb = self._shade(cam, t, prim, ans["primitive_uvs"].numpy(), amb, sun, shadows,
+                                        width, height).reshape(height, width, 3)
         return frame
 
     # ------------------------------------------------------------------
-    def _occlusion(self, rays, prim, th, sun, width: int, height: int) -> np.ndarray:
-        """Sun occlusion (bool per pixel) for the shadow rays in `rays`.
-
-        Stride 1: one occlusion ray per pixel. Stride 2 (default for images of >= 200k pixels):
-        rays are cast for one pixel of each 2x2 block (even row, even column) and the block
-        shares its result, except that every pixel whose object differs from the block's
-        representative, whose depth differs by more than 2 % + 2 cm, or whose representative
-        has no sun term, casts its own ray. So shadows are exact across object edges and depth
-        steps; only a shadow boundary crossing one surface is located to 2 pixels.
-        """
-        def test(r):
-            return self._shadow_rs.test_occlusions(_o3d(r), tnear=2e-3, nthreads=self.nthreads).numpy()
-
-        stride = self.shadow_stride or (2 if width * height >= 200_000 else 1)
-        if stride == 1 or width < 2 or height < 2:
-            return test(rays)
-
-        def up(a):  # block representative's value for every pixel
-            return np.repeat(np.repeat(a[::2, ::2], 2, 0), 2, 1)[:height, :width]
-
-        rv = rays.reshape(height, width, 6)
-        lo = test(np.ascontiguousarray(rv[::2, ::2])).reshape((height + 1) // 2, (width + 1) // 2)
-        occ = np.ascontiguousarray(np.repeat(np.repeat(lo, 2, 0), 2, 1)[:height, :width]).reshape(-1)
-        obj = np.take(self._tri_obj, prim).reshape(height, width)
-        t2 = th.reshape(height, width)
-        s2 = sun.reshape(height, width)
-        bad = (obj != up(obj)) | (np.abs(t2 - up(t2)) > np.float32(0.02) * t2 + np.float32(0.02)) | (up(s2) <= 0)
-        bad &= s2 > 0
-        idx = np.flatnonzero(bad)
-        if len(idx):
-            occ[idx] = test(np.take(rays, idx, axis=0))
-        return occ
-
-    def _chunks(self, n: int) -> list[slice]:
-        k = self.threads if n >= 20000 else 1
+    def _chunks(self, n: int, pixels: int | None = None) -> list[slice]:
+        """`n` items (pixels or rows) in one slice per shading thread (one for small images)."""
+        k = self.threads if (pixels or n) >= 20000 else 1
         edges = [n * i // k for i in range(k + 1)]
         return [slice(edges[i], edges[i + 1]) for i in range(k)]
 
@@ -271,97 +240,74 @@ class Renderer:
         for f in [self._pool.submit(fn, c) for c in chunks]:
             f.result()
 
-    def _shade(self, t, prim, ft, rays, dlen, foot, shadows, ans, width, height) -> np.ndarray:
-        """Texture, light, shadow and fog every pixel; numpy work runs on row chunks in
-        ``self.threads`` threads (numpy releases the GIL), Embree calls use all cores."""
+    def _shade(self, cam: "_CameraBuffers", t, prim, bary, amb, sun, shadows, width, height,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """Texture, light, shadow and fog every pixel (module docstring): the compiled loops of
+        :mod:`datagen.render.kernels` on pixel chunks in ``self.threads`` threads (they release
+        the GIL); the Embree occlusion test uses all cores. Returns (N, 3) uint8 colours (into
+        `out` if given; a float32 `out` receives the colours before the cast, for tests)."""
         env = self.scene.environment
         n_pix = len(t)
-        # column-major copies: per-pixel columns are contiguous rows (strided columns are slow)
-        ftT = np.ascontiguousarray(ft.T)
-        baryT = np.ascontiguousarray(ans["primitive_uvs"].numpy().T)
-        albedo = np.empty((n_pix, 3), np.float32)
-        light = np.empty((2, n_pix), np.float32)
-        th = np.empty(n_pix, np.float32)
-        out = np.empty((n_pix, 3), np.uint8)
+        albedo, light0, light1, th = cam.albedo, cam.light0, cam.light1, cam.th
+        if out is None:
+            out = np.empty((n_pix, 3), np.uint8)
+        chunks = self._chunks(n_pix)
+        tc = self._tri_color if self._tri_color is not None else self._no_color
+
+        def surface(sl: slice) -> None:
+            kernels.shade_surface(sl.start, sl.stop, t, prim, bary, self._nt, self._tbl, amb, sun, tc,
+                                  self._tri_color is not None, cam.foot, cam.dlen, self._tex, self._mip_offsets32,
+                                  TEX_SIZE, _MIP_LEVELS, cam.rays, self._sky_lut, self._glow_lut, self._L,
+                                  not env.indoor, albedo, light0, light1, th)
+
+        self._parallel(surface, chunks)
         do_shadows = shadows and self._shadow_rs is not None
+        occluded = self._no_occlusion
+        if do_shadows:
+            stride = self.shadow_stride or (2 if width * height >= 200_000 else 1)
+            if width < 2 or height < 2:
+                stride = 1
+            n_rays = kernels.shadow_rays(cam.rays, th, light1, prim, self._nt, self._tri_obj, width, height,
+                                         stride, self._L, cam.shadow_rays, cam.src)
+            if n_rays:
+                occluded = self._shadow_rs.test_occlusions(_o3d(cam.shadow_rays[:n_rays]), tnear=2e-3,
+                                                           nthreads=self.nthreads).numpy()
+        has_fog = env.fog_density > 0
         fog_c = np.asarray(env.fog_color, np.float32) * 255
         sun_c = np.asarray(env.sun_color, np.float32)
-        L = self._L
+        neg_density = np.float32(-env.fog_density)
 
-        def phase1(sl: slice) -> None:
-            p = prim[sl]
-            tb = np.take(ftT, p, axis=1)  # (10, n)
-            hit = p < self._nt
-            b1, b2 = baryT[0, sl], baryT[1, sl]
-            uu = tb[1] * b1  # level-0 texel coordinates
-            uu += tb[0]
-            uu += tb[2] * b2
-            vv = tb[4] * b1
-            vv += tb[3]
-            vv += tb[5] * b2
-            tt = np.where(hit, t[sl], np.float32(0.0))
-            th[sl] = tt
-            # mip level ~ log2(texels per pixel): footprint t*|d|/fx metres times T/tile
-            fp = tt * foot[sl]
-            fp *= tb[6]
-            _, e = np.frexp(fp)
-            lvl = np.clip(e - 1, 0, _MIP_LEVELS - 1).astype(np.int32)
-            size = np.right_shift(np.int32(TEX_SIZE), lvl)
-            mask = size - 1
-            iu = np.right_shift(np.floor(uu).astype(np.int32), lvl) & mask  # floor division by 2^lvl
-            iv = np.right_shift(np.floor(vv).astype(np.int32), lvl) & mask
-            flat = tb[7].astype(np.int32) * size
-            flat += iv
-            flat *= size
-            flat += iu
-            flat += np.take(self._mip_offsets32, lvl)
-            a = albedo[sl]
-            np.take(self._tex, flat, axis=0, out=a)
-            if self._tri_color is not None:
-                cc = np.take(self._tri_color, p, axis=0)
-                a *= cc[:, 0:3] * (1 - b1 - b2)[:, None] + cc[:, 3:6] * b1[:, None] + cc[:, 6:9] * b2[:, None]
-            light[:, sl] = tb[8:10]
-            miss = np.flatnonzero(~hit)
-            if len(miss):  # sky gradient by the ray's elevation (before the ray buffer is reused)
-                rT = rays[sl].T
-                inv = 1.0 / np.take(dlen[sl], miss)
-                dz = np.take(rT[5], miss) * inv
-                sky = np.take(self._sky_lut, ((dz + 1.0) * 512.0).astype(np.int32), axis=0)
-                if not env.indoor:  # sun disc and glow around it
-                    cosang = (np.take(rT[3], miss) * L[0] + np.take(rT[4], miss) * L[1]
-                              + np.take(rT[5], miss) * L[2]) * inv
-                    sky += np.take(self._glow_lut, ((cosang + 1.0) * 2047.5).astype(np.int32))[:, None]
-                albedo[sl][miss] = sky
-                light[0, sl][miss] = 1.0
-                light[1, sl][miss] = 0.0
-            if do_shadows:
-                # shadow rays from every hit point toward the sun, in the primary ray buffer
-                rT = rays[sl].T
-                for k in range(3):
-                    rT[k] += rT[k + 3] * tt
-                # pixels without a sun term (facing away, emissive, sky) start far above the
-                # scene instead, so their rays miss its bounding box at once
-                if self._L[2] > 0.05:
-                    rT[2] = np.where(tb[9] > 0, rT[2], self._far_z)
-                rays[sl, 3:] = L
+        def final(sl: slice) -> None:
+            fog = cam.fog[sl]
+            if has_fog:  # misses have th = 0, so no fog over the sky
+                np.multiply(neg_density, th[sl], out=fog)
+                np.multiply(fog, cam.dlen[sl], out=fog)
+                np.exp(fog, out=fog)
+            kernels.compose(sl.start, sl.stop, albedo, light0, light1, cam.src, occluded, do_shadows, sun_c,
+                            cam.fog, has_fog, fog_c, out)
 
-        def phase2(sl: slice) -> None:
-            sun_amt = light[1, sl] if vis is None else light[1, sl] * vis[sl]
-            col = albedo[sl] * (light[0, sl][:, None] + sun_amt[:, None] * sun_c)
-            if env.fog_density > 0:  # misses have th = 0, so no fog over the sky
-                f = np.exp(np.float32(-env.fog_density) * th[sl] * dlen[sl])
-                col *= f[:, None]
-                col += (1 - f)[:, None] * fog_c + np.float32(0.5)
-            else:
-                col += np.float32(0.5)
-            np.minimum(col, np.float32(255.49), out=col)
-            out[sl] = col
-
-        chunks = self._chunks(n_pix)
-        self._parallel(phase1, chunks)
-        vis = None
-        if do_shadows:
-            occ = self._occlusion(rays, prim, th, light[1], width, height)
-            vis = np.logical_not(occ).astype(np.float32)
-        self._parallel(phase2, chunks)
+        self._parallel(final, chunks)
         return out
+
+
+class _CameraBuffers:
+    """Per (size, K): camera-frame ray x (W,) and y (H,) coordinates at z = 1, the ray length |d|
+    (N,), the mip footprint factor |d| / fx * TEX_SIZE (N,), and the buffers every frame of that
+    size reuses (primary and shadow rays, per-pixel shading terms)."""
+
+    def __init__(self, K: np.ndarray, width: int, height: int):
+        xs = (np.arange(width, dtype=np.float64) + 0.5 - K[0, 2]) / K[0, 0]
+        ys = (np.arange(height, dtype=np.float64) + 0.5 - K[1, 2]) / K[1, 1]
+        dl = np.sqrt(xs[None, :] ** 2 + ys[:, None] ** 2 + 1.0).reshape(-1)
+        n = width * height
+        self.xs, self.ys = xs.astype(np.float32), ys.astype(np.float32)
+        self.dlen = dl.astype(np.float32)
+        self.foot = (dl / K[0, 0] * TEX_SIZE).astype(np.float32)
+        self.rays = np.empty((n, 6), np.float32)
+        self.shadow_rays = np.empty((n, 6), np.float32)
+        self.src = np.empty(n, np.int32)
+        self.albedo = np.empty((n, 3), np.float32)
+        self.light0 = np.empty(n, np.float32)
+        self.light1 = np.empty(n, np.float32)
+        self.th = np.empty(n, np.float32)
+        self.fog = np.empty(n, np.float32)
