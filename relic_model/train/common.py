@@ -64,6 +64,9 @@ class RunContext:
         self.out = Path(self.out)
         if self.settings is None:
             self.settings = train_settings(self.cfg)
+        if self.settings.context_parallel > 1 and self.info.cp == 1:   # CP groups (collective)
+            from relic_model.train.distributed import with_context_parallel
+            self.info = with_context_parallel(self.info, self.settings.context_parallel)
 
     @property
     def seed(self) -> int:

@@ -15,6 +15,12 @@
   ``no_sync``; FSDP2 ``set_requires_gradient_sync(False)``), used by replayed back-propagation
   so only the last block's backward communicates.
 - ``unwrap(m)`` returns the underlying module (for checkpoints and no-grad rollouts).
+- Context parallelism (``train.context_parallel: c``, ``context_parallel.py``):
+  ``with_context_parallel(info, c)`` creates the CP groups (ranks ``g c .. g c + c - 1``) and
+  returns a DistInfo whose ``dp_rank``/``dp_size`` are the data-parallel rank and degree
+  (``W / c``); ``rank_slice`` hands every rank of a CP group the same batch rows, and
+  ``wrap_model`` (ddp or fsdp over all ``W`` ranks) also shards the DiT's tokens over the group.
+- ``clip_grad_norm`` clips a list that mixes FSDP2 (DTensor) and plain parameters.
 
 Per-rank data: each rank takes its slice of every global batch (``rank_slice``); random draws use
 generators seeded from (seed, step, global sample index), so a run on W ranks with per-rank batch
@@ -38,6 +44,8 @@ class DistInfo:
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
     backend: str | None = None
+    cp: int = 1                  # context-parallel degree (ranks sharing one sample's tokens)
+    cp_group: object = None      # this rank's CP process group (None = the default group)
 
     @property
     def is_main(self) -> bool:
@@ -46,6 +54,15 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+    @property
+    def dp_rank(self) -> int:
+        """Data-parallel rank: which batch rows this rank's CP group takes (= rank without CP)."""
+        return self.rank // self.cp
+
+    @property
+    def dp_size(self) -> int:
+        return self.world_size // self.cp
 
 
 def init_distributed(device: str | None = None, backend: str | None = None) -> DistInfo:
@@ -76,9 +93,31 @@ def current() -> DistInfo:
     return DistInfo()
 
 
+def with_context_parallel(info: DistInfo, degree: int) -> DistInfo:
+    """``info`` with context-parallel degree ``degree`` (creates the CP process groups: a
+    collective, every rank calls it once). One process: unchanged (CP is a no-op there)."""
+    import dataclasses
+    degree = int(degree)
+    if degree < 1:
+        raise ValueError(f"train.context_parallel must be >= 1, got {degree}")
+    if not info.distributed or degree == 1:
+        return info
+    from relic_model.train.context_parallel import context_parallel_groups
+    if info.world_size % degree:
+        raise ValueError(f"train.context_parallel {degree} must divide the number of ranks {info.world_size}")
+    return dataclasses.replace(info, cp=degree, cp_group=context_parallel_groups(degree))
+
+
 def wrap_model(module: nn.Module, info: DistInfo, mode: str = "ddp", precision: str = "fp32") -> nn.Module:
     if mode not in ("ddp", "fsdp", "none"):
         raise ValueError(f"distributed mode must be ddp, fsdp or none, got {mode!r}")
+    if info.cp > 1:
+        # the data-parallel mean over all ranks that ddp/fsdp take is what turns the CP ranks'
+        # token shares into the full gradient (context_parallel.py)
+        if mode == "none":
+            raise ValueError("train.context_parallel > 1 needs train.dist ddp or fsdp")
+        from relic_model.train.context_parallel import enable_context_parallel
+        enable_context_parallel(module, info.cp_group)
     if not info.distributed or mode == "none":
         return module
     if mode == "ddp":
@@ -157,11 +196,13 @@ def no_sync_ctx(m: nn.Module):
 
 
 def rank_slice(global_batch: int, info: DistInfo) -> slice:
-    """This rank's rows of a global batch (``global_batch`` divisible by the world size)."""
-    if global_batch % info.world_size:
-        raise ValueError(f"global batch {global_batch} is not divisible by world size {info.world_size}")
-    b = global_batch // info.world_size
-    return slice(info.rank * b, (info.rank + 1) * b)
+    """This rank's rows of a global batch (``global_batch`` divisible by the data-parallel size:
+    the world size, or world / context-parallel degree; CP ranks share their rows)."""
+    if global_batch % info.dp_size:
+        raise ValueError(f"global batch {global_batch} is not divisible by the data-parallel size {info.dp_size} "
+                         f"(world size {info.world_size}, context parallel {info.cp})")
+    b = global_batch // info.dp_size
+    return slice(info.dp_rank * b, (info.dp_rank + 1) * b)
 
 
 def all_reduce_mean(x: float, info: DistInfo) -> float:

@@ -99,7 +99,7 @@ class DistillStage(Stage):
         gen = DiTBlockGenerator(self.student_w)
         exits = sample_exit_steps(nb, K, torch_gen(self.ctx.seed, self.name, step, 10 ** 6), s.same_exit_step)
         ro = rollout(gen, x0[:, :1], cond, nb, self.fpb, self.levels,
-                     torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 1 + info.rank), exit_steps=exits)
+                     torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 1 + info.dp_rank), exit_steps=exits)
         out = {}
         if step % s.gen_update_every == s.gen_update_every - 1:
             warmup_lr(self.opt_gen, s.lr_gen, step // s.gen_update_every, s.warmup)
@@ -107,7 +107,7 @@ class DistillStage(Stage):
             null = self.null_text.expand(B, -1, -1)
             self.fake.eval()
             tg = dmd_targets(ro.video, score_fn(self.teacher, cond, s.guidance, null), score_fn(self.fake, cond),
-                             True, torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 100 + info.rank),
+                             True, torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 100 + info.dp_rank),
                              (s.sigma_min, s.sigma_max))
             self.fake.train()
             replay_backward(gen, ro, cond, tg.out_grad, no_sync=no_sync_ctx(self.student_w))
@@ -118,7 +118,7 @@ class DistillStage(Stage):
         warmup_lr(self.opt_fake, s.lr_fake, step, s.warmup)
         video = ro.video.detach()
         B, F = video.shape[:2]
-        g = torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 200 + info.rank)
+        g = torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 200 + info.dp_rank)
         sig = first_frame_clean_sigma(sample_sigma((B,), g, self.ctx.settings.teacher.sigma_shift), F).to(video)
         eps = torch.randn(video.shape, generator=g).to(video)
         v = self.fake_w(add_noise(video, eps, sig), sig, cond.global_["text"], cond.per_frame["actions"],

@@ -2,7 +2,8 @@
 outputs and gradients of a tiny RelicDiT whose tokens are sharded over the two ranks equal those of
 one process holding the whole sequence -- bidirectional, block-causal with a segment crossing the
 shard boundary, uneven shards (padding), a KV-cache pass with autograd (hybrid forcing, compressed
-memory), bf16 + activation checkpointing, and FSDP2 + CP with an AdamW step."""
+memory), bf16 + activation checkpointing, FSDP2 + CP with an AdamW step, and the training path
+(``train.context_parallel`` -> ``with_context_parallel`` -> ``wrap_model`` ddp, ``rank_slice``)."""
 from __future__ import annotations
 
 import copy
@@ -125,8 +126,21 @@ def _worker_fsdp_cp(rank, store, res_path):
     ropt = torch.optim.AdamW(ref.parameters(), lr=1e-2)
     torch.nn.utils.clip_grad_norm_(list(ref.parameters()), 0.5)
     ropt.step()
+    # the training path: train.context_parallel 2 -> with_context_parallel -> DDP + CP via wrap_model
+    from relic_model.train.distributed import rank_slice, with_context_parallel
+    info = with_context_parallel(DistInfo(rank, 2, 0, torch.device("cpu"), "gloo"), 2)
+    m2, _ = _model_and_inputs()
+    ddp = wrap_model(m2, info, "ddp")
+    rows = rank_slice(4, info)
+    _, l2 = _run(ddp, d, "block_causal")
+    l2.backward()
+    ddp_ok = {"cp_on": m2.context_parallel is not None, "rows": (rows.start, rows.stop), "dp": (info.dp_rank, info.dp_size),
+              "grads": {n: q.grad.clone() for n, q in m2.named_parameters() if q.grad is not None}}
+    ref2, _ = _model_and_inputs()
+    _run(ref2, d, "block_causal")[1].backward()
+    ddp_ok["ref"] = _grads(ref2)
     if rank == 0:
-        torch.save({"grads": (got, rgrads), "loss": (loss.item(), rloss.item()), "before": before,
+        torch.save({"ddp": ddp_ok, "grads": (got, rgrads), "loss": (loss.item(), rloss.item()), "before": before,
                     "params": (after, {k: v.detach() for k, v in ref.state_dict().items()})}, res_path)
     dist.barrier()
     dist.destroy_process_group()
@@ -165,7 +179,7 @@ def test_context_parallel_two_gloo_ranks_equal_single_process(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_fsdp2_with_context_parallel_equals_single_process(tmp_path):
+def test_fsdp2_and_ddp_with_context_parallel_equal_single_process(tmp_path):
     res = _spawn(_worker_fsdp_cp, tmp_path)
     got, ref = res["grads"]
     assert got.keys() == ref.keys() and len(ref) > 40
@@ -181,3 +195,8 @@ def test_fsdp2_with_context_parallel_equals_single_process(tmp_path):
         torch.testing.assert_close(after[n], t, atol=1e-4, rtol=0, msg=n)
         moved += int((after[n] - res["before"][n]).abs().gt(1e-3).sum())
     assert moved > 1000                # the step did change the parameters
+    dd = res["ddp"]
+    assert dd["cp_on"] and dd["rows"] == (0, 4) and dd["dp"] == (0, 1)
+    assert dd["grads"].keys() == dd["ref"].keys() and len(dd["ref"]) > 40
+    for n, t in dd["ref"].items():
+        torch.testing.assert_close(dd["grads"][n], t, atol=1e-5, rtol=1e-4, msg=f"ddp+cp: {n}")
