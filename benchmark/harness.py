@@ -97,6 +97,14 @@ def rollout(model: WorldModel, task: Task) -> Rollout:
     return r
 
 
+def _local_rollout(model: WorldModel, task: Task) -> tuple:
+    """("ok", Rollout) or ("error", message, traceback): one rollout in this process."""
+    try:
+        return "ok", rollout(model, task)
+    except Exception as e:  # noqa: BLE001 - recorded by the harness, never silently dropped
+        return "error", f"{type(e).__name__}: {e}", traceback.format_exc(limit=3)
+
+
 def revisit_strip(task: Task, frames: np.ndarray) -> np.ndarray | None:
     """(H, 3W+2*gap, 3) uint8: GT(later) | model(earlier) | model(later) for the task's clearest
     revisit pair: highest view overlap (rounded to 0.05), then widest gap; white gaps between
@@ -213,7 +221,8 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
                   suite_root: str | None = None, lpips: bool = True, estimator: str = "direct",
                   trajectories_dir: Path | None = None, models: dict[str, WorldModel] | None = None,
                   progress: bool = True, report: bool = True, workers: int | None = None,
-                  resume: bool = False, allow_missing: bool = False) -> pd.DataFrame:
+                  resume: bool = False, allow_missing: bool = False, engine: str = "local",
+                  ray_address: str | None = None, ray_gpus_per_model: float = 0.0) -> pd.DataFrame:
     """Run every model on every task, score, and write the run directory (see module doc).
 
     ``model_specs`` are :func:`benchmark.adapters.make_model` specs; ``models`` may map extra names
@@ -240,6 +249,9 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     ``allow_missing`` is recorded in run.json: the leaderboard then shows incomplete models' means over
     the tasks they have, labelled (benchmark.leaderboard). Every row carries ``protocol``
     (benchmark.protocol.PROTOCOL_VERSION), as does run.json.
+    ``engine="ray"``: both phases run on Ray workers (:mod:`benchmark.ray_engine`; a local Ray
+    unless ``ray_address`` names a cluster; ``ray_gpus_per_model`` GPUs per model worker); same
+    files and scores, speed measured on the workers.
     Returns the tidy results DataFrame.
     """
     import pickle
@@ -254,6 +266,14 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     floor_metrics = [k.replace("est_noise_floor_", "") for k in floor_keys]
 
     out_dir = Path(out_dir)
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be local or ray, got {engine!r}")
+    ray_engine = None
+    if engine == "ray":
+        from benchmark.ray_engine import RayEngine
+
+        ray_engine = RayEngine(suite_root, address=ray_address, gpus_per_model=ray_gpus_per_model)
+        out_dir = out_dir.resolve()  # Ray workers read the saved frames by path
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = out_dir / ".frames"
     score_cache = out_dir / ".scores"
@@ -316,7 +336,8 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
             model.name = name = spec
         model_meta[name] = model.describe() if hasattr(model, "describe") else {"name": name}
         t_model = time.perf_counter()
-        for task in tqdm(tasks, desc=f"run {name}", disable=not progress):
+        todo: list[Task] = []
+        for task in tasks:
             reason = model.out_of_action_space(task) if hasattr(model, "out_of_action_space") else None
             if reason:
                 not_applicable.append({"model": name, "task": task.task_id, "reason": str(reason)})
@@ -328,14 +349,20 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
                              json.loads(sp.read_text())))
                 n_resumed["rollouts"] += 1
                 continue
-            try:
-                r = rollout(model, task)
-            except Exception as e:  # noqa: BLE001
-                failures.append({"model": name, "task": task.task_id, "stage": "rollout",
-                                 "error": f"{type(e).__name__}: {e}",
-                                 "traceback": traceback.format_exc(limit=3)})
-                print(f"[bench] {name} failed on {task.task_id}: {e}")
+            todo.append(task)
+        if ray_engine is not None:
+            done = ((by_id[tid], reply) for tid, reply in ray_engine.rollouts(spec, inst, [t.task_id for t in todo]))
+        else:
+            done = ((task, _local_rollout(model, task)) for task in todo)
+        for task, reply in tqdm(done, total=len(todo), desc=f"run {name}", disable=not progress):
+            if reply[0] != "ok":
+                failures.append({"model": name, "task": task.task_id, "stage": "rollout", "error": reply[1],
+                                 "traceback": reply[2]})
+                print(f"[bench] {name} failed on {task.task_id}: {reply[1]}")
                 continue
+            r = reply[1]
+            fp = scratch / slug(name) / f"{task.task_id}.npy"
+            sp = fp.with_suffix(".speed.json")
             fp.parent.mkdir(parents=True, exist_ok=True)
             _save_npy(fp, r.frames)
             speed = r.speed_metrics() if getattr(model, "measures_speed", True) else {}
@@ -382,7 +409,20 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
                 results[(m, tid)] = res
                 n_resumed["scores"] += 1
     todo = [j for j in all_jobs if (j[0], j[1]) not in results]
-    if workers > 1 and suite_root:
+    if ray_engine is not None:
+        replies = ray_engine.score((tid, fp, estimator, est, lpips) for _, tid, fp, est, _ in todo)
+        for i, reply in tqdm(replies, total=len(todo), desc="score", disable=not progress):
+            key = (todo[i][0], todo[i][1])
+            if reply[0] == "ok":
+                keep(key, reply[1])
+            else:  # recorded like a local scoring failure; the model is then incomplete
+                failures.append({"model": key[0], "task": key[1], "stage": "score", "error": reply[1],
+                                 "traceback": reply[2]})
+                print(f"[bench] scoring {key[0]} on {key[1]} failed: {reply[1]}")
+        workers = f"ray ({ray_engine.address or 'local'})"
+        timings["ray_startup_s"] = round(ray_engine.startup_s(), 3)
+        ray_engine.close()
+    elif workers > 1 and suite_root:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
@@ -439,7 +479,7 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
         "suite_content_sha256": _suite_hash(suite_root),
         "protocol": PROTOCOL_VERSION, "estimator": estimator, "lpips_requested": bool(lpips),
         "lpips_weights": lpips_file,
-        "timings": timings, "scoring_workers": workers, "resumed": n_resumed,
+        "timings": timings, "scoring_workers": workers, "resumed": n_resumed, "engine": engine,
         "wall_s": round(time.perf_counter() - t_start, 3), "platform": platform.platform(),
         "python": platform.python_version(), "cpu_count": os.cpu_count(),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

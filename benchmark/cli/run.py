@@ -38,6 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out: saved rollouts and scores are reused")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: rollouts in this process, scoring in a process pool; ray: rollouts and scoring "
+                        "on Ray workers (same scores; speed is measured on the workers)")
+    p.add_argument("--ray-address", default=None,
+                   help="with --engine ray: 'auto' or HOST:PORT of a running cluster (default: start a local "
+                        "Ray with this machine's cores)")
+    p.add_argument("--ray-gpus-per-model", type=float, default=0.0,
+                   help="with --engine ray: GPUs each model worker reserves (e.g. 1 for relic on a GPU cluster)")
 
 
 def load_tasks(args):
@@ -92,6 +100,10 @@ def run(args) -> int:
     from benchmark.adapters import parse_models, validate_spec
     from benchmark.harness import run_benchmark
 
+    if args.engine != "ray" and (args.ray_address or args.ray_gpus_per_model):
+        raise ValueError("--ray-address / --ray-gpus-per-model need --engine ray")
+    if args.ray_gpus_per_model < 0:
+        raise ValueError(f"--ray-gpus-per-model must be >= 0, got {args.ray_gpus_per_model}")
     specs = parse_models(args.models)
     if not specs:
         raise ValueError("--models is empty")
@@ -101,7 +113,8 @@ def run(args) -> int:
     suite = load_tasks(args)
     df = run_benchmark(specs, suite.tasks, args.out, suite_name=suite.name, suite_root=str(suite.root),
                        lpips=not args.no_lpips, estimator=args.estimator, trajectories_dir=args.trajectories,
-                       progress=not args.quiet, resume=args.resume, allow_missing=args.allow_missing)
+                       progress=not args.quiet, resume=args.resume, allow_missing=args.allow_missing,
+                       engine=args.engine, ray_address=args.ray_address, ray_gpus_per_model=args.ray_gpus_per_model)
     if args.publish:
         publish(args.out, args.publish)
     ran = sorted(set(df["model"]))
