@@ -1,6 +1,7 @@
 """`relic train plan`: per-stage, per-GPU memory and step FLOPs of a training config.
 
     python -m relic_model.cli.train_plan --config relic_model/configs/gpu.yaml [--gpus 8 --gpu-mem 80]
+        [--context-parallel N]   # override the config's train.context_parallel (what-if)
 
 Prints a Markdown table (relic_model/train/plan.py explains every column and formula) and says
 which stages fit; exit code 0 whether or not they fit (it is a plan, not a check).
@@ -15,6 +16,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", required=True, help="RelicConfig YAML or bundled name (tiny, small, gpu, gpu14b)")
     parser.add_argument("--gpus", type=int, default=8, help="GPUs (ranks) the run uses")
     parser.add_argument("--gpu-mem", type=float, default=80.0, help="memory per GPU in GiB")
+    parser.add_argument("--context-parallel", type=int, default=None,
+                        help="context-parallel degree (default: the config's train.context_parallel)")
 
 
 def run(args) -> int:
@@ -23,7 +26,7 @@ def run(args) -> int:
     if args.gpus < 1 or args.gpu_mem <= 0:
         raise ValueError("--gpus must be >= 1 and --gpu-mem > 0")
     cfg = load_config(args.config)
-    plans = plan_stages(cfg, args.gpus, args.gpu_mem)
+    plans = plan_stages(cfg, args.gpus, args.gpu_mem, context_parallel=args.context_parallel)
     sys.stdout.write(format_plan(cfg, plans, args.gpus, args.gpu_mem))
     bad = [f"{p.stage} ({p.phase})" for p in plans if not p.fits]
     print(f"\n{len(plans) - len(bad)} of {len(plans)} phases fit on {args.gpus} x {args.gpu_mem:g} GiB" +

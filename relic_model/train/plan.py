@@ -19,6 +19,15 @@ hand-entered sizes):
   recomputation;
 - the KV cache held with autograd (hybrid forcing's clean prefix, replay's cache: K and V per
   layer for the held tokens, compressed by the memory schedule);
+- context parallelism (``train.context_parallel: c``, ``context_parallel.py``): ``gpus / c``
+  data-parallel groups share the global batch (batch per GPU = ``ceil(batch / (gpus / c))``); each
+  rank holds the activations of ``ceil(F / c)`` of a sample's ``F`` latent frames, plus, per block
+  whose activations are alive, the gathered K and V of the whole sequence that attention keeps for
+  backward (``2 (T - T_local) D`` more elements than the local ``q, k, v, out`` term counts);
+  KV caches are replicated on the group's ranks. Communication per GPU and step ("CP K/V GiB"): per
+  block and sample an all-gather of K and V in forward, its reduce-scatter in backward, and one more
+  all-gather for the recomputation under activation checkpointing, each moving
+  ``(c - 1) / c x 2 T D`` elements;
 - step peak = static (weights, frozen networks, optimizer state) + max(activations, gradients);
 - FLOPs per optimisation step: 2 x (matmul parameters) per token and ``4 T_kv D`` per token and
   layer for attention (block-causal: the visible prefix), x3 for forward + backward, +1 forward
@@ -94,15 +103,28 @@ def activation_bytes_per_token_layer(cfg, precision: str) -> float:
     return 4.0 * el
 
 
-def dit_activation_bytes(cfg, tokens: int, precision: str, checkpointing: bool) -> float:
-    """Saved-for-backward bytes of a full DiT forward over ``tokens`` tokens (one sample)."""
+def dit_activation_bytes(cfg, tokens: int, precision: str, checkpointing: bool, kv_tokens: int | None = None) -> float:
+    """Saved-for-backward bytes of a full DiT forward over ``tokens`` tokens (one sample) on one
+    rank; ``kv_tokens``: the whole sequence when ``tokens`` is this rank's context-parallel shard
+    (attention keeps the gathered K and V of all ``kv_tokens`` for backward)."""
     per = activation_bytes_per_token_layer(cfg, precision)
     depth = cfg.dit.depth
     b = 2 if precision == "bf16" else 4
+    kv_extra = 2.0 * cfg.dit.dim * b * max(0, (kv_tokens or tokens) - tokens)   # per block alive
     if checkpointing:
         # block inputs kept for every layer + one block's activations alive during its recompute
-        return tokens * (depth * cfg.dit.dim * b + per)
-    return tokens * depth * per
+        return tokens * (depth * cfg.dit.dim * b + per) + kv_extra
+    return tokens * depth * per + depth * kv_extra
+
+
+def cp_kv_traffic_bytes(cfg, tokens: int, precision: str, checkpointing: bool, cp: int) -> float:
+    """Bytes one rank receives/sends for the K/V all-gathers (forward, recomputation) and their
+    gradient reduce-scatter (backward) of one sample's training forward+backward over ``tokens``."""
+    if cp <= 1:
+        return 0.0
+    b = 2 if precision == "bf16" else 4
+    passes = 3 if checkpointing else 2
+    return cfg.dit.depth * passes * (cp - 1) / cp * 2.0 * tokens * cfg.dit.dim * b
 
 
 def kv_cache_bytes(cfg, held_tokens: int, precision: str) -> float:
@@ -126,6 +148,9 @@ class StagePlan:
     step_tflops: float = 0.0
     fits: bool = True
     advice: str = ""
+    context_parallel: int = 1
+    tokens_per_gpu: int = 0          # this rank's share of one sample (context parallelism)
+    cp_traffic_gib: float = 0.0      # K/V all-gather + reduce-scatter per GPU and step
 
 
 def _phases(settings):
@@ -138,12 +163,19 @@ def _phases(settings):
     return out
 
 
-def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None) -> list[StagePlan]:
-    """Per-GPU memory and step FLOPs of every training phase of ``cfg`` on ``gpus`` GPUs."""
+def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None,
+                context_parallel: int | None = None) -> list[StagePlan]:
+    """Per-GPU memory and step FLOPs of every training phase of ``cfg`` on ``gpus`` GPUs
+    (``context_parallel``: override the config's ``train.context_parallel``)."""
     from relic_model.nn.memory import kv_token_counts
     from relic_model.train.settings import train_settings
     st = settings or train_settings(cfg)
     prec, ck, fsdp = st.precision, bool(st.activation_checkpointing), st.dist == "fsdp" and gpus > 1
+    cp = int(st.context_parallel if context_parallel is None else context_parallel)
+    if cp < 1 or gpus % cp:
+        raise ValueError(f"context parallel degree {cp} must be >= 1 and divide the GPU count {gpus}")
+    dp = gpus // cp
+    loc = lambda frames: -(-frames // cp)        # latent frames per rank (padded shards)
     shard = gpus if fsdp else 1
     P = model_parameters(cfg)
     n = tokens_per_latent_frame(cfg)
@@ -154,13 +186,15 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None) ->
     b_act = 2 if prec == "bf16" else 4
     plans = []
     for stage, phase, length, batch in _phases(st):
-        bpg = max(1, math.ceil(batch / gpus))
+        bpg = max(1, math.ceil(batch / dp))
         if stage == "teacher":
             trainable = [P["dit"] + P["text"]]
             frozen = P["autoencoder"]
             F = length
             T = F * n
-            acts = bpg * dit_activation_bytes(cfg, T, prec, ck)
+            T_loc = loc(F) * n
+            acts = bpg * dit_activation_bytes(cfg, T_loc, prec, ck, T)
+            traffic = bpg * cp_kv_traffic_bytes(cfg, T, prec, ck, cp)
             kv = T                                   # bidirectional: every token sees all
             flops = 3 * T * dit_flops_per_token(cfg, P["dit"], kv)
         elif stage == "student_init":
@@ -171,7 +205,9 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None) ->
             T = F * n
             Pf = 1 + (s.num_blocks - s.num_noisy_blocks) * fpb
             held = kv_token_counts(Pf, gh_gw, cfg.memory.window, cfg.memory.schedule, cfg.memory.enabled)["held"]
-            acts = bpg * (dit_activation_bytes(cfg, T, prec, ck) + kv_cache_bytes(cfg, held, prec))
+            T_loc = (loc(Pf) + loc(F - Pf)) * n          # prefix and noisy calls, each sharded
+            acts = bpg * (dit_activation_bytes(cfg, T_loc, prec, ck, T) + kv_cache_bytes(cfg, held, prec))
+            traffic = bpg * cp_kv_traffic_bytes(cfg, T, prec, ck, cp)
             flops = 3 * T * dit_flops_per_token(cfg, P["dit"], (held + T) / 2)
         else:
             trainable = [P["dit"], P["dit"]]               # generator + critic
@@ -179,9 +215,13 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None) ->
             F = 1 + length * fpb
             T = F * n
             held = kv_token_counts(F - fpb, gh_gw, cfg.memory.window, cfg.memory.schedule, cfg.memory.enabled)["held"]
-            replay = dit_activation_bytes(cfg, fpb * n, prec, ck) + kv_cache_bytes(cfg, held, prec)
-            critic = dit_activation_bytes(cfg, T, prec, ck)
+            replay = dit_activation_bytes(cfg, loc(fpb) * n, prec, ck, fpb * n) + kv_cache_bytes(cfg, held, prec)
+            critic = dit_activation_bytes(cfg, loc(F) * n, prec, ck, T)
             acts = bpg * max(replay, critic)
+            T_loc = loc(F) * n
+            # replay (one fwd+bwd per block, all blocks) and the critic; rollout commits: forward only
+            traffic = bpg * (cp_kv_traffic_bytes(cfg, T - n, prec, ck, cp) / st.distill.gen_update_every
+                             + cp_kv_traffic_bytes(cfg, T, prec, ck, cp))
             # per step: rollout (<= 4 no-grad denoises + commit per block), DMD (teacher x2 with CFG,
             # critic: no-grad forwards), replay (one fwd+bwd per block), critic fwd+bwd
             fwd = dit_flops_per_token(cfg, P["dit"], (held + n) / 2)
@@ -200,7 +240,8 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None) ->
         }
         static = gib["weights (trainable, fp32)"] + gib["optimizer (AdamW, fp32)"] + gib["frozen networks (fp32, replicated)"] + gib["FSDP gathered blocks"]
         total = static + max(gib["activations (+ KV cache)"], gib["gradients (fp32)"])
-        p = StagePlan(stage, phase, T, bpg, gib, total, flops * batch / 1e12, total <= gpu_mem_gib)
+        p = StagePlan(stage, phase, T, bpg, gib, total, flops * batch / 1e12, total <= gpu_mem_gib,
+                      context_parallel=cp, tokens_per_gpu=T_loc, cp_traffic_gib=traffic / GIB)
         if not p.fits:
             tips = []
             if not ck:
@@ -212,7 +253,16 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None) ->
             if gib["frozen networks (fp32, replicated)"] > 0.25 * gpu_mem_gib:
                 tips.append("shard or bf16-cast the frozen teacher (held replicated in fp32 today)")
             if gib["activations (+ KV cache)"] > 0.5 * gpu_mem_gib:
-                tips.append(f"sequence/context parallelism over the {T} tokens (not implemented) or shorter clips")
+                if bpg > 1:
+                    tips.append(f"a global batch of at most {dp} (one sample per {'CP group' if cp > 1 else 'GPU'})")
+                want = 2 * cp
+                while want <= gpus and gpus % want:
+                    want += cp
+                if want <= gpus:
+                    tips.append(f"train.context_parallel: {want} (activations / {want} over the {T} tokens; "
+                                f"batch per step at most {gpus // want} samples)")
+                else:
+                    tips.append("more GPUs for context parallelism or shorter clips")
             p.advice = "; ".join(tips) or "more GPUs"
         plans.append(p)
     return plans
@@ -230,17 +280,27 @@ def format_plan(cfg, plans: list[StagePlan], gpus: int, gpu_mem_gib: float, sett
              f"checkpointing {'on' if st.activation_checkpointing else 'off'}, dist {st.dist}, attention "
              f"{cfg.dit.attention}; activations {activation_bytes_per_token_layer(cfg, st.precision) / 1024:.1f} KiB "
              f"per token per block without checkpointing.",
-             "",
-             "| stage | phase | tokens/sample | batch/GPU | weights | optimizer | frozen | grads | FSDP gather | "
-             "activations+KV | peak GiB/GPU | fits | step TFLOP | what to change |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+             ]
+    cp = plans[0].context_parallel if plans else 1
+    if cp > 1:
+        lines += ["", f"Context parallelism {cp}: {gpus // cp} data-parallel groups of {cp} GPUs, each GPU holding "
+                      f"ceil(F / {cp}) of a sample's F latent frames; attention all-gathers K/V per block (CP K/V = "
+                      f"GiB per GPU and step moved by those all-gathers and the gradients' reduce-scatters)."]
+    cols = "| stage | phase | tokens/sample | " + ("CP | tokens/GPU | " if cp > 1 else "") + \
+        "batch/GPU | weights | optimizer | frozen | grads | FSDP gather | activations+KV | peak GiB/GPU | fits | " + \
+        "step TFLOP | " + ("CP K/V GiB | " if cp > 1 else "") + "what to change |"
+    lines += ["", cols, "|" + "|".join("---" if c.strip() in ("stage", "phase", "fits", "what to change") else "---:"
+                                       for c in cols.strip("|").split("|")) + "|"]
     for p in plans:
         g = list(p.gib.values())
-        lines.append(f"| {p.stage} | {p.phase} | {p.tokens_per_sample} | {p.batch_per_gpu} | " +
+        lines.append(f"| {p.stage} | {p.phase} | {p.tokens_per_sample} | " +
+                     (f"{p.context_parallel} | {p.tokens_per_gpu} | " if cp > 1 else "") + f"{p.batch_per_gpu} | " +
                      " | ".join(f"{x:.1f}" for x in [g[0], g[1], g[2], g[3], g[4], g[5]]) +
-                     f" | {p.total_gib:.1f} | {'yes' if p.fits else 'NO'} | {p.step_tflops:.0f} | {p.advice} |")
+                     f" | {p.total_gib:.1f} | {'yes' if p.fits else 'NO'} | {p.step_tflops:.0f} | " +
+                     (f"{p.cp_traffic_gib:.0f} | " if cp > 1 else "") + f"{p.advice} |")
     return "\n".join(lines) + "\n"
 
 
 __all__ = ["plan_stages", "format_plan", "dit_parameters", "model_parameters", "block_saved_elements_per_token",
-           "activation_bytes_per_token_layer", "dit_activation_bytes", "kv_cache_bytes", "StagePlan"]
+           "activation_bytes_per_token_layer", "dit_activation_bytes", "kv_cache_bytes", "cp_kv_traffic_bytes",
+           "StagePlan"]

@@ -84,3 +84,41 @@ def test_train_plan_activation_formula_matches_saved_bytes():
           torch.rand(1, F, 4, 12, generator=g), "bidirectional")
     pred = dit_activation_bytes(cfg, F * tokens_per_latent_frame(cfg), "fp32", False)
     assert 0.8 < pred / meter.peak_bytes < 1.1, (pred, meter.peak_bytes)
+
+
+def test_train_plan_14b_context_parallel_fits_the_20s_teacher_phase():
+    from relic_model.cli.train_plan import main
+    cfg = load_config("gpu14b")
+    st = train_settings(cfg)
+    assert st.context_parallel == 2 and st.teacher.batch == 16
+    with_cp = plan_stages(cfg, 32, 80.0)
+    without = plan_stages(cfg, 32, 80.0, context_parallel=1)
+    t20, t20_no = with_cp[2], without[2]
+    assert t20.tokens_per_sample == 124800 and t20.tokens_per_gpu == 62400 and t20.context_parallel == 2
+    assert t20.fits and not t20_no.fits and "train.context_parallel: 2" in t20_no.advice
+    act = "activations (+ KV cache)"
+    # half the tokens per GPU; the gathered K/V of one recomputed block are extra
+    assert 0.5 < t20.gib[act] / t20_no.gib[act] < 0.53
+    assert all(p.fits for p in with_cp[:3]) and t20.cp_traffic_gib > 0 and t20_no.cp_traffic_gib == 0
+    # the same global batch on 32 GPUs would put 2 samples on every CP pair: no gain, and the plan says so
+    worse = plan_stages(cfg, 32, 80.0, settings=_with_batch(st, 32))[2]
+    assert worse.batch_per_gpu == 2 and not worse.fits and "global batch of at most 16" in worse.advice
+    with pytest.raises(ValueError, match="divide"):
+        plan_stages(cfg, 31, 80.0)
+    assert main(["--config", "gpu14b", "--gpus", "32"]) == 0
+
+
+def _with_batch(st, batch):
+    st = copy.deepcopy(st)
+    st.teacher.batch = batch
+    return st
+
+
+def test_train_plan_context_parallel_activations_without_checkpointing():
+    """Per rank: its tokens' activations plus, per block, the gathered K/V of the rest."""
+    cfg = load_config("tiny")
+    n = tokens_per_latent_frame(cfg)
+    full = dit_activation_bytes(cfg, 8 * n, "fp32", False)
+    half = dit_activation_bytes(cfg, 4 * n, "fp32", False, kv_tokens=8 * n)
+    assert half == dit_activation_bytes(cfg, 4 * n, "fp32", False) + cfg.dit.depth * 2 * cfg.dit.dim * 4 * 4 * n
+    assert 0.5 * full < half < full
