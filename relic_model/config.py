@@ -50,6 +50,10 @@ class AutoencoderConfig:
     VAE); ``latent_channels`` C; ``channels`` widths of the encoder/decoder stages (one stage per
     factor of two, coarse last); ``fast_channels`` widths of the small streaming decoder.
     ``streaming_decoder`` picks which decoder ``decode_chunk`` uses: "fast" or "full".
+    ``first_frame`` how latent 0 (frame 0 alone) is encoded: "head" (its own first-frame head,
+    the original layout) or "replicate" (frame 0 repeated ``temporal_factor`` times through the
+    group head, so latent 0 lives in the same latent space as every later latent and a still
+    clip's latents all equal latent 0).
     """
     in_channels: int = 3
     latent_channels: int = 8
@@ -58,6 +62,7 @@ class AutoencoderConfig:
     channels: list[int] = field(default_factory=lambda: [32, 48, 64])
     fast_channels: list[int] = field(default_factory=lambda: [16, 24, 32])
     streaming_decoder: str = "full"
+    first_frame: str = "head"
 
 
 @dataclass
@@ -77,6 +82,10 @@ class DiTConfig:
     (``torch.nn.attention.flex_attention`` with a BlockMask built from block boundaries; fused
     only under ``torch.compile``, i.e. for GPUs; eager flex materialises the score matrix) or
     "dense" (an explicit N x N boolean mask: the reference implementation, O(N^2) memory).
+    ``first_frame_concat``: the clean first-image latent (latent 0) is concatenated channel-wise to
+    every latent frame's input (as Wan's image-to-video models do), so every token has a direct,
+    position-aligned view of the first frame instead of reaching it only through attention; the
+    extra input weights start at zero (a model without it is the same function at init).
     """
     dim: int = 128
     depth: int = 4
@@ -92,6 +101,7 @@ class DiTConfig:
     text_dim: int = 64
     pose_translation_scale: float = 0.05
     attention: str = "chunked"
+    first_frame_concat: bool = False
 
 
 #: block-causal attention implementations (see DiTConfig)
@@ -172,6 +182,8 @@ class RelicConfig:
             raise ValueError("autoencoder.temporal_factor must be >= 1")
         if ae.streaming_decoder not in ("fast", "full"):
             raise ValueError(f"autoencoder.streaming_decoder must be 'fast' or 'full', got {ae.streaming_decoder!r}")
+        if ae.first_frame not in ("head", "replicate"):
+            raise ValueError(f"autoencoder.first_frame must be 'head' or 'replicate', got {ae.first_frame!r}")
         if d.dim % d.heads:
             raise ValueError(f"dit.dim ({d.dim}) must be divisible by dit.heads ({d.heads})")
         if d.attention not in ATTENTION_IMPLS:

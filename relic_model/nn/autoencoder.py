@@ -6,7 +6,13 @@ frames: latent 0 encodes frame 0 alone, latent j >= 1 encodes frames 1 + tf (j-1
 
 - Encoder: a per-frame 2-D conv stack (one stride-2 stage per factor of two) to (c, H/f, W/f),
   then a "first" head (frame 0) or a "group" head (the tf frames of a group, channel-concatenated)
-  to C latent channels. Latent j depends on its own frames only: causal.
+  to C latent channels. Latent j depends on its own frames only: causal. With
+  ``autoencoder.first_frame: replicate`` there is no first head: latent 0 is the group head applied
+  to frame 0 repeated tf times (Wan's replicate padding), so latent 0 and the latents of a still
+  clip are identical and the DiT can keep a still view by copying latent 0. (With the "head"
+  layout the two live in unrelated coordinates: the bundled autoencoder's latent 0 differs from a
+  still group's latent by RMSE 1.5 in unit-variance latent units, and copying it decodes to
+  ~11 dB; see reports/diagnosis_still_shot.md.)
 - Decoder (:class:`CausalDecoder`): latent j is decoded from [z_j, z_{j-1}] (z_{-1} = 0) into 1
   frame (j = 0) or tf frames (j >= 1); the only state carried between calls is the previous
   latent and the count of decoded latents (``decode_chunk``'s causal cache), so streaming decoding
@@ -107,7 +113,9 @@ class VideoAutoencoder(nn.Module):
         self.tf, self.sf, self.latent_channels = a.temporal_factor, a.spatial_factor, a.latent_channels
         c = a.channels
         self.encoder = FrameEncoder(a.in_channels, c)
-        self.first_head = nn.Conv2d(c[-1], a.latent_channels, 3, padding=1)
+        self.first_frame = a.first_frame
+        if a.first_frame == "head":
+            self.first_head = nn.Conv2d(c[-1], a.latent_channels, 3, padding=1)
         self.group_head = nn.Sequential(nn.Conv2d(a.temporal_factor * c[-1], c[-1], 3, padding=1), nn.SiLU(),
                                         nn.Conv2d(c[-1], a.latent_channels, 3, padding=1))
         self.decoder = CausalDecoder(a.latent_channels, a.in_channels, c, a.temporal_factor)
@@ -139,7 +147,10 @@ class VideoAutoencoder(nn.Module):
         feats = self.encoder(video[:, :T_used].reshape(B * T_used, *video.shape[2:]))
         feats = feats.view(B, T_used, *feats.shape[1:])
         c, h, w = feats.shape[2:]
-        out = [self.first_head(feats[:, 0]).unsqueeze(1)]
+        if self.first_frame == "head":
+            out = [self.first_head(feats[:, 0]).unsqueeze(1)]
+        else:   # replicate: frame 0 repeated tf times through the group head
+            out = [self.group_head(feats[:, 0].repeat(1, self.tf, 1, 1)).unsqueeze(1)]
         if Fl > 1:
             g = feats[:, 1:].reshape(B * (Fl - 1), self.tf * c, h, w)
             out.append(self.group_head(g).view(B, Fl - 1, -1, h, w))

@@ -18,6 +18,10 @@ update_cache) -> v``
 - ``attn_mode``: "bidirectional" (teacher; every token sees every token) or "block_causal"
   (student): frames are grouped into blocks (frame 0 alone, then ``frames_per_block`` frames per
   block); a token sees its own block and all earlier blocks.
+- ``dit.first_frame_concat`` (off in the bundled tiny checkpoint): latent 0 (the clean first
+  image) is concatenated channel-wise to every frame's input (``first_embed``, zero-initialised,
+  is the extra half of the patch embedding). Latent 0 is ``x[:, 0]`` when ``frame_offset == 0``
+  (and is then stored in the cache when ``update_cache``), else ``cache.first_latent``.
 - ``cache``: a :class:`~relic_model.nn.memory.KVCache` holding earlier frames (always visible);
   ``update_cache=True`` commits this call's K/V (frames ``frame_offset..``, which must equal
   ``cache.num_frames``) after computing the output.
@@ -112,6 +116,10 @@ class RelicDiT(nn.Module):
         tf = ae.temporal_factor
         D = d.dim
         self.patch_embed = nn.Linear(ae.latent_channels * d.patch_size ** 2, D)
+        self.first_frame_concat = bool(getattr(d, "first_frame_concat", False))
+        if self.first_frame_concat:   # the first-image half of a channel-concatenated patch embedding
+            self.first_embed = nn.Linear(ae.latent_channels * d.patch_size ** 2, D, bias=False)
+            nn.init.zeros_(self.first_embed.weight)
         self.time_embed = nn.Sequential(nn.Linear(256, D), nn.SiLU(), nn.Linear(D, D))
         self.time_mod = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
         self.text_proj = nn.Sequential(nn.Linear(d.text_dim, D), nn.GELU(approximate="tanh"), nn.Linear(D, D))
@@ -206,6 +214,19 @@ class RelicDiT(nn.Module):
         gh, gw = h // self.patch, w // self.patch
         if cache is not None and cache.grid != (gh, gw):
             raise ValueError(f"cache grid {cache.grid} != token grid {(gh, gw)}")
+        first = None
+        if self.first_frame_concat:
+            if frame_offset == 0:
+                first = x[:, :1]
+                if update_cache:
+                    cache.first_latent = first.detach()
+            elif cache is not None and cache.first_latent is not None:
+                first = cache.first_latent
+            else:
+                raise ValueError("dit.first_frame_concat needs latent 0: pass frame 0 (frame_offset=0) or a cache "
+                                 "that committed it")
+            if first.shape[0] != B:
+                first = first.expand(B, *first.shape[1:])
 
         frames = torch.arange(frame_offset, frame_offset + Fr, device=x.device)
         cos, sin = self.rope.cos_sin(grid_positions(frames, gh, gw), torch.float32 if self.autocast_dtype else x.dtype)
@@ -231,6 +252,8 @@ class RelicDiT(nn.Module):
             act_e = self.action_encoder(actions.to(x.dtype))
             pose_e = self.pose_encoder(poses.to(x.dtype))
             t = self.patch_embed(self._patchify(x))                          # (B, F, n, D)
+            if first is not None:
+                t = t + self.first_embed(self._patchify(first.to(x.dtype)))
             ckpt = self.activation_checkpointing and torch.is_grad_enabled()
             cp = None
             if self.context_parallel is not None:   # keep this rank's frames; gathered again below

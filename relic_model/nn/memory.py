@@ -206,6 +206,7 @@ class KVCache:
         self._read_mask: torch.Tensor | None = None
         self._mem_rot: tuple[torch.Tensor, torch.Tensor] | None = None   # read-horizon key rotation
         self._mem_k: dict[int, torch.Tensor] = {}   # per layer: memory keys rotated for this block
+        self.first_latent: torch.Tensor | None = None   # clean latent 0 (dit.first_frame_concat)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -236,6 +237,7 @@ class KVCache:
         c.text_kv, c.text_ref = self.text_kv, self.text_ref
         c.read_frames, c._read_mask = self.read_frames, self._read_mask
         c._mem_rot, c._mem_k = self._mem_rot, {}
+        c.first_latent = self.first_latent
         return c
 
     # ------------------------------------------------------------------ read budget
