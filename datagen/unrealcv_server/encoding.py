@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -79,20 +80,74 @@ def rgb_to_normals(px: np.ndarray) -> np.ndarray:
 def encode_png(rgb: np.ndarray, level: int = PNG_LEVEL) -> bytes:
     """(H, W, 3) uint8 RGB -> RGBA PNG bytes (alpha 255), like the plugin's png replies.
 
-    level 0 (default) stores the pixels uncompressed with no row filter: ~1.5 ms for 832x480
-    here, about 15x faster to encode and 5x faster to decode than level 1, at raw size (fine on
-    loopback). Levels 1..9 use zlib with OpenCV's default filters. Always lossless.
+    level 0 (default) stores the pixels uncompressed with no row filter (:func:`_png_stored`,
+    written here directly: ~2x faster than OpenCV/libpng's level 0; about 15x faster to encode and
+    5x faster to decode than level 1, at raw size, fine on loopback). Levels 1..9 use zlib with
+    OpenCV's default filters. Always lossless.
     """
     if not 0 <= int(level) <= 9:
         raise ValueError(f"PNG compression level must be 0..9, got {level}")
-    bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
+    rgb = np.ascontiguousarray(rgb)
+    if int(level) == 0 and rgb.ndim == 3 and rgb.shape[1] <= _STORED_MAX_WIDTH:
+        return _png_stored(rgb)
+    bgra = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
     params = [cv2.IMWRITE_PNG_COMPRESSION, int(level)]
-    if int(level) == 0:
+    if int(level) == 0:  # wider than one stored block: libpng's stored PNG
         params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
     ok, buf = cv2.imencode(".png", bgra, params)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_STORED_MAX = 65535  # bytes of one stored (uncompressed) deflate block
+_STORED_MAX_WIDTH = (_STORED_MAX - 1) // 4  # widest image whose scanline fits one block
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def _png_stored(rgb: np.ndarray) -> bytes:
+    """8-bit RGBA PNG whose one IDAT holds a zlib stream of stored deflate blocks, each block a
+    whole number of scanlines (filter byte 0 + RGBA), so the pixels are copied once, straight into
+    place; then the zlib adler32 and the chunk CRC32 (zlib's own routines)."""
+    rgb = np.ascontiguousarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    h, w = rgb.shape[:2]
+    row = 1 + 4 * w
+    if row > _STORED_MAX:
+        raise ValueError(f"image {w} px wide: a scanline must fit one stored block (<= {_STORED_MAX_WIDTH} px)")
+    per = _STORED_MAX // row              # scanlines per stored block
+    nblk = -(-h // per)
+    z_len = 2 + 5 * nblk + h * row + 4    # zlib header, block headers, scanlines, adler32
+    head = (_PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+            + struct.pack(">I", z_len) + b"IDAT")
+    tail = _png_chunk(b"IEND", b"")
+    buf = bytearray(len(head) + z_len + 4 + len(tail))
+    out = np.frombuffer(buf, np.uint8)
+    p = len(head)
+    buf[:p] = head
+    buf[p:p + 2] = b"\x78\x01"          # deflate, 32 KiB window, no preset dictionary
+    p += 2
+    rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
+    adler = 1
+    for b in range(nblk):
+        r0, r1 = b * per, min(h, (b + 1) * per)
+        n = (r1 - r0) * row
+        buf[p:p + 5] = struct.pack("<BHH", 1 if b == nblk - 1 else 0, n, n ^ 0xFFFF)
+        lines = out[p + 5:p + 5 + n].reshape(r1 - r0, row)
+        lines[:, 0] = 0                   # filter: none
+        lines[:, 1:] = rgba[r0:r1].reshape(r1 - r0, 4 * w)
+        adler = zlib.adler32(lines, adler)
+        p += 5 + n
+    buf[p:p + 4] = struct.pack(">I", adler)
+    p += 4
+    buf[p:p + 4] = struct.pack(">I", zlib.crc32(memoryview(buf)[len(head) - 4:p]))
+    buf[p + 4:] = tail
+    return bytes(buf)
 
 
 def encode_bmp(rgb: np.ndarray) -> bytes:

@@ -122,3 +122,22 @@ def format_reply(request_id: int, body: bytes | str) -> bytes:
     if isinstance(body, str):
         body = body.encode("utf-8")
     return encode_frame(b"%d:" % request_id + body)
+
+
+_JOIN_BELOW = 64 << 10  # bodies smaller than this are joined to their header (one buffer)
+
+
+def reply_parts(request_id: int, body: bytes | str) -> tuple[bytes, ...]:
+    """The framed reply ``<id>:<body>`` as non-empty buffers that, sent in order, are the bytes of
+    :func:`format_reply`: (frame header + ``<id>:``, body) for a large (image) body, which is so
+    not copied into a new buffer; one buffer for a small body."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    prefix = b"%d:" % request_id
+    n = len(prefix) + len(body)
+    if n > MAX_PAYLOAD:
+        raise ProtocolError(f"payload size {n} outside 1..{MAX_PAYLOAD}")
+    head = _HEADER.pack(MAGIC, n) + prefix
+    if len(body) < _JOIN_BELOW:
+        return (head + body,)
+    return head, body

@@ -45,7 +45,7 @@ from typing import Optional
 
 from datagen.backends.base import CaptureBackend
 from datagen.unrealcv_server.commands import DEFAULT_EYES_DISTANCE_CM, SERVER_NAME, CommandDispatcher
-from datagen.unrealcv_server.protocol import FrameDecoder, ProtocolError, encode_frame, format_reply, parse_request
+from datagen.unrealcv_server.protocol import FrameDecoder, ProtocolError, encode_frame, parse_request, reply_parts
 from datagen.unrealcv_server.savedir import DEFAULT_MAX_FILE, DEFAULT_QUOTA, SaveFolder
 
 log = logging.getLogger(__name__)
@@ -473,7 +473,8 @@ class UnrealCVServer:
                 log.debug("request %d: %s", rid, text[:200])
                 body = self.dispatcher.execute(text, upcoming=(t for _, t in conn.queue))
                 log.debug("reply %d: %s", rid, f"{len(body)} bytes" if isinstance(body, bytes) else body[:200])
-                self._enqueue(conn, format_reply(rid, body))
+                for part in reply_parts(rid, body):  # header and body: the image is not copied again
+                    self._enqueue(conn, part)
                 self._flush(conn)
                 if time.monotonic() - t0 > _WORK_SLICE:
                     break
