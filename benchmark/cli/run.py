@@ -11,6 +11,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from datagen.cli_common import nonnegative_float
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default="oracle,static,reproject",
@@ -44,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", default=None,
                    help="with --engine ray: 'auto' or HOST:PORT of a running cluster (default: start a local "
                         "Ray with this machine's cores)")
-    p.add_argument("--ray-gpus-per-model", type=float, default=0.0,
+    p.add_argument("--ray-gpus-per-model", type=nonnegative_float, default=0.0,
                    help="with --engine ray: GPUs each model worker reserves (e.g. 1 for relic on a GPU cluster)")
 
 
@@ -102,8 +104,6 @@ def run(args) -> int:
 
     if args.engine != "ray" and (args.ray_address or args.ray_gpus_per_model):
         raise ValueError("--ray-address / --ray-gpus-per-model need --engine ray")
-    if args.ray_gpus_per_model < 0:
-        raise ValueError(f"--ray-gpus-per-model must be >= 0, got {args.ray_gpus_per_model}")
     specs = parse_models(args.models)
     if not specs:
         raise ValueError("--models is empty")
