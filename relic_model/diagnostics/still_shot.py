@@ -22,6 +22,8 @@ Variants (all from the same checkpoint and seed):
 - ``nomem``          : ``relic-nomem`` (frames that leave the window are dropped, frame 0 too);
 - ``mem_f0_pooled``  : memory with frame 0 compressed (S[0] := 4);
 - ``mem_all_full``   : memory with every frame uncompressed (S = [1]);
+- ``mem_h15``        : memory read with ``memory.read_horizon = 15`` (memory keys re-positioned
+                       within the frame distances the bundled student was trained on);
 - ``teacher``        : (with ``--teacher``) the bidirectional teacher's ODE sample of the same clip.
 - ``sens``           : (always) first-frame sensitivity: the ``mem`` variant run with frame 0 of
                        another scene, same seed; ``sens_db`` = PSNR between the two generated
@@ -42,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-VARIANTS = ("mem", "nomem", "mem_f0_pooled", "mem_all_full")
+VARIANTS = ("mem", "nomem", "mem_f0_pooled", "mem_all_full", "mem_h15")
 
 
 def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
@@ -85,6 +87,9 @@ def variant_cfg(cfg, variant: str):
         return c, True
     if variant == "mem_all_full":
         c.memory.schedule = [1]
+        return c, True
+    if variant.startswith("mem_h"):
+        c.memory.read_horizon = int(variant[len("mem_h"):])
         return c, True
     raise ValueError(f"unknown variant {variant!r}")
 
@@ -140,8 +145,10 @@ def probe(frames_in: list[tuple[str, np.ndarray, str]], checkpoint=None, teacher
     cfg, dit, ae, text = load_checkpoint(checkpoint, "cpu")
     teacher = teacher_text = None
     if teacher_weights:
+        from relic_model.config import load_config
         from relic_model.diagnostics.action_following import load_teacher
-        teacher, teacher_text = load_teacher(teacher_weights, cfg, text)
+        tc = Path(teacher_weights).parent / "config.yaml"      # the teacher run's own network config
+        teacher, teacher_text = load_teacher(teacher_weights, load_config(tc) if tc.is_file() else cfg, text)
     rows = []
     for k, (name, f0, prompt) in enumerate(frames_in):
         rec0, still, z_still = ae_reference(ae, cfg, f0, frames)
