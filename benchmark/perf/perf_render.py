@@ -14,7 +14,7 @@ RGB+D+shadows FPS / bare-cast FPS of that run is the number that matters on a sh
 (issue 24 bar: >= 0.6 on every family). Then, not interleaved: RGB+depth without shadows and at
 112x64 ("train"), and a single-threaded CPU breakdown per stage of a 832x480 RGB+D+shadows frame
 (primary rays, Embree primary cast, surface shading, shadow-ray selection, Embree shadow rays,
-fog + compose, the rest: per-frame triangle table, copies, Python), measured with
+compose, the rest: per-frame triangle table, fog exp (numpy), copies, Python), measured with
 ``time.process_time`` around each stage (single-threaded CPU time hardly depends on load).
 
 FPS = 1 / median wall time per frame; "cpu ms" = process CPU time per frame (all threads). The
@@ -84,14 +84,14 @@ class _StageClock:
     """Process CPU time per stage of Renderer.render: wraps the Embree calls and the kernels."""
 
     KERNELS = {"primary_rays": "primary rays", "shade_surface": "surface shading",
-               "shadow_rays": "shadow-ray selection", "compose": "fog + compose"}
+               "shadow_rays": "shadow-ray selection", "compose": "compose"}
 
     def __init__(self, renderer):
         from datagen.render import kernels
 
         self.kernels = kernels
         self.spent = {k: 0.0 for k in ("primary rays", "primary cast", "surface shading", "shadow-ray selection",
-                                       "shadow rays", "fog + compose")}
+                                       "shadow rays", "compose")}
         self._saved = {name: getattr(kernels, name) for name in self.KERNELS}
         self.renderer = renderer
         self._rs, self._srs = renderer._rs, renderer._shadow_rs

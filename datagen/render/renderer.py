@@ -142,6 +142,11 @@ class Renderer:
         glow = np.maximum(ca, 0.0) ** 48 * 90.0
         glow[ca > 0.9994] = 255.0
         self._glow_lut = glow.astype(np.float32)
+        # float32 normals as wound and turned around (row Nt zeros), to pick from per frame
+        self._n_front = np.zeros((nt + 1, 3), np.float32)
+        self._n_back = np.zeros((nt + 1, 3), np.float32)
+        self._n_front[:nt] = nrm
+        self._n_back[:nt] = -nrm
         self._no_color = np.ones((1, 9), np.float32)
         self._no_occlusion = np.zeros(1, np.bool_)
 
@@ -157,19 +162,20 @@ class Renderer:
             self._ray_cache[key] = c
         return c
 
-    def _frame_table(self, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-frame per-triangle lighting (flat shading makes it a per-triangle quantity), each
-        with a row Nt for misses:
+    def _frame_table(self, origin: np.ndarray):
+        """Per-frame per-triangle lighting for a camera at `origin` (flat shading makes lighting a
+        per-triangle quantity), each with a row Nt for misses:
 
         amb (Nt + 1,) float32: the ambient multiplier ambient * ((1 - tilt) + tilt * n_z) (1 for
         emissive); sun (Nt + 1,) float32: the sun term sun_strength * max(n.L, 0) (0 for
-        emissive; the sun's colour multiplies it later); normals (Nt + 1, 3) float32: geometric
-        normals turned toward the camera (row Nt zeros).
+        emissive; the sun's colour multiplies it later); normals (Nt + 1, 3) float32: n, the
+        geometric normal turned toward the camera (row Nt zeros).
         """
         env = self.scene.environment
         nt = self._nt
         side = np.einsum("ij,ij->i", self._tri_n, origin[None, :].astype(np.float64) - self._tri_p0)
-        n = np.where((side < 0)[:, None], -self._tri_n, self._tri_n).astype(np.float32)
+        normals = np.where(np.append(side < 0, False)[:, None], self._n_back, self._n_front)
+        n = normals[:nt]
         ndl = n @ self._L
         tilt = np.float32(env.ambient_tilt)
         amb = np.zeros(nt + 1, np.float32)
@@ -179,8 +185,6 @@ class Renderer:
         emis = self._tri_emis
         amb[:nt][emis] = 1.0
         sun[:nt][emis] = 0.0
-        normals = np.zeros((nt + 1, 3), np.float32)
-        normals[:nt] = n
         return amb, sun, normals
 
     def render(self, c2w, K, width: int, height: int, kinds: Iterable[str] = ("rgb", "depth"),
