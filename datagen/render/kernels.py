@@ -114,17 +114,19 @@ def shade_surface(lo, hi, t, prim, bary, nt, tbl, amb, sun, tri_color, has_color
 
 
 @nb.njit(nogil=True, cache=True)
-def shadow_rays(rays, th, light1, prim, nt, tri_obj, width, height, stride, L, out_rays, src):
-    """Occlusion rays toward the sun for the pixels with a sun term (the others need none).
+def shadow_rays(rays, th, light1, prim, nt, tri_obj, width, row_lo, row_hi, stride, L, out_rays, src):
+    """Occlusion rays toward the sun for the pixels of rows [row_lo, row_hi) that have a sun term
+    (the others need none); with stride 2, row_lo must be even.
 
-    ``src[i]``: the index in ``out_rays`` of the ray whose answer pixel i uses (-1: no sun term).
-    The ray starts at the hit point (camera origin + direction * t). Stride 1: one ray per lit
-    pixel. Stride 2: one ray per 2x2 block, from its representative (even row, even column),
-    shared by the block's lit pixels, except that a pixel whose object differs from the
-    representative's, whose depth differs by more than 2 % + 2 cm, or whose representative has no
-    sun term casts its own ray. Returns the number of rays written."""
+    Rays go to ``out_rays`` from row ``row_lo * width`` on; ``src[i]``: the row of ``out_rays``
+    whose answer pixel i uses (-1: no sun term). The ray starts at the hit point (camera origin
+    + direction * t). Stride 1: one ray per lit pixel. Stride 2: one ray per 2x2 block, from its
+    representative (even row, even column), shared by the block's lit pixels, except that a pixel
+    whose object differs from the representative's, whose depth differs by more than 2 % + 2 cm,
+    or whose representative has no sun term casts its own ray. Returns the number of rays."""
+    base = row_lo * width
     n = 0
-    for y in range(height):
+    for y in range(row_lo, row_hi):
         for x in range(width):
             i = y * width + x
             if not light1[i] > _F0:
@@ -143,13 +145,14 @@ def shadow_rays(rays, th, light1, prim, nt, tri_obj, width, height, stride, L, o
                         own = False
             if own:
                 tt = th[i]
-                out_rays[n, 0] = rays[i, 0] + rays[i, 3] * tt
-                out_rays[n, 1] = rays[i, 1] + rays[i, 4] * tt
-                out_rays[n, 2] = rays[i, 2] + rays[i, 5] * tt
-                out_rays[n, 3] = L[0]
-                out_rays[n, 4] = L[1]
-                out_rays[n, 5] = L[2]
-                src[i] = n
+                k = base + n
+                out_rays[k, 0] = rays[i, 0] + rays[i, 3] * tt
+                out_rays[k, 1] = rays[i, 1] + rays[i, 4] * tt
+                out_rays[k, 2] = rays[i, 2] + rays[i, 5] * tt
+                out_rays[k, 3] = L[0]
+                out_rays[k, 4] = L[1]
+                out_rays[k, 5] = L[2]
+                src[i] = k
                 n += 1
     return n
 

@@ -148,7 +148,6 @@ class Renderer:
         self._n_front[:nt] = nrm
         self._n_back[:nt] = -nrm
         self._no_color = np.ones((1, 9), np.float32)
-        self._no_occlusion = np.zeros(1, np.bool_)
 
     # ------------------------------------------------------------------
     def _camera(self, K: np.ndarray, width: int, height: int) -> "_CameraBuffers":
@@ -208,14 +207,14 @@ class Renderer:
         origin = c2w[:3, 3].astype(np.float32)
         R = np.ascontiguousarray(c2w[:3, :3], dtype=np.float32)
         # world ray directions, separable: d = x * R[:,0] + (y * R[:,1] + R[:,2]) (camera z = 1)
-        self._parallel(lambda rows: kernels.primary_rays(cam.xs, cam.ys, R, origin, cam.rays, rows.start, rows.stop),
-                       self._chunks(height, height * width))
+        self._parallel(lambda rows: kernels.primary_rays(cam.xs, cam.ys, R, origin, cam.rays, rows[0], rows[1]),
+                       self._row_chunks(width, height))
         ans = self._rs.cast_rays(_o3d(cam.rays), nthreads=self.nthreads)
         t = ans["t_hit"].numpy()
         prim = ans["primitive_ids"].numpy()  # uint32; misses: INVALID_ID (> every triangle index)
         frame = Frame(c2w=c2w.copy(), K=K.copy(), meta={"width": width, "height": height})
         if "depth" in kinds:
-            frame.depth = t.reshape(height, width).copy()
+            frame.depth = t.reshape(height, width)  # Open3D's fresh array (its capsule owns the memory)
         if "mask" in kinds or "normal" in kinds:
             # triangle index per pixel (int64: the fastest index type for np.take); misses -> dummy row Nt
             prim64 = np.minimum(prim, np.uint32(self._nt)).astype(np.int64)
@@ -231,66 +230,68 @@ class Renderer:
         return frame
 
     # ------------------------------------------------------------------
-    def _chunks(self, n: int, pixels: int | None = None) -> list[slice]:
-        """`n` items (pixels or rows) in one slice per shading thread (one for small images)."""
-        k = self.threads if (pixels or n) >= 20000 else 1
-        edges = [n * i // k for i in range(k + 1)]
-        return [slice(edges[i], edges[i + 1]) for i in range(k)]
+    def _row_chunks(self, width: int, height: int) -> list[tuple[int, int]]:
+        """Row ranges [r0, r1) starting at even rows (a 2x2 shadow block never straddles two):
+        4 per shading thread for load balance, one for small images."""
+        k = 4 * self.threads if self.threads > 1 and width * height >= 20000 else 1
+        k = max(1, min(k, height // 2))
+        edges = [2 * ((height // 2) * i // k) for i in range(k)] + [height]
+        return [(edges[i], edges[i + 1]) for i in range(k) if edges[i + 1] > edges[i]]
 
     def _parallel(self, fn, chunks) -> None:
-        if len(chunks) == 1:
-            fn(chunks[0])
+        if len(chunks) == 1 or self._pool is None:
+            for c in chunks:
+                fn(c)
             return
         for f in [self._pool.submit(fn, c) for c in chunks]:
             f.result()
 
     def _shade(self, cam: "_CameraBuffers", t, prim, bary, amb, sun, shadows, width, height,
                out: np.ndarray | None = None) -> np.ndarray:
-        """Texture, light, shadow and fog every pixel (module docstring): the compiled loops of
-        :mod:`datagen.render.kernels` on pixel chunks in ``self.threads`` threads (they release
-        the GIL); the Embree occlusion test uses all cores. Returns (N, 3) uint8 colours (into
-        `out` if given; a float32 `out` receives the colours before the cast, for tests)."""
+        """Texture, light, shadow and fog every pixel (module docstring): row chunks in
+        ``self.threads`` threads, each running the compiled loops of :mod:`datagen.render.kernels`
+        (they release the GIL) and its own Embree occlusion test (a pixel's shadow ray is its own
+        or its 2x2 block's, always in the same chunk). Returns (N, 3) uint8 colours (into `out`
+        if given; a float32 `out` receives the colours before the cast, for tests)."""
         env = self.scene.environment
         n_pix = len(t)
-        albedo, light0, light1, th = cam.albedo, cam.light0, cam.light1, cam.th
         if out is None:
             out = np.empty((n_pix, 3), np.uint8)
-        chunks = self._chunks(n_pix)
+        chunks = self._row_chunks(width, height)
         tc = self._tri_color if self._tri_color is not None else self._no_color
-
-        def surface(sl: slice) -> None:
-            kernels.shade_surface(sl.start, sl.stop, t, prim, bary, self._nt, self._tbl, amb, sun, tc,
-                                  self._tri_color is not None, cam.foot, cam.dlen, self._tex, self._mip_offsets32,
-                                  TEX_SIZE, _MIP_LEVELS, cam.rays, self._sky_lut, self._glow_lut, self._L,
-                                  not env.indoor, albedo, light0, light1, th)
-
-        self._parallel(surface, chunks)
         do_shadows = shadows and self._shadow_rs is not None
-        occluded = self._no_occlusion
-        if do_shadows:
-            stride = self.shadow_stride or (2 if width * height >= 200_000 else 1)
-            if width < 2 or height < 2:
-                stride = 1
-            n_rays = kernels.shadow_rays(cam.rays, th, light1, prim, self._nt, self._tri_obj, width, height,
-                                         stride, self._L, cam.shadow_rays, cam.src)
-            if n_rays:
-                occluded = self._shadow_rs.test_occlusions(_o3d(cam.shadow_rays[:n_rays]), tnear=2e-3,
-                                                           nthreads=self.nthreads).numpy()
+        stride = self.shadow_stride or (2 if width * height >= 200_000 else 1)
+        if width < 2 or height < 2:
+            stride = 1
+        # Embree threads per occlusion call: the chunks already run in parallel
+        occ_threads = 1 if len(chunks) > 1 and self._pool is not None else self.nthreads
         has_fog = env.fog_density > 0
         fog_c = np.asarray(env.fog_color, np.float32) * 255
         sun_c = np.asarray(env.sun_color, np.float32)
         neg_density = np.float32(-env.fog_density)
 
-        def final(sl: slice) -> None:
-            fog = cam.fog[sl]
+        def rows(chunk: tuple[int, int]) -> None:
+            r0, r1 = chunk
+            lo, hi = r0 * width, r1 * width
+            kernels.shade_surface(lo, hi, t, prim, bary, self._nt, self._tbl, amb, sun, tc,
+                                  self._tri_color is not None, cam.foot, cam.dlen, self._tex, self._mip_offsets32,
+                                  TEX_SIZE, _MIP_LEVELS, cam.rays, self._sky_lut, self._glow_lut, self._L,
+                                  not env.indoor, cam.albedo, cam.light0, cam.light1, cam.th)
+            if do_shadows:
+                n = kernels.shadow_rays(cam.rays, cam.th, cam.light1, prim, self._nt, self._tri_obj, width, r0, r1,
+                                        stride, self._L, cam.shadow_rays, cam.src)
+                if n:
+                    cam.occluded[lo:lo + n] = self._shadow_rs.test_occlusions(
+                        _o3d(cam.shadow_rays[lo:lo + n]), tnear=2e-3, nthreads=occ_threads).numpy()
             if has_fog:  # misses have th = 0, so no fog over the sky
-                np.multiply(neg_density, th[sl], out=fog)
-                np.multiply(fog, cam.dlen[sl], out=fog)
+                fog = cam.fog[lo:hi]
+                np.multiply(neg_density, cam.th[lo:hi], out=fog)
+                np.multiply(fog, cam.dlen[lo:hi], out=fog)
                 np.exp(fog, out=fog)
-            kernels.compose(sl.start, sl.stop, albedo, light0, light1, cam.src, occluded, do_shadows, sun_c,
+            kernels.compose(lo, hi, cam.albedo, cam.light0, cam.light1, cam.src, cam.occluded, do_shadows, sun_c,
                             cam.fog, has_fog, fog_c, out)
 
-        self._parallel(final, chunks)
+        self._parallel(rows, chunks)
         return out
 
 
@@ -310,6 +311,7 @@ class _CameraBuffers:
         self.rays = np.empty((n, 6), np.float32)
         self.shadow_rays = np.empty((n, 6), np.float32)
         self.src = np.empty(n, np.int32)
+        self.occluded = np.empty(n, np.bool_)
         self.albedo = np.empty((n, 3), np.float32)
         self.light0 = np.empty(n, np.float32)
         self.light1 = np.empty(n, np.float32)

@@ -106,7 +106,7 @@ def test_fast_path_matches_numpy_reference(scenes, family):
     _assert_same(r, poses[1], 1, 40, kinds=("rgb",))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 def test_fast_path_matches_reference_whatever_the_thread_count(scenes, threads):
     scene = scenes["street"]
     r = Renderer(scene, threads=threads)
@@ -193,10 +193,11 @@ def test_buffers_are_reused_and_frames_are_independent(scenes):
     poses = _poses(scenes["apartment"], n_random=0)
     a = r.render(poses[0], K, 112, 64, KINDS)
     cam = r._camera(K, 112, 64)
-    bufs = [id(x) for x in (cam.rays, cam.shadow_rays, cam.albedo, cam.light0, cam.light1, cam.th, cam.src)]
+    bufs = [id(x) for x in (cam.rays, cam.shadow_rays, cam.albedo, cam.light0, cam.light1, cam.th, cam.src, cam.occluded)]
     a_rgb = a.rgb.copy()
     b = r.render(poses[1], K, 112, 64, KINDS)
-    assert [id(x) for x in (cam.rays, cam.shadow_rays, cam.albedo, cam.light0, cam.light1, cam.th, cam.src)] == bufs
+    assert [id(x) for x in (cam.rays, cam.shadow_rays, cam.albedo, cam.light0, cam.light1, cam.th, cam.src,
+                            cam.occluded)] == bufs
     assert np.array_equal(a.rgb, a_rgb) and not np.array_equal(a.rgb, b.rgb)
     for k in KINDS:
         assert not np.shares_memory(getattr(a, k), getattr(b, k))
