@@ -51,9 +51,10 @@ def primary_rays(xs, ys, R, origin, rays, row_lo, row_hi):
 @nb.njit(nogil=True, cache=True)
 def shade_surface(lo, hi, t, prim, bary, nt, tbl, amb, sun, tri_color, has_color, foot, dlen, tex,
                   mip_offsets, tex_size, mip_levels, rays, sky_lut, glow_lut, L, outdoor,
-                  albedo, light0, light1, th):
-    """Albedo (texture x vertex colour, or the sky for misses), the ambient and sun terms and the
-    hit distance (0 for misses) of pixels [lo, hi).
+                  has_fog, neg_density, albedo, light0, light1, th, fog_arg):
+    """Albedo (texture x vertex colour, or the sky for misses), the ambient and sun terms, the
+    hit distance (0 for misses) and, with fog, the exponent -density * distance * |d| (numpy's
+    ``exp`` of it is the fog factor) of pixels [lo, hi).
 
     tbl (Nt + 1, 8): uv0 and the uv edges in level-0 texels, 1/tile, material (row Nt: misses);
     amb / sun (Nt + 1,): the frame's per-triangle ambient multiplier and sun term."""
@@ -79,6 +80,8 @@ def shade_surface(lo, hi, t, prim, bary, nt, tbl, amb, sun, tri_color, has_color
             light0[i] = _F1
             light1[i] = _F0
             th[i] = _F0
+            if has_fog:
+                fog_arg[i] = neg_density * _F0 * dlen[i]
             continue
         b1 = bary[i, 0]
         b2 = bary[i, 1]
@@ -86,6 +89,8 @@ def shade_surface(lo, hi, t, prim, bary, nt, tbl, amb, sun, tri_color, has_color
         vv = tbl[p, 4] * b1 + tbl[p, 3] + tbl[p, 5] * b2
         tt = t[i]
         th[i] = tt
+        if has_fog:
+            fog_arg[i] = neg_density * tt * dlen[i]
         # mip level = clip(floor(log2(footprint in texels)), 0, levels - 1), as frexp's exponent - 1
         fp = tt * foot[i] * tbl[p, 6]
         lvl = 0

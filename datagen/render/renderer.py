@@ -276,7 +276,8 @@ class Renderer:
             kernels.shade_surface(lo, hi, t, prim, bary, self._nt, self._tbl, amb, sun, tc,
                                   self._tri_color is not None, cam.foot, cam.dlen, self._tex, self._mip_offsets32,
                                   TEX_SIZE, _MIP_LEVELS, cam.rays, self._sky_lut, self._glow_lut, self._L,
-                                  not env.indoor, cam.albedo, cam.light0, cam.light1, cam.th)
+                                  not env.indoor, has_fog, neg_density, cam.albedo, cam.light0, cam.light1,
+                                  cam.th, cam.fog)
             if do_shadows:
                 n = kernels.shadow_rays(cam.rays, cam.th, cam.light1, prim, self._nt, self._tri_obj, width, r0, r1,
                                         stride, self._L, cam.shadow_rays, cam.src)
@@ -284,10 +285,7 @@ class Renderer:
                     cam.occluded[lo:lo + n] = self._shadow_rs.test_occlusions(
                         _o3d(cam.shadow_rays[lo:lo + n]), tnear=2e-3, nthreads=occ_threads).numpy()
             if has_fog:  # misses have th = 0, so no fog over the sky
-                fog = cam.fog[lo:hi]
-                np.multiply(neg_density, cam.th[lo:hi], out=fog)
-                np.multiply(fog, cam.dlen[lo:hi], out=fog)
-                np.exp(fog, out=fog)
+                np.exp(cam.fog[lo:hi], out=cam.fog[lo:hi])
             kernels.compose(lo, hi, cam.albedo, cam.light0, cam.light1, cam.src, cam.occluded, do_shadows, sun_c,
                             cam.fog, has_fog, fog_c, out)
 
