@@ -44,6 +44,7 @@ from datagen.render.textures import TEX_SIZE, make_texture
 from datagen.scenes.scene import Scene
 
 _MIP_LEVELS = 6  # 128 .. 4 texels
+_CAMERA_CACHE = 4  # (size, K) buffer sets kept per Renderer
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -151,14 +152,15 @@ class Renderer:
 
     # ------------------------------------------------------------------
     def _camera(self, K: np.ndarray, width: int, height: int) -> "_CameraBuffers":
-        """The cached :class:`_CameraBuffers` of (size, K)."""
+        """The cached :class:`_CameraBuffers` of (size, K); the least recently used of more than
+        :data:`_CAMERA_CACHE` is dropped (~80 bytes per pixel each)."""
         key = (width, height, K.tobytes())
-        c = self._ray_cache.get(key)
+        c = self._ray_cache.pop(key, None)
         if c is None:
             c = _CameraBuffers(K, width, height)
-            if len(self._ray_cache) > 8:
-                self._ray_cache.clear()
-            self._ray_cache[key] = c
+            while len(self._ray_cache) >= _CAMERA_CACHE:
+                self._ray_cache.pop(next(iter(self._ray_cache)))
+        self._ray_cache[key] = c  # most recently used last
         return c
 
     def _frame_table(self, origin: np.ndarray):
