@@ -10,8 +10,8 @@ local, Ray per round. frames/s = frames written / wall seconds of the build call
 Ray build's time does include starting its actors (worker processes importing the capture stack).
 The two corpora are compared (sha256 of every file under episodes/, manifest), so the numbers
 are for identical output. The machine is shared: ``uptime``'s load averages are recorded before
-and after each build. Writes/replaces the section between the ``ray-engine`` markers of
-``--out`` (the rest of the file, written by perf_corpus_build.py, is kept).
+and after each build. Writes/replaces its section (one per order: local first, or Ray first with
+``--ray-first``) between ``ray-engine`` markers of ``--out``; the rest of the file is kept.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 BAR = 0.8  # Ray >= 0.8 x local
-START, END = "<!-- ray-engine:start -->", "<!-- ray-engine:end -->"
+MARK = "<!-- ray-engine {order}:{edge} -->"  # one block per order (local first / Ray first)
 
 
 def _uptime() -> str:
@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="only the first N episodes (default: all)")
     ap.add_argument("--rounds", type=int, default=1, help="local, Ray pairs (back to back)")
+    ap.add_argument("--ray-first", action="store_true", help="each round builds with Ray first, then locally")
     ap.add_argument("--out", default=str(ROOT / "reports" / "perf_corpus_build.md"))
     args = ap.parse_args(argv)
 
@@ -81,15 +82,13 @@ def main(argv=None) -> int:
     session = None
     try:
         for rnd in range(args.rounds):
-            r = build("local", cfg, work / f"local{rnd}", args.workers, args.limit)
-            rows.append({**r, "round": rnd})
-            print(r, flush=True)
-            if session is None:
-                session = ray_session.start(None)  # this machine's cores; timed, not counted
-                print(f"ray start-up {session.startup_s:.2f} s", flush=True)
-            r = build("ray", cfg, work / f"ray{rnd}", args.workers, args.limit)
-            rows.append({**r, "round": rnd})
-            print(r, flush=True)
+            for engine in (("ray", "local") if args.ray_first else ("local", "ray")):
+                if engine == "ray" and session is None:
+                    session = ray_session.start(None)  # this machine's cores; timed, not counted
+                    print(f"ray start-up {session.startup_s:.2f} s", flush=True)
+                r = build(engine, cfg, work / f"{engine}{rnd}", args.workers, args.limit)
+                rows.append({**r, "round": rnd})
+                print(r, flush=True)
             a, b = work / f"local{rnd}", work / f"ray{rnd}"
             identical.append(_sums(a) == _sums(b) and (a / "manifest.csv").read_bytes() == (b / "manifest.csv").read_bytes())
             shutil.rmtree(a, ignore_errors=True)
@@ -102,19 +101,23 @@ def main(argv=None) -> int:
 
     import ray
 
+    prev = {}  # rounds measured earlier (another invocation, e.g. --ray-first) are kept in the table
     loc = [r["frames_per_s"] for r in rows if r["engine"] == "local"]
     ray_fps = [r["frames_per_s"] for r in rows if r["engine"] == "ray"]
     ratio = [b / a for a, b in zip(loc, ray_fps)]
     subset = f"the first {args.limit} episodes of" if args.limit else "all episodes of"
-    cmd = "python benchmark/perf/perf_corpus_engines.py" + "".join(
+    cmd = "python benchmark/perf/perf_corpus_engines.py" + (" --ray-first" if args.ray_first else "") + "".join(
         f" {k} {v}" for k, v in (("--limit", args.limit), ("--rounds", args.rounds if args.rounds != 1 else None),
                                  ("--workers", args.workers if args.workers != 2 else None)) if v)
-    md = [START, "## Local engine vs Ray engine (issue 23)", "",
+    order = "ray-first" if args.ray_first else "local-first"
+    start, end = MARK.format(order=order, edge="start"), MARK.format(order=order, edge="end")
+    md = [start, f"## Local engine vs Ray engine (issue 23), {'Ray' if args.ray_first else 'local engine'} first", "",
           f"Command: `{cmd}` ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, {os.cpu_count()} CPUs, "
           f"shared machine, Ray {ray.__version__}, Python {platform.python_version()}). Corpus: {subset} "
           f"`{Path(args.config).name}` ({cfg.width}x{cfg.height}), {args.workers} workers (local: processes; "
           f"Ray: {args.workers} capture actors of 1 CPU on a local Ray with {os.cpu_count()} CPUs). "
-          "Each round builds with the local engine, then with Ray, back to back into fresh folders. "
+          f"Each round builds with {'Ray, then the local engine' if args.ray_first else 'the local engine, then Ray'}, "
+          "back to back into fresh folders. "
           "Ray's start-up (`ray.init`) is timed separately and not counted; the Ray time includes starting "
           "its actors.", "",
           "| round | engine | episodes | frames | wall s | frames/s | `uptime` before | after |",
@@ -130,12 +133,12 @@ def main(argv=None) -> int:
            f"Corpora identical (sha256 of every file under episodes/, manifest.csv): "
            f"{', '.join('yes' if x else 'NO' for x in identical)}.",
            "Load averages are `uptime`'s 1, 5 and 15 minute values; other agents' jobs share the 2 cores, so "
-           "both engines ran under the same (changing) load, one after the other.", END, ""]
+           "both engines ran under the same (changing) load, one after the other.", end, ""]
     out = Path(args.out)
     text = out.read_text() if out.exists() else "# Corpus build throughput\n\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + "\n".join(md) + rest.split(END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + "\n".join(md) + rest.split(end, 1)[1].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + "\n".join(md)
     tmp = out.with_name(f".{out.name}.tmp")
