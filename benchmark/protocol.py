@@ -11,10 +11,13 @@ History:
      ``rpe_trans_rel`` (headline translation, dimensionless), ``rpe_trans`` on translating segments,
      ``rpe_rot_deg`` over all 1-s segments, ``rpe_rot_rel`` on rotating segments, ``spurious_trans``
      on rotation-only segments; self-consistency headline ``revisit_consistency_gain``.
+  3  (2026-12-06) the default estimator (``direct``) takes each keyframe's depth from the task's
+     ground-truth depth at that frame's commanded pose (before: frame 0's only, then the video's own
+     stereo, whose scale drifted on long tasks); motions are still solved from the video's pixels.
 """
 from __future__ import annotations
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # Headline metrics and their direction (+1: higher is better, -1: lower is better). The gate checks
 # these by default; ``drift_psnr_slope`` only on long-horizon tasks.

@@ -5,8 +5,8 @@ task.num_frames, frame i shown after actions[0..i-1]) and returns a :class:`Task
 ``metrics`` is a flat {name: float} dict (NaN when a metric cannot be computed; the reason is in
 ``notes``). Definitions live in the metric modules; the names:
 
-Action following (scoring protocol 2, benchmark.metrics.action_following; poses from
-benchmark.pose_estimation, metric via frame 0's ground-truth depth, so no Sim(3) alignment)
+Action following (scoring protocol 3, benchmark.metrics.action_following; poses from
+benchmark.pose_estimation, metric via the reference depth at keyframes, so no Sim(3) alignment)
     rpe_trans_rel                     headline translation: mean over 1-s segments that clearly
                                       translate of |translation error| / commanded length (static = 1)
     rpe_trans                         the same segments, metres
@@ -113,14 +113,21 @@ def _check_frames(task, frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def _depth0(task) -> Optional[np.ndarray]:
-    """Frame 0's ground-truth planar depth (metres), the estimator's metric anchor: frame 0 is the
-    given first frame, identical for every model, so its depth carries no information about the
-    generated frames. None when the task has no depth attached."""
+def _reference_depth(task) -> Optional[np.ndarray]:
+    """The ground-truth planar depth (metres) of every frame at its commanded pose, (N,H,W): frame 0's
+    is the estimator's metric anchor (frame 0 is the given first frame, identical for every model);
+    the default estimator also takes each keyframe's depth from it, while every motion is still solved
+    from the scored video's pixels (benchmark/README.md, "Pose estimation"). None when the task has
+    no depth attached."""
     try:
-        return task.gt_depth()[0]
+        return task.gt_depth()
     except RuntimeError:
         return None
+
+
+def _run_on_task(estimator, task, frames):
+    d = _reference_depth(task)
+    return run_estimator(estimator, frames, task.K, depth0=None if d is None else d[0], depth_ref=d)
 
 
 def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[np.ndarray], list[str], bool]:
@@ -134,7 +141,7 @@ def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[
             raise ValueError(f"task {task.task_id}: est_trajectory must be ({task.num_frames},4,4), got {poses.shape}")
         notes.append("trajectory from an external estimator")
         return poses, [], False
-    res = run_estimator(estimator, frames, task.K, depth0=_depth0(task))
+    res = _run_on_task(estimator, task, frames)
     notes.extend(res.notes)
     return res.poses, res.step_kind, bool(res.metric)
 
@@ -256,6 +263,6 @@ def estimate_noise_floor(task, estimator: Union[str, Callable] = DEFAULT_ESTIMAT
     following by this estimator.
     """
     gt = task.gt_frames()
-    res = run_estimator(estimator, gt, task.K, depth0=_depth0(task))
+    res = _run_on_task(estimator, task, gt)
     af = score_action_following(task.gt_poses, res.poses, task.fps, est_metric=bool(res.metric))
     return {key: float(af.metrics[key.replace("est_noise_floor_", "")]) for key in NOISE_FLOOR_KEYS}

@@ -1,4 +1,4 @@
-"""Action-following validity of a pose estimator on a task suite (scoring protocol 2).
+"""Action-following validity of a pose estimator on a task suite (scoring protocol 3).
 
 Scores controlled variants of every task's ground-truth video with the estimator and
 benchmark.metrics.action_following, and checks the protocol's validity bars on them:
@@ -10,6 +10,13 @@ benchmark.metrics.action_following, and checks the protocol's validity bars on t
   shuffled   frames 1.. in random order (no motion structure)
   static     frame 0 repeated (no motion)
   reproject  frame 0 warped with its depth to every commanded pose (benchmark.adapters.reproject)
+  half_speed frame i shows ground-truth frame i // 2 (right direction, half the speed)
+  double_speed frame i shows ground-truth frame min(2i, N-1) (twice the speed, then frozen)
+  mirrored   every frame flipped left-right (yaw and sideways motion reversed, forward motion kept)
+The last three check that the reference depth the estimator takes at its keyframes (protocol 3)
+cannot make a wrong motion look right: the motion is measured from the video's pixels. For the
+re-timed ones the true poses of the frames shown are known, so their scores must match the scores
+of those true poses (``ideal_*``), which a static video's or the command's would not.
 (frame 0 is always the given first frame; per-task seeds, so any subset of tasks gives the same
 videos). ``gt`` is estimated twice to check determinism. Frames per second of the estimator are
 measured on the gt videos (wall time of the estimator only, one process per worker).
@@ -27,8 +34,18 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS = ("gt", "perturbed", "noise20", "reversed", "shuffled", "static", "reproject")
+VARIANTS = ("gt", "perturbed", "noise20", "reversed", "shuffled", "static", "reproject",
+            "half_speed", "double_speed", "mirrored")
 KEYS = ("rpe_trans_rel", "rpe_trans", "rpe_rot_deg", "rpe_rot_rel", "spurious_trans")
+
+
+RETIMED = ("half_speed", "double_speed")
+
+
+def retimed_index(name: str, n: int) -> np.ndarray:
+    """Which ground-truth frame each frame of a re-timed variant shows."""
+    i = np.arange(n)
+    return i // 2 if name == "half_speed" else np.minimum(2 * i, n - 1)
 
 
 def make_variant(name: str, gt: np.ndarray, seed: int, task=None) -> np.ndarray:
@@ -50,6 +67,10 @@ def make_variant(name: str, gt: np.ndarray, seed: int, task=None) -> np.ndarray:
         return gt[np.concatenate([[0], 1 + rng.permutation(n - 1)])]
     if name == "static":
         return np.repeat(gt[:1], n, axis=0)
+    if name in RETIMED:
+        return gt[retimed_index(name, n)]
+    if name == "mirrored":
+        return np.ascontiguousarray(gt[:, :, ::-1])
     if name == "reproject":
         from benchmark.adapters.reproject import ReprojectModel
 
@@ -82,13 +103,13 @@ def _score_task_uncached(suite_dir, task_id, estimator, variants, index) -> list
 
     task = load_suite(Path(suite_dir), [task_id]).tasks[0]
     gt = task.gt_frames()
-    depth0 = task.gt_depth()[0]
+    depth = task.gt_depth()
     rows = []
     gt_poses = None
     for v in variants:
         frames = make_variant(v, gt, seed=1000 + index, task=task)
         t0 = time.perf_counter()
-        res = run_estimator(estimator, frames, task.K, depth0=depth0)
+        res = run_estimator(estimator, frames, task.K, depth0=depth[0], depth_ref=depth)
         dt = time.perf_counter() - t0
         af = score_action_following(task.gt_poses, res.poses, task.fps, est_metric=bool(res.metric))
         row = dict(task=task.task_id, family=task.family, variant=v, frames=int(len(frames)), seconds=dt,
@@ -96,10 +117,13 @@ def _score_task_uncached(suite_dir, task_id, estimator, variants, index) -> list
                    cmd_speed=float(np.mean(af.kinds.length_m[af.kinds.translating])) * task.fps / af.kinds.delta
                    if af.kinds.translating.any() else float("nan"))
         row.update({k: float(af.metrics[k]) for k in af.metrics})
+        if v in RETIMED:  # what a perfect estimator would give: the true poses of the frames shown
+            ideal = score_action_following(task.gt_poses, task.gt_poses[retimed_index(v, len(frames))], task.fps)
+            row.update({f"ideal_{k}": float(ideal.metrics[k]) for k in ("rpe_trans_rel", "rpe_rot_rel")})
         rows.append(row)
         if v == "gt":
             gt_poses = res.poses
-            again = run_estimator(estimator, frames, task.K, depth0=depth0).poses
+            again = run_estimator(estimator, frames, task.K, depth0=depth[0], depth_ref=depth).poses
             row["deterministic"] = bool(np.array_equal(again, gt_poses))
     return rows
 
@@ -142,6 +166,15 @@ def checks(rows) -> list[tuple[str, bool, str]]:
         out.append(("noise20 rpe_trans_rel >= gt - 0.02", b >= a - 0.02, f"{b:.3f} vs gt {a:.3f}"))
         a, b = g("gt", "rpe_rot_deg"), g("noise20", "rpe_rot_deg")
         out.append(("noise20 rpe_rot_deg >= gt - 0.2", b >= a - 0.2, f"{b:.3f} vs gt {a:.3f}"))
+    for v in RETIMED:
+        if v in have:
+            for k in ("rpe_trans_rel", "rpe_rot_rel"):
+                a, b = g(v, f"ideal_{k}"), g(v, k)
+                out.append((f"{v} {k} within 0.1 of its true value (suite mean)", abs(b - a) <= 0.1,
+                            f"{b:.3f} vs true {a:.3f}"))
+    if {"gt", "mirrored"} <= have:
+        a, b = g("gt", "rpe_rot_deg"), g("mirrored", "rpe_rot_deg")
+        out.append(("mirrored rpe_rot_deg >= 2 x gt", b >= 2 * a, f"{b:.3f} vs gt {a:.3f}"))
     if {"gt", "perturbed"} <= have:
         gt_rows = {r["task"]: r for r in rows if r["variant"] == "gt"}
         dt, dr = [], []

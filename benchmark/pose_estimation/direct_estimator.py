@@ -13,6 +13,13 @@ motion between frames (pyramid of 3+ levels covers ~8 px at the finest level), f
 depth ``depth0`` in metres (inf = sky) for the metric scale; without it, an arbitrary scale
 (frame 0 at a constant inverse depth) and ``metric=False``.
 
+Reference depth (how scoring runs it, protocol 3): with ``depth_ref`` ((N,H,W), the ground-truth
+depth at every frame's COMMANDED pose), each new keyframe k takes ``depth_ref[k]`` as its depth
+(``ref_depth="keyframes"``; step 2's mapping is then skipped) or only its scale
+(``ref_depth="scale"``: the keyframe's own depths times the ratio of median inverse depths over the
+pixels known in both). Motion is still solved from the video's pixels only: a frame identical to the
+keyframe gives zero motion whatever the depth. Without ``depth_ref``: frame 0's depth, then steps 2-3.
+
 Images: luma (Rec. 601) in grey levels, smoothed with a Gaussian (``blur_sigma`` px), a pyramid of
 2x2 means (K scaled by 1/2 per level, exact for centres at +0.5) down to ``min_height`` px.
 
@@ -98,6 +105,9 @@ class DirectParams:
     compare_keep: float = 0.8       # candidates compared among those keeping 80 % of the valid pixels
     model_select: float = 0.1       # the full model must lower the cost by 10 % to beat rotation-only
     static_eps: float = 1e-3        # mean |luma difference| below which a frame repeats the previous
+    ref_depth: str = "keyframes"    # with depth_ref: "keyframes" (each keyframe's depth is the reference's at
+                                    # that frame) or "scale" (only its scale: one scalar per keyframe)
+    anchor_min_known: float = 0.05  # "scale": known-depth fraction of a keyframe from which its depths are rescaled
 
 
 # ---------------------------------------------------------------- small SE(3) helpers (no BLAS)
@@ -191,6 +201,23 @@ class _Level:
     def __post_init__(self):
         self.stack = np.stack([self.img, self.gx, self.gy], axis=-1)
         self.has_hole = bool(self.hole.any())
+
+
+def _inverse_depth(d: np.ndarray) -> np.ndarray:
+    """Inverse of a planar depth map (metres); sky / invalid (inf, nan, <= 0) -> 0."""
+    d = np.asarray(d, dtype=np.float64)
+    fin = np.isfinite(d) & (d > 0)
+    return np.where(fin, 1.0 / np.where(fin, d, 1.0), 0.0)
+
+
+def _down_depth(d: np.ndarray, times: int) -> np.ndarray:
+    """A depth map at a 2^times-smaller size, pooled in inverse depth (sky stays inf)."""
+    if not times:
+        return np.asarray(d, dtype=np.float64)
+    r = _inverse_depth(d)
+    for _ in range(times):
+        r = _down(r)
+    return np.where(r > 0, 1.0 / np.where(r > 0, r, 1.0), np.inf)
 
 
 def _pyramid(frame: np.ndarray, K: np.ndarray, n_levels: int, sigma: float, base_down: int = 0) -> list[_Level]:
@@ -618,8 +645,37 @@ class DirectEstimator:
         rho[~known] = prior
         return _Keyframe(index=idx, pose=pose, levels=levels, rho=rho, var=var, known=known, prior=prior)
 
+    def _anchor_to_reference(self, kf: _Keyframe, rho_ref: np.ndarray) -> None:
+        """Give a new keyframe the reference's depth (``ref_depth`` "keyframes") or only its scale ("scale":
+        one scalar, the ratio of median inverse depths over the pixels where both are known and not sky;
+        with too few known pixels, new content after a pan, only the prior moves to the reference's
+        median). Either way every motion is still solved from the video's pixels."""
+        mode = self.p.ref_depth
+        if mode == "keyframes":
+            kf.rho = rho_ref.copy()
+            kf.var = (0.01 * kf.rho) ** 2 + 1e-8
+            kf.known = np.ones_like(kf.known)
+            kf.prior = kf.median_rho()
+        elif mode == "scale":
+            ref_ok = rho_ref > 0
+            if not ref_ok.any():
+                return
+            sel = kf.known & (kf.rho > 0) & ref_ok
+            if sel.mean() >= self.p.anchor_min_known:
+                s = float(np.median(rho_ref[sel])) / float(np.median(kf.rho[sel]))
+                kf.rho = kf.rho * s
+                kf.var = kf.var * s * s
+                kf.prior = kf.median_rho()
+            else:
+                kf.prior = float(np.median(rho_ref[ref_ok]))
+            kf.rho[~kf.known] = kf.prior
+        else:
+            raise ValueError(f"ref_depth must be 'keyframes' or 'scale', got {mode!r}")
+        kf.lv_cache.clear()
+
     # -------------------------------------------------------------- main loop
-    def __call__(self, frames: np.ndarray, K: np.ndarray, depth0: Optional[np.ndarray] = None) -> EstimateResult:
+    def __call__(self, frames: np.ndarray, K: np.ndarray, depth0: Optional[np.ndarray] = None,
+                 depth_ref: Optional[np.ndarray] = None) -> EstimateResult:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 (N,H,W,3), got {frames.dtype} {frames.shape}")
@@ -633,17 +689,20 @@ class DirectEstimator:
         base_down = 0
         while W // (2 ** base_down) > p.max_width and H // (2 ** (base_down + 1)) >= p.min_height:
             base_down += 1
+        if depth_ref is not None:
+            if p.ref_depth not in ("keyframes", "scale"):
+                raise ValueError(f"ref_depth must be 'keyframes' or 'scale', got {p.ref_depth!r}")
+            if np.shape(depth_ref) != (N, H, W):
+                raise ValueError(f"depth_ref must be ({N},{H},{W}), got {np.shape(depth_ref)}")
+            if depth0 is None:
+                depth0 = depth_ref[0]
         if base_down:
             K = K.copy()
             K[:2] *= 0.5 ** base_down
             H, W = H // (2 ** base_down), W // (2 ** base_down)
             if depth0 is not None:
-                d = np.asarray(depth0, dtype=np.float64)
-                fin = np.isfinite(d) & (d > 0)
-                r = np.where(fin, 1.0 / np.where(fin, d, 1.0), 0.0)  # sky: inverse depth 0
-                for _ in range(base_down):
-                    r = _down(r)
-                depth0 = np.where(r > 0, 1.0 / np.where(r > 0, r, 1.0), np.inf)
+                depth0 = _down_depth(depth0, base_down)
+        ref_rho = (lambda i: _inverse_depth(_down_depth(depth_ref[i], base_down))) if depth_ref is not None else None
         n_levels = 1
         while H // (2 ** n_levels) >= p.min_height and W // (2 ** n_levels) >= p.min_height:
             n_levels += 1
@@ -716,6 +775,8 @@ class DirectEstimator:
                 kinds.append("failed")
                 n_failed += 1
                 kf = self._new_keyframe(i, poses[i], lv, kf, None)
+                if ref_rho is not None:
+                    self._anchor_to_reference(kf, ref_rho(i))
                 T_prev, vel, ab = np.eye(4), np.eye(4), np.array([1.0, 0.0])
                 continue
             ab = ab_n
@@ -724,13 +785,16 @@ class DirectEstimator:
             kinds.append("rotation" if rotation_only else "track")
             vel = _orthonormal(T @ _inv(T_prev))
             T_prev = T
-            self._search_depth(kf, lv, T, ab)
+            if ref_rho is None or p.ref_depth != "keyframes":  # keyframes from the reference need no mapping
+                self._search_depth(kf, lv, T, ab)
             rot = _angle_deg(T[:3, :3])
             trans_ratio = float(np.linalg.norm(T[:3, 3])) * kf.median_rho()
             if _TRACE is not None:
                 _TRACE(i, inside, rot, trans_ratio)
             if inside < p.kf_overlap or rot > p.kf_max_rot_deg or trans_ratio > p.kf_trans_ratio:
                 kf = self._new_keyframe(i, poses[i], lv, kf, T)
+                if ref_rho is not None:
+                    self._anchor_to_reference(kf, ref_rho(i))
                 n_kf += 1
                 T_prev = np.eye(4)
                 ab = np.array([1.0, 0.0])

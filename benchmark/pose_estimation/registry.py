@@ -56,18 +56,34 @@ def get_estimator(estimator: Union[str, EstimatorFn]) -> EstimatorFn:
 
 def accepts_depth0(fn) -> bool:
     """Whether estimator ``fn`` takes a ``depth0`` keyword (frame 0's ground-truth depth)."""
+    return _accepts(fn, "depth0")
+
+
+def accepts_depth_ref(fn) -> bool:
+    """Whether estimator ``fn`` takes a ``depth_ref`` keyword (the reference depth of every frame)."""
+    return _accepts(fn, "depth_ref")
+
+
+def _accepts(fn, name: str) -> bool:
     try:
-        return "depth0" in inspect.signature(fn).parameters
+        return name in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
 
 
 def run_estimator(estimator: Union[str, EstimatorFn], frames: np.ndarray, K: np.ndarray,
-                  depth0: Optional[np.ndarray] = None) -> EstimateResult:
+                  depth0: Optional[np.ndarray] = None, depth_ref: Optional[np.ndarray] = None) -> EstimateResult:
     """Run an estimator and normalise its output to an EstimateResult. ``depth0`` (frame 0's planar
-    depth, metres) is handed to estimators that accept it (metric scale anchor), ignored otherwise."""
+    depth, metres) and ``depth_ref`` ((N,H,W): the reference's depth at every commanded pose, from which
+    the default estimator takes its keyframes' depth) are handed to estimators that accept them,
+    ignored otherwise."""
     fn = get_estimator(estimator)
-    out = fn(frames, K, depth0=depth0) if depth0 is not None and accepts_depth0(fn) else fn(frames, K)
+    kw = {}
+    if depth0 is not None and accepts_depth0(fn):
+        kw["depth0"] = depth0
+    if depth_ref is not None and accepts_depth_ref(fn):
+        kw["depth_ref"] = depth_ref
+    out = fn(frames, K, **kw)
     if isinstance(out, EstimateResult):
         return out
     poses = np.asarray(out, dtype=np.float64)

@@ -4,6 +4,8 @@ import json
 import pandas as pd
 import pytest
 
+from benchmark.protocol import PROTOCOL_VERSION
+
 import relic_cli
 from benchmark.harness import NOISE_FLOOR_MODEL, run_benchmark, slug
 from benchmark.merge_runs import merge_runs
@@ -71,7 +73,7 @@ def test_incomparable_runs_are_refused(runs, tmp_path):
     (bad / "results.csv").write_text((b / "results.csv").read_text())
     (bad / "run.json").write_text(json.dumps({**info, "protocol": 1}))
     df.assign(protocol=1).to_csv(bad / "results.csv", index=False)
-    with pytest.raises(ValueError, match=r"protocol 2 but .* under protocol 1"):
+    with pytest.raises(ValueError, match=rf"protocol {PROTOCOL_VERSION} but .* under protocol 1"):
         merge_runs([a, bad], tmp_path / "o5", report=False)
     df.drop(columns="protocol").to_csv(bad / "results.csv", index=False)  # old run: no version at all = 1
     info_old = {k: v for k, v in info.items() if k != "protocol"}

@@ -1,12 +1,15 @@
 """The default pose estimator (direct photometric odometry) on committed ground-truth clips.
 
 tests/benchmark/data/pose_clips.npz holds three short clips of the smoke suite rendered once at
-112x64 (frames, frame 0's depth, GT poses, K, fps), so these tests do not depend on this machine's
-renderer: ``pan`` (a pure pan, street), ``strafe`` (idle then truck right, apartment), ``mixed``
-(dolly in + truck left, office). They check the protocol's promises on each: a pan shows almost no
-translation, a strafe and a mixed move are followed, imperceptible pixel changes move the metrics
-by little, identical input gives bit-identical poses whatever the thread count, and static,
-reversed and noisy videos never score better than the ground truth.
+112x64 (frames, every frame's ground-truth depth, GT poses, K, fps), so these tests do not depend on
+this machine's renderer: ``pan`` (a pure pan, street), ``strafe`` (idle then truck right, apartment),
+``mixed`` (dolly in + truck left, office). They check the protocol's promises on each, with the
+estimator run as scoring runs it (keyframe depths from the reference, protocol 3): a pan shows
+almost no translation, a strafe and a mixed move are followed, imperceptible pixel changes move the
+metrics by little, identical input gives bit-identical poses whatever the thread count, static,
+reversed and noisy videos never score better than the ground truth, and the reference depth cannot
+make a wrong motion look right (half speed scores ~0.5, a mirrored video is wrong). The frame-0-only
+and scale-only modes are checked to follow motion too.
 """
 import hashlib
 import os
@@ -18,7 +21,7 @@ import numpy as np
 import pytest
 
 from benchmark.metrics.action_following import score_action_following
-from benchmark.pose_estimation.direct_estimator import DirectEstimator
+from benchmark.pose_estimation.direct_estimator import DirectEstimator, DirectParams
 from benchmark.pose_estimation.registry import run_estimator
 
 DATA = Path(__file__).parent / "data" / "pose_clips.npz"
@@ -28,12 +31,13 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def clips():
     z = np.load(DATA)
-    return {name: dict(frames=z[f"{name}_frames"], depth0=z[f"{name}_depth0"], poses=z[f"{name}_poses"],
-                       K=z[f"{name}_K"], fps=float(z[f"{name}_fps"])) for name in ("pan", "strafe", "mixed")}
+    return {name: dict(frames=z[f"{name}_frames"], depth=z[f"{name}_depth"], depth0=z[f"{name}_depth"][0],
+                       poses=z[f"{name}_poses"], K=z[f"{name}_K"], fps=float(z[f"{name}_fps"]))
+            for name in ("pan", "strafe", "mixed")}
 
 
-def _score(c, frames):
-    res = run_estimator("direct", frames, c["K"], depth0=c["depth0"])
+def _score(c, frames, estimator="direct", reference=True):
+    res = run_estimator(estimator, frames, c["K"], depth0=c["depth0"], depth_ref=c["depth"] if reference else None)
     assert res.metric
     return score_action_following(c["poses"], res.poses, c["fps"], est_metric=True).metrics
 
@@ -64,6 +68,33 @@ def test_translation_is_followed(gt_scores, name):
     assert m["n_seg_trans"] > 0
     assert m["rpe_trans_rel"] < 0.25  # a static video scores 1.0
     assert m["rpe_rot_deg"] < 3.0
+
+
+@pytest.mark.parametrize("mode", ["frame0", "scale"])
+@pytest.mark.parametrize("name", ["strafe", "mixed"])
+def test_translation_is_followed_with_less_reference_depth(clips, name, mode):
+    """Frame 0's depth only (the video's own stereo after it), or only one scale per keyframe."""
+    c = clips[name]
+    est = DirectEstimator(DirectParams(ref_depth="scale"))
+    res = est(c["frames"], c["K"], depth0=c["depth0"], depth_ref=c["depth"] if mode == "scale" else None)
+    m = score_action_following(c["poses"], res.poses, c["fps"], est_metric=True).metrics
+    assert m["rpe_trans_rel"] < 0.25 and m["rpe_rot_deg"] < 3.0
+
+
+@pytest.mark.parametrize("name", ["strafe", "mixed"])
+def test_reference_depth_cannot_make_a_wrong_motion_right(clips, gt_scores, name):
+    """Keyframes take the reference's depth, but the motion comes from the pixels: a video at half
+    the commanded speed scores what the true poses of its frames score (not ~0 as the command would,
+    not 1 as a static video), and a mirrored one (sideways motion reversed) is clearly wrong."""
+    c, g = clips[name], gt_scores[name]
+    f, n = c["frames"], len(c["frames"])
+    idx = np.arange(n) // 2
+    half = _score(c, f[idx])
+    true = score_action_following(c["poses"], c["poses"][idx], c["fps"]).metrics
+    assert 0.3 < true["rpe_trans_rel"] < 0.9
+    assert abs(half["rpe_trans_rel"] - true["rpe_trans_rel"]) <= 0.1
+    mirrored = _score(c, np.ascontiguousarray(f[:, :, ::-1]))
+    assert mirrored["rpe_trans_rel"] >= max(0.5, 2 * g["rpe_trans_rel"])
 
 
 @pytest.mark.parametrize("name", ["pan", "strafe", "mixed"])
@@ -100,10 +131,12 @@ def test_same_frames_same_poses_whatever_the_thread_count(clips):
     c = clips["mixed"]
     a = DirectEstimator()(c["frames"], c["K"], depth0=c["depth0"]).poses
     b = DirectEstimator()(c["frames"], c["K"], depth0=c["depth0"]).poses
+    r = DirectEstimator()(c["frames"], c["K"], depth_ref=c["depth"]).poses
+    assert r.tobytes() == DirectEstimator()(c["frames"], c["K"], depth_ref=c["depth"]).poses.tobytes()
     assert a.tobytes() == b.tobytes()
     code = ("import hashlib, numpy as np, sys; sys.path.insert(0, %r); "
             "from benchmark.pose_estimation.direct_estimator import DirectEstimator; "
-            "z = np.load(%r); p = DirectEstimator()(z['mixed_frames'], z['mixed_K'], depth0=z['mixed_depth0']).poses; "
+            "z = np.load(%r); p = DirectEstimator()(z['mixed_frames'], z['mixed_K'], depth0=z['mixed_depth'][0]).poses; "
             "print(hashlib.sha256(p.tobytes()).hexdigest())") % (str(ROOT), str(DATA))
     digests = set()
     for threads in ("1", "2"):
@@ -124,3 +157,7 @@ def test_static_video_is_held_exactly_and_bad_input_refused(clips):
         DirectEstimator()(f.astype(np.float32), c["K"])
     with pytest.raises(ValueError, match="depth0"):
         DirectEstimator()(f, c["K"], depth0=c["depth0"][:10])
+    with pytest.raises(ValueError, match="depth_ref"):
+        DirectEstimator()(f, c["K"], depth_ref=c["depth"][:10])
+    with pytest.raises(ValueError, match="ref_depth"):
+        DirectEstimator(DirectParams(ref_depth="pixels"))(c["frames"], c["K"], depth_ref=c["depth"])
