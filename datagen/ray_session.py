@@ -57,7 +57,10 @@ def start(address: Optional[str] = None, num_cpus: Optional[int] = None) -> RayS
         try:
             ray.init(address=address, **{k: v for k, v in common.items() if k != "include_dashboard"})
         except ConnectionError as e:
-            raise RuntimeError(f"--ray-address {address}: no Ray cluster answers there ({e}); start one with "
+            hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                    "; if the cluster uses token authentication (the default of `ray start --head` in Ray 2.60), "
+                    "set RAY_AUTH_MODE=token and give this node the head's ~/.ray/auth_token (or RAY_AUTH_TOKEN)")
+            raise RuntimeError(f"--ray-address {address}: no Ray cluster answers there ({e}){hint}; start one with "
                                "`ray start --head` (see datagen/README.md, 'Building on a Ray cluster')") from e
         where = address
     return RaySession(address=where, startup_s=time.perf_counter() - t0, started_here=True,
