@@ -101,7 +101,6 @@ def main(argv=None) -> int:
 
     import ray
 
-    prev = {}  # rounds measured earlier (another invocation, e.g. --ray-first) are kept in the table
     loc = [r["frames_per_s"] for r in rows if r["engine"] == "local"]
     ray_fps = [r["frames_per_s"] for r in rows if r["engine"] == "ray"]
     ratio = [b / a for a, b in zip(loc, ray_fps)]
