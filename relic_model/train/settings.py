@@ -14,7 +14,9 @@ Curricula: lists of phases run in order; ``--steps N`` rescales the phase length
 Memory/speed switches (top level of ``train:``): ``precision`` ("fp32" | "bf16": autocast compute,
 fp32 master weights and optimizer state; FSDP2 gathers bf16 and reduces fp32),
 ``activation_checkpointing`` (recompute each DiT block in backward), ``dist`` (ddp | fsdp | none),
-``context_parallel`` (ranks sharing one sample's tokens; ``context_parallel.py``; default 1).
+``context_parallel`` (ranks sharing one sample's tokens; ``context_parallel.py``; default 1),
+``teacher_dtype`` ("fp32" | "bf16") and ``teacher_shard`` (bool): how stages 3-4 hold the frozen
+teacher (bf16 parameters under bf16 autocast; FSDP2-sharded over all ranks; ``frozen_teacher.py``).
 The attention implementation is a model setting (``dit.attention``).
 
 GPU-scale configs must be explicit: the defaults below are sized for the tiny CPU model, so for a
@@ -105,6 +107,8 @@ class TrainSettings:
     precision: str = "fp32"          # fp32 | bf16 (autocast; fp32 master weights)
     activation_checkpointing: bool = False
     context_parallel: int = 1        # context-parallel degree (train/context_parallel.py)
+    teacher_dtype: str = "fp32"      # frozen teacher of stages 3-4: fp32 | bf16 (train/frozen_teacher.py)
+    teacher_shard: bool = False      # frozen teacher FSDP2-sharded over the ranks (torchrun only)
     require_explicit: bool = False   # force the explicit-schedule check on a small model
     autoencoder: AutoencoderSettings = field(default_factory=AutoencoderSettings)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
@@ -166,7 +170,8 @@ def train_settings(cfg) -> TrainSettings:
                              f"schedule key explicitly (the defaults are sized for the tiny CPU model); missing: "
                              f"{', '.join(miss)}")
     kw = {}
-    for k in ("seed", "dist", "precision", "activation_checkpointing", "context_parallel", "require_explicit"):
+    for k in ("seed", "dist", "precision", "activation_checkpointing", "context_parallel", "teacher_dtype",
+              "teacher_shard", "require_explicit"):
         if k in d:
             kw[k] = d.pop(k)
     if kw.get("precision", "fp32") not in ("fp32", "bf16"):
@@ -175,11 +180,16 @@ def train_settings(cfg) -> TrainSettings:
         raise ValueError(f"train.dist must be ddp, fsdp or none, got {kw['dist']!r}")
     if not isinstance(kw.get("context_parallel", 1), int) or kw.get("context_parallel", 1) < 1:
         raise ValueError(f"train.context_parallel must be an integer >= 1, got {kw['context_parallel']!r}")
+    if kw.get("teacher_dtype", "fp32") not in ("fp32", "bf16"):
+        raise ValueError(f"train.teacher_dtype must be fp32 or bf16, got {kw['teacher_dtype']!r}")
+    if not isinstance(kw.get("teacher_shard", False), bool):
+        raise ValueError(f"train.teacher_shard must be true or false, got {kw['teacher_shard']!r}")
     for name, cls in _STAGES.items():
         kw[name] = _fill(cls, dict(d.pop(name, None) or {}), name)
     if d:
         raise ValueError(f"unknown key(s) {sorted(d)} in config section train; known: seed, dist, precision, "
-                         f"activation_checkpointing, context_parallel, require_explicit, {', '.join(_STAGES)}")
+                         f"activation_checkpointing, context_parallel, teacher_dtype, teacher_shard, require_explicit, "
+                         f"{', '.join(_STAGES)}")
     return TrainSettings(**kw)
 
 

@@ -15,6 +15,10 @@ generator update):
 3. critic update: flow matching of the critic on the detached rollout (frame 0 clean).
 
 Rollout curriculum: phases ``{num_blocks, steps}`` (paper: 5 s x 250, 10 s x 150, 20 s x 150).
+
+The frozen teacher is held as ``train.teacher_dtype`` / ``train.teacher_shard`` say
+(``frozen_teacher.py``); the critic is copied from the fp32 weights first. Sharded, its forward is
+a collective: the DMD step runs on every rank at the same steps.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from relic_model.pipelines.replay_backprop import dmd_targets, replay_backward
 from relic_model.pipelines.self_forcing import rollout, sample_exit_steps
 from relic_model.train.common import RunContext, build_dit, clip_and_step, configure_dit, load_stage_module, torch_gen, warmup_lr
 from relic_model.train.distributed import no_sync_ctx, rank_slice, wrap_model
+from relic_model.train.frozen_teacher import prepare_frozen_teacher
 from relic_model.train.loop import Stage
 from relic_model.train.settings import curriculum_total, phase_at, rescale_curriculum
 from relic_model.train.stage_student_init import load_teacher_and_text, student_sample
@@ -53,6 +58,7 @@ class DistillStage(Stage):
         for m in (self.teacher, self.student):
             configure_dit(m, ctx.settings)
         self.fake = copy.deepcopy(self.teacher)
+        prepare_frozen_teacher(self.teacher, ctx.info, ctx.settings.teacher_dtype, ctx.settings.teacher_shard)
         for m in (self.student, self.fake):
             m.train()
             for p in m.parameters():
