@@ -2,6 +2,9 @@
 
     python -m relic_model.cli.train_plan --config relic_model/configs/gpu.yaml [--gpus 8 --gpu-mem 80]
         [--context-parallel N]   # override the config's train.context_parallel (what-if)
+        [--teacher-dtype fp32|bf16] [--teacher-shard | --no-teacher-shard]
+                                 # override train.teacher_dtype / train.teacher_shard (the frozen
+                                 # teacher of student init and distillation)
 
 Prints a Markdown table (relic_model/train/plan.py explains every column and formula) and says
 which stages fit; exit code 0 whether or not they fit (it is a plan, not a check).
@@ -18,6 +21,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gpu-mem", type=float, default=80.0, help="memory per GPU in GiB")
     parser.add_argument("--context-parallel", type=int, default=None,
                         help="context-parallel degree (default: the config's train.context_parallel)")
+    parser.add_argument("--teacher-dtype", choices=("fp32", "bf16"), default=None,
+                        help="frozen teacher's dtype (default: the config's train.teacher_dtype)")
+    parser.add_argument("--teacher-shard", action=argparse.BooleanOptionalAction, default=None,
+                        help="frozen teacher FSDP2-sharded over the GPUs (default: the config's train.teacher_shard)")
 
 
 def run(args) -> int:
@@ -26,7 +33,8 @@ def run(args) -> int:
     if args.gpus < 1 or args.gpu_mem <= 0:
         raise ValueError("--gpus must be >= 1 and --gpu-mem > 0")
     cfg = load_config(args.config)
-    plans = plan_stages(cfg, args.gpus, args.gpu_mem, context_parallel=args.context_parallel)
+    plans = plan_stages(cfg, args.gpus, args.gpu_mem, context_parallel=args.context_parallel,
+                        teacher_dtype=args.teacher_dtype, teacher_shard=args.teacher_shard)
     sys.stdout.write(format_plan(cfg, plans, args.gpus, args.gpu_mem))
     bad = [f"{p.stage} ({p.phase})" for p in plans if not p.fits]
     print(f"\n{len(plans) - len(bad)} of {len(plans)} phases fit on {args.gpus} x {args.gpu_mem:g} GiB" +

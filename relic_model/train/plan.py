@@ -6,9 +6,14 @@ hand-entered sizes):
 
 - parameters: counted by building the networks on the ``meta`` device (exact, no memory);
 - weights / gradients / AdamW state (fp32 master weights: 4 + 4 + 8 bytes per trainable
-  parameter; frozen networks 4 bytes, replicated on every GPU as the stages hold them), divided
-  by the GPU count under ``dist: fsdp`` (FSDP2 shards parameters, gradients and optimizer state),
-  plus the largest block's parameters gathered unsharded twice (current + prefetched) under FSDP;
+  parameter), divided by the GPU count under ``dist: fsdp`` (FSDP2 shards parameters, gradients and
+  optimizer state), plus the largest block's parameters gathered unsharded twice (current +
+  prefetched) under FSDP; frozen text encoder and autoencoder: 4 bytes per parameter, replicated;
+- the frozen teacher of student init and distillation (``frozen_teacher.py``): DiT parameters x
+  (2 bytes under ``train.teacher_dtype: bf16``, else 4) / the shard degree (the GPU count under
+  ``train.teacher_shard: true``, else 1), plus, when sharded, what one forward gathers: the
+  largest block twice (current + prefetched) and the root's non-block parameters, in the
+  teacher's dtype;
 - activations saved for backward by one DiT block, per token, from the block's operations
   (:func:`block_saved_elements_per_token`: the tensors autograd keeps for LayerNorm/RMSNorm,
   the Q/K/V/output/MLP linears, RoPE, the two attention calls with a fused (flash-style) kernel
@@ -28,7 +33,8 @@ hand-entered sizes):
   block and sample an all-gather of K and V in forward, its reduce-scatter in backward, and one more
   all-gather for the recomputation under activation checkpointing, each moving
   ``(c - 1) / c x 2 T D`` elements;
-- step peak = static (weights, frozen networks, optimizer state) + max(activations, gradients);
+- step peak = static (weights, frozen networks and teacher, optimizer state) + max(activations,
+  gradients);
 - FLOPs per optimisation step: 2 x (matmul parameters) per token and ``4 T_kv D`` per token and
   layer for attention (block-causal: the visible prefix), x3 for forward + backward, +1 forward
   under activation checkpointing, x the global batch.
@@ -151,6 +157,18 @@ class StagePlan:
     context_parallel: int = 1
     tokens_per_gpu: int = 0          # this rank's share of one sample (context parallelism)
     cp_traffic_gib: float = 0.0      # K/V all-gather + reduce-scatter per GPU and step
+    teacher_dtype: str = "fp32"      # frozen teacher of student init / distillation
+    teacher_shard: int = 1           # its shard degree (GPUs holding 1/n of it each)
+
+
+def teacher_bytes_per_gpu(P: dict, depth: int, dtype: str, shard: int) -> tuple[float, float]:
+    """(held, gathered) bytes of the frozen teacher on one GPU: its parameters in ``dtype`` split
+    over ``shard`` ranks, and (``shard > 1``) the unsharded parameters one forward gathers: the
+    largest block twice (current + prefetched) and the root's non-block parameters."""
+    b = 2 if dtype == "bf16" else 4
+    held = P["dit"] * b / shard
+    gathered = (2 * P["dit_block"] + (P["dit"] - depth * P["dit_block"])) * b if shard > 1 else 0.0
+    return held, gathered
 
 
 def _phases(settings):
@@ -164,12 +182,19 @@ def _phases(settings):
 
 
 def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None,
-                context_parallel: int | None = None) -> list[StagePlan]:
+                context_parallel: int | None = None, teacher_dtype: str | None = None,
+                teacher_shard: bool | None = None) -> list[StagePlan]:
     """Per-GPU memory and step FLOPs of every training phase of ``cfg`` on ``gpus`` GPUs
-    (``context_parallel``: override the config's ``train.context_parallel``)."""
+    (``context_parallel``, ``teacher_dtype``, ``teacher_shard``: override the config's
+    ``train.*`` values of the same names)."""
+    import dataclasses
     from relic_model.nn.memory import kv_token_counts
     from relic_model.train.settings import train_settings
     st = settings or train_settings(cfg)
+    over = {k: v for k, v in (("teacher_dtype", teacher_dtype), ("teacher_shard", teacher_shard)) if v is not None}
+    if over.get("teacher_dtype", st.teacher_dtype) not in ("fp32", "bf16"):
+        raise ValueError(f"teacher dtype must be fp32 or bf16, got {over['teacher_dtype']!r}")
+    st = dataclasses.replace(st, **over)
     prec, ck, fsdp = st.precision, bool(st.activation_checkpointing), st.dist == "fsdp" and gpus > 1
     cp = int(st.context_parallel if context_parallel is None else context_parallel)
     if cp < 1 or gpus % cp:
@@ -183,6 +208,8 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None,
     gh_gw = (cfg.data.height // (cfg.autoencoder.spatial_factor * cfg.dit.patch_size),
              cfg.data.width // (cfg.autoencoder.spatial_factor * cfg.dit.patch_size))
     gather = (2 * P["dit_block"] * (2 if prec == "bf16" else 4)) if fsdp else 0
+    t_shard = gpus if st.teacher_shard and gpus > 1 else 1
+    t_held, t_gathered = teacher_bytes_per_gpu(P, cfg.dit.depth, st.teacher_dtype, t_shard)
     b_act = 2 if prec == "bf16" else 4
     plans = []
     for stage, phase, length, batch in _phases(st):
@@ -190,6 +217,7 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None,
         if stage == "teacher":
             trainable = [P["dit"] + P["text"]]
             frozen = P["autoencoder"]
+            teacher = 0.0                            # trained here, counted in weights
             F = length
             T = F * n
             T_loc = loc(F) * n
@@ -200,7 +228,8 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None,
         elif stage == "student_init":
             s = st.student_init
             trainable = [P["dit"]]
-            frozen = P["dit"] + P["text"] + P["autoencoder"]     # teacher (ODE trajectories), text, autoencoder
+            frozen = P["text"] + P["autoencoder"]
+            teacher = t_held + t_gathered            # frozen teacher (ODE trajectories)
             F = 1 + s.num_blocks * fpb
             T = F * n
             Pf = 1 + (s.num_blocks - s.num_noisy_blocks) * fpb
@@ -211,7 +240,8 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None,
             flops = 3 * T * dit_flops_per_token(cfg, P["dit"], (held + T) / 2)
         else:
             trainable = [P["dit"], P["dit"]]               # generator + critic
-            frozen = P["dit"] + P["text"] + P["autoencoder"]     # real score (teacher), text, autoencoder
+            frozen = P["text"] + P["autoencoder"]
+            teacher = t_held + t_gathered            # frozen teacher (DMD's real score)
             F = 1 + length * fpb
             T = F * n
             held = kv_token_counts(F - fpb, gh_gw, cfg.memory.window, cfg.memory.schedule, cfg.memory.enabled)["held"]
@@ -233,15 +263,18 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None,
         gib = {
             "weights (trainable, fp32)": 4 * train_p / shard / GIB,
             "optimizer (AdamW, fp32)": 8 * train_p / shard / GIB,
-            "frozen networks (fp32, replicated)": 4 * frozen / GIB,
+            "frozen text + autoencoder (fp32, replicated)": 4 * frozen / GIB,
+            "frozen teacher (+ gathered)": teacher / GIB,
             "gradients (fp32)": 4 * train_p / shard / GIB,
             "FSDP gathered blocks": gather / GIB,
             "activations (+ KV cache)": acts / GIB,
         }
-        static = gib["weights (trainable, fp32)"] + gib["optimizer (AdamW, fp32)"] + gib["frozen networks (fp32, replicated)"] + gib["FSDP gathered blocks"]
+        static = (gib["weights (trainable, fp32)"] + gib["optimizer (AdamW, fp32)"] + gib["frozen teacher (+ gathered)"]
+                  + gib["frozen text + autoencoder (fp32, replicated)"] + gib["FSDP gathered blocks"])
         total = static + max(gib["activations (+ KV cache)"], gib["gradients (fp32)"])
         p = StagePlan(stage, phase, T, bpg, gib, total, flops * batch / 1e12, total <= gpu_mem_gib,
-                      context_parallel=cp, tokens_per_gpu=T_loc, cp_traffic_gib=traffic / GIB)
+                      context_parallel=cp, tokens_per_gpu=T_loc, cp_traffic_gib=traffic / GIB,
+                      teacher_dtype=st.teacher_dtype, teacher_shard=t_shard)
         if not p.fits:
             tips = []
             if not ck:
@@ -250,8 +283,11 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None,
                 tips.append("train.precision: bf16")
             if not fsdp and gpus > 1:
                 tips.append("train.dist: fsdp")
-            if gib["frozen networks (fp32, replicated)"] > 0.25 * gpu_mem_gib:
-                tips.append("shard or bf16-cast the frozen teacher (held replicated in fp32 today)")
+            if gib["frozen teacher (+ gathered)"] > 0.25 * gpu_mem_gib:
+                if st.teacher_dtype != "bf16":
+                    tips.append("train.teacher_dtype: bf16")
+                if t_shard == 1 and gpus > 1:
+                    tips.append("train.teacher_shard: true")
             if gib["activations (+ KV cache)"] > 0.5 * gpu_mem_gib:
                 if bpg > 1:
                     tips.append(f"a global batch of at most {dp} (one sample per {'CP group' if cp > 1 else 'GPU'})")
@@ -281,13 +317,19 @@ def format_plan(cfg, plans: list[StagePlan], gpus: int, gpu_mem_gib: float, sett
              f"{cfg.dit.attention}; activations {activation_bytes_per_token_layer(cfg, st.precision) / 1024:.1f} KiB "
              f"per token per block without checkpointing.",
              ]
+    if plans:
+        t = plans[-1]
+        lines[-1] += (f" Frozen teacher of student init and distillation: {t.teacher_dtype}, " +
+                      (f"sharded over {t.teacher_shard} GPUs (column teacher: its shard + the block(s) and root "
+                       f"parameters one forward gathers)." if t.teacher_shard > 1 else "replicated on every GPU."))
     cp = plans[0].context_parallel if plans else 1
     if cp > 1:
         lines += ["", f"Context parallelism {cp}: {gpus // cp} data-parallel groups of {cp} GPUs, each GPU holding "
                       f"ceil(F / {cp}) of a sample's F latent frames; attention all-gathers K/V per block (CP K/V = "
                       f"GiB per GPU and step moved by those all-gathers and the gradients' reduce-scatters)."]
     cols = "| stage | phase | tokens/sample | " + ("CP | tokens/GPU | " if cp > 1 else "") + \
-        "batch/GPU | weights | optimizer | frozen | grads | FSDP gather | activations+KV | peak GiB/GPU | fits | " + \
+        "batch/GPU | weights | optimizer | frozen text+AE | teacher | grads | FSDP gather | activations+KV | peak GiB/GPU | " + \
+        "fits | " + \
         "step TFLOP | " + ("CP K/V GiB | " if cp > 1 else "") + "what to change |"
     lines += ["", cols, "|" + "|".join("---" if c.strip() in ("stage", "phase", "fits", "what to change") else "---:"
                                        for c in cols.strip("|").split("|")) + "|"]
@@ -295,7 +337,7 @@ def format_plan(cfg, plans: list[StagePlan], gpus: int, gpu_mem_gib: float, sett
         g = list(p.gib.values())
         lines.append(f"| {p.stage} | {p.phase} | {p.tokens_per_sample} | " +
                      (f"{p.context_parallel} | {p.tokens_per_gpu} | " if cp > 1 else "") + f"{p.batch_per_gpu} | " +
-                     " | ".join(f"{x:.1f}" for x in [g[0], g[1], g[2], g[3], g[4], g[5]]) +
+                     " | ".join(f"{x:.1f}" for x in g) +
                      f" | {p.total_gib:.1f} | {'yes' if p.fits else 'NO'} | {p.step_tflops:.0f} | " +
                      (f"{p.cp_traffic_gib:.0f} | " if cp > 1 else "") + f"{p.advice} |")
     return "\n".join(lines) + "\n"
@@ -303,4 +345,4 @@ def format_plan(cfg, plans: list[StagePlan], gpus: int, gpu_mem_gib: float, sett
 
 __all__ = ["plan_stages", "format_plan", "dit_parameters", "model_parameters", "block_saved_elements_per_token",
            "activation_bytes_per_token_layer", "dit_activation_bytes", "kv_cache_bytes", "cp_kv_traffic_bytes",
-           "StagePlan"]
+           "teacher_bytes_per_gpu", "StagePlan"]

@@ -122,3 +122,43 @@ def test_train_plan_context_parallel_activations_without_checkpointing():
     half = dit_activation_bytes(cfg, 4 * n, "fp32", False, kv_tokens=8 * n)
     assert half == dit_activation_bytes(cfg, 4 * n, "fp32", False) + cfg.dit.depth * 2 * cfg.dit.dim * 4 * 4 * n
     assert 0.5 * full < half < full
+
+
+def test_train_plan_14b_frozen_teacher_bf16_sharded_fits_every_phase(capsys):
+    """gpu14b holds the frozen teacher in bf16, FSDP2-sharded over the 32 GPUs: every phase fits;
+    fp32 replicated (the old way) leaves student init and distillation over 80 GiB."""
+    from relic_model.cli.train_plan import main
+    from relic_model.train.plan import GIB, model_parameters
+    cfg = load_config("gpu14b")
+    st = train_settings(cfg)
+    assert (st.teacher_dtype, st.teacher_shard) == ("bf16", True)
+    P = model_parameters(cfg)
+    root = P["dit"] - cfg.dit.depth * P["dit_block"]
+    assert 0 < root < P["dit_block"]
+    cheap = plan_stages(cfg, 32, 80.0)
+    old = plan_stages(cfg, 32, 80.0, teacher_dtype="fp32", teacher_shard=False)
+    half = plan_stages(cfg, 32, 80.0, teacher_shard=False)                       # bf16, replicated
+    col = "frozen teacher (+ gathered)"
+    assert all(p.fits for p in cheap) and max(p.total_gib for p in cheap) < 70
+    for c, o, h in zip(cheap, old, half):
+        if c.stage == "teacher":                     # trained there: no frozen teacher
+            assert c.gib[col] == o.gib[col] == 0 and c.total_gib == o.total_gib and o.fits
+            continue
+        assert c.gib[col] * GIB == pytest.approx(P["dit"] * 2 / 32 + (2 * P["dit_block"] + root) * 2)
+        assert o.gib[col] * GIB == pytest.approx(4 * P["dit"]) and h.gib[col] == pytest.approx(o.gib[col] / 2)
+        assert o.total_gib - c.total_gib == pytest.approx(o.gib[col] - c.gib[col])   # nothing else changes
+        assert not o.fits and "train.teacher_dtype: bf16" in o.advice and "train.teacher_shard: true" in o.advice
+        assert o.teacher_dtype == "fp32" and o.teacher_shard == 1 and c.teacher_shard == 32
+    # bf16 alone: all but the 20-s distillation phase
+    assert [p.fits for p in half[3:]] == [True, True, True, False]
+    # one GPU: nothing to shard over
+    one = plan_stages(cfg, 1, 80.0, context_parallel=1)[3]
+    assert one.teacher_shard == 1 and one.gib[col] * GIB == pytest.approx(2 * P["dit"])
+    assert main(["--config", "gpu14b", "--gpus", "32", "--teacher-dtype", "fp32", "--no-teacher-shard"]) == 0
+    out = capsys.readouterr().out
+    assert "3 of 7 phases fit" in out and "fp32, replicated on every GPU" in out
+    assert main(["--config", "gpu14b", "--gpus", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "7 of 7 phases fit" in out and "bf16, sharded over 32 GPUs" in out
+    with pytest.raises(ValueError, match="teacher dtype"):
+        plan_stages(cfg, 32, 80.0, teacher_dtype="fp16")

@@ -32,3 +32,17 @@ def test_phase_lr_overrides_the_stage_lr_per_phase_and_survives_rescaling():
     assert phase_lr(ph, 10, 5e-4) == 1e-4 and phase_lr(ph, 99, 5e-4) == 1e-4
     r = rescale_curriculum(ph, 40)
     assert phase_lr(r, 25, 5e-4) == 1e-4 and phase_lr(r, 5, 5e-4) == 5e-4
+
+
+def test_frozen_teacher_switches_default_off_and_are_validated():
+    s = train_settings(micro_config())
+    assert (s.teacher_dtype, s.teacher_shard) == ("fp32", False)
+    cfg = micro_config()
+    cfg.train.update(teacher_dtype="bf16", teacher_shard=True)
+    s = train_settings(cfg)
+    assert (s.teacher_dtype, s.teacher_shard) == ("bf16", True)
+    for key, bad in (("teacher_dtype", "fp16"), ("teacher_shard", "yes")):
+        cfg = micro_config()
+        cfg.train[key] = bad
+        with pytest.raises(ValueError, match=key):
+            train_settings(cfg)
