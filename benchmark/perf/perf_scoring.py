@@ -142,7 +142,8 @@ def main(argv=None) -> int:
         print(f"scoring with LPIPS: not measured, LPIPS {lp.status}", flush=True)
 
     t, c = time.perf_counter(), time.process_time()
-    est = run_estimator(DEFAULT_ESTIMATOR, frames, task.K, depth0=task.gt_depth()[0])
+    depth = task.gt_depth()
+    est = run_estimator(DEFAULT_ESTIMATOR, frames, task.K, depth0=depth[0], depth_ref=depth)
     pw, pcpu = time.perf_counter() - t, time.process_time() - c
     results["pose_estimation"] = {"wall_s": pw, "fps": n / pw, "cpu_s": pcpu, "fps_per_cpu_core": n / pcpu,
                                   "estimator": DEFAULT_ESTIMATOR,
