@@ -1,6 +1,6 @@
 """Validate the training memory plan (relic_model/train/plan.py) against measured CPU peaks.
 
-    python -m relic_model.perf.perf_memory_plan [--out reports/perf_train_plan.md]
+    python -m relic_model.perf.perf_memory_plan [--out reports/perf_train_plan.md] [--gpu-plans-only]
 
 For several small DiT configs (fp32 / bf16 autocast, with / without activation checkpointing,
 bidirectional and block-causal), one training step -- forward, flow-matching loss, backward, clipped
@@ -92,19 +92,64 @@ def measure(over, F, B, precision, ckpt, mode, seed=0) -> dict:
             "predicted": predicted, "acts_pred": acts, "saved": meter.peak_bytes, "wall_s": wall}
 
 
+GPU_SECTION = "## The plan for the GPU configs"
+
+
+def gpu_plan_section() -> list[str]:
+    """The computed plans of the bundled GPU configs (Markdown lines), and for gpu14b the peak per
+    GPU of student init / distillation under each way of holding the frozen teacher."""
+    from relic_model.config import load_config
+    from relic_model.train.plan import format_plan, plan_stages
+    lines = [GPU_SECTION, "",
+             "Command: `python -m relic_model.cli.train_plan --config relic_model/configs/gpu.yaml` "
+             "(8 x 80 GiB) and `--config relic_model/configs/gpu14b.yaml --gpus 32`. Computed, not measured: "
+             "no GPU was available to this work; the formulas are the ones validated above at small scale.", ""]
+    for name, gpus in (("gpu", 8), ("gpu14b", 32)):
+        cfg = load_config(name)
+        lines.append(format_plan(cfg, plan_stages(cfg, gpus, 80.0), gpus, 80.0).replace("# Training plan", "### Training plan"))
+    cfg = load_config("gpu14b")
+    ways = [("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)]
+    plans = {w: plan_stages(cfg, 32, 80.0, teacher_dtype=w[0], teacher_shard=w[1]) for w in ways}
+    lines += ["### relic-gpu-14b: the frozen teacher of student init and distillation, 32 x 80 GiB", "",
+              "Peak GiB per GPU (`--teacher-dtype fp32|bf16 --[no-]teacher-shard`; `train.teacher_dtype` / "
+              "`train.teacher_shard`, relic_model/train/frozen_teacher.py). The config uses bf16 + sharded.", "",
+              "| stage | phase | " + " | ".join(f"{d} {'sharded' if sh else 'replicated'}" for d, sh in ways) + " |",
+              "|---|---|" + "---:|" * len(ways)]
+    for i, p in enumerate(plans[ways[0]]):
+        if p.stage == "teacher":
+            continue
+        cells = [f"{plans[w][i].total_gib:.1f}{'' if plans[w][i].fits else ' (NO)'}" for w in ways]
+        lines.append(f"| {p.stage} | {p.phase} | " + " | ".join(cells) + " |")
+    fit = [sum(q.fits for q in plans[w]) for w in ways]
+    lines += ["", "Phases that fit (of 7): " + ", ".join(f"{d} {'sharded' if sh else 'replicated'} {n}"
+                                                        for (d, sh), n in zip(ways, fit)) + ".", ""]
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="reports/perf_train_plan.md")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--gpu-plans-only", action="store_true",
+                    help="rewrite only the computed GPU-plan section of --out (keeps the measured CPU rows)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if args.gpu_plans_only:
+        old = out.read_text()
+        if GPU_SECTION not in old:
+            raise SystemExit(f"{out} has no '{GPU_SECTION}' section to replace")
+        text = old[:old.index(GPU_SECTION)] + "\n".join(gpu_plan_section()).rstrip("\n") + "\n"
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+        print(text)
+        return 0
     rows = []
     for name, over, F, B, prec, ck, mode in CASES:
         r = measure(over, F, B, prec, ck, mode)
         rows.append((name, F, B, r))
         print(f"{name}: measured {r['measured'] / 2**20:.1f} MiB, predicted {r['predicted'] / 2**20:.1f} MiB", file=sys.stderr)
-    from relic_model.config import load_config
-    from relic_model.train.plan import format_plan, plan_stages
     lines = ["# Training memory plan: validation on CPU", "",
              "Command: `python -m relic_model.perf.perf_memory_plan` (CPU, "
              f"torch {torch.__version__}, {args.threads} thread). Each row is one real training step of a small "
@@ -124,16 +169,9 @@ def main(argv=None) -> int:
                      f"{r['predicted'] / 2**20:.1f} | {r['predicted'] / r['measured']:.2f} | {r['saved'] / 2**20:.1f} | "
                      f"{r['acts_pred'] / 2**20:.1f} | {r['acts_pred'] / r['saved']:.2f} |")
     worst = max(abs(r["predicted"] / r["measured"] - 1) for *_, r in rows)
-    lines += ["", f"Largest predicted-vs-measured peak error: {100 * worst:.1f}% (bar: 25%).", "",
-              "## The plan for the GPU configs", "",
-              "Command: `python -m relic_model.cli.train_plan --config relic_model/configs/gpu.yaml` "
-              "(8 x 80 GiB) and `--config relic_model/configs/gpu14b.yaml --gpus 32`. Computed, not measured: "
-              "no GPU was available to this work; the formulas are the ones validated above at small scale.", ""]
-    for name, gpus in (("gpu", 8), ("gpu14b", 32)):
-        cfg = load_config(name)
-        lines.append(format_plan(cfg, plan_stages(cfg, gpus, 80.0), gpus, 80.0).replace("# Training plan", "### Training plan"))
-    text = "\n".join(lines) + "\n"
-    out = Path(args.out)
+    lines += ["", f"Largest predicted-vs-measured peak error: {100 * worst:.1f}% (bar: 25%).", ""]
+    lines += gpu_plan_section()
+    text = "\n".join(lines).rstrip("\n") + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)

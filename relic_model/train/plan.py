@@ -320,7 +320,7 @@ def format_plan(cfg, plans: list[StagePlan], gpus: int, gpu_mem_gib: float, sett
     if plans:
         t = plans[-1]
         lines[-1] += (f" Frozen teacher of student init and distillation: {t.teacher_dtype}, " +
-                      (f"sharded over {t.teacher_shard} GPUs (column teacher: its shard + the block(s) and root "
+                      (f"sharded over {t.teacher_shard} GPUs (column frozen teacher: its shard + the block(s) and root "
                        f"parameters one forward gathers)." if t.teacher_shard > 1 else "replicated on every GPU."))
     cp = plans[0].context_parallel if plans else 1
     if cp > 1:
@@ -328,7 +328,7 @@ def format_plan(cfg, plans: list[StagePlan], gpus: int, gpu_mem_gib: float, sett
                       f"ceil(F / {cp}) of a sample's F latent frames; attention all-gathers K/V per block (CP K/V = "
                       f"GiB per GPU and step moved by those all-gathers and the gradients' reduce-scatters)."]
     cols = "| stage | phase | tokens/sample | " + ("CP | tokens/GPU | " if cp > 1 else "") + \
-        "batch/GPU | weights | optimizer | frozen text+AE | teacher | grads | FSDP gather | activations+KV | peak GiB/GPU | " + \
+        "batch/GPU | weights | optimizer | frozen text+AE | frozen teacher | grads | FSDP gather | activations+KV | peak GiB/GPU | " + \
         "fits | " + \
         "step TFLOP | " + ("CP K/V GiB | " if cp > 1 else "") + "what to change |"
     lines += ["", cols, "|" + "|".join("---" if c.strip() in ("stage", "phase", "fits", "what to change") else "---:"

@@ -162,3 +162,14 @@ def test_train_plan_14b_frozen_teacher_bf16_sharded_fits_every_phase(capsys):
     assert "7 of 7 phases fit" in out and "bf16, sharded over 32 GPUs" in out
     with pytest.raises(ValueError, match="teacher dtype"):
         plan_stages(cfg, 32, 80.0, teacher_dtype="fp16")
+
+
+def test_perf_memory_plan_rewrites_only_the_gpu_plan_section(tmp_path):
+    from relic_model.perf.perf_memory_plan import GPU_SECTION, main
+    out = tmp_path / "plan.md"
+    out.write_text(f"# measured part\n\n| kept | row |\n\n{GPU_SECTION}\n\nstale text\n")
+    assert main(["--out", str(out), "--gpu-plans-only"]) == 0
+    text = out.read_text()
+    assert text.startswith("# measured part\n\n| kept | row |\n\n" + GPU_SECTION) and "stale text" not in text
+    assert "### Training plan: relic-gpu-14b on 32 x 80 GiB" in text and "| fp32 replicated | bf16 replicated |" in text
+    assert "Phases that fit (of 7): fp32 replicated 3, bf16 replicated 6, fp32 sharded 7, bf16 sharded 7." in text
