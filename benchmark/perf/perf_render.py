@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     stages = list(results[0]["cpu_breakdown_832x480_1thread"])[1:]
     lines += ["", "## CPU ms per stage, single-threaded (Embree 1 thread, shading 1 thread)", "",
               "Per 832x480 RGB+depth+shadows frame, mean over the poses. On an idle 2-core machine Embree "
-              "splits the casts over both cores and the shading runs on 2 pixel chunks in parallel.", "",
+              "splits the casts over both cores and the shading runs on row chunks in 2 threads.", "",
               "| scene | total | " + " | ".join(stages) + " | cast share |",
               "|---|---:|" + "---:|" * len(stages) + "---:|"]
     for r in results:
