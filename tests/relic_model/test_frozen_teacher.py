@@ -203,3 +203,21 @@ def test_student_init_and_distill_with_bf16_sharded_teacher_two_gloo_ranks(tmp_p
     dd = load_file(str(tmp_path / "two/distilled_student.safetensors"))
     assert dd.keys() == {k[len("student."):] for k in si}
     assert max(float((dd[k[len("student."):]] - v).abs().max()) for k, v in si.items()) > 1e-4   # a DMD step moved it
+
+
+def test_device_check_script_runs_on_cpu(tmp_path):
+    """relic_model/perf/check_frozen_teacher.py (run on a GPU for the README's numbers) at tiny size."""
+    import json
+    from relic_model.perf.check_frozen_teacher import main
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--device", "cpu", "--config", "tiny", "--frames", "3", "--skip-stages", "--out",
+                     str(tmp_path / "r.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    r = json.loads((tmp_path / "r.json").read_text())
+    d = r["dtype"]
+    assert d["params_bf16_gib"] * 2 == pytest.approx(d["params_fp32_gib"])
+    assert 0 < d["rel_err_bf16_vs_fp32"] < BF16_REL_TOL and d["out_dtype"] == "torch.float32"
+    assert r["shard"] == {"fp32_sharded_equal": True, "fp32_resharded_after_forward": True,
+                          "bf16_sharded_equal": True, "bf16_resharded_after_forward": True}
