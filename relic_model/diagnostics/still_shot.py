@@ -112,8 +112,9 @@ def student_still(dit, ae, text, cfg, frame: np.ndarray, prompt: str, frames: in
 
 @torch.no_grad()
 def teacher_still(teacher, ae, text, cfg, frame: np.ndarray, prompt: str, frames: int, steps: int = 16,
-                  seed: int = 0) -> tuple[np.ndarray, torch.Tensor]:
-    """The bidirectional teacher's ODE sample of a still clip (frames after frame 0, latents)."""
+                  seed: int = 0, guidance: float = 1.0) -> tuple[np.ndarray, torch.Tensor]:
+    """The bidirectional teacher's ODE sample of a still clip (frames after frame 0, latents);
+    ``guidance`` > 1: classifier-free guidance against the empty prompt (as the DMD real score)."""
     from relic_model.inference.streaming import to_model_image, to_uint8_frames
     from relic_model.nn.control import integrate_actions, latent_controls
     from relic_model.pipelines.teacher_sampling import sample_ode
@@ -126,7 +127,15 @@ def teacher_still(teacher, ae, text, cfg, frame: np.ndarray, prompt: str, frames
     a_lat, p_lat = torch.from_numpy(a_lat)[None], torch.from_numpy(p_lat)[None]
     t = text.encode_text([prompt])
     noise = torch.randn((1, a_lat.shape[1] - 1, *z0.shape[2:]), generator=torch.Generator().manual_seed(seed))
-    x, _ = sample_ode(lambda x, s: teacher(x, s, t, a_lat, p_lat, "bidirectional"), noise, z0, num_steps=steps)
+    t_null = text.encode_text([""])
+
+    def vel(x, s):
+        v = teacher(x, s, t, a_lat, p_lat, "bidirectional")
+        if guidance != 1.0:
+            vu = teacher(x, s, t_null, a_lat, p_lat, "bidirectional")
+            v = vu + guidance * (v - vu)
+        return v
+    x, _ = sample_ode(vel, noise, z0, num_steps=steps)
     out = to_uint8_frames(ae.decode(x)[0], frame.shape[:2])
     return out[1:1 + frames], x
 
@@ -139,7 +148,8 @@ def score(video: np.ndarray, latents: torch.Tensor, frame0: np.ndarray, rec0: np
 
 
 def probe(frames_in: list[tuple[str, np.ndarray, str]], checkpoint=None, teacher_weights=None, frames: int = 48,
-          seed: int = 0, variants=VARIANTS, progress: bool = True) -> list[dict]:
+          seed: int = 0, variants=VARIANTS, progress: bool = True, teacher_steps: int = 16,
+          teacher_guidance: float = 1.0) -> list[dict]:
     """One row per (image, variant): ``ae_rec``, per-frame lists and their summaries."""
     from relic_model.inference.checkpoint import load_checkpoint
     cfg, dit, ae, text = load_checkpoint(checkpoint, "cpu")
@@ -163,7 +173,8 @@ def probe(frames_in: list[tuple[str, np.ndarray, str]], checkpoint=None, teacher
             vids[v] = vid
             rows.append({**base, "variant": v, **score(vid, lat, f0, rec0, z_still)})
         if teacher is not None:
-            vid, lat = teacher_still(teacher, ae, teacher_text, cfg, f0, prompt, frames, seed=seed)
+            vid, lat = teacher_still(teacher, ae, teacher_text, cfg, f0, prompt, frames, teacher_steps, seed,
+                                     teacher_guidance)
             rows.append({**base, "variant": "teacher", **score(vid, lat, f0, rec0, z_still)})
         # first-frame sensitivity: same seed, frame 0 of the next image
         other = frames_in[(k + 1) % len(frames_in)][1]
@@ -200,7 +211,7 @@ def summary_table(rows: list[dict]) -> str:
     df = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in rows])
     cols = ["ae_rec", "f1", "f4", "f16", "f_last", "mean_f0", "min_f0", "gap_min", "mean_rec", "mean_lat_rmse"]
     g = df.groupby("variant", sort=False)[cols].mean()
-    lines = ["| variant | AE rec (dB) | f1 | f4 | f16 | f48 | mean | min | AE rec - min (bar <= 3) | vs AE rec | latent RMSE |",
+    lines = ["| variant | AE rec (dB) | f1 | f4 | f16 | last | mean | min | AE rec - min (bar <= 3) | vs AE rec | latent RMSE |",
              "|---|" + "---:|" * len(cols)]
     for v, r in g.iterrows():
         lines.append(f"| {v} | " + " | ".join(f"{r[c]:.2f}" for c in cols) + " |")
@@ -213,6 +224,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=None, help="checkpoint directory (default: bundled)")
     p.add_argument("--teacher", default=None, help="teacher stage weights (adds the 'teacher' variant)")
     p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--teacher-steps", type=int, default=16, help="Euler steps of the teacher ODE")
+    p.add_argument("--teacher-guidance", type=float, default=1.0, help="CFG scale of the teacher (1 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--threads", type=int, default=1)
@@ -220,7 +233,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     imgs = suite_first_frames(a.suite)
-    rows = probe(imgs, a.checkpoint, a.teacher, a.frames, a.seed, tuple(v for v in a.variants.split(",") if v))
+    rows = probe(imgs, a.checkpoint, a.teacher, a.frames, a.seed, tuple(v for v in a.variants.split(",") if v),
+                 teacher_steps=a.teacher_steps, teacher_guidance=a.teacher_guidance)
     table = summary_table(rows)
     print(table)
     if a.out:

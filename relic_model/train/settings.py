@@ -76,6 +76,7 @@ class StudentInitSettings(Common):
     lr: float = 2e-4
     num_blocks: int = 6              # student blocks per clip (each dit.frames_per_block latent frames)
     num_noisy_blocks: int = 2        # hybrid forcing: last K blocks noised, the rest clean context
+    random_prefix: bool = False      # clean blocks before the noisy ones drawn in [0, B-K] per step (else B-K)
     trajectories: int = 48           # teacher ODE trajectories precomputed (cached on disk)
     ode_steps: int = 8               # Euler steps of the teacher ODE
     guidance: float = 1.0            # CFG scale of the teacher while sampling trajectories

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from relic_model.data.latent_cache import file_sha256, pool_key
 from relic_model.objectives.flow_matching import x0_from_velocity
-from relic_model.objectives.ode_regression import hybrid_forcing_levels, ode_regression_loss
+from relic_model.objectives.ode_regression import hybrid_forcing_levels, hybrid_split, ode_regression_loss
 from relic_model.pipelines.conditioning import Cond
 from relic_model.pipelines.dit_generator import DiTBlockGenerator
 from relic_model.pipelines.self_forcing import rollout
@@ -170,16 +170,23 @@ class StudentInitStage(Stage):
         pool = self.pools.get(self.F)
         n, K = tr["x0"].shape[0], len(self.levels)
         js, lv = [], []
+        # clean blocks before the noisy ones: the paper's fixed split, or (random_prefix) drawn per
+        # step, shared by the batch (seeded by the step only: identical on every rank)
+        clean = hybrid_split(self.s.num_blocks, self.s.num_noisy_blocks, self.s.random_prefix,
+                             torch_gen(self.ctx.seed, self.name, step, 10 ** 9))
         for i in indices:
             g = torch_gen(self.ctx.seed, self.name, step, i)
             js.append(int(torch.randint(0, n, (1,), generator=g)))
-            idx, _, _ = hybrid_forcing_levels(1, self.s.num_blocks, self.fpb, self.s.num_noisy_blocks, K, g)
+            idx, _, _ = hybrid_forcing_levels(1, self.s.num_blocks, self.fpb, self.s.num_noisy_blocks, K, g,
+                                              clean_blocks=clean)
             lv.append(idx[0])
         dev = self.ctx.info.device
+        Fu = lv[0].shape[0]                                            # frames used this step
         _, cond, texts = pool_batch(pool, js, dev)
-        x0 = tr["x0"][js].to(dev)
-        step_idx = torch.stack(lv)                                     # (B, F), -1 = clean
-        xt_all = tr["xt"][js].to(dev)                                  # (B, K, F, ...)
+        cond = cond.frames(0, Fu)
+        x0 = tr["x0"][js][:, :Fu].to(dev)
+        step_idx = torch.stack(lv)                                     # (B, Fu), -1 = clean
+        xt_all = tr["xt"][js][:, :, :Fu].to(dev)                       # (B, K, Fu, ...)
         gather = step_idx.clamp_min(0).to(dev)[:, None, :, None, None, None].expand(-1, 1, -1, *x0.shape[2:])
         x_in = torch.gather(xt_all, 1, gather)[:, 0]
         clean = step_idx < 0
@@ -189,7 +196,7 @@ class StudentInitStage(Stage):
         return x0, x_in, sig.to(dev), cond, texts
 
     def loss(self, x0, x_in, sig, cond: Cond, texts):
-        P = 1 + (self.s.num_blocks - self.s.num_noisy_blocks) * self.fpb   # clean prefix frames
+        P = int((sig[0] > 0).nonzero()[0])                            # clean prefix frames (frame 0 + clean blocks)
         text = self.text.encode_text(texts)
         a, p = cond.per_frame["actions"], cond.per_frame["poses"]
         cache = self.student.new_cache()
