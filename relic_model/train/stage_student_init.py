@@ -106,10 +106,22 @@ def merge_trajectory_parts(parts: list[dict], n: int) -> dict:
     return {k: torch.cat([p[k] for p in parts])[order] for k in ("x0", "xt")}
 
 
+def check_fsdp_checkpointing(settings, info) -> None:
+    """Student init under FSDP2 (several ranks) needs activation checkpointing: the clean prefix's
+    K/V are committed to the cache WITH autograd inside each block's forward, and only under
+    checkpointing are they the block's outputs; otherwise FSDP2 has resharded the block when their
+    gradients arrive (backward fails with "setStorage ... storage of size 0")."""
+    if info.distributed and settings.dist == "fsdp" and not settings.activation_checkpointing:
+        raise ValueError("student init with train.dist: fsdp needs train.activation_checkpointing: true (the KV "
+                         "cache committed with autograd is differentiable only through checkpointed blocks under "
+                         "FSDP2); or use train.dist: ddp")
+
+
 class StudentInitStage(Stage):
     name = "student_init"
 
     def __init__(self, ctx: RunContext, total_steps: int | None = None):
+        check_fsdp_checkpointing(ctx.settings, ctx.info)
         self.ctx = ctx
         self.s = ctx.settings.student_init
         self.total_steps = int(total_steps if total_steps is not None else self.s.steps)

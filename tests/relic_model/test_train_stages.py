@@ -122,3 +122,19 @@ def test_train_all_cli_writes_a_loadable_bundle(corpus, tmp_path):
     # re-running resumes: every stage is skipped, the bundle is rewritten
     assert relic_cli.main(args) == 0
     assert pd.read_csv(out / "teacher/losses.csv")["step"].tolist() == [1, 2, 3, 4]
+
+
+def test_student_init_refuses_fsdp_without_checkpointing_on_several_ranks():
+    from relic_model.train.distributed import DistInfo
+    from relic_model.train.settings import train_settings
+    from relic_model.train.stage_student_init import check_fsdp_checkpointing
+    cfg = micro_config()
+    cfg.train.update(dist="fsdp")
+    st = train_settings(cfg)
+    with pytest.raises(ValueError, match="activation_checkpointing: true"):
+        check_fsdp_checkpointing(st, DistInfo(rank=0, world_size=2))
+    check_fsdp_checkpointing(st, DistInfo())                     # one process: FSDP is not applied
+    st.activation_checkpointing = True
+    check_fsdp_checkpointing(st, DistInfo(rank=0, world_size=2))
+    st.activation_checkpointing, st.dist = False, "ddp"
+    check_fsdp_checkpointing(st, DistInfo(rank=0, world_size=2))
