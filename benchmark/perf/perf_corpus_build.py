@@ -171,6 +171,9 @@ def main(argv=None) -> int:
         md.append(f"| {s['width']}x{s['height']} | " + " | ".join(str(v) for v in s["ms_per_frame"].values()) + " |")
     md += ["", "A load average well above the CPU count (other jobs running) means these numbers understate "
                "an idle machine.", ""]
+    old = (out / "perf_corpus_build.md").read_text() if (out / "perf_corpus_build.md").exists() else ""
+    if "<!-- ray-engine" in old:  # keep the local-vs-Ray sections of perf_corpus_engines.py
+        md.append(old[old.index("<!-- ray-engine"):])
     tmp = out / ".perf_corpus_build.md.tmp"
     tmp.write_text("\n".join(md))
     os.replace(tmp, out / "perf_corpus_build.md")
