@@ -21,6 +21,9 @@ student sampler keep frame 0 (first frame 20.2 dB vs frame 0), 200 steps of fixe
 regression drop it to 17.3 dB with outputs collapsing to a generic image. ``hybrid_split``
 draws the number of clean blocks uniformly in [0, B - K] instead, so every block position,
 including the one right after frame 0, is trained (frames after the noisy blocks are dropped).
+Same teacher, same 200 steps with the random prefix: first frame 20.3 dB, outputs follow their
+first frame again (two first frames 9.6 dB apart give outputs 10.6 dB apart; 14.1 with the fixed
+split).
 """
 from __future__ import annotations
 

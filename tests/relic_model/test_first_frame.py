@@ -130,7 +130,7 @@ def test_next_config_is_valid():
     from pathlib import Path
     import relic_model
     cfg = load_config(Path(relic_model.__file__).parent / "configs" / "bundled_next.yaml")
-    assert cfg.dit.first_frame_concat and cfg.autoencoder.first_frame == "replicate"
+    assert cfg.autoencoder.first_frame == "replicate" and cfg.train["student_init"]["random_prefix"] is True
 
 
 # ------------------------------------------------------------------ still-shot bar on a tiny model
