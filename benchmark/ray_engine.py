@@ -121,6 +121,9 @@ class RayEngine:
         res = ray.cluster_resources()
         if per_model and self.gpus_per_model > 0:
             n = int(res.get("GPU", 0) // self.gpus_per_model)
+            if n == 0:
+                raise ValueError(f"--ray-gpus-per-model {self.gpus_per_model:g}: the Ray cluster has "
+                                 f"{res.get('GPU', 0):g} GPUs, so no model worker could start")
         else:
             n = int(res.get("CPU", 1) // self.cpus_per_worker)
         if per_model and self.model_workers:

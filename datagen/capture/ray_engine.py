@@ -235,6 +235,15 @@ def build_corpus_ray(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 2
         if have < n_actors * cpus_per_actor:
             log(f"relic: the Ray cluster has {have:g} CPUs but {n_actors} capture actors reserve "
                 f"{cpus_per_actor:g} each: some wait until CPUs free up (`ray status` shows the demand)")
+        gpus = float(session.resources.get("GPU", 0.0))
+        if gpus_per_actor > 0 and gpus < gpus_per_actor and session.address == "local":
+            ray_session.stop(session)
+            raise ValueError(f"--ray-gpus-per-actor {gpus_per_actor:g}: this machine's local Ray has {gpus:g} GPUs, "
+                             "so no capture actor could ever start (drop the option, or join a cluster with GPUs)")
+        if gpus_per_actor > 0 and gpus < n_actors * gpus_per_actor:
+            log(f"relic: the Ray cluster has {gpus:g} GPUs but {n_actors} capture actors reserve {gpus_per_actor:g} "
+                "each: " + ("none can start (no GPU in the cluster)" if gpus < gpus_per_actor else
+                            "some wait until GPUs free up (`ray status` shows the demand)"))
         try:
             res = _build(cfg, out, specs, workers, backend, endpoints, launch, progress, limit, log,
                          cpus_per_actor, gpus_per_actor, max_restarts, backend_wrapper)
