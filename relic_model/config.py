@@ -133,6 +133,10 @@ class MemoryConfig:
     #: is linearly position-interpolated into (window, read_horizon] (KVCache.set_read_horizon).
     #: None = true distances (the paper). Must exceed ``window``.
     read_horizon: int | None = None
+    #: how memory distances beyond the horizon are mapped: "linear" (all memory frames interpolated
+    #: into (window, read_horizon], order kept) or "cap" (true distances up to read_horizon, every
+    #: older frame read at read_horizon: capped relative time)
+    read_horizon_mode: str = "linear"
 
 
 @dataclass
@@ -202,6 +206,8 @@ class RelicConfig:
                                            or int(m.read_horizon) <= m.window):
             raise ValueError(f"memory.read_horizon must be null or an int > memory.window ({m.window}), "
                              f"got {m.read_horizon!r}")
+        if m.read_horizon_mode not in ("linear", "cap"):
+            raise ValueError(f"memory.read_horizon_mode must be 'linear' or 'cap', got {m.read_horizon_mode!r}")
         if m.select not in ("recent", "pose"):
             raise ValueError(f"memory.select must be 'recent' or 'pose', got {m.select!r}")
         if not (m.select_angle_deg > 0 and m.select_distance > 0):

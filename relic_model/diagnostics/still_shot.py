@@ -24,6 +24,8 @@ Variants (all from the same checkpoint and seed):
 - ``mem_all_full``   : memory with every frame uncompressed (S = [1]);
 - ``mem_h15``        : memory read with ``memory.read_horizon = 15`` (memory keys re-positioned
                        within the frame distances the bundled student was trained on);
+- ``mem_capN``       : (on request) the same with ``read_horizon_mode: cap`` (distances beyond N
+                       read at N, nearer ones unchanged);
 - ``teacher``        : (with ``--teacher``) the bidirectional teacher's ODE sample of the same clip.
 - ``sens``           : (always) first-frame sensitivity: the ``mem`` variant run with frame 0 of
                        another scene, same seed; ``sens_db`` = PSNR between the two generated
@@ -87,6 +89,9 @@ def variant_cfg(cfg, variant: str):
         return c, True
     if variant == "mem_all_full":
         c.memory.schedule = [1]
+        return c, True
+    if variant.startswith("mem_cap"):
+        c.memory.read_horizon, c.memory.read_horizon_mode = int(variant[len("mem_cap"):]), "cap"
         return c, True
     if variant.startswith("mem_h"):
         c.memory.read_horizon = int(variant[len("mem_h"):])

@@ -72,6 +72,7 @@ class StreamingGenerator:
         m = cfg.memory
         self.read_budget = getattr(m, "read_budget", None)
         self.read_horizon = getattr(m, "read_horizon", None)
+        self.read_horizon_mode = getattr(m, "read_horizon_mode", "linear")
         self.select = getattr(m, "select", "recent")
         self.select_kw = dict(angle_unit_deg=float(getattr(m, "select_angle_deg", 30.0)),
                               distance_unit=float(getattr(m, "select_distance", 16.0)),
@@ -120,7 +121,7 @@ class StreamingGenerator:
         """Apply the memory read horizon and read budget for the next block (no-ops when None)."""
         self.last_read_frames = None
         if self.read_horizon is not None:
-            self.cache.set_read_horizon(self.read_horizon)
+            self.cache.set_read_horizon(self.read_horizon, self.read_horizon_mode)
         if self.read_budget is None or not self.cache.memory_frames:
             return
         mem = [f for f, _ in self.cache.memory_frames]

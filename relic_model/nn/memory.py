@@ -262,9 +262,10 @@ class KVCache:
         self.read_frames = sorted(keep)
         self._read_mask = torch.cat([mask, win])
 
-    def memory_read_distances(self, horizon: int | None) -> dict[int, float]:
+    def memory_read_distances(self, horizon: int | None, mode: str = "linear") -> dict[int, float]:
         """``{memory frame: frame distance it is read at}`` for the next block under ``horizon``
-        (see the module docstring); the true distance ``num_frames - f`` when no remap applies."""
+        (see the module docstring); the true distance ``num_frames - f`` when no remap applies.
+        ``mode="cap"``: distances beyond the horizon are read at the horizon, nearer ones unchanged."""
         q0 = self.num_frames
         frames = [f for f, _ in self.memory_frames]
         true = {f: float(q0 - f) for f in frames}
@@ -276,18 +277,23 @@ class KVCache:
         d_max = q0 - min(frames)
         if d_max <= H:
             return true
+        if mode == "cap":
+            return {f: min(d, float(H)) for f, d in true.items()}
+        if mode != "linear":
+            raise ValueError(f"read horizon mode must be 'linear' or 'cap', got {mode!r}")
         k = (H - W) / (d_max - W)
         return {f: W + (d - W) * k for f, d in true.items()}
 
-    def set_read_horizon(self, horizon: int | None) -> None:
+    def set_read_horizon(self, horizon: int | None, mode: str = "linear") -> None:
         """Read compressed memory with frame distances bounded by ``horizon`` latent frames until
-        the next commit (``None`` = true distances, the paper). Needs the cache's ``rope``."""
+        the next commit (``None`` = true distances, the paper; ``mode``: see
+        :meth:`memory_read_distances`). Needs the cache's ``rope``."""
         self._mem_rot, self._mem_k = None, {}
         if horizon is None or not self.memory_frames:
             return
         if self.rope is None:
             raise ValueError("set_read_horizon needs a KVCache built with the model's rope")
-        dist = self.memory_read_distances(horizon)
+        dist = self.memory_read_distances(horizon, mode)
         shift = []
         for f, s in self.memory_frames:
             delta = (self.num_frames - f) - dist[f]

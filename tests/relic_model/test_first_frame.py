@@ -162,7 +162,7 @@ def _train_still(cfg, steps=200, F=4, B=16, seed=0):
 
 
 @torch.no_grad()
-def _stream_snr(m, cfg, blocks=12, B=8, horizon=None):
+def _stream_snr(m, cfg, blocks=12, B=8, horizon=None, mode="linear"):
     """Per-block SNR (dB) of the streamed latents against latent 0 (the still target)."""
     g = torch.Generator().manual_seed(123)
     z = _still_latents(B, g)[:, None]
@@ -173,7 +173,7 @@ def _stream_snr(m, cfg, blocks=12, B=8, horizon=None):
     out = []
     for _ in range(blocks):
         if horizon:
-            cache.set_read_horizon(horizon)
+            cache.set_read_horizon(horizon, mode)
         kw = dict(text=text, actions=a, poses=p, attn_mode="block_causal", cache=cache, frame_offset=cache.num_frames)
         x0 = denoise_block(m, torch.randn(z.shape, generator=g), [1.0, 0.75, 0.5, 0.25], g, **kw)
         m(x0, torch.zeros(B, 1), update_cache=True, **kw)

@@ -103,3 +103,24 @@ def test_config_and_spec():
         cfg.validate()
     assert parse_memory_options("horizon=15+budget=8") == {"read_horizon": 15, "read_budget": 8}
     assert parse_memory_options("horizon=none") == {"read_horizon": None}
+
+
+def test_cap_mode_reads_older_memory_at_the_horizon():
+    cache, rope, raw = raw_cache(30)
+    true = cache.memory_read_distances(None)
+    d = cache.memory_read_distances(10, "cap")
+    assert all(d[f] == (min(true[f], 10.0)) for f in true)   # capped relative time
+    assert d[25] == true[25] == 5.0 and d[0] == 10.0
+    assert cache.memory_read_distances(40, "cap") == true
+    with pytest.raises(ValueError, match="mode"):
+        cache.memory_read_distances(10, "yarn")
+    n_cur = GRID[0] * GRID[1]
+    with torch.no_grad():
+        cache.set_read_horizon(10, "cap")
+        k, _ = cache.keys_values(0, torch.randn(1, 2, n_cur, HD), torch.randn(1, 2, n_cur, HD))
+    f, s = cache.memory_frames[0]                              # frame 0: read at distance 10
+    pos = cache.pooled_positions(f, s)
+    pos[:, 0] = 30 - 10
+    cos, sin = rope.cos_sin(pos)
+    m = frame_tokens(*GRID, s)
+    assert torch.allclose(k[:, :, :m], apply_rope(cache._pool(raw[f], s), cos, sin), atol=1e-5)
