@@ -15,8 +15,8 @@ benchmark.metrics.action_following, and checks the protocol's validity bars on t
   mirrored   every frame flipped left-right (yaw and sideways motion reversed, forward motion kept)
 The last three check that the reference depth the estimator takes at its keyframes (protocol 3)
 cannot make a wrong motion look right: the motion is measured from the video's pixels. For the
-re-timed ones the true poses of the frames shown are known, so their scores must match the scores
-of those true poses (``ideal_*``), which a static video's or the command's would not.
+re-timed ones the true poses of the frames shown are known (``ideal_*``): a re-timed video must not
+score better than its true poses do (the report also shows how close it comes).
 (frame 0 is always the given first frame; per-task seeds, so any subset of tasks gives the same
 videos). ``gt`` is estimated twice to check determinism. Frames per second of the estimator are
 measured on the gt videos (wall time of the estimator only, one process per worker).
@@ -169,9 +169,10 @@ def checks(rows) -> list[tuple[str, bool, str]]:
     for v in RETIMED:
         if v in have:
             for k in ("rpe_trans_rel", "rpe_rot_rel"):
+                # the leak that matters: a wrong speed must not score better than its true poses do
                 a, b = g(v, f"ideal_{k}"), g(v, k)
-                out.append((f"{v} {k} within 0.1 of its true value (suite mean)", abs(b - a) <= 0.1,
-                            f"{b:.3f} vs true {a:.3f}"))
+                out.append((f"{v} {k} no better than its true value - 0.1 (suite mean)", b >= a - 0.1,
+                            f"{b:.3f} vs true {a:.3f} (difference {b - a:+.3f})"))
     if {"gt", "mirrored"} <= have:
         a, b = g("gt", "rpe_rot_deg"), g("mirrored", "rpe_rot_deg")
         out.append(("mirrored rpe_rot_deg >= 2 x gt", b >= 2 * a, f"{b:.3f} vs gt {a:.3f}"))
