@@ -211,6 +211,10 @@ class Renderer:
         # world ray directions, separable: d = x * R[:,0] + (y * R[:,1] + R[:,2]) (camera z = 1)
         self._parallel(lambda rows: kernels.primary_rays(cam.xs, cam.ys, R, origin, cam.rays, rows[0], rows[1]),
                        self._row_chunks(width, height))
+        table = None
+        if ("normal" in kinds or "rgb" in kinds) and self._pool is not None:
+            # the per-triangle table is numpy work of its own: done beside the cast, not after it
+            table = self._pool.submit(self._frame_table, c2w[:3, 3])
         ans = self._rs.cast_rays(_o3d(cam.rays), nthreads=self.nthreads)
         t = ans["t_hit"].numpy()
         prim = ans["primitive_ids"].numpy()  # uint32; misses: INVALID_ID (> every triangle index)
@@ -223,7 +227,7 @@ class Renderer:
             if "mask" in kinds:
                 frame.mask = np.take(self._tri_obj, prim64).reshape(height, width)
         if "normal" in kinds or "rgb" in kinds:
-            amb, sun, normals = self._frame_table(c2w[:3, 3])
+            amb, sun, normals = table.result() if table is not None else self._frame_table(c2w[:3, 3])
             if "normal" in kinds:
                 frame.normal = np.take(normals, prim64, axis=0).reshape(height, width, 3)
             if "rgb" in kinds:
