@@ -110,9 +110,10 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
 
 
 def _png_stored(rgb: np.ndarray) -> bytes:
-    """8-bit RGBA PNG whose one IDAT holds a zlib stream of stored deflate blocks, each block a
-    whole number of scanlines (filter byte 0 + RGBA), so the pixels are copied once, straight into
-    place; then the zlib adler32 and the chunk CRC32 (zlib's own routines)."""
+    """8-bit RGBA PNG whose zlib stream is stored deflate blocks, each block a whole number of
+    scanlines (filter byte 0 + RGBA) and its own IDAT chunk (decoders read ~64 KiB chunks faster
+    than one huge one), so the pixels are copied once, straight into place; then the zlib adler32
+    and the chunk CRC32s (zlib's own routines)."""
     rgb = np.ascontiguousarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
@@ -120,33 +121,41 @@ def _png_stored(rgb: np.ndarray) -> bytes:
     row = 1 + 4 * w
     if row > _STORED_MAX:
         raise ValueError(f"image {w} px wide: a scanline must fit one stored block (<= {_STORED_MAX_WIDTH} px)")
-    per = _STORED_MAX // row              # scanlines per stored block
+    per = _STORED_MAX // row              # scanlines per stored block (and IDAT chunk)
     nblk = -(-h // per)
-    z_len = 2 + 5 * nblk + h * row + 4    # zlib header, block headers, scanlines, adler32
-    head = (_PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
-            + struct.pack(">I", z_len) + b"IDAT")
+    head = _PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
     tail = _png_chunk(b"IEND", b"")
-    buf = bytearray(len(head) + z_len + 4 + len(tail))
+    # each IDAT: length, tag, [zlib header], block header, scanlines, [adler32], CRC
+    buf = bytearray(len(head) + nblk * (12 + 5) + 2 + h * row + 4 + len(tail))
     out = np.frombuffer(buf, np.uint8)
+    mv = memoryview(buf)
+    buf[:len(head)] = head
     p = len(head)
-    buf[:p] = head
-    buf[p:p + 2] = b"\x78\x01"          # deflate, 32 KiB window, no preset dictionary
-    p += 2
     rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
     adler = 1
     for b in range(nblk):
         r0, r1 = b * per, min(h, (b + 1) * per)
         n = (r1 - r0) * row
-        buf[p:p + 5] = struct.pack("<BHH", 1 if b == nblk - 1 else 0, n, n ^ 0xFFFF)
+        first, last = b == 0, b == nblk - 1
+        data_len = (2 if first else 0) + 5 + n + (4 if last else 0)
+        buf[p:p + 8] = struct.pack(">I", data_len) + b"IDAT"
+        c0 = p + 4                        # the CRC covers the tag and the data
+        p += 8
+        if first:
+            buf[p:p + 2] = b"\x78\x01"      # deflate, 32 KiB window, no preset dictionary
+            p += 2
+        buf[p:p + 5] = struct.pack("<BHH", 1 if last else 0, n, n ^ 0xFFFF)
         lines = out[p + 5:p + 5 + n].reshape(r1 - r0, row)
         lines[:, 0] = 0                   # filter: none
         lines[:, 1:] = rgba[r0:r1].reshape(r1 - r0, 4 * w)
         adler = zlib.adler32(lines, adler)
         p += 5 + n
-    buf[p:p + 4] = struct.pack(">I", adler)
-    p += 4
-    buf[p:p + 4] = struct.pack(">I", zlib.crc32(memoryview(buf)[len(head) - 4:p]))
-    buf[p + 4:] = tail
+        if last:
+            buf[p:p + 4] = struct.pack(">I", adler)
+            p += 4
+        buf[p:p + 4] = struct.pack(">I", zlib.crc32(mv[c0:p]))
+        p += 4
+    buf[p:] = tail
     return bytes(buf)
 
 
