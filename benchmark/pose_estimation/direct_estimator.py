@@ -78,7 +78,7 @@ SIGMA_I = 3.0           # grey levels: image noise in the residual variance
 @dataclass
 class DirectParams:
     blur_sigma: float = 1.0
-    max_width: int = 128            # wider frames are estimated at a 2^k-times smaller size
+    max_width: int = 256            # wider frames are estimated at a 2^k-times smaller size
     min_height: int = 12            # coarsest pyramid level at least this many rows
     iters: tuple = (6, 8, 10, 12)   # Gauss-Newton iterations, finest level first (extra levels reuse the last)
     huber: float = 6.0              # grey levels

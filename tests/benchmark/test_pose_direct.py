@@ -161,3 +161,12 @@ def test_static_video_is_held_exactly_and_bad_input_refused(clips):
         DirectEstimator()(f, c["K"], depth_ref=c["depth"][:10])
     with pytest.raises(ValueError, match="ref_depth"):
         DirectEstimator(DirectParams(ref_depth="pixels"))(c["frames"], c["K"], depth_ref=c["depth"])
+
+
+def test_wide_frames_are_estimated_at_a_smaller_size(clips):
+    """Frames wider than ``max_width`` are estimated at half size (K, depth0 and the reference depth
+    pooled with them); motion is still followed there."""
+    c = clips["strafe"]
+    res = DirectEstimator(DirectParams(max_width=64))(c["frames"], c["K"], depth0=c["depth0"], depth_ref=c["depth"])
+    m = score_action_following(c["poses"], res.poses, c["fps"], est_metric=True).metrics
+    assert m["rpe_trans_rel"] < 0.25 and m["rpe_rot_deg"] < 3.0
