@@ -59,6 +59,17 @@ def _shared_pool(n: int) -> ThreadPoolExecutor:
         return _POOLS[n]
 
 
+def _forget_pools_in_child() -> None:
+    """A forked child (the corpus build's workers) inherits the pools but not their threads: work
+    submitted there would wait forever. It starts with no pools and a fresh lock instead."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
+
+
 def _o3d(a: np.ndarray) -> o3d.core.Tensor:
     return o3d.core.Tensor.from_numpy(np.ascontiguousarray(a))
 
@@ -72,7 +83,6 @@ class Renderer:
         self.nthreads = int(nthreads)  # Embree threads per call (0 = all cores)
         # numpy shading threads (row chunks); default: the number of CPU cores, at most 4
         self.threads = int(threads) if threads else max(1, min(4, os.cpu_count() or 1))
-        self._pool = _shared_pool(self.threads) if self.threads > 1 else None
         self._rs = o3d.t.geometry.RaycastingScene()
         self._rs.add_triangles(_o3d(scene.vertices), _o3d(scene.triangles.astype(np.uint32)))
         env = scene.environment
@@ -151,6 +161,11 @@ class Renderer:
         self._no_color = np.ones((1, 9), np.float32)
 
     # ------------------------------------------------------------------
+    @property
+    def _pool(self) -> ThreadPoolExecutor | None:
+        """The shading pool, looked up on use (so a renderer built before a fork works after it)."""
+        return _shared_pool(self.threads) if self.threads > 1 else None
+
     def _camera(self, K: np.ndarray, width: int, height: int) -> "_CameraBuffers":
         """The cached :class:`_CameraBuffers` of (size, K); the least recently used of more than
         :data:`_CAMERA_CACHE` is dropped (~80 bytes per pixel each)."""
