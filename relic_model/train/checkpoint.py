@@ -52,6 +52,26 @@ def load_modules(path: Path, modules: dict[str, nn.Module], strict: bool = True)
         missing, unexpected = m.load_state_dict(sd, strict=strict)
 
 
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Put the finished directory ``tmp`` at ``target``: the old one is moved aside first and removed
+    last, so an interruption leaves either the old or the new checkpoint, never half of one."""
+    old = target.with_name(target.name + ".old")
+    if target.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def prune_steps(ckpt_dir: Path, keep: int) -> None:
+    """Keep the ``keep`` newest finished ``step_*`` directories (not .tmp / .old ones)."""
+    done = sorted(q for q in Path(ckpt_dir).glob("step_*") if q.is_dir() and "." not in q.name)
+    for q in done[:-keep]:
+        shutil.rmtree(q, ignore_errors=True)
+
+
 class CheckpointManager:
     def __init__(self, stage_dir: str | os.PathLike, keep: int = 2):
         self.dir = Path(stage_dir)
@@ -70,22 +90,13 @@ class CheckpointManager:
         if config is not None:
             save_config(config, tmp / "config.yaml")
         (tmp / "state.json").write_text(json.dumps(state, indent=2, default=float))
-        old = target.with_name(target.name + ".old")
-        if target.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old.exists():
-            shutil.rmtree(old)
+        replace_dir(tmp, target)
         return target
 
     def save(self, step: int, modules, optimizers, config, state: dict) -> Path:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         p = self._write(self.ckpt_dir / f"step_{step:08d}", modules, optimizers, config, dict(state, step=step))
-        done = sorted(q for q in self.ckpt_dir.glob("step_*") if q.is_dir() and q.suffix == "")
-        for q in done[:-self.keep]:
-            shutil.rmtree(q, ignore_errors=True)
+        prune_steps(self.ckpt_dir, self.keep)
         return p
 
     def save_final(self, modules, config, state: dict) -> Path:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
+from relic_model.train.checkpoint import prune_steps, replace_dir
 from relic_model.train.distributed import DistInfo, barrier
 
 DCP_DIR = "dcp"
@@ -67,17 +68,8 @@ def save_sharded(ckpt_dir: str | os.PathLike, step: int, modules: dict[str, nn.M
         if config is not None:
             save_config(config, tmp / "config.yaml")
         (tmp / "state.json").write_text(json.dumps(dict(state, step=step, format="dcp"), indent=2, default=float))
-        old = target.with_name(target.name + ".old")
-        if target.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old.exists():
-            shutil.rmtree(old)
-        done = sorted(q for q in ckpt_dir.glob("step_*") if q.is_dir() and "." not in q.name)
-        for q in done[:-keep]:
-            shutil.rmtree(q, ignore_errors=True)
+        replace_dir(tmp, target)
+        prune_steps(ckpt_dir, keep)
     barrier(info)
     return target
 
