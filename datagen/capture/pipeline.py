@@ -284,16 +284,24 @@ def _lock(out: Path):
     return f
 
 
-def _build(cfg: CorpusConfig, out: Path, specs: list, workers: int, backend: str, endpoints, progress: bool,
-           limit: Optional[int], log, restart_endpoint=None, max_restarts: int = 5) -> BuildResult:
+def _pending_episodes(cfg: CorpusConfig, out: Path, specs: list, limit: Optional[int], log) -> tuple[deque, list]:
+    """The start of every build, whatever the engine: leftovers of an interrupted write removed, the
+    manifest rewritten from the episodes already finished, and the episodes still to capture (at most
+    ``limit``) with the manifest rows of those already done."""
     W.clean_tmp(out)
     done, rows = _existing(out, specs, log)
     pending = deque(s for s in specs if s.episode_id not in done)
     if limit is not None:
         pending = deque(list(pending)[:limit])
-    result = BuildResult(out=out, planned=len(specs), skipped=len(done), built=0)
+    W.write_manifest(out, rows, bool(cfg.balance["rebalance"]), float(cfg.balance["power"]))
+    return pending, rows
+
+
+def _build(cfg: CorpusConfig, out: Path, specs: list, workers: int, backend: str, endpoints, progress: bool,
+           limit: Optional[int], log, restart_endpoint=None, max_restarts: int = 5) -> BuildResult:
+    pending, rows = _pending_episodes(cfg, out, specs, limit, log)
+    result = BuildResult(out=out, planned=len(specs), skipped=len(rows), built=0)
     rebalance, power = bool(cfg.balance["rebalance"]), float(cfg.balance["power"])
-    W.write_manifest(out, rows, rebalance, power)
     if not pending:
         return result
 

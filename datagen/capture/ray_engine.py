@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from datagen.capture.config import CorpusConfig, EpisodeSpec, plan_episodes
-from datagen.capture.pipeline import MAX_ATTEMPTS, BuildResult, _existing, _lock
+from datagen.capture.pipeline import MAX_ATTEMPTS, BuildResult, _lock, _pending_episodes
 from datagen.corpus import format as F
 from datagen.corpus import writer as W
 
@@ -260,14 +260,9 @@ def _build(cfg, out: Path, specs, workers, backend, endpoints, launch, progress,
     from datagen.ray_session import import_ray, is_actor_death
 
     ray = import_ray()
-    W.clean_tmp(out)
-    done, rows = _existing(out, specs, log)
-    pending = deque(s for s in specs if s.episode_id not in done)
-    if limit is not None:
-        pending = deque(list(pending)[:limit])
-    result = RayBuildResult(out=out, planned=len(specs), skipped=len(done), built=0)
+    pending, rows = _pending_episodes(cfg, out, specs, limit, log)
+    result = RayBuildResult(out=out, planned=len(specs), skipped=len(rows), built=0)
     rebalance, power = bool(cfg.balance["rebalance"]), float(cfg.balance["power"])
-    W.write_manifest(out, rows, rebalance, power)
     if not pending:
         return result
 
