@@ -67,6 +67,7 @@ from typing import Optional
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from benchmark.pose_estimation import direct_kernels
 from benchmark.pose_estimation.opencv_estimator import EstimateResult
 
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -251,20 +252,8 @@ def _pyramid(frame: np.ndarray, K: np.ndarray, n_levels: int, sigma: float, base
 
 def _sample(stack: np.ndarray, u: np.ndarray, v: np.ndarray):
     """Bilinear samples of (H,W,C) ``stack`` at pixel coordinates (u, v) (centres at +0.5); (M,C) values
-    and (M,) bool inside."""
-    H, W, C = stack.shape
-    x, y = u - 0.5, v - 0.5
-    ok = (x >= 0) & (y >= 0) & (x <= W - 1.001) & (y <= H - 1.001)
-    x = np.clip(x, 0.0, W - 1.001)
-    y = np.clip(y, 0.0, H - 1.001)
-    x0, y0 = x.astype(np.int64), y.astype(np.int64)   # floor: both are >= 0
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    flat = stack.reshape(H * W, C)
-    i = y0 * W + x0
-    a, b, c, d = flat[i], flat[i + 1], flat[i + W], flat[i + W + 1]
-    top = a + (b - a) * fx
-    bot = c + (d - c) * fx
-    return top + (bot - top) * fy, ok
+    and (M,) bool inside (compiled: ``direct_kernels.sample``)."""
+    return direct_kernels.sample(stack, u, v)
 
 
 def _sample_nearest(mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -354,10 +343,7 @@ class DirectEstimator:
         """The keyframe pixels of ``data`` moved by T into level L: (Y0, Y1, Y2, in front, 1/Y2 (0 behind),
         u, v)."""
         x, rho = data[2], data[3]
-        Y0, Y1, Y2 = _rigid(T, x[:, 0], x[:, 1], rho)
-        front = Y2 > 1e-6
-        iz = np.where(front, 1.0 / np.where(front, Y2, 1.0), 0.0)
-        return Y0, Y1, Y2, front, iz, L.K[0, 0] * Y0 * iz + L.K[0, 2], L.K[1, 1] * Y1 * iz + L.K[1, 2]
+        return direct_kernels.project(T, L.K, x[:, 0], x[:, 1], rho)
 
     def _depth_weights(self, T, data, L: _Level) -> np.ndarray:
         """Per-pixel weight sigma_I^2 / (sigma_I^2 + (dr/drho)^2 var(rho)) at pose T (the residual's
@@ -386,37 +372,13 @@ class DirectEstimator:
         or lands in a hole, so that leaving is never progress (a level's pixels valid at its start,
         with their cost there)."""
         rho, ref = data[3], data[4]
-        fx, fy = L.K[0, 0], L.K[1, 1]
-        Y0, Y1, Y2, front, iz, u, v = self._project(T, data, L)
-        s, inside = _sample(L.stack, u, v)
-        ok = front & inside
-        if L.has_hole:
-            ok &= ~_sample_nearest(L.hole, u, v)
-        r = s[:, 0] - (ab[0] * ref + ab[1])
-        gu, gv = s[:, 1], s[:, 2]
-        # d r / d Y  (via the projection), then d Y / d xi with xi = (v, w): dY = w x Y + v rho
-        dY0, dY1 = gu * fx * iz, gv * fy * iz
-        dY2 = -(gu * fx * Y0 + gv * fy * Y1) * iz * iz
-        wv = wdepth
-        a = np.abs(r)
-        hw = np.where(a <= self.p.huber, 1.0, self.p.huber / np.maximum(a, 1e-12))
-        hub = self._hub(r)
-        if frozen is None:
-            w = np.where(ok, hw * wv, 0.0)
-            cost = float(np.sum(np.where(ok, hub, 0.0) * wv))
-        else:
-            sup = ~np.isnan(frozen)
-            w = np.where(ok & sup, hw * wv, 0.0)
-            cost = float(np.sum(np.where(sup, np.where(ok, hub, np.nan_to_num(frozen)), 0.0) * wv))
+        proj = self._project(T, data, L)
+        r, ok, w, cterm, J = direct_kernels.residuals(L.stack, L.hole, L.has_hole, L.K, proj, ref, rho, ab,
+                                                      self.p.huber, wdepth, frozen, need_system)
+        cost = float(np.sum(cterm))
         n_ok = int(ok.sum())
         if not need_system:
             return cost, n_ok, None, None, r, ok
-        J = np.empty((len(r), 8))
-        J[:, 0], J[:, 1], J[:, 2] = dY0 * rho, dY1 * rho, dY2 * rho
-        J[:, 3] = dY1 * (-Y2) + dY2 * Y1     # (w x Y) = [w1 Y2 - w2 Y1, w2 Y0 - w0 Y2, w0 Y1 - w1 Y0]
-        J[:, 4] = dY0 * Y2 + dY2 * (-Y0)
-        J[:, 5] = dY0 * (-Y1) + dY1 * Y0
-        J[:, 6], J[:, 7] = -ref, -1.0
         Jw = J * w[:, None]
         H = np.einsum("ni,nj->ij", Jw, J)
         g = np.einsum("ni,n->i", Jw, r)
