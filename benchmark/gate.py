@@ -53,11 +53,8 @@ from typing import Optional, Union
 import numpy as np
 import pandas as pd
 
+from benchmark.naming import NOISE_FLOOR_MODEL, REQUIRED_RESULT_COLUMNS, RESULT_COLUMNS
 from benchmark.protocol import HEADLINE_DEFINED_BY, HEADLINE_FAMILIES, HEADLINE_METRICS, PROTOCOL_VERSION
-
-RESULT_COLUMNS = ["model", "task", "metric", "value"]
-BASELINE_COLUMNS = ["model", "task", "family", "metric", "value", "protocol"]
-NOISE_FLOOR_MODEL = "estimator-noise-floor"
 
 
 class UnknownMetricError(ValueError):
@@ -157,9 +154,9 @@ def load_results(src: Union[str, os.PathLike, pd.DataFrame]) -> pd.DataFrame:
             raise FileNotFoundError(f"results file not found: {path} (write one with `relic bench run` or "
                                     "`relic bench score`)")
         df = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
-    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+    missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"results table lacks columns {missing}; expected {RESULT_COLUMNS}")
+        raise ValueError(f"results table lacks columns {missing}; expected {REQUIRED_RESULT_COLUMNS}")
     df = df.copy()
     df["model"] = df["model"].astype(str)
     df["task"] = df["task"].astype(str)
@@ -171,7 +168,7 @@ def load_results(src: Union[str, os.PathLike, pd.DataFrame]) -> pd.DataFrame:
     if "protocol" not in df.columns:
         df["protocol"] = int(info_protocol) if info_protocol is not None else 1
     df["protocol"] = pd.to_numeric(df["protocol"], errors="coerce").fillna(1).astype(int)
-    return df[BASELINE_COLUMNS].reset_index(drop=True)
+    return df[RESULT_COLUMNS].reset_index(drop=True)
 
 
 def protocol_of(df: pd.DataFrame, what: str) -> int:

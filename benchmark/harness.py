@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -42,19 +41,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.leaderboard import write_leaderboard
+from benchmark.naming import NOISE_FLOOR_MODEL, RESULT_COLUMNS, slug
 from benchmark.protocol import PROTOCOL_VERSION
+from benchmark.report_html import write_report
 from benchmark.tasks.io import read_manifest, suite_content_hash
 from benchmark.tasks.task import Task
 from benchmark.world_model import WorldModel, check_frames
 from datagen.atomic import atomic_write
-
-NOISE_FLOOR_MODEL = "estimator-noise-floor"
-RESULT_COLUMNS = ["model", "task", "family", "metric", "value", "protocol"]
-
-
-def slug(name: str) -> str:
-    """File-system-safe version of a model name ("noisy-oracle:blur=2" -> "noisy-oracle_blur-2")."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("=", "-")).strip("_") or "model"
 
 
 @dataclass
@@ -502,9 +496,6 @@ def write_run_info(out_dir: Path, run_info: dict, report: bool = True) -> None:
     """Write ``run.json`` (atomic), then, with ``report``, the leaderboard and the HTML report."""
     atomic_write(Path(out_dir) / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(run_info, indent=1)))
     if report:
-        from benchmark.leaderboard import write_leaderboard
-        from benchmark.report_html import write_report
-
         write_leaderboard(out_dir)
         write_report(out_dir)
 

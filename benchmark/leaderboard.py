@@ -41,11 +41,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.aggregate import aggregate
 from benchmark.gate import family_of, incomplete_rows
+from benchmark.naming import NOISE_FLOOR_MODEL, is_reference, model_sort_key
 from benchmark.paper_results import PAPER_LABEL, PAPER_SOURCE, paper_table
 from benchmark.protocol import HEADLINE_METRICS, PROTOCOL_VERSION
-
-NOISE_FLOOR_MODEL = "estimator-noise-floor"
+from benchmark.report_validity import validity_checks
 
 # (metric, header, direction) direction: +1 higher is better, -1 lower is better, 0 neutral
 MAIN_COLUMNS = [
@@ -114,23 +115,6 @@ MEMORY_NOTE = ("Revisit consistency gain: how much more alike the model's own fr
                "pair with that gap). Raw revisit PSNR self is secondary: a static video scores its maximum, 60 dB. "
                "A revisit pair counts only if the ground truth re-observes at least half of the later view "
                "(re-observation gate).")
-REFERENCE_PREFIXES = ("oracle", "static", "reproject", "noisy-oracle")
-MODEL_ORDER = ("relic", "relic-nomem")
-
-
-def is_reference(model: str) -> bool:
-    return model.split(":")[0] in REFERENCE_PREFIXES
-
-
-def model_sort_key(model: str) -> tuple:
-    if model == NOISE_FLOOR_MODEL:
-        return (3, 0, model)
-    if model in MODEL_ORDER:
-        return (0, MODEL_ORDER.index(model), model)
-    if not is_reference(model):
-        return (1, 0, model)
-    base = model.split(":")[0]
-    return (2, REFERENCE_PREFIXES.index(base), model)
 
 
 def load_results(run_dir: Path) -> pd.DataFrame:
@@ -221,29 +205,6 @@ def fmt(v, metric: str = "") -> str:
     if abs(v) >= 1:
         return f"{v:.2f}"
     return f"{v:.4f}"
-
-
-def _mean(values) -> float:
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if v.size else float("nan")
-
-
-def aggregate(df: pd.DataFrame, family: str | None = None, families: list[str] | None = None,
-              tasks: list[str] | None = None) -> pd.DataFrame:
-    """model x metric table of task means (NaN ignored), models in leaderboard order; optionally on one
-    family, a list of families or a task list only."""
-    d = df
-    if family is not None:
-        d = d[d["family"] == family]
-    if families is not None:
-        d = d[d["family"].isin(families)]
-    if tasks is not None:
-        d = d[d["task"].isin(tasks)]
-    if d.empty:
-        return pd.DataFrame()
-    t = d.pivot_table(index="model", columns="metric", values="value", aggfunc=_mean, dropna=False)
-    return t.loc[sorted(t.index, key=model_sort_key)]
 
 
 @dataclass
@@ -393,8 +354,6 @@ INTRO = ("Values are means over tasks; every complete row averages the same task
 
 def leaderboard_markdown(run_dir: Path) -> str:
     """The whole leaderboard.md text for a run directory."""
-    from benchmark.report_validity import validity_checks
-
     run_dir = Path(run_dir)
     df = load_results(run_dir)
     info = load_run_info(run_dir)

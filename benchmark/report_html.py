@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 from benchmark.leaderboard import (ACTION_COLUMNS, FAMILY_COLUMNS, FIRST_VIEW_COLUMNS, FIRST_VIEW_NOTE, INTRO,
-                                   LONG_COLUMNS, MAIN_COLUMNS, MEMORY_COLUMNS, MEMORY_NOTE, NOISE_FLOOR_MODEL,
-                                   REVISIT_COUNT_COLUMNS, common_tasks, headers, is_reference, load_results,
-                                   load_run_info, lpips_note, model_sort_key, model_status, revisit_counts,
-                                   table_rows)
+                                   LONG_COLUMNS, MAIN_COLUMNS, MEMORY_COLUMNS, MEMORY_NOTE, REVISIT_COUNT_COLUMNS,
+                                   common_tasks, headers, load_results, load_run_info, lpips_note, model_status,
+                                   revisit_counts, table_rows)
+from benchmark.naming import NOISE_FLOOR_MODEL, is_reference, model_sort_key, slug
 from benchmark.paper_results import PAPER_LABEL, PAPER_SOURCE, paper_table
+from benchmark.report_validity import validity_checks
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1280px;
@@ -106,8 +107,6 @@ def _model_dirs(run_dir: Path, sub: str) -> dict[str, Path]:
 
 
 def _slug_to_model(df: pd.DataFrame) -> dict[str, str]:
-    from benchmark.harness import slug
-
     return {slug(m): m for m in df["model"].unique()}
 
 
@@ -293,8 +292,6 @@ def strips_section(run_dir: Path, df: pd.DataFrame, info: dict, max_tasks: int =
 
 
 def validity_section(df: pd.DataFrame) -> str:
-    from benchmark.report_validity import validity_checks
-
     checks = validity_checks(df)
     if not checks:
         return ("<p class='note'>No validity checks apply: run the reference baselines "

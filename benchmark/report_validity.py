@@ -3,7 +3,7 @@
 Every check compares quantities computed from DIFFERENT videos (or a video with a fixed target),
 never a value with a copy of itself, and each can fail: ``tests/benchmark/test_report_validity.py``
 feeds each one a corrupted table and sees it FAIL. Checks run on task means
-(:func:`benchmark.leaderboard.aggregate`) and only when the models they need are in the run; a
+(:func:`benchmark.aggregate.aggregate`) and only when the models they need are in the run; a
 NaN input fails the check. Ground truth is the ``oracle`` model (its frames are the ground truth),
 or, without it, the estimator-noise-floor rows (the ground-truth frames through the same scorer).
 
@@ -36,7 +36,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-NOISE_FLOOR_MODEL = "estimator-noise-floor"
+from benchmark.aggregate import aggregate
+from benchmark.naming import NOISE_FLOOR_MODEL
+
 STATIC_GAIN_TOL_DB = 0.5
 GT_GAIN_MARGIN_DB = 3.0
 GT_TRANS_REL_FACTOR = 0.25
@@ -70,8 +72,6 @@ def _get(agg: pd.DataFrame, model: str, metric: str) -> float:
 
 def validity_checks(df: pd.DataFrame) -> list[Check]:
     """All applicable checks for a tidy results table (model, task, family, metric, value)."""
-    from benchmark.leaderboard import aggregate
-
     agg = aggregate(df)
     if agg.empty:
         return []
