@@ -28,13 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.scenes.scene import SCENE_FORMAT, SCENE_VERSION, Scene, SceneObject
 from datagen.atomic import atomic_write_text
-
-# Version of the procedural generators' OUTPUT. Bump it whenever a change alters what any
-# (family, seed) generates (geometry, materials, objects, spawn), so that old scene files are
-# refused with a clear message instead of silently regenerating a different scene.
-GENERATOR_VERSION = 1
+from datagen.scenes.families import indoor, outdoor
+from datagen.scenes.meshes import mesh_scene_from_dict
+from datagen.scenes.procedural import GENERATOR_VERSION
+from datagen.scenes.scene import SCENE_FORMAT, SCENE_VERSION, Scene, SceneObject
+from datagen.scenes.unreal import ue_block_to_ours
 
 _FAMILY_INFO = {
     "apartment": "multi-room home: living room, kitchen, bedrooms, bathroom, study; doors, windows, furniture, paintings",
@@ -59,11 +58,7 @@ def generate_scene(family: str, seed: int, params: dict | None = None) -> Scene:
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if family in ("apartment", "office"):
-        from datagen.scenes.families import indoor
-
         return indoor.generate(family, seed, params)
-    from datagen.scenes.families import outdoor
-
     return outdoor.generate(family, seed, params)
 
 
@@ -111,8 +106,6 @@ def scene_from_dict(d: dict, base_dir=None) -> Scene:
                              "and would not reproduce it bit-identically")
         return generate_scene(d["family"], int(d["seed"]), d.get("params") or {})
     if kind == "mesh":
-        from datagen.scenes.meshes import mesh_scene_from_dict
-
         return mesh_scene_from_dict(d, base_dir=base_dir)
     if kind == "unreal":
         return unreal_scene_from_dict(d)
@@ -122,8 +115,6 @@ def scene_from_dict(d: dict, base_dir=None) -> Scene:
 def unreal_scene_from_dict(d: dict) -> Scene:
     """Metadata-only scene of an Unreal level (no geometry; for the UnrealCV backend)."""
     if "ue" in d:  # raw UE-unit metadata from ue_project's exporter: convert (datagen.scenes.unreal)
-        from datagen.scenes.unreal import ue_block_to_ours
-
         d = ue_block_to_ours(d)
     for key in ("map", "bounds_min", "bounds_max"):
         if key not in d:

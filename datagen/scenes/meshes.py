@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.scenes import geometry as G
 from datagen.scenes.builder import SceneBuilder, choose_spawn
 from datagen.scenes.geometry import MeshPart
 from datagen.scenes.materials import Material
@@ -90,8 +91,6 @@ def mesh_scene_from_dict(d: dict, base_dir=None) -> Scene:
     spec.setdefault("floor_z", float(lo[2]))
     name = d.get("name") or "-".join(Path(e["path"]).stem for e in entries)[:60]
     desc = d.get("description") or ("User meshes: " + ", ".join(o.description for o in b.objects) + ".")
-    from datagen.scenes import geometry as G
-
     mesh = G.merge([p[2] for p in b.parts])
     tri_obj = np.concatenate([np.full(len(p[2].triangles), p[0], np.int32) for p in b.parts])
     tri_mat = np.concatenate([np.full(len(p[2].triangles), p[1], np.int32) for p in b.parts])

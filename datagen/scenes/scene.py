@@ -26,6 +26,7 @@ from typing import Optional
 
 import numpy as np
 
+from datagen.conventions import look_at
 from datagen.scenes.materials import Material
 
 SCENE_FORMAT = "relic-scene"
@@ -351,12 +352,6 @@ class Scene:
         d.update(self.spec)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict, base_dir=None) -> "Scene":
-        from datagen.scenes.library import scene_from_dict
-
-        return scene_from_dict(d, base_dir=base_dir)
-
     def summary(self) -> dict:
         cats: dict[str, int] = {}
         for o in self.objects:
@@ -374,8 +369,6 @@ class Scene:
 def yaw_look_c2w(position, yaw: float, pitch: float = 0.0) -> np.ndarray:
     """c2w (OpenCV camera axes) at `position` looking toward heading `yaw` (rad, from +X toward +Y)
     tilted by `pitch` (rad, positive = up), with the horizon level."""
-    from datagen.conventions import look_at
-
     p = np.asarray(position, np.float64)
     f = np.array([math.cos(yaw) * math.cos(pitch), math.sin(yaw) * math.cos(pitch), math.sin(pitch)])
     return look_at(p, p + f)

@@ -13,6 +13,7 @@ import numpy as np
 
 from datagen.scenes import geometry as G
 from datagen.scenes.builder import SceneBuilder
+from datagen.scenes.materials import NAMED_COLOURS
 from datagen.render.textures import PAINTING_MOTIFS
 
 
@@ -39,8 +40,6 @@ class Placer:
 
 
 def _c(rng, names):
-    from datagen.scenes.materials import NAMED_COLOURS
-
     n = names[int(rng.integers(len(names)))]
     base = np.asarray(NAMED_COLOURS[n])
     return tuple(np.clip(base * (0.9 + 0.2 * rng.random(3)), 0, 1)), n
@@ -378,8 +377,6 @@ def make_cooler(p: Placer) -> str:
 
 def make_painting(b: SceneBuilder, rng, center, yaw: float, size=(1.0, 0.7), poster: bool = False) -> str:
     """A framed painting (or poster) on a wall: `center` on the wall surface, `yaw` = facing dir."""
-    from datagen.scenes.materials import NAMED_COLOURS
-
     names = list(NAMED_COLOURS)
     pal_names = [names[int(i)] for i in rng.choice(len(names), 5, replace=False)]
     pal = [tuple(np.clip(np.asarray(NAMED_COLOURS[n]) * (0.85 + 0.3 * rng.random(3)), 0, 1)) for n in pal_names]

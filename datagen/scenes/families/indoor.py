@@ -16,7 +16,7 @@ import numpy as np
 from datagen.scenes import geometry as G
 from datagen.scenes.builder import SceneBuilder
 from datagen.scenes.families import furniture as F
-from datagen.scenes.library import GENERATOR_VERSION
+from datagen.scenes.procedural import procedural_spec
 
 WALL_T = 0.06  # each room's half of a wall (m): a shared wall is 0.12 m thick
 DOOR_H = 2.1
@@ -490,6 +490,6 @@ def generate(family: str, seed: int, params: dict | None = None):
     for fx, fy in ((0.2, 0.2), (0.8, 0.8), (0.2, 0.8), (0.8, 0.2)):
         cands.append((main.x0 + fx * (main.x1 - main.x0), main.y0 + fy * (main.y1 - main.y0), 1.6))
     cands += [((r.x0 + r.x1) / 2, (r.y0 + r.y1) / 2, 1.6) for r in rooms if r is not main][:3]
-    spec = {"family": family, "seed": int(seed), "generator_version": GENERATOR_VERSION, "params": params}
+    spec = procedural_spec(family, seed, params)
     return b.build(description=description, bounds_min=(0.0, 0.0, 0.25), bounds_max=(xs[-1], ys[-1], H - 0.25),
                    camera_height=1.6, spawn_candidates=cands, spec=spec, rng=rng)

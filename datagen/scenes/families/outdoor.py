@@ -14,10 +14,12 @@ import math
 
 import numpy as np
 
+from datagen.render.textures import _noise
 from datagen.scenes import geometry as G
 from datagen.scenes.builder import SceneBuilder
 from datagen.scenes.families import furniture as F
-from datagen.scenes.library import GENERATOR_VERSION
+from datagen.scenes.procedural import procedural_spec
+from datagen.scenes.scene import terrain_height
 
 EYE = 1.7
 
@@ -79,8 +81,6 @@ def _tree(b: SceneBuilder, rng, base, kind=None, scale=1.0, collide=True) -> str
 
 
 def _terrain(rng, half: float, n: int, amp: float, flat_fn=None):
-    from datagen.render.textures import _noise
-
     hs = np.zeros((n, n), np.float64)
     for k, cells in enumerate((2, 4, 8)):
         hs += amp / (2 ** k) * (_noise(rng, n, cells).astype(np.float64) - 0.5) * 2
@@ -135,8 +135,6 @@ def generate_nature(family: str, seed: int, params: dict):
     b.part(go, ground, G.MeshPart(mesh.vertices, mesh.triangles[~on_path], mesh.uv[~on_path]))
     po = b.obj("path", pdesc, pmat)
     b.part(po, pmat, G.MeshPart(mesh.vertices, mesh.triangles[on_path], mesh.uv[on_path]))
-    from datagen.scenes.scene import terrain_height
-
     def hz(x, y):
         return float(terrain_height(terrain, np.array([x]), np.array([y]))[0])
 
@@ -264,7 +262,7 @@ def generate_nature(family: str, seed: int, params: dict):
     for k in (len(curve) // 2, len(curve) // 3, 2 * len(curve) // 3, 20, len(curve) - 20):
         x, y = curve[k]
         cands.append((x, y, hz(x, y) + EYE))
-    spec = {"family": family, "seed": int(seed), "generator_version": GENERATOR_VERSION, "params": params}
+    spec = procedural_spec(family, seed, params)
     return b.build(description=description, bounds_min=(-half + 1, -half + 1, zmin + 0.3),
                    bounds_max=(half - 1, half - 1, zmax + EYE + 4.0), camera_height=EYE,
                    spawn_candidates=cands, spec=spec, rng=rng)
@@ -436,7 +434,7 @@ def generate_street(seed: int, params: dict):
                    f"lined by " + ", ".join(uniq) + "; " + ", ".join(cars + other) + ".")
     cands = [(x, y, EYE + 0.15) for x, y in ((0, road_w / 2 + walk_w / 2), (5, -(road_w / 2 + walk_w / 2)),
                                             (-8, road_w / 2 + walk_w / 2), (0, 0))]
-    spec = {"family": "street", "seed": int(seed), "generator_version": GENERATOR_VERSION, "params": params}
+    spec = procedural_spec("street", seed, params)
     return b.build(description=description, bounds_min=(-half, -y_bld + 0.3, 0.3),
                    bounds_max=(half, y_bld - 0.3, 8.0), camera_height=EYE, spawn_candidates=cands, spec=spec, rng=rng)
 
