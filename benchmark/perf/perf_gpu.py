@@ -138,7 +138,7 @@ def _dit(cfg, settings, dev, trainable: bool):
 def build_stage(name: str, cfg, settings, dev, batch: int, tiny: bool, seed: int):
     """A real stage object (its ``train_step`` unchanged) around random-weight models and synthetic data."""
     from relic_model.train.common import RunContext, build_text, frozen
-    from relic_model.train.distributed import DistInfo, wrap_model
+    from relic_model.distributed import DistInfo, wrap_model
     from relic_model.train.stage_distill import DistillStage
     from relic_model.train.stage_student_init import StudentInitStage
     from relic_model.train.stage_teacher import TeacherStage

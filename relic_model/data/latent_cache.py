@@ -98,7 +98,7 @@ def encode_pool(clips, autoencoder, num_clips: int, latent_frames: int, seed: in
 
 def build_or_load_pool(cache_dir: str | os.PathLike, key: str, clips, autoencoder, num_clips: int,
                        latent_frames: int, seed: int, info=None, progress: bool = False) -> LatentPool:
-    from relic_model.train.distributed import barrier
+    from relic_model.distributed import barrier
     cache_dir = Path(cache_dir)
     path = cache_dir / f"pool_F{latent_frames}_N{num_clips}_{key}.safetensors"
     is_main = info is None or info.is_main

@@ -68,7 +68,7 @@ def _forward(model, args, dev):
 
 def check_dtype(cfg, dev, frames: int) -> dict:
     from relic_model.nn.dit import RelicDiT
-    from relic_model.train.distributed import DistInfo
+    from relic_model.distributed import DistInfo
     from relic_model.train.frozen_teacher import prepare_frozen_teacher, teacher_bytes
     from relic_model.train.plan import tokens_per_latent_frame
     torch.manual_seed(0)
@@ -104,7 +104,7 @@ def check_shard(dev) -> dict:
     from torch.distributed.tensor import DTensor
     from relic_model.config import load_config
     from relic_model.nn.dit import RelicDiT
-    from relic_model.train.distributed import DistInfo
+    from relic_model.distributed import DistInfo
     from relic_model.train.frozen_teacher import prepare_frozen_teacher, shard_frozen
     cfg = load_config("tiny")
     cfg.dit.dim, cfg.dit.depth, cfg.dit.heads = 64, 3, 4
@@ -135,7 +135,7 @@ def check_stages(dev, work: Path) -> dict:
     import pandas as pd
     from relic_model.data.synthetic import write_synthetic_corpus
     from relic_model.train.common import RunContext
-    from relic_model.train.distributed import DistInfo
+    from relic_model.distributed import DistInfo
     from relic_model.train.presets import micro_config
     from relic_model.train.run import make_stage, run_stage_named
     corpus = write_synthetic_corpus(work / "corpus", episodes=2, frames=30, height=32, width=48)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from relic_model.distributed import unwrap
 from relic_model.objectives.flow_matching import x0_from_velocity
 from relic_model.pipelines.conditioning import Cond
-from relic_model.train.distributed import unwrap
 
 
 class DiTBlockGenerator:

@@ -37,7 +37,7 @@ def make_context(args):
     import torch
     from relic_model.config import load_config
     from relic_model.train.common import RunContext
-    from relic_model.train.distributed import init_distributed
+    from relic_model.distributed import init_distributed
 
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from relic_model.distributed import DistInfo
 from relic_model.train.checkpoint import load_modules
-from relic_model.train.distributed import DistInfo
 from relic_model.train.settings import TrainSettings, train_settings
 
 STAGES = ("autoencoder", "teacher", "student_init", "distill")
@@ -65,7 +65,7 @@ class RunContext:
         if self.settings is None:
             self.settings = train_settings(self.cfg)
         if self.settings.context_parallel > 1 and self.info.cp == 1:   # CP groups (collective)
-            from relic_model.train.distributed import with_context_parallel
+            from relic_model.distributed import with_context_parallel
             self.info = with_context_parallel(self.info, self.settings.context_parallel)
 
     @property
@@ -153,7 +153,7 @@ def warmup_lr(opt: torch.optim.Optimizer, base_lr: float, step: int, warmup: int
 
 
 def clip_and_step(opt: torch.optim.Optimizer, params, grad_clip: float) -> float:
-    from relic_model.train.distributed import clip_grad_norm   # FSDP2 + plain parameters in one list
+    from relic_model.distributed import clip_grad_norm   # FSDP2 + plain parameters in one list
     gn = clip_grad_norm(list(params), grad_clip) if grad_clip > 0 else torch.tensor(0.0)
     opt.step()
     opt.zero_grad(set_to_none=True)

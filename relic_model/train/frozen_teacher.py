@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from relic_model.train.distributed import DistInfo
+from relic_model.distributed import DistInfo
 
 TEACHER_DTYPES = ("fp32", "bf16")
 

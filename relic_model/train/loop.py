@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from relic_model.distributed import DistInfo, barrier, full_state_dict, is_sharded
 from relic_model.train.checkpoint import CheckpointManager
-from relic_model.train.distributed import DistInfo, barrier, full_state_dict, is_sharded
 from relic_model.train.loss_log import LossLog
 
 

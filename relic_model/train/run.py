@@ -96,7 +96,7 @@ def write_bundle(ctx: RunContext, out: Path | None = None, command: str | None =
 
 
 def train_all(ctx: RunContext, steps: int | None = None, resume: bool = True, command: str | None = None) -> Path:
-    from relic_model.train.distributed import barrier
+    from relic_model.distributed import barrier
     for name in STAGES:
         if resume and (ctx.stage_dir(name) / "final" / "model.safetensors").is_file():
             if ctx.info.is_main:

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch.nn as nn
 
+from relic_model.distributed import DistInfo, barrier
 from relic_model.train.checkpoint import prune_steps, replace_dir
-from relic_model.train.distributed import DistInfo, barrier
 
 DCP_DIR = "dcp"
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from relic_model.data.controls import num_video_frames
+from relic_model.distributed import rank_slice
 from relic_model.train.common import RunContext, build_autoencoder, clip_and_step, np_rng, warmup_lr
-from relic_model.train.distributed import rank_slice
 from relic_model.train.loop import Stage
 
 

@@ -26,12 +26,12 @@ import copy
 
 import torch
 
+from relic_model.distributed import no_sync_ctx, rank_slice, wrap_model
 from relic_model.objectives.flow_matching import add_noise, first_frame_clean_sigma, flow_matching_loss, sample_sigma
 from relic_model.pipelines.dit_generator import DiTBlockGenerator, score_fn
 from relic_model.pipelines.replay_backprop import dmd_targets, replay_backward
 from relic_model.pipelines.self_forcing import rollout, sample_exit_steps
 from relic_model.train.common import RunContext, build_dit, clip_and_step, configure_dit, load_stage_module, torch_gen, warmup_lr
-from relic_model.train.distributed import no_sync_ctx, rank_slice, wrap_model
 from relic_model.train.frozen_teacher import prepare_frozen_teacher
 from relic_model.train.loop import Stage
 from relic_model.train.settings import curriculum_total, phase_at, rescale_curriculum

@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from relic_model.data.latent_cache import file_sha256, pool_key
+from relic_model.distributed import barrier, rank_slice, unwrap, wrap_model
 from relic_model.objectives.flow_matching import x0_from_velocity
 from relic_model.objectives.ode_regression import hybrid_forcing_levels, hybrid_split, ode_regression_loss
 from relic_model.pipelines.conditioning import Cond
@@ -37,7 +38,6 @@ from relic_model.pipelines.self_forcing import rollout
 from relic_model.pipelines.teacher_sampling import sample_ode
 from relic_model.train.common import (RunContext, build_dit, build_text, clip_and_step, configure_dit, frozen, load_stage_module,
                                       stage_config, torch_gen, warmup_lr)
-from relic_model.train.distributed import barrier, rank_slice, unwrap, wrap_model
 from relic_model.train.frozen_teacher import prepare_frozen_teacher
 from relic_model.train.loop import Stage
 from relic_model.train.stage_teacher import PoolSource, load_autoencoder, pool_batch

@@ -22,12 +22,12 @@ import copy
 import torch
 
 from relic_model.data.latent_cache import build_or_load_pool, file_sha256, pool_key
+from relic_model.distributed import rank_slice, wrap_model
 from relic_model.objectives.flow_matching import add_noise, first_frame_clean_sigma, flow_matching_loss, sample_sigma
 from relic_model.pipelines.conditioning import Cond
 from relic_model.pipelines.teacher_sampling import sample_ode
 from relic_model.train.common import (RunContext, build_autoencoder, build_dit, build_text, clip_and_step, configure_dit, frozen,
                                       load_stage_module, np_rng, per_sample_randn, torch_gen, warmup_lr)
-from relic_model.train.distributed import rank_slice, wrap_model
 from relic_model.train.loop import Stage
 from relic_model.train.settings import curriculum_total, phase_at, phase_lr, rescale_curriculum
 

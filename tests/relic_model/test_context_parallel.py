@@ -121,7 +121,7 @@ def _worker_cp(rank, store, res_path):
 
 def _worker_fsdp_cp(rank, store, res_path):
     from relic_model.train.context_parallel import enable_context_parallel
-    from relic_model.train.distributed import DistInfo, full_state_dict, wrap_model
+    from relic_model.distributed import DistInfo, full_state_dict, wrap_model
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     model, d = _model_and_inputs()
@@ -145,7 +145,7 @@ def _worker_fsdp_cp(rank, store, res_path):
     torch.nn.utils.clip_grad_norm_(list(ref.parameters()), 0.5)
     ropt.step()
     # the training path: train.context_parallel 2 -> with_context_parallel -> DDP + CP via wrap_model
-    from relic_model.train.distributed import rank_slice, with_context_parallel
+    from relic_model.distributed import rank_slice, with_context_parallel
     info = with_context_parallel(DistInfo(rank, 2, 0, torch.device("cpu"), "gloo"), 2)
     m2, _ = _model_and_inputs()
     ddp = wrap_model(m2, info, "ddp")

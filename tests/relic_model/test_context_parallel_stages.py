@@ -27,8 +27,8 @@ LATER = {"student_init": {"steps": 1, "batch": 2, "trajectories": 2, "ode_steps"
 WORKER = r'''
 import sys, torch
 from safetensors.torch import save_file
+from relic_model.distributed import init_distributed
 from relic_model.train.common import RunContext
-from relic_model.train.distributed import init_distributed
 from relic_model.train.presets import micro_config
 from relic_model.train.run import make_stage, run_stage_named
 from relic_model.train.loop import run_stage

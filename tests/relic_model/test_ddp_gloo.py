@@ -28,8 +28,8 @@ LATER = {"student_init": {"steps": 1, "batch": 2, "trajectories": 2, "sample_eve
 WORKER = r'''
 import sys, torch
 from safetensors.torch import save_file
+from relic_model.distributed import init_distributed
 from relic_model.train.common import RunContext
-from relic_model.train.distributed import init_distributed
 from relic_model.train.presets import micro_config
 from relic_model.train.run import run_stage_named, make_stage
 import torch.distributed as dist

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from relic_model.config import load_config
+from relic_model.distributed import DistInfo
 from relic_model.nn.dit import RelicDiT
-from relic_model.train.distributed import DistInfo
 from relic_model.train.frozen_teacher import prepare_frozen_teacher, teacher_bytes
 from relic_model.train.stage_student_init import merge_trajectory_parts
 
@@ -79,7 +79,7 @@ import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 sys.path.insert(0, sys.argv[2])
 from test_frozen_teacher import _model_and_inputs
-from relic_model.train.distributed import init_distributed, is_sharded
+from relic_model.distributed import init_distributed, is_sharded
 from relic_model.train.frozen_teacher import prepare_frozen_teacher, teacher_bytes
 torch.set_num_threads(1)
 info = init_distributed("cpu")
@@ -144,7 +144,7 @@ import sys, torch
 import torch.distributed as dist
 from relic_model.train.common import RunContext
 from safetensors.torch import save_file
-from relic_model.train.distributed import full_state_dict, init_distributed, is_sharded
+from relic_model.distributed import full_state_dict, init_distributed, is_sharded
 from relic_model.train.frozen_teacher import teacher_bytes
 from relic_model.train.loop import run_stage
 from relic_model.train.presets import micro_config

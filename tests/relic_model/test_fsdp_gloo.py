@@ -17,12 +17,12 @@ WORKER = r'''
 import copy, sys, torch
 import torch.distributed as dist
 from relic_model.config import load_config
+from relic_model.distributed import full_state_dict, init_distributed, is_sharded, no_sync_ctx, wrap_model
 from relic_model.nn.dit import RelicDiT
 from relic_model.pipelines.conditioning import Cond
 from relic_model.pipelines.dit_generator import DiTBlockGenerator
 from relic_model.pipelines.replay_backprop import replay_backward
 from relic_model.pipelines.self_forcing import rollout
-from relic_model.train.distributed import full_state_dict, init_distributed, is_sharded, no_sync_ctx, wrap_model
 torch.set_num_threads(1)
 out = sys.argv[1]
 info = init_distributed("cpu")

@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 def _stage(info, init_seed: int):
     from relic_model.config import load_config
     from relic_model.nn.dit import RelicDiT
-    from relic_model.train.distributed import all_reduce_mean, clip_grad_norm, rank_slice, wrap_model
+    from relic_model.distributed import all_reduce_mean, clip_grad_norm, rank_slice, wrap_model
     from relic_model.train.loop import Stage
 
     cfg = load_config("tiny")
@@ -71,7 +71,7 @@ def _stage(info, init_seed: int):
 
 
 def _worker(rank, store, tmp, res_path):
-    from relic_model.train.distributed import DistInfo, full_state_dict
+    from relic_model.distributed import DistInfo, full_state_dict
     from relic_model.train.loop import run_stage
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
@@ -94,7 +94,7 @@ def _worker(rank, store, tmp, res_path):
     v.square().mean().backward()
     before = [q.grad.full_tensor() if hasattr(q.grad, "full_tensor") else q.grad.clone() for q in resumed.params]
     want = torch.sqrt(sum(b.double().square().sum() for b in before))
-    from relic_model.train.distributed import clip_grad_norm
+    from relic_model.distributed import clip_grad_norm
     total = clip_grad_norm(resumed.params, float(want) / 4)
     after = [q.grad.full_tensor() if hasattr(q.grad, "full_tensor") else q.grad for q in resumed.params]
     clip = {"total": float(total), "want": float(want),

@@ -125,7 +125,7 @@ def test_train_all_cli_writes_a_loadable_bundle(corpus, tmp_path):
 
 
 def test_student_init_refuses_fsdp_without_checkpointing_on_several_ranks():
-    from relic_model.train.distributed import DistInfo
+    from relic_model.distributed import DistInfo
     from relic_model.train.settings import train_settings
     from relic_model.train.stage_student_init import check_fsdp_checkpointing
     cfg = micro_config()

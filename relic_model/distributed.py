@@ -15,7 +15,7 @@
   ``no_sync``; FSDP2 ``set_requires_gradient_sync(False)``), used by replayed back-propagation
   so only the last block's backward communicates.
 - ``unwrap(m)`` returns the underlying module (for checkpoints and no-grad rollouts).
-- Context parallelism (``train.context_parallel: c``, ``context_parallel.py``):
+- Context parallelism (``train.context_parallel: c``, ``train/context_parallel.py``):
   ``with_context_parallel(info, c)`` creates the CP groups (ranks ``g c .. g c + c - 1``) and
   returns a DistInfo whose ``dp_rank``/``dp_size`` are the data-parallel rank and degree
   (``W / c``); ``rank_slice`` hands every rank of a CP group the same batch rows, and
