@@ -271,6 +271,38 @@ def _w2c(c2w: np.ndarray) -> np.ndarray:
     return np.linalg.inv(c2w)
 
 
+@dataclass
+class _Run:
+    """State of one estimation run (OpenCVEstimator.__call__), shared by its steps.
+
+    K, Kinv: intrinsics of the working (resized) images, scale ``f``; tracker: the feature tracker;
+    anchored / scene_depth: frame 0's depth was given / its median (metres); poses (N,4,4) c2w and
+    kinds (step kind of frames 1..) so far; world: track id -> map point; prev / prev_gray: the
+    previous frame's tracks and luma; kf_i / kf_obs: the keyframe's index and tracks; kf_ref: (keyframe,
+    tracks it shared with its first follower); speeds: the last 16 PnP displacements; init_scales /
+    why: counts for the notes; hist / moved_cache: recent frames' tracks and which frames moved."""
+
+    K: np.ndarray
+    Kinv: np.ndarray
+    f: float
+    tracker: object
+    anchored: bool
+    poses: np.ndarray
+    scene_depth: float | None = None
+    kinds: list = field(default_factory=list)
+    world: dict = field(default_factory=dict)
+    prev: dict | None = None
+    prev_gray: np.ndarray | None = None
+    kf_i: int = 0
+    kf_obs: dict | None = None
+    kf_ref: tuple | None = None
+    speeds: deque = field(default_factory=lambda: deque(maxlen=16))
+    init_scales: dict = field(default_factory=dict)  # which cue each re-initialisation used (notes)
+    why: Counter = field(default_factory=Counter)  # which branch posed the "rotation" frames (notes)
+    hist: dict = field(default_factory=dict)  # track observations per frame (for the moved-frame count)
+    moved_cache: dict = field(default_factory=dict)
+
+
 class OpenCVEstimator:
     """Keyframe visual odometry from tracked features (see the module docstring)."""
 
@@ -494,6 +526,39 @@ class OpenCVEstimator:
     # ---------------------------------------------------------------------------------- main
     def __call__(self, frames: np.ndarray, K: np.ndarray, progress: bool = False,
                  depth0: np.ndarray | None = None) -> EstimateResult:
+        """Camera poses of ``frames`` (module docstring): frame 0 starts the run, every later frame is
+        posed by the first step that accepts it (static, ECC on few tracks, PnP on the map, two-view
+        against the keyframe), then the notes are written."""
+        frames, depth0 = self._check_inputs(frames, depth0)
+        cv2.setRNGSeed(self.ransac_seed)
+        n = frames.shape[0]
+        run = self._start(frames, K, depth0)
+        it = range(1, n)
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(it, desc="pose estimation", unit="frame")
+        for i in it:
+            cur, gray = self._observe(run, frames[i])
+            run.hist[i] = cur
+            run.hist.pop(i - 128, None)
+            kind = self._static_step(run, i, gray)
+            if kind is None:
+                kind = self._ecc_step(run, i, cur, gray)
+            if kind is None:
+                kind = self._pnp_step(run, i, cur)
+            if kind is None:
+                kind = self._two_view_step(run, i, cur, gray)
+            elif kind == "pnp":
+                self._grow_map(run, i, cur)
+            run.kinds.append(kind)
+            run.prev, run.prev_gray = cur, gray
+        return EstimateResult(poses=run.poses, step_kind=run.kinds, notes=self._notes(run, n), metric=run.anchored)
+
+    # --------------------------------------------------------------------------- run steps
+    @staticmethod
+    def _check_inputs(frames, depth0):
+        """``frames`` as an RGB uint8 (N,H,W,3) array and ``depth0`` as a float64 (H,W) map (or None);
+        ValueError otherwise."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be RGB uint8 (N,H,W,3), got {frames.dtype} {frames.shape}")
@@ -501,243 +566,313 @@ class OpenCVEstimator:
             depth0 = np.asarray(depth0, dtype=np.float64)
             if depth0.ndim != 2:
                 raise ValueError(f"depth0 must be a (H,W) planar depth map in metres, got shape {depth0.shape}")
-        cv2.setRNGSeed(self.ransac_seed)
-        n, _, w = frames.shape[:3]
+        return frames, depth0
+
+    def _working_scale(self, w: int) -> float:
+        """Resize factor f of frames ``w`` pixels wide: down to ``max_width``, up to ``min_width``, else 1."""
         f = 1.0
         if self.max_width and w > self.max_width:
             f = self.max_width / w
         elif self.min_width and w < self.min_width:
             f = self.min_width / w
+        return f
+
+    def _start(self, frames: np.ndarray, K: np.ndarray, depth0: np.ndarray | None) -> _Run:
+        """The run's state after frame 0: scaled intrinsics diag(f, f, 1) K, the tracker, frame 0's
+        observation as the keyframe and, with the metric anchor, the map from frame 0's depth and the
+        scene's median depth."""
+        n, _, w = frames.shape[:3]
+        f = self._working_scale(w)
         K = np.diag([f, f, 1.0]) @ np.asarray(K, dtype=np.float64)
-        Kinv = np.linalg.inv(K)
         tracker = _KLTTracker(self.max_features, self.fb_px) if self.feature == "klt" else \
             _DescriptorTracker(self.feature, self.max_features, self.ratio)
-
-        def obs(i):
-            g = _gray(frames[i])
-            if f != 1.0:
-                g = cv2.resize(g, None, fx=f, fy=f, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-            if self.blur_sigma > 0:
-                g = cv2.GaussianBlur(g, (0, 0), self.blur_sigma)
-            ids, pts = tracker(g)
-            return dict(zip(ids.tolist(), pts)), g
-
-        poses = np.tile(np.eye(4), (n, 1, 1))
-        kinds: list[str] = []
-        world: dict[int, np.ndarray] = {}
-        prev, prev_gray = obs(0)
-        anchored = depth0 is not None
-        if anchored:
-            world = self._anchor_map(prev, depth0, frames.shape[1:3], f, K)
+        run = _Run(K=K, Kinv=np.linalg.inv(K), f=f, tracker=tracker, anchored=depth0 is not None,
+                   poses=np.tile(np.eye(4), (n, 1, 1)))
+        run.prev, run.prev_gray = self._observe(run, frames[0])
+        if run.anchored:
+            run.world = self._anchor_map(run.prev, depth0, frames.shape[1:3], f, K)
             fin = depth0[np.isfinite(depth0) & (depth0 > 0)]
-            scene_depth = float(np.median(fin)) if fin.size else 1.0
-        kf_i, kf_obs = 0, prev
-        speeds: deque = deque(maxlen=16)
-        init_scales: dict[str, int] = {}  # which cue each re-initialisation used (notes)
-        why: Counter = Counter()  # which branch posed the "rotation" frames (notes)
-        hist = {0: prev}  # track observations per frame (for the moved-frame count below)
-        moved_cache: dict[int, bool] = {}
+            run.scene_depth = float(np.median(fin)) if fin.size else 1.0
+        run.kf_i, run.kf_obs = 0, run.prev
+        run.hist = {0: run.prev}
+        return run
 
-        def moved(j: int) -> bool:
-            """Frame j moved its centre (not a pure rotation about frame j-1's): the rotation-only fit
-            of the pair leaves a median residual above ``moved_px``."""
-            if j not in moved_cache:
-                if j - 1 not in hist:
-                    return True  # older than the kept history: counted as moved (the plain prior)
-                a, b = hist[j - 1], hist[j]
-                cp = [k for k in b if k in a]
-                if len(cp) < self.min_matches:
-                    moved_cache[j] = True
-                else:
-                    _, r = self._rotation_about_previous(a, b, np.eye(4), K, Kinv)
-                    moved_cache[j] = bool(r > self.moved_px)
-            return moved_cache[j]
+    def _observe(self, run: _Run, rgb: np.ndarray) -> tuple[dict, np.ndarray]:
+        """One frame's tracks ({track id: pixel position}) and its working luma image (resized by the
+        run's f, smoothed with ``blur_sigma``)."""
+        g = _gray(rgb)
+        f = run.f
+        if f != 1.0:
+            g = cv2.resize(g, None, fx=f, fy=f, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+        if self.blur_sigma > 0:
+            g = cv2.GaussianBlur(g, (0, 0), self.blur_sigma)
+        ids, pts = run.tracker(g)
+        return dict(zip(ids.tolist(), pts)), g
 
-        def moved_since_kf(a: int, b: int) -> int:
-            return sum(1 for j in range(a + 1, b + 1) if j == b or (kinds[j - 1] != "static" and moved(j)))
+    def _static_step(self, run: _Run, i: int, gray: np.ndarray) -> str | None:
+        """4. static: the luma barely changed since the previous frame -> that pose is held."""
+        if float(np.mean(cv2.absdiff(gray, run.prev_gray))) < self.static_luma:
+            run.poses[i] = run.poses[i - 1]
+            return "static"
+        return None
 
-        kf_ref = None
-        it = range(1, n)
-        if progress:
-            from tqdm import tqdm
-            it = tqdm(it, desc="pose estimation", unit="frame")
-        for i in it:
-            cur, gray = obs(i)
-            hist[i] = cur
-            hist.pop(i - 128, None)
-            kind = None
-            if float(np.mean(cv2.absdiff(gray, prev_gray))) < self.static_luma:
-                poses[i], kind = poses[i - 1], "static"
-            if kind is None and self.ecc_fallback and sum(1 for k in cur if k in prev) < self.ecc_min_tracks:
-                # too few corners (flat walls): direct alignment for the rotation, no translation
-                Re = self._ecc_rotation(prev_gray, gray, K, Kinv)
-                if Re is not None:
-                    T = np.eye(4)
-                    T[:3, :3] = Re
-                    poses[i], kind = poses[i - 1] @ np.linalg.inv(T), "rotation"
-                    why["ecc (few tracks)"] += 1
-            if kind is None:
-                in_map = [k for k in cur if k in world]
-                if len(in_map) >= self.min_pnp:
-                    c2w = self._pnp(np.array([world[k] for k in in_map]), np.array([cur[k] for k in in_map]),
-                                    K, poses[i - 1])
-                    if c2w is not None:
-                        step = float(np.linalg.norm(c2w[:3, 3] - poses[i - 1][:3, 3]))
-                        if speeds and step > self.max_speed_jump * float(np.median(speeds)):
-                            # implausible jump: accept it only if the frame pair is not a pure rotation
-                            cp = [k for k in cur if k in prev]
-                            tv = self._two_view(np.array([prev[k] for k in cp]), np.array([cur[k] for k in cp]),
-                                                K, Kinv) if len(cp) >= self.min_matches else None
-                            if tv is not None and tv[0] == "rotation":
-                                T = np.eye(4)
-                                T[:3, :3] = tv[1]
-                                poses[i], kind = poses[i - 1] @ np.linalg.inv(T), "rotation"
-                                c2w = None
-                                why["pnp speed jump"] += 1
-                        if c2w is not None and anchored:
-                            # metric map: model selection between PnP and a pure rotation about the
-                            # previous camera centre, on the same map points
-                            c2w_rot, rot_px = self._rotation_about_previous(prev, cur, poses[i - 1], K, Kinv)
-                            if c2w_rot is not None and rot_px < self.rotation_px:
-                                X = np.array([world[k] for k in in_map])
-                                p = np.array([cur[k] for k in in_map])
-                                e_pnp = self._reproj_median(X, p, c2w, K)
-                                e_rot = self._reproj_median(X, p, c2w_rot, K)
-                                if e_rot <= self.anchor_rot_ratio * e_pnp + self.anchor_rot_px:
-                                    poses[i], kind, c2w = c2w_rot, "rotation", None
-                                    why["map model selection"] += 1
-                        elif c2w is not None and self.rot_gate_deg is not None:
-                            # PnP on a thin / badly triangulated map can tilt the camera: its
-                            # frame-to-frame rotation must agree with the rotation-only fit of the
-                            # consecutive frames (accurate at small baselines); otherwise that
-                            # rotation is used with a constant-velocity translation
-                            cp = [k for k in cur if k in prev]
-                            Rp = self._rotation_fit(np.array([prev[k] for k in cp]).reshape(-1, 2),
-                                                    np.array([cur[k] for k in cp]).reshape(-1, 2), Kinv)
-                            R_pnp = _w2c(c2w)[:3, :3] @ poses[i - 1][:3, :3]
-                            if Rp is not None and _angle_deg(Rp.T @ R_pnp) > self.rot_gate_deg:
-                                T = np.eye(4)
-                                T[:3, :3] = Rp
-                                if i >= 2:
-                                    T[:3, 3] = (_w2c(poses[i - 1]) @ poses[i - 2])[:3, 3]
-                                poses[i], kind, c2w = poses[i - 1] @ np.linalg.inv(T), "rotation", None
-                                why["pnp rotation gate"] += 1
-                        if c2w is not None:
-                            poses[i], kind = c2w, "pnp"
-                            speeds.append(step)
-            if kind is None:
-                common = [k for k in cur if k in kf_obs]
-                if kf_ref is None or kf_ref[0] != kf_i:
-                    kf_ref = (kf_i, len(common))  # tracks the keyframe shares with its first follower
-                if len(common) < max(self.min_matches, self.kf_keep_frac * kf_ref[1]):
-                    kf_i, kf_obs = i - 1, prev
-                    common = [k for k in cur if k in kf_obs]
-                    kf_ref = (kf_i, len(common))
-                tv = None
-                if len(common) >= self.min_matches:
-                    pa, pb = np.array([kf_obs[k] for k in common]), np.array([cur[k] for k in common])
-                    tv = self._two_view(pa, pb, K, Kinv)
-                if tv is None and self.ecc_fallback:
-                    Re = self._ecc_rotation(prev_gray, gray, K, Kinv)
-                    if Re is not None:
-                        T = np.eye(4)
-                        T[:3, :3] = Re
-                        tv = ("rotation", Re @ _w2c(poses[i - 1])[:3, :3] @ poses[kf_i][:3, :3], np.zeros(3))
-                if tv is None:
-                    poses[i], kind = poses[i - 1], "failed"
-                else:
-                    what, R, t = tv
-                    if what == "translation" and self.rot_gate_deg is not None:
-                        # E over a short baseline trades rotation for translation: when its rotation
-                        # disagrees with the chained rotation-only fits, keep the chained rotation
-                        # and solve the translation direction for it (epipolar constraint, known R)
-                        cp = [k for k in cur if k in prev]
-                        Rp = self._rotation_fit(np.array([prev[k] for k in cp]).reshape(-1, 2),
-                                                np.array([cur[k] for k in cp]).reshape(-1, 2), Kinv)
-                        if Rp is not None:
-                            R_chain = Rp @ _w2c(poses[i - 1])[:3, :3] @ poses[kf_i][:3, :3]
-                            if _angle_deg(R_chain.T @ R) > self.rot_gate_deg:
-                                t2 = _translation_given_rotation(pa, pb, R_chain, Kinv)
-                                R, t = R_chain, (t2 if float(t2 @ t) >= 0 else -t2)
-                    mode = self.reinit_scale
-                    cand, how = None, None
-                    if what == "translation" and "map" in mode:
-                        prop = self._propagated_baseline(pa, pb, common, world, R, t, poses[kf_i], K)
-                        if prop is not None:
-                            cand, how = prop
-                    depth_failed = False
-                    if cand is None and anchored and what == "translation" and (not speeds or "depth" in mode):
-                        cand, how = self._anchored_baseline(pa, pb, R, t, poses[kf_i], K, scene_depth), "depth0"
-                        if cand <= 0:  # nothing triangulates at a usable angle: no measurable baseline
-                            cand, how, depth_failed = None, None, True
-                    if speeds and not (depth_failed and self.degenerate_zero):
-                        # constant-speed prior over the frames since the keyframe that moved (frames
-                        # that were pure rotations about a fixed centre add no baseline)
-                        m = moved_since_kf(kf_i, i) if "moved" in mode else i - kf_i
-                        prior = float(np.median(speeds)) * max(1, m)
-                        if cand is None:
-                            cand, how = prior, "speed prior"
-                        elif self.reinit_clamp:
-                            # a scale cue that disagrees with the recent motion by more than the
-                            # clamp factor is limited to it (one bad re-initialisation must not
-                            # collapse or blow up the scale)
-                            c = float(self.reinit_clamp)
-                            clipped = min(max(cand, prior / c), prior * c)
-                            if clipped != cand:
-                                cand, how = clipped, how + " (clamped)"
-                    if cand is None and depth_failed:
-                        cand, how = 0.0, "none (degenerate)"
-                    elif cand is None:
-                        cand, how = 1.0 * (i - kf_i), "unit"
-                    baseline = cand
-                    if what == "translation":
-                        init_scales[how] = init_scales.get(how, 0) + 1
-                    T = np.eye(4)
-                    T[:3, :3], T[:3, 3] = R, t * baseline
-                    poses[i] = poses[kf_i] @ np.linalg.inv(T)
-                    if what == "rotation":
-                        # a pure rotation does not move the camera: keep the previous frame's centre
-                        # (the keyframe's may differ when PnP frames followed it)
-                        poses[i, :3, 3] = poses[i - 1, :3, 3]
-                        kind = "rotation"
-                        why["two-view"] += 1
-                    else:
-                        kind = "init"
-                        # back-fill: frames since the keyframe posed as pure rotations get their
-                        # camera centres interpolated linearly between the keyframe and this frame
-                        for j in range(kf_i + 1, i):
-                            if kinds[j - 1] in ("rotation", "static"):
-                                a = (j - kf_i) / (i - kf_i)
-                                poses[j, :3, 3] = (1 - a) * poses[kf_i, :3, 3] + a * poses[i, :3, 3]
-                        X, ok = self._triangulate(pa, pb, poses[kf_i], poses[i], K)
-                        world = {k: X[j] for j, k in enumerate(common) if ok[j]}
-                        kf_i, kf_obs = i, cur
-            elif kind == "pnp":
-                common = [k for k in cur if k in kf_obs]
-                kf_map = [k for k in kf_obs if k in world]
-                tracked = sum(1 for k in kf_map if k in cur)
-                par = 0.0
-                if common:
-                    R_ab = _w2c(poses[i])[:3, :3] @ poses[kf_i][:3, :3]
-                    par = self._parallax(np.array([kf_obs[k] for k in common]),
-                                         np.array([cur[k] for k in common]), R_ab, K, Kinv)
-                if par > self.kf_parallax_px or tracked < 0.5 * max(len(kf_map), 1):
-                    new = [k for k in common if k not in world]
-                    if new:
-                        X, ok = self._triangulate(np.array([kf_obs[k] for k in new]),
-                                                  np.array([cur[k] for k in new]), poses[kf_i], poses[i], K)
-                        world.update({k: X[j] for j, k in enumerate(new) if ok[j]})
-                    kf_i, kf_obs = i, cur
-            kinds.append(kind)
-            prev, prev_gray = cur, gray
+    def _ecc_step(self, run: _Run, i: int, cur: dict, gray: np.ndarray) -> str | None:
+        """0. low texture: with too few tracks from the previous frame (flat walls), direct alignment
+        gives the rotation and there is no translation; None when ECC is off, not needed or rejected."""
+        if not (self.ecc_fallback and sum(1 for k in cur if k in run.prev) < self.ecc_min_tracks):
+            return None
+        Re = self._ecc_rotation(run.prev_gray, gray, run.K, run.Kinv)
+        if Re is None:
+            return None
+        T = np.eye(4)
+        T[:3, :3] = Re
+        run.poses[i] = run.poses[i - 1] @ np.linalg.inv(T)
+        run.why["ecc (few tracks)"] += 1
+        return "rotation"
+
+    def _pnp_step(self, run: _Run, i: int, cur: dict) -> str | None:
+        """1. tracking: PnP on the map points this frame sees, then the checks that may turn it into a
+        rotation (speed jump; with the anchor, model selection on the map; else the rotation gate).
+        "pnp" or "rotation", or None when too few map points are seen or PnP fails."""
+        in_map = [k for k in cur if k in run.world]
+        if len(in_map) < self.min_pnp:
+            return None
+        c2w = self._pnp(np.array([run.world[k] for k in in_map]), np.array([cur[k] for k in in_map]),
+                        run.K, run.poses[i - 1])
+        if c2w is None:
+            return None
+        step = float(np.linalg.norm(c2w[:3, 3] - run.poses[i - 1][:3, 3]))
+        if run.speeds and step > self.max_speed_jump * float(np.median(run.speeds)):
+            if self._speed_jump_rotation(run, i, cur):
+                return "rotation"
+        if run.anchored:
+            if self._map_model_selection(run, i, cur, in_map, c2w):
+                return "rotation"
+        elif self.rot_gate_deg is not None:
+            if self._pnp_rotation_gate(run, i, cur, c2w):
+                return "rotation"
+        run.poses[i] = c2w
+        run.speeds.append(step)
+        return "pnp"
+
+    def _speed_jump_rotation(self, run: _Run, i: int, cur: dict) -> bool:
+        """An implausible PnP jump is accepted only if the frame pair is not a pure rotation; if the
+        two-view model selection calls it one, the frame gets that rotation (True)."""
+        prev = run.prev
+        cp = [k for k in cur if k in prev]
+        tv = self._two_view(np.array([prev[k] for k in cp]), np.array([cur[k] for k in cp]),
+                            run.K, run.Kinv) if len(cp) >= self.min_matches else None
+        if tv is None or tv[0] != "rotation":
+            return False
+        T = np.eye(4)
+        T[:3, :3] = tv[1]
+        run.poses[i] = run.poses[i - 1] @ np.linalg.inv(T)
+        run.why["pnp speed jump"] += 1
+        return True
+
+    def _map_model_selection(self, run: _Run, i: int, cur: dict, in_map: list, c2w: np.ndarray) -> bool:
+        """Metric map: model selection between PnP and a pure rotation about the previous camera
+        centre, on the same map points; True (frame posed as that rotation) when the rotation wins."""
+        c2w_rot, rot_px = self._rotation_about_previous(run.prev, cur, run.poses[i - 1], run.K, run.Kinv)
+        if c2w_rot is None or not rot_px < self.rotation_px:
+            return False
+        X = np.array([run.world[k] for k in in_map])
+        p = np.array([cur[k] for k in in_map])
+        e_pnp = self._reproj_median(X, p, c2w, run.K)
+        e_rot = self._reproj_median(X, p, c2w_rot, run.K)
+        if e_rot <= self.anchor_rot_ratio * e_pnp + self.anchor_rot_px:
+            run.poses[i] = c2w_rot
+            run.why["map model selection"] += 1
+            return True
+        return False
+
+    def _pnp_rotation_gate(self, run: _Run, i: int, cur: dict, c2w: np.ndarray) -> bool:
+        """PnP on a thin / badly triangulated map can tilt the camera: its frame-to-frame rotation must
+        agree with the rotation-only fit of the consecutive frames (accurate at small baselines);
+        otherwise that rotation is used with a constant-velocity translation (True)."""
+        prev, poses = run.prev, run.poses
+        cp = [k for k in cur if k in prev]
+        Rp = self._rotation_fit(np.array([prev[k] for k in cp]).reshape(-1, 2),
+                                np.array([cur[k] for k in cp]).reshape(-1, 2), run.Kinv)
+        R_pnp = _w2c(c2w)[:3, :3] @ poses[i - 1][:3, :3]
+        if Rp is None or not _angle_deg(Rp.T @ R_pnp) > self.rot_gate_deg:
+            return False
+        T = np.eye(4)
+        T[:3, :3] = Rp
+        if i >= 2:
+            T[:3, 3] = (_w2c(poses[i - 1]) @ poses[i - 2])[:3, 3]
+        poses[i] = poses[i - 1] @ np.linalg.inv(T)
+        run.why["pnp rotation gate"] += 1
+        return True
+
+    def _keyframe_tracks(self, run: _Run, i: int, cur: dict) -> list:
+        """The tracks this frame shares with the keyframe; if fewer than ``max(min_matches, kf_keep_frac
+        * the tracks the keyframe shared with its first follower)``, the previous frame becomes the
+        keyframe first."""
+        common = [k for k in cur if k in run.kf_obs]
+        if run.kf_ref is None or run.kf_ref[0] != run.kf_i:
+            run.kf_ref = (run.kf_i, len(common))  # tracks the keyframe shares with its first follower
+        if len(common) < max(self.min_matches, self.kf_keep_frac * run.kf_ref[1]):
+            run.kf_i, run.kf_obs = i - 1, run.prev
+            common = [k for k in cur if k in run.kf_obs]
+            run.kf_ref = (run.kf_i, len(common))
+        return common
+
+    def _two_view_step(self, run: _Run, i: int, cur: dict, gray: np.ndarray) -> str:
+        """2. two-view geometry against the keyframe (ECC for the rotation when it fails): a pure
+        rotation ("rotation"), or a re-initialisation ("init": translation scaled by
+        ``_reinit_baseline``, rotation frames since the keyframe back-filled, map re-triangulated,
+        frame becomes the keyframe); "failed" (pose held) when nothing fits."""
+        poses = run.poses
+        common = self._keyframe_tracks(run, i, cur)
+        kf_i = run.kf_i
+        tv, pa, pb = None, None, None
+        if len(common) >= self.min_matches:
+            pa, pb = np.array([run.kf_obs[k] for k in common]), np.array([cur[k] for k in common])
+            tv = self._two_view(pa, pb, run.K, run.Kinv)
+        if tv is None and self.ecc_fallback:
+            Re = self._ecc_rotation(run.prev_gray, gray, run.K, run.Kinv)
+            if Re is not None:
+                tv = ("rotation", Re @ _w2c(poses[i - 1])[:3, :3] @ poses[kf_i][:3, :3], np.zeros(3))
+        if tv is None:
+            poses[i] = poses[i - 1]
+            return "failed"
+        what, R, t = tv
+        if what == "translation" and self.rot_gate_deg is not None:
+            R, t = self._gate_essential_rotation(run, i, cur, pa, pb, R, t)
+        baseline, how = self._reinit_baseline(run, i, what, pa, pb, common, R, t)
+        if what == "translation":
+            run.init_scales[how] = run.init_scales.get(how, 0) + 1
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, t * baseline
+        poses[i] = poses[kf_i] @ np.linalg.inv(T)
+        if what == "rotation":
+            # a pure rotation does not move the camera: keep the previous frame's centre
+            # (the keyframe's may differ when PnP frames followed it)
+            poses[i, :3, 3] = poses[i - 1, :3, 3]
+            run.why["two-view"] += 1
+            return "rotation"
+        self._backfill(run, i)
+        X, ok = self._triangulate(pa, pb, poses[kf_i], poses[i], run.K)
+        run.world = {k: X[j] for j, k in enumerate(common) if ok[j]}
+        run.kf_i, run.kf_obs = i, cur
+        return "init"
+
+    def _gate_essential_rotation(self, run: _Run, i: int, cur: dict, pa, pb, R, t):
+        """E over a short baseline trades rotation for translation: when its rotation disagrees with the
+        chained rotation-only fits since the keyframe by more than ``rot_gate_deg``, keep the chained
+        rotation and solve the translation direction for it (epipolar constraint, known R, signed like
+        E's t). Returns (R, t)."""
+        prev, poses = run.prev, run.poses
+        cp = [k for k in cur if k in prev]
+        Rp = self._rotation_fit(np.array([prev[k] for k in cp]).reshape(-1, 2),
+                                np.array([cur[k] for k in cp]).reshape(-1, 2), run.Kinv)
+        if Rp is not None:
+            R_chain = Rp @ _w2c(poses[i - 1])[:3, :3] @ poses[run.kf_i][:3, :3]
+            if _angle_deg(R_chain.T @ R) > self.rot_gate_deg:
+                t2 = _translation_given_rotation(pa, pb, R_chain, run.Kinv)
+                R, t = R_chain, (t2 if float(t2 @ t) >= 0 else -t2)
+        return R, t
+
+    def _reinit_baseline(self, run: _Run, i: int, what: str, pa, pb, common: list, R, t) -> tuple[float, str]:
+        """(length of the two-view translation, which cue gave it) per ``reinit_scale`` (module doc, 2.):
+        a) scale propagation from the map, b) frame 0's depth (anchored), c) the speed prior over the
+        frames since the keyframe that moved, with the a)/b) cue clamped to c) by ``reinit_clamp``;
+        "none (degenerate)" (0) or "unit" (1 per frame) when nothing else applies."""
+        mode = self.reinit_scale
+        speeds, kf_i = run.speeds, run.kf_i
+        cand, how = None, None
+        if what == "translation" and "map" in mode:
+            prop = self._propagated_baseline(pa, pb, common, run.world, R, t, run.poses[kf_i], run.K)
+            if prop is not None:
+                cand, how = prop
+        depth_failed = False
+        if cand is None and run.anchored and what == "translation" and (not speeds or "depth" in mode):
+            cand, how = self._anchored_baseline(pa, pb, R, t, run.poses[kf_i], run.K, run.scene_depth), "depth0"
+            if cand <= 0:  # nothing triangulates at a usable angle: no measurable baseline
+                cand, how, depth_failed = None, None, True
+        if speeds and not (depth_failed and self.degenerate_zero):
+            # constant-speed prior over the frames since the keyframe that moved (frames
+            # that were pure rotations about a fixed centre add no baseline)
+            m = self._moved_since_kf(run, kf_i, i) if "moved" in mode else i - kf_i
+            prior = float(np.median(speeds)) * max(1, m)
+            if cand is None:
+                cand, how = prior, "speed prior"
+            elif self.reinit_clamp:
+                # a scale cue that disagrees with the recent motion by more than the
+                # clamp factor is limited to it (one bad re-initialisation must not
+                # collapse or blow up the scale)
+                c = float(self.reinit_clamp)
+                clipped = min(max(cand, prior / c), prior * c)
+                if clipped != cand:
+                    cand, how = clipped, how + " (clamped)"
+        if cand is None and depth_failed:
+            cand, how = 0.0, "none (degenerate)"
+        elif cand is None:
+            cand, how = 1.0 * (i - kf_i), "unit"
+        return cand, how
+
+    def _moved(self, run: _Run, j: int) -> bool:
+        """Frame j moved its centre (not a pure rotation about frame j-1's): the rotation-only fit
+        of the pair leaves a median residual above ``moved_px``."""
+        if j not in run.moved_cache:
+            if j - 1 not in run.hist:
+                return True  # older than the kept history: counted as moved (the plain prior)
+            a, b = run.hist[j - 1], run.hist[j]
+            cp = [k for k in b if k in a]
+            if len(cp) < self.min_matches:
+                run.moved_cache[j] = True
+            else:
+                _, r = self._rotation_about_previous(a, b, np.eye(4), run.K, run.Kinv)
+                run.moved_cache[j] = bool(r > self.moved_px)
+        return run.moved_cache[j]
+
+    def _moved_since_kf(self, run: _Run, a: int, b: int) -> int:
+        """Frames a+1..b that moved (not static, not a pure rotation); frame b always counts."""
+        return sum(1 for j in range(a + 1, b + 1) if j == b or (run.kinds[j - 1] != "static" and self._moved(run, j)))
+
+    @staticmethod
+    def _backfill(run: _Run, i: int) -> None:
+        """Frames since the keyframe posed as pure rotations (or static) get their camera centres
+        interpolated linearly between the keyframe's and frame i's."""
+        poses, kf_i = run.poses, run.kf_i
+        for j in range(kf_i + 1, i):
+            if run.kinds[j - 1] in ("rotation", "static"):
+                a = (j - kf_i) / (i - kf_i)
+                poses[j, :3, 3] = (1 - a) * poses[kf_i, :3, 3] + a * poses[i, :3, 3]
+
+    def _grow_map(self, run: _Run, i: int, cur: dict) -> None:
+        """3. after a PnP frame: when the rotation-compensated parallax to the keyframe exceeds
+        ``kf_parallax_px`` or fewer than half the keyframe's map points are still tracked, the tracks
+        of both frames without a map point are triangulated and the frame becomes the keyframe."""
+        poses, kf_i, kf_obs = run.poses, run.kf_i, run.kf_obs
+        common = [k for k in cur if k in kf_obs]
+        kf_map = [k for k in kf_obs if k in run.world]
+        tracked = sum(1 for k in kf_map if k in cur)
+        par = 0.0
+        if common:
+            R_ab = _w2c(poses[i])[:3, :3] @ poses[kf_i][:3, :3]
+            par = self._parallax(np.array([kf_obs[k] for k in common]),
+                                 np.array([cur[k] for k in common]), R_ab, run.K, run.Kinv)
+        if par > self.kf_parallax_px or tracked < 0.5 * max(len(kf_map), 1):
+            new = [k for k in common if k not in run.world]
+            if new:
+                X, ok = self._triangulate(np.array([kf_obs[k] for k in new]),
+                                          np.array([cur[k] for k in new]), poses[kf_i], poses[i], run.K)
+                run.world.update({k: X[j] for j, k in enumerate(new) if ok[j]})
+            run.kf_i, run.kf_obs = i, cur
+
+    @staticmethod
+    def _notes(run: _Run, n: int) -> list[str]:
+        """The run's notes: re-initialisation scale cues, branches of the rotation frames, failures."""
         notes = []
-        if init_scales:
+        if run.init_scales:
             notes.append("opencv estimator: re-initialisation scales: " +
-                         ", ".join(f"{k} {v}" for k, v in init_scales.items()))
-        if why:
+                         ", ".join(f"{k} {v}" for k, v in run.init_scales.items()))
+        if run.why:
             notes.append("opencv estimator: rotation frames by branch: " +
-                         ", ".join(f"{k} {v}" for k, v in sorted(why.items())))
-        nf = kinds.count("failed")
+                         ", ".join(f"{k} {v}" for k, v in sorted(run.why.items())))
+        nf = run.kinds.count("failed")
         if nf:
             notes.append(f"opencv estimator: {nf}/{n - 1} frames failed (pose held)")
-        return EstimateResult(poses=poses, step_kind=kinds, notes=notes, metric=anchored)
+        return notes
