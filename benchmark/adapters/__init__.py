@@ -11,7 +11,7 @@ Spec grammar: ``NAME`` or ``NAME:ARG``.
 ``relic[:CKPT]``                the RELIC model (bundled checkpoint unless CKPT is given)
 ``relic-nomem[:CKPT]``          RELIC with its long-horizon memory disabled
 ``relic@OPTS[:CKPT]``           RELIC with memory read-budget options, e.g.
-                                ``relic@budget=12+select=pose`` (see relic_model.inference.adapter)
+                                ``relic@budget=12+select=pose`` (see benchmark.adapters.relic)
 ``matrix-game-2[:WEIGHTS]``     Matrix-Game-2.0 (universal) through fastvideo in the baselines env
 ``gamecraft[:WEIGHTS]``         Hunyuan-GameCraft through fastvideo in the baselines env
 ==============================  =====================================================
@@ -64,8 +64,11 @@ def make_model(spec: str) -> WorldModel:
         return GameCraftModel(arg or None)
     base, _, opts = name.partition("@")
     if base in ("relic", "relic-nomem"):
-        from benchmark.adapters.relic import make_relic
-
+        try:
+            from benchmark.adapters.relic import make_relic
+        except ImportError as e:
+            raise RuntimeError(f"the RELIC model is not available in this installation ({e}); "
+                               "install/build relic_model or leave 'relic' out of --models") from e
         return make_relic(checkpoint=arg or None, memory=(base == "relic"), options=opts or None)
     raise ValueError(f"unknown model {spec!r}; known: {', '.join(KNOWN)} (see `relic bench run --help`)")
 

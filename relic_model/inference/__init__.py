@@ -1,1 +1,2 @@
-"""RELIC inference: the few-step sampler, checkpoints, the streaming generator and the benchmark adapter."""
+"""RELIC inference: the few-step sampler, checkpoints and the streaming generator (the benchmark
+adapter is benchmark/adapters/relic.py)."""

@@ -149,7 +149,7 @@ def test_bundled_relic_run_from_the_pack_alone_scores_like_bench_run(suite_dir, 
     """An outside lab: reads first_frame.png, prompt, K, gamma and actions.npy from the pack only,
     runs the bundled RELIC, submits PNG folders; `relic bench score` then gives the same headline
     numbers as `relic bench run --models relic` on the suite."""
-    from relic_model.inference.adapter import RelicWorldModel
+    from benchmark.adapters.relic import RelicWorldModel
 
     model = RelicWorldModel()
     vids = tmp_path / "videos"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmark.adapters.relic import parse_memory_options
 from relic_model.config import load_config
-from relic_model.inference.adapter import parse_memory_options
 from relic_model.nn.memory import KVCache, frame_tokens
 from relic_model.nn.rope import Rope3D, apply_rope
 

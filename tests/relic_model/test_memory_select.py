@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmark.adapters.relic import parse_memory_options
 from relic_model.config import config_from_dict, load_config
-from relic_model.inference.adapter import parse_memory_options
 from relic_model.inference.checkpoint import build_models
 from relic_model.inference.streaming import StreamingGenerator
 from relic_model.nn.memory import KVCache, frame_tokens, pose_scores, select_memory_frames

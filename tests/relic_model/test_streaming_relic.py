@@ -138,7 +138,7 @@ def test_checkpoint_roundtrip_and_adapter(tmp_path):
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert cfg2 == cfg
     from benchmark.world_model import WorldModel
-    from relic_model.inference.adapter import RelicWorldModel
+    from benchmark.adapters.relic import RelicWorldModel
     wm = RelicWorldModel(tmp_path / "ck", memory=False)
     assert isinstance(wm, WorldModel) and wm.name == "relic-nomem" and wm.chunk_size == 4
     wm.reset(first_frame(), "a street", np.eye(3))
@@ -176,7 +176,7 @@ def test_play_cli(tmp_path):
 def test_adapter_serves_other_resolutions_by_resizing(tmp_path):
     import cv2
 
-    from relic_model.inference.adapter import RelicWorldModel
+    from benchmark.adapters.relic import RelicWorldModel
 
     cfg, dit, ae, text = make(seed=6)
     save_checkpoint(tmp_path / "ck", cfg, dit, ae, text)
