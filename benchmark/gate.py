@@ -46,7 +46,6 @@ import fnmatch
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -55,6 +54,7 @@ import pandas as pd
 
 from benchmark.naming import NOISE_FLOOR_MODEL, REQUIRED_RESULT_COLUMNS, RESULT_COLUMNS
 from benchmark.protocol import HEADLINE_DEFINED_BY, HEADLINE_FAMILIES, HEADLINE_METRICS, PROTOCOL_VERSION
+from datagen.atomic import atomic_write
 
 
 class UnknownMetricError(ValueError):
@@ -447,15 +447,5 @@ def write_baseline(results, path: str, metrics: Optional[list[str]] = None, allo
                          "--allow-missing")
     counts = [HEADLINE_DEFINED_BY[m] for m in gated if m in HEADLINE_DEFINED_BY]
     res = res[res["metric"].isin(gated + counts)]
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".baseline-", suffix=".tmp")
-    os.close(fd)
-    try:
-        res.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda tmp: res.to_csv(tmp, index=False))
     return len(res)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from benchmark.naming import NOISE_FLOOR_MODEL, is_reference, model_sort_key
 from benchmark.paper_results import PAPER_LABEL, PAPER_SOURCE, paper_table
 from benchmark.protocol import HEADLINE_METRICS, PROTOCOL_VERSION
 from benchmark.report_validity import validity_checks
+from datagen.atomic import atomic_write_text
 
 # (metric, header, direction) direction: +1 higher is better, -1 lower is better, 0 neutral
 MAIN_COLUMNS = [
@@ -444,11 +444,7 @@ def write_leaderboard(run_dir: Path, dest: Path | None = None) -> Path:
     """Write ``leaderboard.md`` into ``run_dir`` (or ``dest``) atomically; returns its path."""
     text = leaderboard_markdown(run_dir)
     dest = Path(dest) if dest else Path(run_dir) / "leaderboard.md"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, dest)
-    return dest
+    return atomic_write_text(dest, text)
 
 
 def incomplete_summary(run_dir: Path) -> list[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from benchmark.leaderboard import (ACTION_COLUMNS, FAMILY_COLUMNS, FIRST_VIEW_CO
 from benchmark.naming import NOISE_FLOOR_MODEL, is_reference, model_sort_key, slug
 from benchmark.paper_results import PAPER_LABEL, PAPER_SOURCE, paper_table
 from benchmark.report_validity import validity_checks
+from datagen.atomic import atomic_write_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1280px;
@@ -427,11 +427,7 @@ def write_report(run_dir: Path, dest: Path | None = None) -> Path:
     """Write ``report.html`` into ``run_dir`` (or ``dest``) atomically; returns its path."""
     text = report_html(run_dir)
     dest = Path(dest) if dest else Path(run_dir) / "report.html"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, dest)
-    return dest
+    return atomic_write_text(dest, text)
 
 
 __all__ = ["report_html", "write_report"]

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Callable
 
 
-def atomic_write(path, write: Callable[[Path], None]) -> Path:
-    """Create ``path`` atomically: ``write(tmp_path)`` fills a temporary file that then replaces it."""
+def atomic_write(path, write: Callable[[Path], None], suffix: str = ".tmp") -> Path:
+    """Create ``path`` atomically: ``write(tmp_path)`` fills a temporary file that then replaces it.
+
+    The temporary file's name ends with ``suffix``: give ``path``'s own suffix (e.g. ".png",
+    ".mp4") to a writer that picks the format from the file name (cv2.imwrite, cv2.VideoWriter)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
         write(Path(tmp))

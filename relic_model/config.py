@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from datagen.atomic import atomic_write
 
 #: The paper's cyclic spatial-downsampling schedule over latent-frame index i: s_i = S[i mod 18].
 PAPER_SCHEDULE: tuple[int, ...] = (1, 4, 2, 4, 4, 4, 2, 4, 4, 2, 4, 4, 4, 2, 4, 4, 2, 4)
@@ -274,19 +275,12 @@ def load_config(path: str | os.PathLike) -> RelicConfig:
 
 
 def save_config(cfg: RelicConfig, path: str | os.PathLike) -> None:
-    """Write ``cfg`` as YAML atomically (temp file in the same folder, then os.replace)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    """Write ``cfg`` as YAML atomically (:func:`datagen.atomic.atomic_write`)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
             yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write)
 
 
 __all__ = ["RelicConfig", "DataConfig", "AutoencoderConfig", "DiTConfig", "MemoryConfig", "TextConfig",

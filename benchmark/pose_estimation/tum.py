@@ -15,10 +15,11 @@ aligns trajectories with Sim(3) before comparing, so only c2w-ness and frame ord
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 from scipy.spatial.transform import Rotation
+
+from datagen.atomic import atomic_write
 
 
 def poses_to_tum_rows(poses: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
@@ -34,21 +35,16 @@ def poses_to_tum_rows(poses: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
 
 
 def write_tum(path: str, poses: np.ndarray, timestamps: np.ndarray) -> None:
-    """Write c2w poses to a TUM file atomically (tmp file in the same folder, then os.replace)."""
+    """Write c2w poses to a TUM file atomically (:func:`datagen.atomic.atomic_write`)."""
     rows = poses_to_tum_rows(poses, timestamps)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tum-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
+
+    def write(tmp):
+        with open(tmp, "w") as f:
             f.write("# timestamp tx ty tz qx qy qz qw (camera-to-world)\n")
             for r in rows:
                 f.write(" ".join(f"{v:.9f}" for v in r) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic_write(path, write)
 
 
 def read_tum(path: str) -> tuple[np.ndarray, np.ndarray]:

@@ -66,6 +66,8 @@ import json
 import os
 from pathlib import Path
 
+from datagen.atomic import atomic_write
+
 SCHEMA_NAME = "relic-corpus"
 SCHEMA_VERSION = 1
 
@@ -164,10 +166,10 @@ def _json_default(o):
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON to `path` via a temp file in the same directory and os.replace."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write JSON to `path` atomically (:func:`datagen.atomic.atomic_write`)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, default=_json_default)
+            f.write("\n")
+
+    atomic_write(path, write)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from datagen.atomic import atomic_write, atomic_write_text
 from datagen.corpus import format as F
 
 
@@ -35,9 +36,7 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, bbox_inches="tight"), suffix=path.suffix)
     _plt().close(fig)
 
 
@@ -239,9 +238,7 @@ def _write_report_into(c, out: Path, max_maps: int, samples: int) -> None:
             sample_lines.append(f"- `{r.episode_id}`: {ep.captions[0]['text'] if ep.captions else ''}")
         _save(fig, out / "samples.png")
 
-    with open(out / ".summary.json.tmp", "w") as f:
-        json.dump(s, f, indent=1)
-    os.replace(out / ".summary.json.tmp", out / "summary.json")
+    atomic_write_text(out / "summary.json", json.dumps(s, indent=1))
 
     counts = pd.DataFrame([{"status": k, "episodes": v} for k, v in s["status"].items()])
     split = pd.DataFrame([{"split": sp, "scenes": s["split_scenes"].get(sp, 0),
@@ -272,7 +269,5 @@ def _write_report_into(c, out: Path, max_maps: int, samples: int) -> None:
           "## Top-down trajectory maps", "",
           *[f"![{n}]({n})" for n in maps], "",
           "## Sample frames", "", "![samples](samples.png)" if sample_lines else "(none)", "", *sample_lines, ""]
-    tmp = out / ".report.md.tmp"  # (the folder itself is already a temporary one)
-    tmp.write_text("\n".join(md))
-    os.replace(tmp, out / "report.md")
+    atomic_write_text(out / "report.md", "\n".join(md))  # (the folder itself is already a temporary one)
     return out / "report.md"

@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from datagen.atomic import atomic_write, atomic_write_text
 from datagen.cli_common import nonnegative_int, positive_int, resolution_arg
 
 
@@ -57,18 +58,9 @@ def _render_png(scene, out, res: str, fov: float) -> None:
 
 
 def _save_png(rgb, out) -> None:
-    import os
-    import tempfile
-
     from PIL import Image
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
-    os.close(fd)
-    Image.fromarray(rgb).save(tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
+    atomic_write(out, lambda tmp: Image.fromarray(rgb).save(tmp), suffix=".png")
 
 
 def contact_sheet(out, seeds: int = 3, res: str = "small", fov: float = 90.0) -> Path:
@@ -133,7 +125,6 @@ def run(args) -> int:
     if args.mesh:
         if not args.out:
             raise ValueError("--mesh needs --out FILE (where to write the scene JSON)")
-        from datagen.atomic import atomic_write_text
         from datagen.scenes.library import scene_from_dict
         from datagen.scenes.meshes import mesh_scene_spec
 

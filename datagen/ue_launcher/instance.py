@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from datagen.atomic import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 PLACEHOLDERS = ("port", "width", "height", "map")
@@ -64,15 +66,9 @@ def ue_command(binary: str | Path, map_name: str | None = None, *, offscreen: bo
 def write_unrealcv_ini(folder: str | Path, port: int, width: int, height: int, fov: float = 90.0) -> Path:
     """Write ``unrealcv.ini`` ([UnrealCV.Core] Port/Width/Height/FOV in px and degrees) into `folder`
     atomically; the plugin reads it from the packaged executable's folder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     text = (f"[UnrealCV.Core]\nPort={int(port)}\nWidth={int(width)}\nHeight={int(height)}\n"
             f"FOV={float(fov):f}\nEnableInput=False\nEnableRightEye=False\n")
-    path = folder / "unrealcv.ini"
-    tmp = folder / f".unrealcv.ini.tmp{os.getpid()}"
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(Path(folder) / "unrealcv.ini", text)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from datagen.atomic import atomic_write
 
 # On a shared CPU, spinning OpenMP workers slow 2-thread inference by 10-100x; sleeping waiters do
 # not. Only effective when torch is not imported yet (it is imported lazily in run()).
@@ -78,23 +79,16 @@ def write_video(frames: np.ndarray, out: Path, fps: float) -> Path:
     import cv2
     out = Path(out)
     if out.suffix.lower() in (".mp4", ".avi", ".mov"):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.stem, suffix=out.suffix)
-        os.close(fd)
-        try:
+        def write(tmp: Path) -> None:
             H, W = frames.shape[1:3]
-            vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
+            vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
             if not vw.isOpened():
                 raise RuntimeError(f"OpenCV cannot write {out.suffix} here; use a folder path to write PNG frames")
             for f in frames:
                 vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
             vw.release()
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return out
+
+        return atomic_write(out, write, suffix=out.suffix)
     out.mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(frames):
         cv2.imwrite(str(out / f"{i:06d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))

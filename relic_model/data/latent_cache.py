@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from datagen.atomic import atomic_write
 from relic_model.data.controls import clip_controls, num_video_frames
 
 
@@ -64,10 +65,9 @@ def load_pool(path: str | os.PathLike) -> LatentPool:
 
 
 def save_pool(pool: LatentPool, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file({"latents": pool.latents.contiguous(), "actions": pool.actions.contiguous(),
-               "poses": pool.poses.contiguous()}, str(tmp), metadata={"texts": json.dumps(pool.texts)})
-    os.replace(tmp, path)
+    tensors = {"latents": pool.latents.contiguous(), "actions": pool.actions.contiguous(),
+               "poses": pool.poses.contiguous()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"texts": json.dumps(pool.texts)}))
 
 
 @torch.no_grad()

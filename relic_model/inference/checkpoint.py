@@ -2,14 +2,13 @@
 
 ``model.safetensors`` holds the state dicts of the three networks with key prefixes ``dit.``,
 ``autoencoder.`` and ``text.``; ``config.yaml`` is :func:`relic_model.config.save_config` output.
-Both files are written atomically (temp file in the same folder, then ``os.replace``).
+Both files are written atomically (:func:`datagen.atomic.atomic_write`).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from datagen.atomic import atomic_write
 from relic_model.config import RelicConfig, load_config, save_config
 
 BUNDLED = Path(__file__).resolve().parents[1] / "checkpoints" / "relic_tiny"
@@ -28,15 +27,8 @@ def save_checkpoint(directory, cfg: RelicConfig, dit, autoencoder, text_encoder,
             tensors[f"{prefix}.{k}"] = v.detach().to("cpu").contiguous().clone()
     for k, v in (extra or {}).items():
         tensors[f"extra.{k}"] = v.detach().to("cpu").contiguous().clone()
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="model.safetensors", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "relic-checkpoint", "name": cfg.name})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, d / "model.safetensors")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(d / "model.safetensors",
+                 lambda tmp: save_file(tensors, str(tmp), metadata={"format": "relic-checkpoint", "name": cfg.name}))
     save_config(cfg, d / "config.yaml")
     return d
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from datagen.atomic import atomic_write
+
 
 def state_dicts_to_flat(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     flat = {}
@@ -35,9 +37,7 @@ def state_dicts_to_flat(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor
 def save_modules(path: Path, modules: dict[str, nn.Module], metadata: dict[str, str] | None = None) -> None:
     """Save modules into one safetensors file, atomically. Shared storages are cloned."""
     flat = {k: v.clone() for k, v in state_dicts_to_flat(modules).items()}
-    tmp = Path(path).with_name(Path(path).name + f".tmp{os.getpid()}")
-    save_file(flat, str(tmp), metadata=metadata or {})
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata or {}))
 
 
 def load_modules(path: Path, modules: dict[str, nn.Module], strict: bool = True) -> None:

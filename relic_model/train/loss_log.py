@@ -12,6 +12,8 @@ import csv
 import os
 from pathlib import Path
 
+from datagen.atomic import atomic_write
+
 
 class LossLog:
     def __init__(self, path: str | os.PathLike, resume_step: int | None = None, tensorboard: bool = True):
@@ -35,14 +37,14 @@ class LossLog:
                 self.tb = None
 
     def _rewrite(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.cols)
-            w.writeheader()
-            for row in self.rows:
-                w.writerow({c: row.get(c, "") for c in self.cols})
-        os.replace(tmp, self.path)
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=self.cols)
+                w.writeheader()
+                for row in self.rows:
+                    w.writerow({c: row.get(c, "") for c in self.cols})
+
+        atomic_write(self.path, write)
 
     def log(self, step: int, time_s: float, lr: float, losses: dict[str, float]) -> None:
         row = {"step": step, "time_s": round(time_s, 3), "lr": lr, **{k: float(v) for k, v in losses.items()}}

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from datagen.atomic import atomic_write
+
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """(B, T, 3, H, W) in [-1, 1] -> (B, T, H, W, 3) uint8."""
@@ -28,11 +30,8 @@ def write_samples(video: torch.Tensor, out_dir: str | os.PathLike, step: int, ma
     out.mkdir(parents=True, exist_ok=True)
     png = out / f"step_{step:08d}.png"
     gif = out / f"step_{step:08d}.gif"
-    tmp = png.with_name(png.stem + ".tmp.png")
-    Image.fromarray(strip).save(tmp)
-    os.replace(tmp, png)
+    atomic_write(png, lambda tmp: Image.fromarray(strip).save(tmp), suffix=".png")
     grid = [Image.fromarray(np.concatenate(list(frames[:, t]), axis=0)) for t in range(T)]
-    tmpg = gif.with_name(gif.stem + ".tmp.gif")
-    grid[0].save(tmpg, save_all=True, append_images=grid[1:], duration=62, loop=0)
-    os.replace(tmpg, gif)
+    atomic_write(gif, lambda tmp: grid[0].save(tmp, save_all=True, append_images=grid[1:], duration=62, loop=0),
+                 suffix=".gif")
     return [png, gif]
