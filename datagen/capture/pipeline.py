@@ -299,174 +299,103 @@ def _pending_episodes(cfg: CorpusConfig, out: Path, specs: list, limit: Optional
 
 def _build(cfg: CorpusConfig, out: Path, specs: list, workers: int, backend: str, endpoints, progress: bool,
            limit: Optional[int], log, restart_endpoint=None, max_restarts: int = 5) -> BuildResult:
+    """Capture the episodes still to do with a pool of worker processes (module docstring, 2.-4.)."""
     pending, rows = _pending_episodes(cfg, out, specs, limit, log)
     result = BuildResult(out=out, planned=len(specs), skipped=len(rows), built=0)
-    rebalance, power = bool(cfg.balance["rebalance"]), float(cfg.balance["power"])
     if not pending:
         return result
+    return _Coordinator(cfg, out, specs, pending, rows, result, workers, backend, endpoints, log,
+                        restart_endpoint, max_restarts).run(progress)
 
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    result_q = ctx.Queue()
-    slots = [(None,)] * workers if backend == "embedded" else [(ep,) for ep in endpoints]
-    pool: list[_Worker] = []
-    cfg_dict = cfg.to_dict()
-    planned_scenes = {s.scene_id for s in specs}
 
-    def start(wid: int, endpoint) -> _Worker:
-        tq = ctx.Queue()
-        p = ctx.Process(target=_worker_main, args=(wid, backend, endpoint, cfg_dict, str(out), tq, result_q),
-                        daemon=True, name=f"relic-capture-{wid}")
+class _Coordinator:
+    """The coordinator of one build: starts the workers, hands out episodes, handles their messages,
+    re-queues the work of dead workers and failed endpoints, and stops the pool at the end.
+
+    State: ``pending`` (episodes not handed out yet, in order), ``rows`` (manifest rows of finished
+    episodes), ``result`` (the BuildResult being filled), ``pool`` (one _Worker per slot, index =
+    worker id), ``remaining`` (episodes neither finished nor given up), ``attempts`` (per episode),
+    ``frames_counted`` (progress-bar frames of episodes in flight), ``restarts`` (per worker slot)."""
+
+    def __init__(self, cfg: CorpusConfig, out: Path, specs: list, pending: deque, rows: list,
+                 result: BuildResult, workers: int, backend: str, endpoints, log, restart_endpoint,
+                 max_restarts: int):
+        self.cfg, self.out, self.pending, self.rows, self.result = cfg, out, pending, rows, result
+        self.backend, self.log = backend, log
+        self.restart_endpoint, self.max_restarts = restart_endpoint, max_restarts
+        self.rebalance, self.power = bool(cfg.balance["rebalance"]), float(cfg.balance["power"])
+        self.ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        self.result_q = self.ctx.Queue()
+        self.slots = [(None,)] * workers if backend == "embedded" else [(ep,) for ep in endpoints]
+        self.pool: list[_Worker] = []
+        self.cfg_dict = cfg.to_dict()
+        self.planned_scenes = {s.scene_id for s in specs}
+        self.attempts: dict[str, int] = {}
+        self.remaining = len(pending)
+        self.frames_counted: dict[str, int] = {}
+        self.restarts: dict[int, int] = {}
+        result.endpoint_restarts = self.restarts  # wid -> restarts done (launcher-managed endpoints)
+        self.bar = None
+
+    # ------------------------------------------------------------------------------ the run
+    def run(self, progress: bool) -> BuildResult:
+        """Start the workers, loop until every episode is finished or given up, stop the pool."""
+        self._start_pool()
+        self._open_bar(progress)
+        t0 = time.perf_counter()
+        try:
+            for w in self.pool:
+                self.dispatch(w)
+            while self.remaining > 0:
+                try:
+                    msg = self.result_q.get(timeout=0.5)
+                except queue.Empty:
+                    msg = None
+                if msg is not None:
+                    self.handle(msg)
+                self.reap_dead_workers()
+                live = self.check_live()
+                for w in live:
+                    self.dispatch(w)
+            clean_exit = True
+        except BaseException:
+            clean_exit = False
+            raise
+        finally:
+            self.stop_pool(clean_exit)
+            if self.bar is not None:
+                self.bar.close()
+            self.result.seconds = time.perf_counter() - t0
+        return self.result
+
+    def _start_pool(self) -> None:
+        """One worker per endpoint (unrealcv), else up to ``workers`` but no more than episodes pending."""
+        slots = self.slots
+        n_start = len(slots) if self.backend == "unrealcv" else max(1, min(len(slots), len(self.pending)))
+        for wid, (ep,) in enumerate(slots[:n_start]):
+            self.pool.append(self.start(wid, ep))
+
+    def _open_bar(self, progress: bool) -> None:
+        """A frame progress bar over every pending episode (when ``progress``)."""
+        total_frames = sum(int(round(s.duration_s * self.cfg.fps)) for s in self.pending)
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_frames, unit="frame", desc=f"build {self.out.name}", smoothing=0.1,
+                            dynamic_ncols=True)
+
+    def start(self, wid: int, endpoint) -> _Worker:
+        """A new worker process for slot ``wid`` (with its own task queue)."""
+        tq = self.ctx.Queue()
+        p = self.ctx.Process(target=_worker_main,
+                             args=(wid, self.backend, endpoint, self.cfg_dict, str(self.out), tq, self.result_q),
+                             daemon=True, name=f"relic-capture-{wid}")
         p.start()
         return _Worker(wid, p, tq, endpoint)
 
-    n_start = len(slots) if backend == "unrealcv" else max(1, min(len(slots), len(pending)))
-    for wid, (ep,) in enumerate(slots[:n_start]):
-        pool.append(start(wid, ep))
-
-    attempts: dict[str, int] = {}
-    total_frames = sum(int(round(s.duration_s * cfg.fps)) for s in pending)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total_frames, unit="frame", desc=f"build {out.name}", smoothing=0.1, dynamic_ncols=True)
-    t0 = time.perf_counter()
-    remaining = len(pending)
-    frames_counted: dict[str, int] = {}
-    restarts: dict[int, int] = {}
-    result.endpoint_restarts = restarts  # wid -> restarts done (launcher-managed endpoints)
-
-    def try_restart(w: _Worker, why: str) -> bool:
-        """Launcher hook: bring w's server back and give the endpoint a fresh worker."""
-        if backend != "unrealcv" or restart_endpoint is None or restarts.get(w.wid, 0) >= max_restarts:
-            return False
-        restarts[w.wid] = restarts.get(w.wid, 0) + 1
-        log(f"relic: endpoint {w.endpoint[0]}:{w.endpoint[1]} failed ({why}); restarting it "
-            f"(restart {restarts[w.wid]}/{max_restarts})")
-        try:
-            ok = bool(restart_endpoint(tuple(w.endpoint)))
-        except Exception as e:  # noqa: BLE001 - a failed restart retires the endpoint
-            log(f"relic: restarting {w.endpoint[0]}:{w.endpoint[1]} failed: {type(e).__name__}: {e}")
-            ok = False
-        if not ok:
-            return False
-        requeue(w, why)  # the interrupted episode goes first in line, to be redone from scratch
-        pool[w.wid] = start(w.wid, w.endpoint)
-        return True
-
-    def dispatch(w: _Worker):
-        if not pending or w.holding is not None or not w.alive:
-            return
-        if backend == "unrealcv":  # only episodes of the scene its server hosts
-            if w.serves is None:
-                return
-            pick = next((s for s in pending if s.scene_id == w.serves), None)
-            if pick is None:
-                return
-        else:  # same scene as last time (its backend is cached), else a scene no other worker is on
-            others = {o.last_scene for o in pool if o is not w and o.alive}
-            pick = next((s for s in pending if s.scene_id == w.last_scene), None) or \
-                next((s for s in pending if s.scene_id not in others), None) or pending[0]
-        pending.remove(pick)
-        w.holding, w.last_scene = pick, pick.scene_id
-        w.task_q.put(pick)
-
-    def requeue(w: _Worker, why: str):
-        nonlocal remaining
-        spec = w.holding
-        w.holding = None
-        if spec is None:
-            return
-        if bar is not None and frames_counted.get(spec.episode_id):
-            bar.update(-frames_counted.pop(spec.episode_id))
-        attempts[spec.episode_id] = attempts.get(spec.episode_id, 0) + 1
-        if attempts[spec.episode_id] >= MAX_ATTEMPTS:
-            result.failed.append((spec.episode_id, why))
-            remaining -= 1
-            log(f"relic: giving up on episode {spec.episode_id} after {MAX_ATTEMPTS} attempts: {why}")
-        else:
-            pending.appendleft(spec)
-
-    try:
-        for w in pool:
-            dispatch(w)
-        while remaining > 0:
-            try:
-                msg = result_q.get(timeout=0.5)
-            except queue.Empty:
-                msg = None
-            if msg is not None:
-                kind, wid = msg[0], msg[1]
-                w = pool[wid]
-                if kind == "hello":  # candidates for the served scene id: take the one planned, if any
-                    cands = [msg[2]] if isinstance(msg[2], str) else list(msg[2])
-                    w.serves = next((c for c in cands if c in planned_scenes), cands[0])
-                elif kind == "frames":
-                    if bar is not None:
-                        bar.update(msg[2])
-                    if w.holding is not None:
-                        frames_counted[w.holding.episode_id] = frames_counted.get(w.holding.episode_id, 0) + msg[2]
-                elif kind == "done":
-                    _, _, eid, row, nfr = msg
-                    rows.append(row)
-                    W.write_manifest(out, rows, rebalance, power)
-                    result.built += 1
-                    result.frames += nfr
-                    remaining -= 1
-                    frames_counted.pop(eid, None)
-                    w.holding = None
-                    dispatch(w)
-                elif kind == "endpoint_failed":
-                    w.alive = False
-                    w.proc.join(timeout=10)  # it returns right after reporting
-                    if not try_restart(w, msg[3]):
-                        log(f"relic: endpoint failed, retiring it and re-queueing {msg[2]}: {msg[3]}")
-                        result.endpoints_retired.append(w.endpoint)
-                        requeue(w, msg[3])
-                elif kind == "error":
-                    _, _, eid, tb, _ = msg
-                    log(f"relic: episode {eid} failed:\n{tb}")
-                    spec = w.holding
-                    w.holding = None
-                    if bar is not None and frames_counted.get(eid):
-                        bar.update(-frames_counted.pop(eid))
-                    result.failed.append((eid, tb.strip().splitlines()[-1] if tb.strip() else "error"))
-                    remaining -= 1
-                    dispatch(w)
-            # dead workers (killed, crashed) -> re-queue what they held; respawn embedded ones
-            for w in pool:
-                if w.alive and not w.proc.is_alive():
-                    w.alive = False
-                    why = f"worker {w.wid} died (exit code {w.proc.exitcode})"
-                    log(f"relic: {why}; re-queueing {w.holding.episode_id if w.holding else 'nothing'}")
-                    if backend == "unrealcv" and try_restart(w, why):
-                        continue
-                    if backend == "unrealcv":
-                        result.endpoints_retired.append(w.endpoint)
-                    requeue(w, why)
-                    if backend == "embedded" and remaining > 0:
-                        nw = start(w.wid, None)
-                        pool[w.wid] = nw
-            live = [w for w in pool if w.alive]
-            if not live and remaining > 0:
-                raise RuntimeError(f"every capture endpoint failed ({result.endpoints_retired}); "
-                                   f"{remaining} episode(s) not captured; fix the servers and re-run to resume")
-            if backend == "unrealcv" and all(w.serves is not None and w.holding is None for w in live):
-                served = {w.serves for w in live}
-                orphans = [s for s in pending if s.scene_id not in served]
-                for s in orphans:  # no live server hosts their scene
-                    pending.remove(s)
-                    result.failed.append((s.episode_id, f"no live endpoint serves scene {s.scene_id} "
-                                                        f"(servers host: {sorted(served)})"))
-                    remaining -= 1
-            for w in live:
-                dispatch(w)
-        clean_exit = True
-    except BaseException:
-        clean_exit = False
-        raise
-    finally:
-        for w in pool:  # finished: ask workers to stop; interrupted/failed: stop them now
+    def stop_pool(self, clean_exit: bool) -> None:
+        """Finished: ask workers to stop; interrupted/failed: stop them now; then join them all."""
+        for w in self.pool:
             if w.proc.is_alive():
                 if clean_exit:
                     try:
@@ -475,12 +404,151 @@ def _build(cfg: CorpusConfig, out: Path, specs: list, workers: int, backend: str
                         pass
                 else:
                     w.proc.terminate()
-        for w in pool:
+        for w in self.pool:
             w.proc.join(timeout=10)
             if w.proc.is_alive():
                 w.proc.terminate()
                 w.proc.join(timeout=5)
-        if bar is not None:
-            bar.close()
-        result.seconds = time.perf_counter() - t0
-    return result
+
+    # ------------------------------------------------------------------------- scheduling
+    def dispatch(self, w: _Worker) -> None:
+        """Hand an idle live worker its next episode: unrealcv, one of the scene its server hosts;
+        embedded, the scene it rendered last (its backend is cached), else a scene no other worker
+        is on, else the first pending."""
+        pending = self.pending
+        if not pending or w.holding is not None or not w.alive:
+            return
+        if self.backend == "unrealcv":  # only episodes of the scene its server hosts
+            if w.serves is None:
+                return
+            pick = next((s for s in pending if s.scene_id == w.serves), None)
+            if pick is None:
+                return
+        else:  # same scene as last time (its backend is cached), else a scene no other worker is on
+            others = {o.last_scene for o in self.pool if o is not w and o.alive}
+            pick = next((s for s in pending if s.scene_id == w.last_scene), None) or \
+                next((s for s in pending if s.scene_id not in others), None) or pending[0]
+        pending.remove(pick)
+        w.holding, w.last_scene = pick, pick.scene_id
+        w.task_q.put(pick)
+
+    def requeue(self, w: _Worker, why: str) -> None:
+        """Take back the episode ``w`` held: first in line again, or given up after MAX_ATTEMPTS."""
+        spec = w.holding
+        w.holding = None
+        if spec is None:
+            return
+        if self.bar is not None and self.frames_counted.get(spec.episode_id):
+            self.bar.update(-self.frames_counted.pop(spec.episode_id))
+        self.attempts[spec.episode_id] = self.attempts.get(spec.episode_id, 0) + 1
+        if self.attempts[spec.episode_id] >= MAX_ATTEMPTS:
+            self.result.failed.append((spec.episode_id, why))
+            self.remaining -= 1
+            self.log(f"relic: giving up on episode {spec.episode_id} after {MAX_ATTEMPTS} attempts: {why}")
+        else:
+            self.pending.appendleft(spec)
+
+    def try_restart(self, w: _Worker, why: str) -> bool:
+        """Launcher hook: bring w's server back and give the endpoint a fresh worker."""
+        restarts, max_restarts = self.restarts, self.max_restarts
+        if self.backend != "unrealcv" or self.restart_endpoint is None or restarts.get(w.wid, 0) >= max_restarts:
+            return False
+        restarts[w.wid] = restarts.get(w.wid, 0) + 1
+        self.log(f"relic: endpoint {w.endpoint[0]}:{w.endpoint[1]} failed ({why}); restarting it "
+                 f"(restart {restarts[w.wid]}/{max_restarts})")
+        try:
+            ok = bool(self.restart_endpoint(tuple(w.endpoint)))
+        except Exception as e:  # noqa: BLE001 - a failed restart retires the endpoint
+            self.log(f"relic: restarting {w.endpoint[0]}:{w.endpoint[1]} failed: {type(e).__name__}: {e}")
+            ok = False
+        if not ok:
+            return False
+        self.requeue(w, why)  # the interrupted episode goes first in line, to be redone from scratch
+        self.pool[w.wid] = self.start(w.wid, w.endpoint)
+        return True
+
+    # --------------------------------------------------------------------------- messages
+    def handle(self, msg: tuple) -> None:
+        """One worker message: ("hello", wid, served scene ids), ("frames", wid, k), ("done", wid,
+        episode id, manifest row, frames), ("endpoint_failed", wid, episode id, why, frames) or
+        ("error", wid, episode id, traceback, frames)."""
+        kind, wid = msg[0], msg[1]
+        w = self.pool[wid]
+        if kind == "hello":  # candidates for the served scene id: take the one planned, if any
+            cands = [msg[2]] if isinstance(msg[2], str) else list(msg[2])
+            w.serves = next((c for c in cands if c in self.planned_scenes), cands[0])
+        elif kind == "frames":
+            if self.bar is not None:
+                self.bar.update(msg[2])
+            if w.holding is not None:
+                eid = w.holding.episode_id
+                self.frames_counted[eid] = self.frames_counted.get(eid, 0) + msg[2]
+        elif kind == "done":
+            self._on_done(w, msg)
+        elif kind == "endpoint_failed":
+            w.alive = False
+            w.proc.join(timeout=10)  # it returns right after reporting
+            if not self.try_restart(w, msg[3]):
+                self.log(f"relic: endpoint failed, retiring it and re-queueing {msg[2]}: {msg[3]}")
+                self.result.endpoints_retired.append(w.endpoint)
+                self.requeue(w, msg[3])
+        elif kind == "error":
+            self._on_error(w, msg)
+
+    def _on_done(self, w: _Worker, msg: tuple) -> None:
+        """An episode is on disk: its manifest row joins the manifest (rewritten atomically)."""
+        _, _, eid, row, nfr = msg
+        self.rows.append(row)
+        W.write_manifest(self.out, self.rows, self.rebalance, self.power)
+        self.result.built += 1
+        self.result.frames += nfr
+        self.remaining -= 1
+        self.frames_counted.pop(eid, None)
+        w.holding = None
+        self.dispatch(w)
+
+    def _on_error(self, w: _Worker, msg: tuple) -> None:
+        """An episode raised in its worker: logged and counted as failed (not retried)."""
+        _, _, eid, tb, _ = msg
+        self.log(f"relic: episode {eid} failed:\n{tb}")
+        w.holding = None
+        if self.bar is not None and self.frames_counted.get(eid):
+            self.bar.update(-self.frames_counted.pop(eid))
+        self.result.failed.append((eid, tb.strip().splitlines()[-1] if tb.strip() else "error"))
+        self.remaining -= 1
+        self.dispatch(w)
+
+    # ----------------------------------------------------------------------------- health
+    def reap_dead_workers(self) -> None:
+        """Dead workers (killed, crashed) -> re-queue what they held; respawn embedded ones; unrealcv
+        ones get their server restarted (hook) or their endpoint retired."""
+        for w in self.pool:
+            if w.alive and not w.proc.is_alive():
+                w.alive = False
+                why = f"worker {w.wid} died (exit code {w.proc.exitcode})"
+                self.log(f"relic: {why}; re-queueing {w.holding.episode_id if w.holding else 'nothing'}")
+                if self.backend == "unrealcv" and self.try_restart(w, why):
+                    continue
+                if self.backend == "unrealcv":
+                    self.result.endpoints_retired.append(w.endpoint)
+                self.requeue(w, why)
+                if self.backend == "embedded" and self.remaining > 0:
+                    nw = self.start(w.wid, None)
+                    self.pool[w.wid] = nw
+
+    def check_live(self) -> list[_Worker]:
+        """The live workers; RuntimeError when none is left with work remaining. With unrealcv, once
+        every live server is known and idle, episodes of scenes no live server hosts are failed."""
+        live = [w for w in self.pool if w.alive]
+        if not live and self.remaining > 0:
+            raise RuntimeError(f"every capture endpoint failed ({self.result.endpoints_retired}); "
+                               f"{self.remaining} episode(s) not captured; fix the servers and re-run to resume")
+        if self.backend == "unrealcv" and all(w.serves is not None and w.holding is None for w in live):
+            served = {w.serves for w in live}
+            orphans = [s for s in self.pending if s.scene_id not in served]
+            for s in orphans:  # no live server hosts their scene
+                self.pending.remove(s)
+                self.result.failed.append((s.episode_id, f"no live endpoint serves scene {s.scene_id} "
+                                                         f"(servers host: {sorted(served)})"))
+                self.remaining -= 1
+        return live
