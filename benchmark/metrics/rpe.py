@@ -3,7 +3,7 @@
 Not the benchmark's headline: since scoring protocol 2 (benchmark.protocol) action following is
 scored per segment type by benchmark.metrics.action_following, on metric estimates without any
 alignment. This module remains for Sim(3)-aligned comparisons of trajectories of unknown scale
-(relic_model.diagnostics.action_following, external tools) and is what protocol 1 published.
+(benchmark.probes.action_following, external tools) and is what protocol 1 published.
 Agreement with evo: with a non-degenerate reference (Umeyama well posed) the values equal
 ``evo_rpe tum ref est -as`` (tested); for a collinear reference (a straight single-action dolly) evo's
 Umeyama refuses, and the RMS-spread scale rule of 1. below is used instead, so the numbers are this

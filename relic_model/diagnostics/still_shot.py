@@ -161,7 +161,7 @@ def probe(frames_in: list[tuple[str, np.ndarray, str]], checkpoint=None, teacher
     teacher = teacher_text = None
     if teacher_weights:
         from relic_model.config import load_config
-        from relic_model.diagnostics.action_following import load_teacher
+        from relic_model.inference.teacher import load_teacher
         tc = Path(teacher_weights).parent / "config.yaml"      # the teacher run's own network config
         teacher, teacher_text = load_teacher(teacher_weights, load_config(tc) if tc.is_file() else cfg, text)
     rows = []

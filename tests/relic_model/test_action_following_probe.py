@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from relic_model.diagnostics.action_following import MODELS, direction_cosine, main, probe, summary
+from benchmark.probes.action_following import MODELS, direction_cosine, main, probe, summary
 
 
 def _yaw_poses(n, step_m, axis=2):

@@ -11,7 +11,8 @@ first frame, prompt and actions:
 - ``teacher``: the bidirectional stage-2 teacher (``teacher.``/``text.`` weights of a teacher stage
   checkpoint, e.g. ``RUN/teacher/final/model.safetensors``), probability-flow ODE (``steps`` Euler
   steps) from seeded noise with the checkpoint's autoencoder, conditioned exactly as in training
-  (:func:`relic_model.nn.control.latent_controls`, poses integrated from the actions in label units).
+  (:mod:`relic_model.inference.teacher`: :func:`relic_model.nn.control.latent_controls`, poses
+  integrated from the actions in label units).
 
 Each video goes through the benchmark's pose estimator (metric anchor: frame 0's depth) and is
 scored with the benchmark's 1-s RPE after Sim(3) alignment (:func:`benchmark.metrics.rpe.compute_rpe`),
@@ -21,7 +22,7 @@ direction, 0 = unrelated; NaN when the video shows no translation or the task ha
 
 Command (results in the docs were made with it)::
 
-    python -m relic_model.diagnostics.action_following --suite SUITE_DIR \
+    python -m benchmark.probes.action_following --suite SUITE_DIR \
         --teacher runs/train_bundled/teacher/final/model.safetensors --tasks 40 --out reports/diag_action_following.md
 """
 from __future__ import annotations
@@ -33,6 +34,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
+from benchmark.leaderboard import md_table
+from benchmark.metrics.rpe import compute_rpe
+from benchmark.pose_estimation.registry import run_estimator
+from benchmark.tasks.io import load_suite
+from datagen.atomic import atomic_write_text
+from relic_model.inference.checkpoint import BUNDLED, load_checkpoint
+from relic_model.inference.streaming import StreamingGenerator
+from relic_model.inference.teacher import load_teacher, teacher_video
 
 MODELS = ("oracle", "static", "student", "teacher")
 
@@ -50,58 +60,10 @@ def direction_cosine(ref: np.ndarray, est: np.ndarray, delta: int, min_move_m: f
     return float(np.median(cs)) if cs else float("nan")
 
 
-def load_teacher(weights: str | Path, cfg, text_encoder):
-    """(teacher DiT, its text encoder) from a stage-2 checkpoint (keys ``teacher.*``; the ``text.*``
-    layers trained jointly with it go into a copy of ``text_encoder``, which is left unchanged)."""
-    import copy
-
-    from safetensors.torch import load_file
-
-    from relic_model.train.common import build_dit
-    sd = load_file(str(weights))
-    t = {k[len("teacher."):]: v for k, v in sd.items() if k.startswith("teacher.")}
-    if not t:
-        raise ValueError(f"{weights}: no 'teacher.' tensors (expected a teacher stage checkpoint, "
-                         "e.g. RUN/teacher/final/model.safetensors)")
-    teacher = build_dit(cfg)
-    teacher.load_state_dict(t)
-    text = copy.deepcopy(text_encoder)
-    layers = {k[len("text."):]: v for k, v in sd.items() if k.startswith("text.")}
-    if layers:
-        text.load_state_dict(layers, strict=False)
-    return teacher.eval(), text
-
-
-@torch.no_grad()
-def teacher_video(teacher, ae, text_encoder, cfg, first_frame: np.ndarray, prompt: str, actions: np.ndarray,
-                  steps: int = 16, seed: int = 0) -> np.ndarray:
-    """uint8 (1 + len(actions), H, W, 3): the teacher's ODE sample for these actions (frame 0 = given)."""
-    from relic_model.inference.streaming import to_model_image, to_uint8_frames
-    from relic_model.nn.control import integrate_actions, latent_controls
-    from relic_model.pipelines.teacher_sampling import sample_ode
-    n = len(actions) + 1
-    z0 = ae.encode(to_model_image(first_frame, cfg.data.height, cfg.data.width)[None, None])
-    c2w = np.concatenate([np.eye(4)[None], integrate_actions(actions, 1.0, np.eye(4))])
-    a_lat, p_lat = latent_controls(actions, c2w[:, :3, :4].reshape(n, 12), cfg.autoencoder.temporal_factor)
-    a_lat, p_lat = torch.from_numpy(a_lat)[None], torch.from_numpy(p_lat)[None]
-    text = text_encoder.encode_text([prompt])
-    noise = torch.randn((1, a_lat.shape[1] - 1, *z0.shape[2:]), generator=torch.Generator().manual_seed(seed))
-    x, _ = sample_ode(lambda x, s: teacher(x, s, text, a_lat, p_lat, "bidirectional"), noise, z0, num_steps=steps)
-    out = to_uint8_frames(ae.decode(x)[0], first_frame.shape[:2])
-    out[0] = first_frame
-    return out
-
-
 def probe(suite_dir: str | Path, teacher_weights: str | Path, checkpoint: str | Path | None = None,
           n_tasks: int = 40, frames: int = 61, steps: int = 16, seed: int = 0, estimator: str = "opencv",
           progress: bool = True) -> pd.DataFrame:
     """One row per (task, model) with ``rpe_trans``, ``rpe_rot_deg``, ``dir_cos``."""
-    from benchmark.metrics.rpe import compute_rpe
-    from benchmark.pose_estimation.registry import run_estimator
-    from benchmark.tasks.io import load_suite
-    from relic_model.inference.checkpoint import BUNDLED, load_checkpoint
-    from relic_model.inference.streaming import StreamingGenerator
-
     cfg, dit, ae, text = load_checkpoint(checkpoint or BUNDLED, "cpu")
     tf = cfg.autoencoder.temporal_factor
     if frames < 1 + tf or (frames - 1) % tf:
@@ -157,12 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     s = summary(df)
     print(s.round(3).to_string())
     if a.out:
-        from benchmark.leaderboard import md_table
-        from datagen.atomic import atomic_write_text
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(out.with_suffix(".csv"), index=False)
-        cmd = " ".join(["python -m relic_model.diagnostics.action_following", f"--suite {a.suite}",
+        cmd = " ".join(["python -m benchmark.probes.action_following", f"--suite {a.suite}",
                         f"--teacher {a.teacher}", f"--tasks {a.tasks}", f"--frames {a.frames}", f"--steps {a.steps}"]
                        + ([f"--checkpoint {a.checkpoint}"] if a.checkpoint else []))
         n = df["task"].nunique()
