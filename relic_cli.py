@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
 }
 TOP_LEVEL: dict[str, tuple[str, str]] = {
     "play": ("relic_model.cli.play", "Turn an action script into a video with a RELIC checkpoint."),
-    "demo": ("benchmark.cli.demo", "The main job end to end: corpus, (fine-tune), benchmark, report."),
+    "demo": ("relic_demo", "The main job end to end: corpus, (fine-tune), benchmark, report."),
 }
 
 

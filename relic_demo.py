@@ -1,5 +1,8 @@
 """`relic demo`: the README's main job, end to end on the embedded default.
 
+Top-level composition (beside ``relic_cli.py``, above datagen, relic_model and benchmark): every
+step runs the same ``relic`` command a user would type, through :func:`relic_cli.main`.
+
 Steps (each prints what it does and how long it took; a piece that is not available is skipped
 with a message that says why, and is never replaced by invented results):
 
@@ -18,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+import relic_cli
 from datagen.cli_common import int_at_least, positive_int
 
 # what `relic demo` writes into --out
@@ -55,8 +59,6 @@ def _done(t0: float, what: str = "done") -> None:
 
 
 def _relic_cli(argv: list[str]) -> int:
-    import relic_cli
-
     return relic_cli.main(argv)
 
 
