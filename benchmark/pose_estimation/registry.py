@@ -15,6 +15,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
+from benchmark.pose_estimation import pose_cache
 from benchmark.pose_estimation.direct_estimator import DirectEstimator
 from benchmark.pose_estimation.opencv_estimator import EstimateResult, OpenCVEstimator
 
@@ -33,11 +34,17 @@ _REGISTRY: dict[str, Callable[[], EstimatorFn]] = {
 }
 
 
+# deterministic estimators whose whole code lives in this package (the pose cache's key covers it);
+# COLMAP is not among them (its library and threads decide its result)
+_CACHEABLE = {"direct", "opencv", "opencv-orb", "opencv-sift"}
+
+
 def register_estimator(name: str, factory: Callable[[], EstimatorFn]) -> None:
     """Register ``factory`` (no-argument callable returning an estimator) under ``name``."""
     if not name or not isinstance(name, str):
         raise ValueError("estimator name must be a non-empty string")
     _REGISTRY[name] = factory
+    _CACHEABLE.discard(name)  # a re-registered name is no longer the code the cache key covers
 
 
 def available_estimators() -> list[str]:
@@ -72,11 +79,26 @@ def _accepts(fn, name: str) -> bool:
 
 
 def run_estimator(estimator: Union[str, EstimatorFn], frames: np.ndarray, K: np.ndarray,
-                  depth0: Optional[np.ndarray] = None, depth_ref: Optional[np.ndarray] = None) -> EstimateResult:
+                  depth0: Optional[np.ndarray] = None, depth_ref: Optional[np.ndarray] = None,
+                  use_cache: bool = True) -> EstimateResult:
     """Run an estimator and normalise its output to an EstimateResult. ``depth0`` (frame 0's planar
     depth, metres) and ``depth_ref`` ((N,H,W): the reference's depth at every commanded pose, from which
     the default estimator takes its keyframes' depth) are handed to estimators that accept them,
-    ignored otherwise."""
+    ignored otherwise. A built-in estimator (given by name) reads and fills the pose cache when
+    ``RELIC_POSE_CACHE`` is set (``pose_cache``) unless ``use_cache`` is False."""
+    cache_key = None
+    if use_cache and isinstance(estimator, str) and estimator in _CACHEABLE and pose_cache.cache_dir() is not None:
+        cache_key = pose_cache.key(estimator, frames, K, depth0, depth_ref)
+        hit = pose_cache.load(cache_key)
+        if hit is not None and hit[0].shape == (frames.shape[0], 4, 4):
+            return EstimateResult(poses=hit[0], step_kind=hit[1], notes=hit[2], metric=hit[3])
+    out = _run(estimator, frames, K, depth0, depth_ref)
+    if cache_key is not None:
+        pose_cache.store(cache_key, out.poses, out.step_kind, out.notes, out.metric)
+    return out
+
+
+def _run(estimator, frames, K, depth0, depth_ref) -> EstimateResult:
     fn = get_estimator(estimator)
     kw = {}
     if depth0 is not None and accepts_depth0(fn):
