@@ -74,7 +74,7 @@ from typing import Iterable, Mapping, Union
 
 import numpy as np
 
-from datagen import conventions as cv
+import datagen.conventions as cv
 
 CHANNELS = (
     "dolly_in",

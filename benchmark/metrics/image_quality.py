@@ -51,6 +51,8 @@ import cv2
 import numpy as np
 import torch
 
+from datagen.filebytes import sha256_file
+
 PSNR_CAP_DB = 60.0
 DATA_RANGE = 255.0
 SSIM_SIGMA = 1.5
@@ -210,18 +212,13 @@ def lpips_backbone_file(net: str = "alex") -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights[net].url))
 
 
-def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file (cached per path, size and modification time)."""
-    import hashlib
-
+def _cached_sha256(path: str) -> str:
+    """:func:`datagen.filebytes.sha256_file` of ``path``, cached per path, size and modification time
+    (the backbone file is checked at every LPIPS load)."""
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
+        _SHA_CACHE[key] = sha256_file(path)
     return _SHA_CACHE[key]
 
 
@@ -232,7 +229,7 @@ def verify_backbone(path: str, net: str = "alex") -> str | None:
     want = LPIPS_BACKBONE_SHA256.get(net)
     if want is None:
         return f"no known SHA-256 for LPIPS backbone {net!r}"
-    got = file_sha256(path)
+    got = _cached_sha256(path)
     if not got.startswith(want):
         return f"{path} fails its SHA-256 check (got {got[:16]}..., expected {want[:16]}...): not {net}'s ImageNet weights"
     return None

@@ -11,7 +11,7 @@ Layout (``SUITE_FORMAT`` / ``SUITE_VERSION`` in ``manifest.json``)::
         actions.npy                 (N-1 or N, 13) float32 RELIC labels; row i moves frame i -> i+1
                                     (a row N-1, if present, is never used)
         poses.npy                   (N, 4, 4) float64 ground-truth camera-to-world (ours)
-        revisits.csv                columns benchmark.tasks.task.REVISIT_COLUMNS
+        revisits.csv                columns datagen.corpus.format.REVISIT_COLUMNS
         frames/%06d.png             N lossless RGB PNGs (ground truth for every step)
         depth.npz                   key "depth": (N, H, W) float32 planar metres, inf = no hit
 
@@ -33,6 +33,7 @@ import pandas as pd
 
 from benchmark.tasks.task import REVISIT_COLUMNS, Task
 from datagen.atomic import atomic_write_bytes
+from datagen.filebytes import npy_bytes
 
 SUITE_FORMAT = "relic-bench-suite"
 SUITE_VERSION = 1
@@ -41,12 +42,6 @@ KNOWN_VERSIONS = (1,)
 
 def _atomic_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
-
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
 
 
 def _png_bytes(rgb: np.ndarray) -> bytes:
@@ -101,8 +96,8 @@ def save_task(task: Task, suite_dir: Path, frames: np.ndarray, depth: np.ndarray
     d = Path(suite_dir) / "tasks" / task.task_id
     tj = task_to_json(task)
     revisits = task.revisits[REVISIT_COLUMNS].reset_index(drop=True)
-    atomic_write_bytes(d / "actions.npy", _npy_bytes(actions))
-    atomic_write_bytes(d / "poses.npy", _npy_bytes(np.asarray(task.gt_poses, dtype=np.float64)))
+    atomic_write_bytes(d / "actions.npy", npy_bytes(actions))
+    atomic_write_bytes(d / "poses.npy", npy_bytes(np.asarray(task.gt_poses, dtype=np.float64)))
     atomic_write_bytes(d / "revisits.csv", revisits.to_csv(index=False).encode())
     for i in range(n):
         atomic_write_bytes(d / "frames" / f"{i:06d}.png", _png_bytes(frames[i]))

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-REVISIT_COLUMNS = ["later", "earlier", "pose_dist_m", "rot_dist_deg", "overlap", "gap_s"]
+from datagen.corpus.format import REVISIT_COLUMNS  # noqa: F401 - the columns of Task.revisits
 
 
 @dataclass

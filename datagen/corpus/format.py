@@ -61,12 +61,12 @@ reads its content (``Corpus.verify`` checks everything). Anything else raises
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from datagen.atomic import atomic_write
+from datagen.filebytes import sha256_bytes, sha256_file  # noqa: F401 - the corpus's checksums (F.sha256_*)
 
 SCHEMA_NAME = "relic-corpus"
 SCHEMA_VERSION = 1
@@ -102,7 +102,8 @@ INTRINSIC_COLUMNS = ("fx", "fy", "cx", "cy")
 FLAG_COLUMNS = tuple(f"flag_{n}" for n in FILTER_NAMES)
 FRAME_COLUMNS = ("frame", "time_s", *C2W_COLUMNS, *UE_COLUMNS, *INTRINSIC_COLUMNS, *ACTION_CHANNELS,
                  "kept", *FLAG_COLUMNS)
-REVISIT_COLUMNS = ("later", "earlier", "pose_dist_m", "rot_dist_deg", "overlap", "gap_s")
+# revisit pairs of an episode and of a benchmark task (a list: it selects DataFrame columns, df[REVISIT_COLUMNS])
+REVISIT_COLUMNS = ["later", "earlier", "pose_dist_m", "rot_dist_deg", "overlap", "gap_s"]
 
 MANIFEST_COLUMNS = (
     "episode_id", "scene_id", "family", "scene_seed", "split", "generator", "seed", "num_frames",
@@ -134,18 +135,6 @@ def check_schema(header: dict, where: str) -> None:
     if version != SCHEMA_VERSION:
         raise CorpusError(f"{where}: schema_version {version!r} is not supported by this reader "
                           f"(supports {SCHEMA_VERSION}); rebuild the corpus or upgrade relic-suite")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def canonical_json(obj) -> str:

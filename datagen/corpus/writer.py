@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from datagen.corpus import format as F
+from datagen.filebytes import npy_bytes
 
 
 @dataclass
@@ -51,14 +52,6 @@ def _write_bytes(path: Path, data: bytes, files: dict, rel: str) -> None:
     with open(path, "wb") as f:
         f.write(data)
     files[rel] = {"bytes": len(data), "sha256": F.sha256_bytes(data)}
-
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
 
 
 def _parquet_and_csv(df: pd.DataFrame, d: Path, stem: str, files: dict, csv: bool) -> None:
@@ -97,9 +90,9 @@ def write_episode(corpus_dir: str | os.PathLike, rec: EpisodeRecord, png_compres
             raise RuntimeError(f"episode {rec.episode_id}: PNG encoding failed at frame {i}")
         rel = F.rgb_name(i)
         _write_bytes(tmp / rel, buf.tobytes(), files, rel)
-    _write_bytes(tmp / F.DEPTH_FILE, _npy_bytes(np.ascontiguousarray(rec.depth, dtype=np.float32)), files, F.DEPTH_FILE)
+    _write_bytes(tmp / F.DEPTH_FILE, npy_bytes(np.ascontiguousarray(rec.depth, dtype=np.float32)), files, F.DEPTH_FILE)
     if rec.mask is not None:
-        _write_bytes(tmp / F.MASK_FILE, _npy_bytes(np.ascontiguousarray(rec.mask, dtype=np.int16)), files, F.MASK_FILE)
+        _write_bytes(tmp / F.MASK_FILE, npy_bytes(np.ascontiguousarray(rec.mask, dtype=np.int16)), files, F.MASK_FILE)
     _parquet_and_csv(rec.frames, tmp, "frames", files, csv=True)
     _parquet_and_csv(rec.revisits, tmp, "revisits", files, csv=False)
     meta = {"schema": F.SCHEMA_NAME, "schema_version": F.SCHEMA_VERSION, **rec.meta, "files": files}

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from datagen.actions import ROTATION_CHANNELS, actions_to_poses
+
 ACTION_DIM = 13
 POSE_DIM = 12
-ROTATION_CHANNELS = slice(6, 12)
 ROT_UNIT_DEG = 60.0 / 16.0   # rotation channels (deg/frame) are divided by this before the MLP
 
 
@@ -65,7 +66,6 @@ def latent_controls(actions: np.ndarray, pose12: np.ndarray, temporal_factor: in
 def integrate_actions(actions: np.ndarray, gamma: float, c2w0: np.ndarray | None = None) -> np.ndarray:
     """Camera-to-world poses (k, 4, 4) of the k frames reached by ``actions`` (k, 13) from ``c2w0``
     (the pose before the first action), via :func:`datagen.actions.actions_to_poses`."""
-    from datagen.actions import actions_to_poses
     a = np.asarray(actions, dtype=np.float64)
     pad = np.vstack([a, np.zeros((1, a.shape[1]))])
     return actions_to_poses(pad, float(gamma), c2w0)[1:]
@@ -83,7 +83,7 @@ class ActionEncoder(nn.Module):
         super().__init__()
         scale = torch.ones(action_dim)
         if action_dim == ACTION_DIM:
-            scale[ROTATION_CHANNELS] = 1.0 / ROT_UNIT_DEG
+            scale[list(ROTATION_CHANNELS)] = 1.0 / ROT_UNIT_DEG
         self.register_buffer("scale", scale, persistent=False)
         self.mlp = _MLP(temporal_factor * action_dim, dim)
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from relic_model.data.latent_cache import file_sha256, pool_key
+from datagen.filebytes import sha256_file
+from relic_model.data.latent_cache import pool_key
 from relic_model.distributed import barrier, rank_slice, unwrap, wrap_model
 from relic_model.objectives.flow_matching import x0_from_velocity
 from relic_model.objectives.ode_regression import hybrid_forcing_levels, hybrid_split, ode_regression_loss
@@ -154,7 +155,7 @@ class StudentInitStage(Stage):
         if self._traj is None:
             ctx = self.ctx
             extra = {} if ctx.settings.teacher_dtype == "fp32" else {"teacher_dtype": ctx.settings.teacher_dtype}
-            key = pool_key(teacher=file_sha256(ctx.final_dir("teacher") / "model.safetensors"),
+            key = pool_key(teacher=sha256_file(ctx.final_dir("teacher") / "model.safetensors"),
                            pool=self.pools.ae_hash, corpus=ctx.corpus_hash(), F=self.F, n=self.s.trajectories,
                            steps=self.s.ode_steps, g=self.s.guidance, levels=self.levels, seed=ctx.seed, **extra)
             path = Path(ctx.cache_dir) / f"ode_F{self.F}_N{self.s.trajectories}_{key}.safetensors"

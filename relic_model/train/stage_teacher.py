@@ -21,7 +21,8 @@ import copy
 
 import torch
 
-from relic_model.data.latent_cache import build_or_load_pool, file_sha256, pool_key
+from datagen.filebytes import sha256_file
+from relic_model.data.latent_cache import build_or_load_pool, pool_key
 from relic_model.distributed import rank_slice, wrap_model
 from relic_model.objectives.flow_matching import add_noise, first_frame_clean_sigma, flow_matching_loss, sample_sigma
 from relic_model.pipelines.conditioning import Cond
@@ -49,7 +50,7 @@ class PoolSource:
         self.ctx, self.ae, self.trp, self.n = ctx, autoencoder, time_reverse_prob, num_clips
         self.pools = {}
         self._clips = None
-        self.ae_hash = file_sha256(ctx.final_dir("autoencoder") / "model.safetensors")
+        self.ae_hash = sha256_file(ctx.final_dir("autoencoder") / "model.safetensors")
 
     def get(self, latent_frames: int):
         if latent_frames not in self.pools:

@@ -12,6 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
 from benchmark.metrics import drift, image_quality as iq, noref
+from datagen.filebytes import sha256_file
 
 
 def _texture(seed: int, h: int = 96, w: int = 128) -> np.ndarray:
@@ -161,7 +162,7 @@ def _random_backbone(path) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
-    return iq.file_sha256(str(path))
+    return sha256_file(str(path))
 
 
 def test_a_file_at_the_backbone_path_is_not_enough(hub_dir):

@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from benchmark.scoring import score_task
 from benchmark.tasks.task import REVISIT_COLUMNS, Task
+from datagen.filebytes import sha256_file
 
 W, H, FPS = 224, 128, 16.0
 SCENE = ("street", 1)
@@ -215,7 +216,7 @@ def test_lpips_columns_when_a_verified_backbone_is_cached(world, tmp_path, monke
         os.makedirs(os.path.dirname(path))
         torch.manual_seed(0)
         torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
-        monkeypatch.setitem(iq.LPIPS_BACKBONE_SHA256, "alex", iq.file_sha256(path))
+        monkeypatch.setitem(iq.LPIPS_BACKBONE_SHA256, "alex", sha256_file(path))
         task, rgb = world["task"], world["rgb"]
         kw = dict(est_trajectory=task.gt_poses, lpips=True, max_revisit_pairs=4)
         o = score_task(task, rgb, **kw)
