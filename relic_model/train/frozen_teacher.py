@@ -11,7 +11,7 @@ nor a replica on every GPU. Two switches (top level of ``train:``, ``settings.py
   teacher by bf16 rounding: relative L2 error of the velocity 0.75 % on a small DiT on CPU (test
   bound 3 %, tests/relic_model/test_frozen_teacher.py), 1.7 % for the 1.38B gpu.yaml DiT with random
   weights on an H100 (fp32 weights under bf16 autocast, the GPU configs' precision: 0.47 %;
-  ``python -m relic_model.perf.check_frozen_teacher``).
+  ``python -m perf.check_frozen_teacher``).
 - ``teacher_shard: true`` (default ``false``; only under torchrun with several ranks): FSDP2
   ``fully_shard`` on every DiT block and the root, ``reshard_after_forward=True`` for all of them
   (the root too: no backward follows), no mixed-precision policy (the shards are gathered in the

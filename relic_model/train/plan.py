@@ -40,7 +40,7 @@ hand-entered sizes):
   under activation checkpointing, x the global batch.
 
 Validated on CPU against torch's own allocation peak of real training steps
-(``python -m relic_model.perf.perf_memory_plan`` -> ``reports/perf_train_plan.md``).
+(``python -m perf.perf_memory_plan`` -> ``reports/perf_train_plan.md``).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""benchmark/perf/perf_gpu.py runs end to end on the CPU at tiny size and refuses the full size without a GPU."""
+"""perf/perf_gpu.py runs end to end on the CPU at tiny size and refuses the full size without a GPU."""
 import json
 import math
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmark" / "perf" / "perf_gpu.py"
+SCRIPT = ROOT / "perf" / "perf_gpu.py"
 
 
 def test_perf_gpu_tiny_cpu(tmp_path):

@@ -206,9 +206,9 @@ def test_student_init_and_distill_with_bf16_sharded_teacher_two_gloo_ranks(tmp_p
 
 
 def test_device_check_script_runs_on_cpu(tmp_path):
-    """relic_model/perf/check_frozen_teacher.py (run on a GPU for the README's numbers) at tiny size."""
+    """perf/check_frozen_teacher.py (run on a GPU for the README's numbers) at tiny size."""
     import json
-    from relic_model.perf.check_frozen_teacher import main
+    from perf.check_frozen_teacher import main
     threads = torch.get_num_threads()
     try:
         assert main(["--device", "cpu", "--config", "tiny", "--frames", "3", "--skip-stages", "--out",

@@ -165,7 +165,7 @@ def test_train_plan_14b_frozen_teacher_bf16_sharded_fits_every_phase(capsys):
 
 
 def test_perf_memory_plan_rewrites_only_the_gpu_plan_section(tmp_path):
-    from relic_model.perf.perf_memory_plan import GPU_SECTION, main
+    from perf.perf_memory_plan import GPU_SECTION, main
     out = tmp_path / "plan.md"
     out.write_text(f"# measured part\n\n| kept | row |\n\n{GPU_SECTION}\n\nstale text\n")
     assert main(["--out", str(out), "--gpu-plans-only"]) == 0

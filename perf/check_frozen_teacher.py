@@ -1,6 +1,6 @@
 """Device check of the frozen-teacher switches (``train.teacher_dtype`` / ``train.teacher_shard``).
 
-    python -m relic_model.perf.check_frozen_teacher [--device cuda] [--config gpu] [--frames 5]
+    python -m perf.check_frozen_teacher [--device cuda] [--config gpu] [--frames 5]
         [--skip-stages] [--out RESULT.json] [--work DIR]
 
 Three parts, one process (a real shard over several GPUs needs torchrun with >= 2 GPUs; the CPU

@@ -10,7 +10,7 @@ in a held-out-style scene; rendering is NOT timed), then times, after a warm-up 
 Each scoring is run on the ground-truth frames ("oracle"), so every stage does its full work.
 Writes reports/perf_scoring.json and reports/perf_scoring.md (atomically).
 
-    python benchmark/perf/perf_scoring.py [--seconds 20] [--width 832] [--height 480] [--out reports]
+    python perf/perf_scoring.py [--seconds 20] [--width 832] [--height 480] [--out reports]
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
                      "scene": args.scene, "revisit_pairs": int(len(task.revisits)), "target_fps": TARGET_FPS,
                      "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                      "loadavg_before": list(load0), "render_s": render_s,
-                     "command": "python benchmark/perf/perf_scoring.py " + " ".join(argv or sys.argv[1:])}
+                     "command": "python perf/perf_scoring.py " + " ".join(argv or sys.argv[1:])}
 
     t, c = time.perf_counter(), time.process_time()
     sc = score_task(task, frames, lpips=False)

@@ -1,6 +1,6 @@
 """Corpus build throughput, local engine vs Ray engine, back to back (issue 23).
 
-    python benchmark/perf/perf_corpus_engines.py [--config datagen/configs/default_corpus.yaml]
+    python perf/perf_corpus_engines.py [--config datagen/configs/default_corpus.yaml]
         [--workers 2] [--limit N] [--rounds 1] [--out reports/perf_corpus_build.md]
 
 Builds the same corpus (default: the default corpus, 140 episodes at 112x64) into fresh folders
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 BAR = 0.8  # Ray >= 0.8 x local
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     ray_fps = [r["frames_per_s"] for r in rows if r["engine"] == "ray"]
     ratio = [b / a for a, b in zip(loc, ray_fps)]
     subset = f"the first {args.limit} episodes of" if args.limit else "all episodes of"
-    cmd = "python benchmark/perf/perf_corpus_engines.py" + (" --ray-first" if args.ray_first else "") + "".join(
+    cmd = "python perf/perf_corpus_engines.py" + (" --ray-first" if args.ray_first else "") + "".join(
         f" {k} {v}" for k, v in (("--limit", args.limit), ("--rounds", args.rounds if args.rounds != 1 else None),
                                  ("--workers", args.workers if args.workers != 2 else None)) if v)
     order = "ray-first" if args.ray_first else "local-first"

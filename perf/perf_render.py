@@ -19,7 +19,7 @@ compose, the rest: per-frame triangle table, fog exp (numpy), copies, Python), m
 
 FPS = 1 / median wall time per frame; "cpu ms" = process CPU time per frame (all threads). The
 1-minute load average (``os.getloadavg``, as ``uptime`` shows it) is recorded before and after.
-Run: ``nice -n 10 python benchmark/perf/perf_render.py`` (about 2-4 minutes idle; measure when
+Run: ``nice -n 10 python perf/perf_render.py`` (about 2-4 minutes idle; measure when
 ``uptime`` shows the lowest load).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
             "platform": platform.platform(), "python": platform.python_version(),
             "loadavg_before": load0, "loadavg_after": load1, "uptime_before": uptime0, "uptime_after": uptime1,
             "frames": args.frames, "rounds": args.rounds, "bar_ratio": BAR_RATIO,
-            "command": "python benchmark/perf/perf_render.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "command": "python perf/perf_render.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".json"), json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     ratios = [r["ratio_rgbd_shadows_over_bare_fps"] for r in results]

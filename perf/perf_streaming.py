@@ -18,7 +18,7 @@ Measured on this machine's CPU with ``torch.set_num_threads(2)`` and ``torch.inf
    latency at 60 s compressed <= 0.5 x uncompressed at 60 s.
 
 Weights are random (seeded) unless ``--checkpoint`` is given: speed does not depend on them.
-Run: ``python benchmark/perf/perf_streaming.py`` (about 1-2 minutes on a quiet 2-core CPU). The
+Run: ``python perf/perf_streaming.py`` (about 1-2 minutes on a quiet 2-core CPU). The
 script sets ``OMP_WAIT_POLICY=PASSIVE`` (unless already set) before importing torch: on a shared
 CPU, spinning OpenMP workers otherwise make 2-thread inference 10-100x slower.
 """
@@ -42,7 +42,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -254,7 +254,7 @@ def _plot(rows, hist, path: Path, results) -> None:
 def _markdown(res, rows, hist) -> str:
     rt = res["realtime"]
     L = ["# RELIC streaming speed and memory scaling", "",
-         "Produced by `python benchmark/perf/perf_streaming.py` (see its docstring for the method).", "",
+         "Produced by `python perf/perf_streaming.py` (see its docstring for the method).", "",
          f"- config `{res['config']}` at {res['resolution'][0]}x{res['resolution'][1]}, weights: {res['weights']}",
          f"- torch {res['torch']}, {res['threads']} threads (OMP_WAIT_POLICY={res['omp_wait_policy']}), "
          f"inference_mode, {res['cpu_count']} CPUs; "

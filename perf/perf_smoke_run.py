@@ -6,7 +6,7 @@ leaderboard and report), each as wall and CPU seconds, with the machine's load a
 after (the machine is shared, so a loaded run is slower than the bar's "quiet" condition).
 Writes reports/perf_smoke_run.md and .json.
 
-    python benchmark/perf/perf_smoke_run.py [--out reports] [--models oracle,static,reproject]
+    python perf/perf_smoke_run.py [--out reports] [--models oracle,static,reproject]
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def main() -> int:
     md = [
         "# Smoke suite with the runnable baselines: time to finish",
         "",
-        f"Command: `python benchmark/perf/perf_smoke_run.py --models {args.models}` "
+        f"Command: `python perf/perf_smoke_run.py --models {args.models}` "
         f"({res['measured_utc']}, {os.cpu_count()} CPUs, load average before {load0[0]:.1f}, after {load1[0]:.1f}).",
         "",
         f"Suite: smoke, {res['tasks']} tasks, {res['frames']} frames at 112x64. Bar: `relic bench run` under "

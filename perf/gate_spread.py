@@ -15,7 +15,7 @@ per-model suite means the gate compares:
 Writes OUT/gate_spread.md and .json: per (model, metric) the rerun difference, each seed's
 difference, the maximum |difference| and the tolerance the gate uses beside it.
 
-    python benchmark/perf/gate_spread.py --suite SUITE_DIR --work /tmp/gate_spread [--seeds 1,2,3]
+    python perf/gate_spread.py --suite SUITE_DIR --work /tmp/gate_spread [--seeds 1,2,3]
         [--models oracle,static,reproject] [--out reports] [--reuse]
 
 ``--reuse`` takes the finished runs already in WORK (only valid when the code has not changed since).
@@ -122,7 +122,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     worst = tab.groupby(level="metric")["max |diff|"].max()
     lines = ["# Regression-gate spread: identical reruns and re-rendered (perturbed) suites", "",
-             f"Command: `python benchmark/perf/gate_spread.py --suite {args.suite} --work {args.work} --seeds "
+             f"Command: `python perf/gate_spread.py --suite {args.suite} --work {args.work} --seeds "
              f"{args.seeds} --models {args.models}` ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, "
              f"{time.time() - t0:.0f} s).", "",
              "Suite means per model of the headline metrics (drift_psnr_slope: long-horizon tasks); differences "

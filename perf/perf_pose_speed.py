@@ -5,7 +5,7 @@ means the same on a machine shared with other jobs; wall time is printed beside 
 average. One full-suite model is 46,400 frames: divide by this rate for its CPU-seconds, and by the
 number of scoring processes (``relic bench run`` scores tasks in a pool, one per core) for wall time.
 
-    OMP_NUM_THREADS=1 python benchmark/perf/perf_pose_speed.py TASK_DIR [TASK_DIR ...] [--estimator direct]
+    OMP_NUM_THREADS=1 python perf/perf_pose_speed.py TASK_DIR [TASK_DIR ...] [--estimator direct]
 (TASK_DIR: SUITE/tasks/<task_id>, e.g. of `relic bench tasks --suite full --out SUITE`, 224x128)
 """
 from __future__ import annotations

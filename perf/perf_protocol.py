@@ -1,6 +1,6 @@
 """Capture speed through the UnrealCV protocol vs in-process, same scene, poses and image kinds.
 
-    nice -n 10 python benchmark/perf/perf_protocol.py [--frames-paper 40] [--frames-train 300] [--repeats 3]
+    nice -n 10 python perf/perf_protocol.py [--frames-paper 40] [--frames-train 300] [--repeats 3]
 
 ``relic datagen serve`` runs as a separate process on loopback; the client is the real ``unrealcv``
 package. Measured, each protocol figure next to its in-process twin, the two interleaved run by run
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datagen import conventions as cv  # noqa: E402
@@ -259,7 +259,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-pipelined", action="store_true", help="only the per-frame measurement")
     ap.add_argument("--out", default=str(ROOT / "reports" / "perf_protocol"))
     args = ap.parse_args(argv)
-    command = "python benchmark/perf/perf_protocol.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python perf/perf_protocol.py " + " ".join(argv if argv is not None else sys.argv[1:])
     up0, load0 = _uptime(), os.getloadavg()
     print(up0, flush=True)
     scene = generate_scene(args.family, args.seed)

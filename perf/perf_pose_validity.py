@@ -21,7 +21,7 @@ score better than its true poses do (the report also shows how close it comes).
 videos). ``gt`` is estimated twice to check determinism. Frames per second of the estimator are
 measured on the gt videos (wall time of the estimator only, one process per worker).
 
-    python benchmark/perf/perf_pose_validity.py --suite-dir SUITE [--estimator direct]
+    python perf/perf_pose_validity.py --suite-dir SUITE [--estimator direct]
         [--workers 2] [--tasks ID,ID] [--out reports/perf_pose_validity]   # .md and .json (atomic)
 """
 from __future__ import annotations
@@ -264,7 +264,7 @@ def main(argv=None) -> int:
     rows.sort(key=lambda r: (r["task"], VARIANTS.index(r["variant"])))
     meta = dict(protocol=PROTOCOL_VERSION, suite=str(args.suite_dir), n_tasks=len(jobs), estimator=args.estimator,
                 date=time.strftime("%Y-%m-%d"), cpus=os.cpu_count(), workers=args.workers,
-                command="python benchmark/perf/perf_pose_validity.py " + " ".join(argv if argv is not None else os.sys.argv[1:]))
+                command="python perf/perf_pose_validity.py " + " ".join(argv if argv is not None else os.sys.argv[1:]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     md = render_md(rows, meta)

@@ -5,7 +5,7 @@ autograd-saved tensors alive at once (naive: every block's exit-step graph kept 
 replay: one block at a time), and the max relative parameter-gradient difference between the two
 (max over parameters of max|g_replay - g_naive| / max|g_naive|).
 
-    python benchmark/perf/perf_replay.py [--config tiny] [--blocks 4 8 16] [--batch 1]
+    python perf/perf_replay.py [--config tiny] [--blocks 4 8 16] [--batch 1]
 
 Writes reports/perf_replay.md and .json.
 """
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     res = {"config": a.config, "batch": a.batch, "threads": a.threads, "rows": rows}
     (rep / "perf_replay.json").write_text(json.dumps(res, indent=2))
     md = [f"# Replayed back-propagation vs naive full graph ({a.config} config, batch {a.batch})", "",
-          f"Command: `python benchmark/perf/perf_replay.py --config {a.config} --blocks "
+          f"Command: `python perf/perf_replay.py --config {a.config} --blocks "
           f"{' '.join(map(str, a.blocks))} --batch {a.batch}`", "",
           "Peak bytes of autograd-saved tensors alive at once (`SavedTensorMeter`); gradient difference = "
           "max over parameters of max|g_replay - g_naive| / max|g_naive| (float32).", "",

@@ -1,6 +1,6 @@
 """Validate the training memory plan (relic_model/train/plan.py) against measured CPU peaks.
 
-    python -m relic_model.perf.perf_memory_plan [--out reports/perf_train_plan.md] [--gpu-plans-only]
+    python -m perf.perf_memory_plan [--out reports/perf_train_plan.md] [--gpu-plans-only]
 
 For several small DiT configs (fp32 / bf16 autocast, with / without activation checkpointing,
 bidirectional and block-causal), one training step -- forward, flow-matching loss, backward, clipped
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
         rows.append((name, F, B, r))
         print(f"{name}: measured {r['measured'] / 2**20:.1f} MiB, predicted {r['predicted'] / 2**20:.1f} MiB", file=sys.stderr)
     lines = ["# Training memory plan: validation on CPU", "",
-             "Command: `python -m relic_model.perf.perf_memory_plan` (CPU, "
+             "Command: `python -m perf.perf_memory_plan` (CPU, "
              f"torch {torch.__version__}, {args.threads} thread). Each row is one real training step of a small "
              "RelicDiT (112x64 video, 112 tokens per latent frame): forward, flow-matching loss, backward, "
              "clipped AdamW step, after a warm-up step.", "",

@@ -1,13 +1,13 @@
 """RELIC GPU measurement: streaming FPS and one training step per stage with peak memory
 (results -> reports/perf_gpu.{md,json}).
 
-    python benchmark/perf/perf_gpu.py [--config relic_model/configs/gpu.yaml] [--device cuda|cpu]
+    python perf/perf_gpu.py [--config relic_model/configs/gpu.yaml] [--device cuda|cpu]
                                       [--tiny] [--out reports]
 
 1. Streaming: ``relic_model.inference.streaming.StreamingGenerator`` (random, seeded weights) at the
    config's resolution (832x480 for gpu.yaml) streams ``--warmup`` chunks, then ``--chunks`` chunks
    are timed (chunk = one block of ``dit.frames_per_block`` latent frames = 4x as many video frames: all
-   denoising steps + the cache-update pass + streaming decode to uint8), as in benchmark/perf/perf_streaming.py (its ``walk_actions`` and
+   denoising steps + the cache-update pass + streaming decode to uint8), as in perf/perf_streaming.py (its ``walk_actions`` and
    ``time_chunks`` are reused). FPS = generated video frames / median chunk latency.
 2. Training: one real ``train_step`` of each stage class (``TeacherStage``, ``StudentInitStage``,
    ``DistillStage`` from relic_model/train/), single process, with the config's precision and
@@ -20,7 +20,7 @@
    first so the AdamW state exists; the second step is timed and measured.
    Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the measured step (everything
    resident: weights, optimizer state, activations); on CPU the method of
-   relic_model/perf/perf_memory_plan.py: parameter + optimizer-state bytes alive before the step +
+   perf/perf_memory_plan.py: parameter + optimizer-state bytes alive before the step +
    the peak of torch's CPU allocations during it (``torch_cpu_peak_bytes``, torch profiler events).
    A step that runs out of memory is reported as OOM instead of aborting the script.
 
@@ -49,7 +49,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -80,7 +80,7 @@ def sync(dev):
 
 # ---------------------------------------------------------------------------- streaming
 def measure_streaming(cfg, dev, chunks: int, warmup: int, seed: int) -> dict:
-    from benchmark.perf.perf_streaming import time_chunks, walk_actions
+    from perf.perf_streaming import time_chunks, walk_actions
     from relic_model.inference.checkpoint import build_models
     from relic_model.inference.streaming import StreamingGenerator
     torch.manual_seed(seed)
@@ -317,7 +317,7 @@ def markdown(res) -> str:
     size = ("TINY (--tiny: config shrunk to CPU size, not the GPU model)" if res["tiny"]
             else "full size (the config as written)")
     L = ["# RELIC GPU measurement: streaming FPS and one training step per stage", "",
-         f"Produced by `python benchmark/perf/perf_gpu.py --config {res['config']} --device {res['device']}"
+         f"Produced by `python perf/perf_gpu.py --config {res['config']} --device {res['device']}"
          f"{' --tiny' if res['tiny'] else ''}` (method: the script's docstring).", "",
          f"- **device: {res['device']}** ({res['device_name']}); **size: {size}**",
          f"- config `{res['config_name']}` at {res['resolution'][0]}x{res['resolution'][1]}; DiT {res['dit']}; "

@@ -7,7 +7,7 @@ trajectories), seconds per step from losses.csv (median of the per-row time delt
 is excluded), and final losses. Also records the 1-minute load average before and after (other
 processes on a shared machine slow every number down).
 
-    python benchmark/perf/perf_training.py --steps 10 [--config tiny] [--corpus DIR] [--out DIR]
+    python perf/perf_training.py --steps 10 [--config tiny] [--corpus DIR] [--out DIR]
 
 Writes reports/perf_training.md and reports/perf_training.json.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     rep.mkdir(parents=True, exist_ok=True)
     (rep / "perf_training.json").write_text(json.dumps(res, indent=2))
     md = [f"# Training speed ({a.config} config, {a.steps} steps per stage)", "",
-          f"Command: `python benchmark/perf/perf_training.py --steps {a.steps} --config {a.config} --threads {a.threads}`  ",
+          f"Command: `python perf/perf_training.py --steps {a.steps} --config {a.config} --threads {a.threads}`  ",
           f"CPU cores: {res['cpu_count']}, torch threads: {res['torch_threads']}, 1-min load average before/after: "
           f"{load0:.1f} / {res['loadavg_1min_after']:.1f} (load above the core count means other jobs shared the CPU).",
           "", "| stage | steps | wall time (s, incl. one-off pools/ODE) | s/step (median) | final losses |",

@@ -1,6 +1,6 @@
 """End-to-end corpus build throughput (frames/s), embedded backend, 1 and 2 workers.
 
-    python benchmark/perf/perf_corpus_build.py [--out reports] [--repeats 1]
+    python perf/perf_corpus_build.py [--out reports] [--repeats 1]
 
 Measures ``datagen.capture.pipeline.build_corpus`` wall time into a fresh directory, so the
 number INCLUDES everything a real build does: worker start-up, scene generation, trajectory
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TARGET_FPS = 200.0
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     stages = [stage_breakdown(112, 64, 10.0), stage_breakdown(832, 480, 2.0)]
     target = next(r for r in rows if (r["width"], r["height"], r["workers"], r["png_compression"]) == (112, 64, 2, 1))
     result = {
-        "benchmark": "corpus_build", "command": "python benchmark/perf/perf_corpus_build.py",
+        "benchmark": "corpus_build", "command": "python perf/perf_corpus_build.py",
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "target": {"width": 112, "height": 64, "workers": 2, "frames_per_s": TARGET_FPS,

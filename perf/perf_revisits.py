@@ -1,6 +1,6 @@
 """Speed of revisit-pair detection, trajectory generation and action labelling.
 
-    python benchmark/perf/perf_revisits.py [--out reports] [--repeats 5]
+    python perf/perf_revisits.py [--out reports] [--repeats 5]
 
 Measures (median of ``--repeats`` wall-clock runs, single process):
   * ``find_revisit_pairs`` on a 1000-frame episode (62.5 s at 16 FPS: walk a loop and pan, so
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     lines = [
         "# Revisit detection, labels and trajectory generation speed",
         "",
-        f"Command: `python benchmark/perf/perf_revisits.py --repeats {args.repeats}` (median wall time, one process).",
+        f"Command: `python perf/perf_revisits.py --repeats {args.repeats}` (median wall time, one process).",
         f"Machine: {res['machine']['cpus']} CPUs, Python {res['machine']['python']}, 1-min load "
         f"{load0:.2f} before / {res['machine']['load1_after']:.2f} after (shared machine).",
         "",

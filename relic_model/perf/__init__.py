@@ -1,1 +1,0 @@
-"""Measurement scripts for the training path (run as modules; results under reports/)."""
