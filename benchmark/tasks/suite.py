@@ -10,7 +10,7 @@ For every :class:`benchmark.tasks.families.TaskSpec` of the suite:
 3. ground truth: RGB, planar depth and instance masks rendered at every pose;
 4. the actions a model is commanded: :func:`datagen.actions.poses_to_actions` of the ground-truth
    poses (so action following is scored against exactly what a model is told), and gamma;
-5. revisit pairs: :func:`datagen.revisits.find_revisit_pairs` with the ground-truth depth (default
+5. revisit pairs: :func:`datagen.revisit_pairs.find_revisit_pairs` with the ground-truth depth (default
    thresholds: >= 2 s apart, <= 1.5 m, <= 45 deg, overlap >= 0.5). Revisit and long-horizon tasks
    must have >= MIN_REVISIT_PAIRS pairs: the builder tries trajectory seeds
    ``traj_seed + k * SEED_STRIDE`` (k = 0, 1, ...) until one does (deterministic; the seed used is
@@ -103,7 +103,7 @@ def build_task(spec: TaskSpec, width: int, height: int, fps: float) -> tuple[Tas
     """Generate one task: (Task without loaders, frames (N,H,W,3) uint8, depth (N,H,W) float32)."""
     from datagen.actions import poses_to_actions
     from datagen.curation.splits import scene_split
-    from datagen.revisits import find_revisit_pairs
+    from datagen.revisit_pairs import find_revisit_pairs
     from datagen.trajectories import generate
 
     from benchmark.tasks.render import make_backend

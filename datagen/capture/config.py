@@ -19,7 +19,7 @@ YAML layout (every key optional except ``scenes`` and ``episodes``; defaults sho
                                                          # unrealcv backend); relative to the YAML file
     episodes:                  # recorded in EVERY scene
       - {generator: explore, duration_s: 20, count: 1, params: {}}
-    revisits: {min_gap_s: 2.0, max_dist_m: 1.5, max_rot_deg: 45.0, min_overlap: 0.5}  # -> datagen.revisits
+    revisits: {min_gap_s: 2.0, max_dist_m: 1.5, max_rot_deg: 45.0, min_overlap: 0.5}  # -> datagen.revisit_pairs
     curation: {...}            # datagen.curation.filters.CurationThresholds fields
     captions: {segment_s: 5.0, min_coverage: 0.02, min_frame_fraction: 0.25, max_objects: 6}
     balance: {rebalance: false, active_threshold: 0.1, power: 1.0}   # see datagen.curation.balance

@@ -68,7 +68,7 @@ def capture_episode(spec: EpisodeSpec, backend, cfg: CorpusConfig, scene=None, b
     from datagen.curation.balance import active_fractions
     from datagen.curation.captions import caption_segments
     from datagen.curation.filters import curate
-    from datagen.revisits import find_revisit_pairs
+    from datagen.revisit_pairs import find_revisit_pairs
     from datagen.trajectories import generate
 
     backend.set_resolution(cfg.width, cfg.height)

@@ -14,7 +14,7 @@ segments
 revisit_plan
     ``[[later, earlier], ...]`` frame pairs the generator intends as revisits (e.g. the frames
     after returning to the start and the frames at the start), verified on the achieved poses
-    with the frustum-overlap test of :func:`datagen.revisits.find_revisit_pairs` (no depth).
+    with the frustum-overlap test of :func:`datagen.revisit_pairs.find_revisit_pairs` (no depth).
 log
     the controller's per-step record (commanded vs achieved displacement, collided, clamped).
 """

@@ -2,7 +2,7 @@
 
 Each generator names its phases (``segments[*]["phase"]``) and lists the phases whose frames are
 meant to revisit earlier ones; :func:`plan_from_phases` turns that into ``revisit_plan`` pairs by
-running :func:`datagen.revisits.find_revisit_pairs` on the achieved poses (frustum overlap, no
+running :func:`datagen.revisit_pairs.find_revisit_pairs` on the achieved poses (frustum overlap, no
 depth; defaults: >= 2 s apart, <= 1 m, <= 30 deg, overlap >= 0.5, and the camera must have left
 the earlier view in between).
 
@@ -57,7 +57,7 @@ def plan_from_phases(drv: Driver, revisit_phases, min_gap_s: float = 2.0, max_di
                      max_rot_deg: float = 30.0, min_overlap: float = 0.5) -> list:
     """[[later, earlier], ...] for later frames in ``revisit_phases`` (see the module docstring);
     a phase "lap" also matches "lap:2", "lap:3", ..."""
-    from datagen.revisits import find_revisit_pairs
+    from datagen.revisit_pairs import find_revisit_pairs
 
     be = drv.ctrl.backend
     w, h = be.resolution()

@@ -52,7 +52,7 @@ def _random_walk(P: np.ndarray, strength: float, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def world():
     from datagen.backends.embedded import EmbeddedBackend
-    from datagen.revisits import find_revisit_pairs
+    from datagen.revisit_pairs import find_revisit_pairs
     from datagen.scenes.library import generate_scene
 
     scene = generate_scene(*SCENE)

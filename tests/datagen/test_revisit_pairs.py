@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from datagen import conventions as cv
-from datagen.revisits import COLUMNS, find_revisit_pairs
+from datagen.revisit_pairs import COLUMNS, find_revisit_pairs
 
 W, H = 64, 48
 K = cv.intrinsics_from_fov(W, H, 90.0)
