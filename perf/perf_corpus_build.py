@@ -72,7 +72,7 @@ def stage_breakdown(width: int, height: int, duration_s: float) -> dict:
     from datagen.corpus.writer import write_episode
     from datagen.curation.captions import caption_segments
     from datagen.curation.filters import curate
-    from datagen.revisits import find_revisit_pairs
+    from datagen.revisit_pairs import find_revisit_pairs
     from datagen.scenes.library import generate_scene
     from datagen.trajectories import generate
 

@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     from datagen import conventions as cv
     from datagen.actions import actions_to_poses, poses_to_actions
     from datagen.backends.embedded import EmbeddedBackend
-    from datagen.revisits import find_revisit_pairs
+    from datagen.revisit_pairs import find_revisit_pairs
     from datagen.scenes.library import generate_scene
     from datagen.trajectories import GENERATORS, generate
 

@@ -47,7 +47,7 @@ def script_poses(start: np.ndarray, n: int) -> np.ndarray:
 
 def build_task(family: str, seed: int, width: int, height: int, fps: float, seconds: float,
                cache: Path | None = None):
-    from datagen.revisits import find_revisit_pairs
+    from datagen.revisit_pairs import find_revisit_pairs
 
     from benchmark.tasks.task import REVISIT_COLUMNS, Task
 
