@@ -7,8 +7,8 @@
   seeded noise, conditioned exactly as in training (:func:`relic_model.nn.control.latent_controls`,
   poses integrated from the actions in label units), decoded with the checkpoint's autoencoder.
 
-Used by the diagnostics (``relic_model.diagnostics.still_shot``) and the benchmark's
-action-following probe (``benchmark.probes.action_following``).
+Used by the benchmark's probes (``benchmark.probes.still_shot``,
+``benchmark.probes.action_following``).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@
    level ``s``: input ``(1 - s) z_still + s eps`` (the right answer, noised), output
    ``x0_hat = x - s v``; latent RMSE to the still latent and decoded PSNR vs frame 0.
 
-    python -m relic_model.diagnostics.first_frame_latents --suite SUITE_DIR [--checkpoint DIR]
+    python -m benchmark.probes.first_frame_latents --suite SUITE_DIR [--checkpoint DIR]
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 @torch.inference_mode()
 def latent_spaces(ae, frames: list[np.ndarray], firsts: list[np.ndarray]) -> dict:
-    from relic_model.diagnostics.still_shot import psnr_u8
+    from benchmark.probes.still_shot import psnr_u8
     from relic_model.inference.streaming import to_model_image, to_uint8_frames
     H, W = ae.cfg.data.height, ae.cfg.data.width
     z0s, zgs = [], []
@@ -59,7 +59,7 @@ def latent_spaces(ae, frames: list[np.ndarray], firsts: list[np.ndarray]) -> dic
 
 @torch.inference_mode()
 def per_sigma(dit, ae, text, cfg, firsts: list[tuple[np.ndarray, str]], seed: int = 1) -> list[dict]:
-    from relic_model.diagnostics.still_shot import ae_reference, psnr_u8, static_actions
+    from benchmark.probes.still_shot import ae_reference, psnr_u8, static_actions
     from relic_model.inference.streaming import StreamingGenerator, to_uint8_frames
     rows = []
     for s in [float(x) for x in cfg.sampling.sigmas]:

@@ -33,7 +33,7 @@ Variants (all from the same checkpoint and seed):
 
 Command (the report's numbers)::
 
-    python -m relic_model.diagnostics.still_shot --suite SUITE_DIR [--checkpoint DIR] \
+    python -m benchmark.probes.still_shot --suite SUITE_DIR [--checkpoint DIR] \
         [--teacher RUN/teacher/final/model.safetensors] --out reports/diagnosis_still_shot.md
 """
 from __future__ import annotations

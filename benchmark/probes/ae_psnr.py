@@ -12,7 +12,7 @@ The weights are a checkpoint directory (``config.yaml`` + ``model.safetensors`` 
 ``autoencoder.`` prefix: the bundled checkpoint, a run's ``bundle/``, a stage checkpoint
 ``RUN/autoencoder/checkpoints/step_*`` or a :mod:`relic_model.train.snapshot` folder).
 
-    python -m relic_model.diagnostics.ae_psnr --suite SUITE_DIR [--checkpoint DIR]
+    python -m benchmark.probes.ae_psnr --suite SUITE_DIR [--checkpoint DIR]
 """
 from __future__ import annotations
 
