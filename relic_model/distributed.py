@@ -15,7 +15,7 @@
   ``no_sync``; FSDP2 ``set_requires_gradient_sync(False)``), used by replayed back-propagation
   so only the last block's backward communicates.
 - ``unwrap(m)`` returns the underlying module (for checkpoints and no-grad rollouts).
-- Context parallelism (``train.context_parallel: c``, ``train/context_parallel.py``):
+- Context parallelism (``train.context_parallel: c``, ``context_parallel.py``):
   ``with_context_parallel(info, c)`` creates the CP groups (ranks ``g c .. g c + c - 1``) and
   returns a DistInfo whose ``dp_rank``/``dp_size`` are the data-parallel rank and degree
   (``W / c``); ``rank_slice`` hands every rank of a CP group the same batch rows, and
@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+
+from relic_model.context_parallel import context_parallel_groups, enable_context_parallel
 
 
 @dataclass
@@ -102,7 +104,6 @@ def with_context_parallel(info: DistInfo, degree: int) -> DistInfo:
         raise ValueError(f"train.context_parallel must be >= 1, got {degree}")
     if not info.distributed or degree == 1:
         return info
-    from relic_model.train.context_parallel import context_parallel_groups
     if info.world_size % degree:
         raise ValueError(f"train.context_parallel {degree} must divide the number of ranks {info.world_size}")
     return dataclasses.replace(info, cp=degree, cp_group=context_parallel_groups(degree))
@@ -116,7 +117,6 @@ def wrap_model(module: nn.Module, info: DistInfo, mode: str = "ddp", precision: 
         # token shares into the full gradient (context_parallel.py)
         if mode == "none":
             raise ValueError("train.context_parallel > 1 needs train.dist ddp or fsdp")
-        from relic_model.train.context_parallel import enable_context_parallel
         enable_context_parallel(module, info.cp_group)
     if not info.distributed or mode == "none":
         return module

@@ -190,7 +190,7 @@ class SelfAttention(_Projections):
         to read (and commit to when ``plan``). ``past`` = (k, v, key_mask) held K/V read before the
         call (instead of ``cache``; activation checkpointing), ``return_kv`` also returns this call's
         rotated k, v (B, heads, F*n, hd) for the caller to commit. ``cp``: a context-parallel
-        :class:`~relic_model.train.context_parallel.ShardLayout` (x holds this rank's tokens; K/V of
+        :class:`~relic_model.context_parallel.ShardLayout` (x holds this rank's tokens; K/V of
         all current tokens are gathered and attention is block-causal by global index) or None."""
         B, Fr, n, D = x.shape
         q, k, v = self.qkv(x, pose)

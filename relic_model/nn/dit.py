@@ -38,7 +38,7 @@ Execution options (none changes the maths; tests check each against the plain pa
   inputs are kept and the block is recomputed in backward. Cached K/V are read before the block
   and committed after it (outside the recomputed region), so recomputation never sees a cache
   that was modified in between.
-- ``context_parallel`` (set by :func:`relic_model.train.context_parallel.enable_context_parallel`):
+- ``context_parallel`` (set by :func:`relic_model.context_parallel.enable_context_parallel`):
   each rank runs the blocks on its shard of the frames (K/V gathered per layer, block-causal by
   global token index) and the head's input is gathered, so every rank returns the full output.
 """
@@ -139,7 +139,7 @@ class RelicDiT(nn.Module):
         #: are only gathered inside the block's forward); the default precomputes them once per
         #: prompt and keeps them in the KV cache (inference)
         self.text_kv_in_blocks = False
-        #: context parallelism (relic_model/train/context_parallel.py): None, or a ContextParallel
+        #: context parallelism (relic_model/context_parallel.py): None, or a ContextParallel
         #: that shards every forward's tokens over its ranks
         self.context_parallel = None
 

@@ -107,7 +107,7 @@ class TrainSettings:
     dist: str = "ddp"                # ddp | fsdp | none (used under torchrun)
     precision: str = "fp32"          # fp32 | bf16 (autocast; fp32 master weights)
     activation_checkpointing: bool = False
-    context_parallel: int = 1        # context-parallel degree (train/context_parallel.py)
+    context_parallel: int = 1        # context-parallel degree (relic_model/context_parallel.py)
     teacher_dtype: str = "fp32"      # frozen teacher of stages 3-4: fp32 | bf16 (train/frozen_teacher.py)
     teacher_shard: bool = False      # frozen teacher FSDP2-sharded over the ranks (torchrun only)
     require_explicit: bool = False   # force the explicit-schedule check on a small model

@@ -1,4 +1,4 @@
-"""Context parallelism (relic_model/train/context_parallel.py) on 2 CPU processes (gloo, spawned):
+"""Context parallelism (relic_model/context_parallel.py) on 2 CPU processes (gloo, spawned):
 outputs and gradients of a tiny RelicDiT whose tokens are sharded over the two ranks equal those of
 one process holding the whole sequence -- bidirectional, block-causal with a segment crossing the
 shard boundary, uneven shards (padding), a KV-cache pass with autograd (hybrid forcing, compressed
@@ -66,7 +66,7 @@ def _grads(m):
 
 
 def _worker_cp(rank, store, res_path):
-    from relic_model.train.context_parallel import enable_context_parallel
+    from relic_model.context_parallel import enable_context_parallel
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     model, d = _model_and_inputs()
@@ -120,7 +120,7 @@ def _worker_cp(rank, store, res_path):
 
 
 def _worker_fsdp_cp(rank, store, res_path):
-    from relic_model.train.context_parallel import enable_context_parallel
+    from relic_model.context_parallel import enable_context_parallel
     from relic_model.distributed import DistInfo, full_state_dict, wrap_model
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
