@@ -31,72 +31,39 @@ Run directory (``OUT``)::
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
+import pickle
 import platform
+import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
+from benchmark.adapters import make_model
 from benchmark.leaderboard import write_leaderboard
+from benchmark.metrics.image_quality import lpips_weights_path
 from benchmark.naming import NOISE_FLOOR_MODEL, RESULT_COLUMNS, slug
 from benchmark.protocol import PROTOCOL_VERSION
+from benchmark.ray_engine import RayEngine
 from benchmark.report_html import write_report
+from benchmark.rollout import rollout
+from benchmark.score_jobs import score_job, torch_threads, worker_init, worker_score
+from benchmark.scoring import NOISE_FLOOR_KEYS, NOISE_FLOOR_KEYS_FV
 from benchmark.tasks.io import read_manifest, suite_content_hash
 from benchmark.tasks.task import Task
-from benchmark.world_model import WorldModel, check_frames
+from benchmark.world_model import WorldModel
 from datagen.atomic import atomic_write
 
-
-@dataclass
-class Rollout:
-    """Frames of one model on one task (frame 0 included) and its step timings (seconds)."""
-
-    frames: np.ndarray
-    step_seconds: list[float] = field(default_factory=list)
-    chunk_sizes: list[int] = field(default_factory=list)
-    reset_seconds: float = 0.0
-
-    def speed_metrics(self) -> dict[str, float]:
-        total = float(np.sum(self.step_seconds))
-        lat = np.asarray(self.step_seconds) * 1000.0
-        return {"fps": float(np.sum(self.chunk_sizes)) / total if total > 0 else float("nan"),
-                "chunk_latency_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
-                "chunk_latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan")}
-
-
-def rollout(model: WorldModel, task: Task) -> Rollout:
-    """Drive ``model`` through ``task`` chunk by chunk; returns all N frames (frame 0 prepended)."""
-    n = task.num_frames
-    actions = np.asarray(task.actions, dtype=np.float32)[: n - 1]
-    first = task.first_frame()
-    model.bind_task(task)
-    t0 = time.perf_counter()
-    model.reset(first, task.prompt, np.asarray(task.K, dtype=np.float64))
-    reset_s = time.perf_counter() - t0
-    k = max(1, int(getattr(model, "chunk_size", 4) or 4))
-    out = [first[None]]
-    r = Rollout(frames=np.zeros(0), reset_seconds=reset_s)
-    for s in range(0, n - 1, k):
-        chunk = actions[s:s + k]
-        t0 = time.perf_counter()
-        frames = model.step(chunk, float(task.gamma))
-        r.step_seconds.append(time.perf_counter() - t0)
-        r.chunk_sizes.append(len(chunk))
-        out.append(check_frames(frames, len(chunk), task.height, task.width, model.name))
-    r.frames = np.concatenate(out, axis=0)
-    return r
-
-
-def _local_rollout(model: WorldModel, task: Task) -> tuple:
-    """("ok", Rollout) or ("error", message, traceback): one rollout in this process."""
-    try:
-        return "ok", rollout(model, task)
-    except Exception as e:  # noqa: BLE001 - recorded by the harness, never silently dropped
-        return "error", f"{type(e).__name__}: {e}", traceback.format_exc(limit=3)
+FLOOR_KEYS = NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_FV  # est_noise_floor_<the oracle's metric>
+FLOOR_METRICS = [k.replace("est_noise_floor_", "") for k in FLOOR_KEYS]
 
 
 def revisit_strip(task: Task, frames: np.ndarray) -> np.ndarray | None:
@@ -138,19 +105,6 @@ def _save_png(path: Path, rgb: np.ndarray) -> None:
     atomic_write(path, w)
 
 
-def _metrics_of(score) -> dict:
-    m = getattr(score, "metrics", score)
-    return {str(k): float(v) for k, v in dict(m).items() if _is_number(v)}
-
-
-def _is_number(v) -> bool:
-    try:
-        float(v)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
 def write_results(df: pd.DataFrame, out_dir: Path) -> None:
     """results.csv and results.parquet (tidy), atomically."""
     out_dir = Path(out_dir)
@@ -158,57 +112,340 @@ def write_results(df: pd.DataFrame, out_dir: Path) -> None:
     atomic_write(out_dir / "results.parquet", lambda tmp: df.to_parquet(tmp, index=False))
 
 
-def _score_job(task: Task, frames: np.ndarray | None, estimator: str, est_trajectory, lpips: bool):
-    """Score one (model, task) rollout; ``frames=None`` scores the ground truth (noise floor).
-
-    Returns (metrics, curves, est_poses)."""
-    from benchmark.scoring import score_task
-
-    frames = task.gt_frames() if frames is None else frames
-    sc = score_task(task, frames, estimator=estimator, est_trajectory=est_trajectory, lpips=lpips)
-    curves = {k: np.asarray(v) for k, v in (getattr(sc, "curves", None) or {}).items()}
-    est = getattr(sc, "est_poses", None)
-    return _metrics_of(sc), curves, (None if est is None else np.asarray(est, dtype=np.float64))
-
-
-_WORKER_TASKS: dict = {}
-
-
-def _worker_init(suite_root: str) -> None:
-    import torch
-
-    from benchmark.tasks.io import load_suite
-
-    torch.set_num_threads(1)  # one scoring process per core
-    _WORKER_TASKS["suite"] = load_suite(suite_root)
-
-
-def _worker_score(task_id: str, frames_path: str | None, estimator: str, est_trajectory, lpips: bool):
-    task = _WORKER_TASKS["suite"].task(task_id)
-    frames = None if frames_path is None else np.load(frames_path)
+def _local_rollout(model: WorldModel, task: Task) -> tuple:
+    """("ok", Rollout) or ("error", message, traceback): one rollout in this process."""
     try:
-        return _score_job(task, frames, estimator, est_trajectory, lpips)
-    finally:  # a worker meets every task: caching them all would hold the whole suite (GBs)
-        task.release()
+        return "ok", rollout(model, task)
+    except Exception as e:  # noqa: BLE001 - recorded by the harness, never silently dropped
+        return "error", f"{type(e).__name__}: {e}", traceback.format_exc(limit=3)
 
 
-class _torch_threads:
-    """Context manager: torch intra-op threads = n inside, restored after (small images score
-    faster single-threaded; the harness scores with n = 1)."""
+@dataclass
+class RunOptions:
+    """How a run is made: :func:`run_benchmark`'s keyword arguments (see its doc)."""
 
-    def __init__(self, n: int):
-        self.n = n
+    suite_name: str = "?"
+    suite_root: str | None = None
+    lpips: bool = True
+    estimator: str = "direct"
+    trajectories_dir: Path | None = None
+    progress: bool = True
+    report: bool = True
+    workers: int | None = None
+    resume: bool = False
+    allow_missing: bool = False
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_gpus_per_model: float = 0.0
 
-    def __enter__(self):
-        import torch
 
-        self.prev = torch.get_num_threads()
-        torch.set_num_threads(self.n)
+class Job(NamedTuple):
+    """One (model, task) to score: the saved frames (None: the ground truth, i.e. the noise floor),
+    an external TUM trajectory (or None) and the rollout's speed metrics."""
 
-    def __exit__(self, *exc):
-        import torch
+    model: str
+    task_id: str
+    frames_path: str | None
+    est_trajectory: object
+    speed: dict
 
-        torch.set_num_threads(self.prev)
+
+class ScoreCache:
+    """Scores saved per (model, task) under ``OUT/.scores/<model slug>/<task>.pkl``, each with the
+    settings it was computed with (``key``: estimator, LPIPS, LPIPS weights, protocol); a saved score
+    is reused only by a resumed run with the same settings."""
+
+    def __init__(self, root: Path, key: dict, resume: bool):
+        self.root, self.key, self.resume = root, key, resume
+
+    def path(self, model: str, task_id: str) -> Path:
+        return self.root / slug(model) / f"{task_id}.pkl"
+
+    def get(self, model: str, task_id: str):
+        """The saved score of (model, task) when it was computed with this run's settings."""
+        path = self.path(model, task_id)
+        if not (self.resume and path.exists()):
+            return None
+        saved = pickle.loads(path.read_bytes())
+        return saved["result"] if saved.get("key") == self.key else None
+
+    def put(self, model: str, task_id: str, result) -> None:
+        path = self.path(model, task_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(pickle.dumps({"key": self.key, "result": result})))
+
+
+class _Run:
+    """The state of one :func:`run_benchmark` call, built up by its steps: the run directory and its
+    scratch folders, the Ray engine (if any), and what the run records (rows, failures, n/a tasks,
+    model descriptions, timings, resumed work)."""
+
+    def __init__(self, tasks: list[Task], out_dir: Path, opts: RunOptions):
+        """Prepare the run directory: check the engine (start Ray), create ``out_dir``, clear the
+        scratch folders unless resuming, fix the scoring settings."""
+        out_dir = Path(out_dir)
+        if opts.engine not in ("local", "ray"):
+            raise ValueError(f"engine must be local or ray, got {opts.engine!r}")
+        self.ray_engine = None
+        if opts.engine == "ray":
+            self.ray_engine = RayEngine(opts.suite_root, address=opts.ray_address,
+                                        gpus_per_model=opts.ray_gpus_per_model)
+            out_dir = out_dir.resolve()  # Ray workers read the saved frames by path
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir, self.opts, self.tasks = out_dir, opts, tasks
+        self.scratch = out_dir / ".frames"
+        score_cache = out_dir / ".scores"
+        if not opts.resume:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            shutil.rmtree(score_cache, ignore_errors=True)
+        self.lpips_file = lpips_weights_path() if opts.lpips else None
+        self.cache = ScoreCache(score_cache, {"estimator": str(opts.estimator), "lpips": bool(opts.lpips),
+                                              "lpips_weights": self.lpips_file, "protocol": PROTOCOL_VERSION},
+                                opts.resume)
+        self.n_resumed = {"rollouts": 0, "scores": 0}
+        self.t_start = time.perf_counter()
+        self.rows: list[dict] = []
+        self.failures: list[dict] = []
+        self.not_applicable: list[dict] = []
+        self.model_meta: dict[str, dict] = {}
+        self.by_id = {t.task_id: t for t in tasks}
+        self.timings = {"rollout_s": {}, "scoring_s": 0.0}
+        self.scoring_workers: int | str = 1
+
+    def add(self, model: str, task: Task, metrics: dict) -> None:
+        """Tidy rows of (model, task): one per metric."""
+        for k, v in metrics.items():
+            self.rows.append({"model": model, "task": task.task_id, "family": task.family, "metric": k,
+                              "value": float(v), "protocol": PROTOCOL_VERSION})
+
+    # ---- phase 1: rollouts (timed, sequential)
+    def roll_out(self, instances: list[tuple[str, WorldModel | None]]) -> list[Job]:
+        """Roll every model out on every task, one model at a time; returns the scoring jobs."""
+        jobs: list[Job] = []
+        _check_scratch_space(self.scratch, [slug(getattr(inst, "name", None) or spec) for spec, inst in instances],
+                             self.tasks, self.opts.resume)
+        for spec, inst in instances:
+            self._roll_out_model(spec, inst, jobs)
+        return jobs
+
+    def _build_model(self, spec: str, inst: WorldModel | None) -> WorldModel | None:
+        """The model of ``spec`` (or the given instance), uniquely named in this run; None (recorded
+        as a build failure) when it cannot be built or its spec's name is taken."""
+        try:
+            model = inst if inst is not None else make_model(spec)
+        except Exception as e:  # noqa: BLE001 - recorded, reported, never silently dropped
+            self.failures.append({"model": spec, "task": None, "stage": "build", "error": f"{type(e).__name__}: {e}"})
+            print(f"[bench] skipping model {spec}: {e}")
+            return None
+        name = model.name
+        if name in self.model_meta:  # e.g. `relic` and `relic:OTHER_CHECKPOINT`: both call themselves "relic"
+            if spec in self.model_meta:
+                self.failures.append({"model": spec, "task": None, "stage": "build",
+                                      "error": f"another model in this run is already named {name!r}"})
+                print(f"[bench] skipping model {spec}: another model in this run is already named {name!r}")
+                model.close()
+                return None
+            print(f"[bench] {spec}: the name {name!r} is taken by an earlier model in this run; "
+                  f"this one is named by its spec")
+            model.name = name = spec
+        self.model_meta[name] = model.describe() if hasattr(model, "describe") else {"name": name}
+        return model
+
+    def _tasks_to_roll_out(self, model: WorldModel, jobs: list[Job]) -> list[Task]:
+        """The tasks ``model`` still has to run: n/a tasks are recorded, and with ``resume`` the
+        rollouts already saved become jobs at once."""
+        name, todo = model.name, []
+        for task in self.tasks:
+            reason = model.out_of_action_space(task) if hasattr(model, "out_of_action_space") else None
+            if reason:
+                self.not_applicable.append({"model": name, "task": task.task_id, "reason": str(reason)})
+                continue
+            fp = self.scratch / slug(name) / f"{task.task_id}.npy"
+            sp = fp.with_suffix(".speed.json")
+            if self.opts.resume and sp.exists() and (fp.exists() or self.cache.get(name, task.task_id) is not None):
+                jobs.append(Job(name, task.task_id, str(fp),
+                                _external_trajectory(self.opts.trajectories_dir, name, task.task_id),
+                                json.loads(sp.read_text())))
+                self.n_resumed["rollouts"] += 1
+                continue
+            todo.append(task)
+        return todo
+
+    def _roll_out_model(self, spec: str, inst: WorldModel | None, jobs: list[Job]) -> None:
+        """Roll one model out on its tasks (here or on Ray actors); save frames, speed and revisit
+        strips; append its scoring jobs."""
+        model = self._build_model(spec, inst)
+        if model is None:
+            return
+        name = model.name
+        t_model = time.perf_counter()
+        todo = self._tasks_to_roll_out(model, jobs)
+        if self.ray_engine is not None:
+            done = ((self.by_id[tid], reply)
+                    for tid, reply in self.ray_engine.rollouts(spec, inst, [t.task_id for t in todo]))
+        else:
+            done = ((task, _local_rollout(model, task)) for task in todo)
+        for task, reply in tqdm(done, total=len(todo), desc=f"run {name}", disable=not self.opts.progress):
+            if reply[0] != "ok":
+                self.failures.append({"model": name, "task": task.task_id, "stage": "rollout", "error": reply[1],
+                                      "traceback": reply[2]})
+                print(f"[bench] {name} failed on {task.task_id}: {reply[1]}")
+                continue
+            r = reply[1]
+            fp = self.scratch / slug(name) / f"{task.task_id}.npy"
+            sp = fp.with_suffix(".speed.json")
+            fp.parent.mkdir(parents=True, exist_ok=True)
+            _save_npy(fp, r.frames)
+            speed = r.speed_metrics() if getattr(model, "measures_speed", True) else {}
+            atomic_write(sp, lambda tmp, speed=speed: Path(tmp).write_text(json.dumps(speed)))
+            jobs.append(Job(name, task.task_id, str(fp),
+                            _external_trajectory(self.opts.trajectories_dir, name, task.task_id), speed))
+            strip = revisit_strip(task, r.frames)
+            if strip is not None:
+                _save_png(self.out_dir / "strips" / slug(name) / f"{task.task_id}.png", strip)
+            task.release()  # ground truth read by privileged baselines / strips: not kept for all tasks
+        model.close()
+        self.timings["rollout_s"][name] = round(time.perf_counter() - t_model, 3)
+
+    # ---- phase 2: scoring
+    def oracle_floor_tasks(self, jobs: list[Job]) -> set[str]:
+        """Tasks whose noise floor is the oracle's score (its frames are the ground truth and the
+        built-in estimator is deterministic)."""
+        return {j.task_id for j in jobs if j.model == "oracle" and j.est_trajectory is None}
+
+    def score(self, jobs: list[Job]) -> dict[tuple[str, str], tuple]:
+        """Score the noise floor of every task (unless the oracle's score stands in for it) and every
+        rollout, reusing saved scores when resuming; returns {(model, task_id): job result}."""
+        opts = self.opts
+        oracle_ok = self.oracle_floor_tasks(jobs)
+        floor_jobs = [Job(NOISE_FLOOR_MODEL, t.task_id, None, None, {}) for t in self.tasks
+                      if t.task_id not in oracle_ok]
+        all_jobs = floor_jobs + jobs
+        workers = opts.workers
+        if workers is None:  # processes pay a few seconds of start-up: only for real amounts of work
+            n_frames = sum(self.by_id[j.task_id].num_frames for j in all_jobs)
+            workers = min(2, os.cpu_count() or 1) if (opts.suite_root and n_frames >= 1500) else 1
+        workers = max(1, min(int(workers), len(all_jobs) or 1))
+        self.scoring_workers = workers
+        t_score = time.perf_counter()
+        results: dict[tuple[str, str], tuple] = {}
+        frames_of = {(j.model, j.task_id): j.frames_path for j in all_jobs}
+
+        def keep(key, res):
+            results[key] = res
+            self.cache.put(*key, res)
+            if frames_of.get(key):  # scored and saved: the frames are no longer needed
+                Path(frames_of[key]).unlink(missing_ok=True)
+
+        if opts.resume:
+            for j in all_jobs:
+                res = self.cache.get(j.model, j.task_id)
+                if res is not None:
+                    results[(j.model, j.task_id)] = res
+                    self.n_resumed["scores"] += 1
+        todo = [j for j in all_jobs if (j.model, j.task_id) not in results]
+        if self.ray_engine is not None:
+            self._score_on_ray(todo, keep)
+        elif workers > 1 and opts.suite_root:
+            self._score_in_pool(todo, keep, workers)
+        else:
+            self._score_here(todo, keep)
+        self.timings["scoring_s"] = round(time.perf_counter() - t_score, 3)
+        return results
+
+    def _score_failed(self, key: tuple[str, str], e: Exception) -> None:
+        self.failures.append({"model": key[0], "task": key[1], "stage": "score", "error": f"{type(e).__name__}: {e}",
+                              "traceback": traceback.format_exc(limit=3)})
+        print(f"[bench] scoring {key[0]} on {key[1]} failed: {type(e).__name__}: {e}")
+
+    def _score_on_ray(self, todo: list[Job], keep) -> None:
+        opts, ray_engine = self.opts, self.ray_engine
+        replies = ray_engine.score((j.task_id, j.frames_path, opts.estimator, j.est_trajectory, opts.lpips)
+                                   for j in todo)
+        for i, reply in tqdm(replies, total=len(todo), desc="score", disable=not opts.progress):
+            key = (todo[i].model, todo[i].task_id)
+            if reply[0] == "ok":
+                keep(key, reply[1])
+            else:  # recorded like a local scoring failure; the model is then incomplete
+                self.failures.append({"model": key[0], "task": key[1], "stage": "score", "error": reply[1],
+                                      "traceback": reply[2]})
+                print(f"[bench] scoring {key[0]} on {key[1]} failed: {reply[1]}")
+        self.scoring_workers = f"ray ({ray_engine.address or 'local'})"
+        self.timings["ray_startup_s"] = round(ray_engine.startup_s(), 3)
+        ray_engine.close()
+
+    def _score_in_pool(self, todo: list[Job], keep, workers: int) -> None:
+        opts = self.opts
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                 initializer=worker_init, initargs=(str(opts.suite_root),)) as ex:
+            futs = {ex.submit(worker_score, j.task_id, j.frames_path, opts.estimator, j.est_trajectory, opts.lpips):
+                    (j.model, j.task_id) for j in todo}
+            for f in tqdm(futs, desc="score", disable=not opts.progress):
+                try:
+                    keep(futs[f], f.result())
+                except Exception as e:  # noqa: BLE001 - recorded; the model is then incomplete
+                    self._score_failed(futs[f], e)
+
+    def _score_here(self, todo: list[Job], keep) -> None:
+        opts = self.opts
+        with torch_threads(1):
+            for m, tid, fp, est, _ in tqdm(todo, desc="score", disable=not opts.progress):
+                try:
+                    keep((m, tid), score_job(self.by_id[tid], None if fp is None else np.load(fp), opts.estimator,
+                                             est, opts.lpips))
+                except Exception as e:  # noqa: BLE001
+                    self._score_failed((m, tid), e)
+                self.by_id[tid].release()
+
+    # ---- results
+    def results_table(self, jobs: list[Job], results: dict[tuple[str, str], tuple]) -> pd.DataFrame:
+        """Tidy rows: the noise floor of every task, then every scored job with the floor beside its
+        metrics and its speed; writes the curves and trajectories of each job; clears the scratch
+        folders."""
+        oracle_ok = self.oracle_floor_tasks(jobs)
+        floors: dict[str, dict] = {}
+        for t in self.tasks:
+            src = ("oracle", t.task_id) if t.task_id in oracle_ok else (NOISE_FLOOR_MODEL, t.task_id)
+            met = results[src][0] if src in results else {}
+            floors[t.task_id] = {k: met.get(k, float("nan")) for k in FLOOR_METRICS}
+            self.add(NOISE_FLOOR_MODEL, t, floors[t.task_id])
+        for m, tid, fp, est, speed in jobs:
+            task = self.by_id[tid]
+            if (m, tid) not in results:
+                continue  # scoring failed: recorded in failures, the task is missing for this model
+            metrics, curves, est_poses = results[(m, tid)]
+            metrics = dict(metrics)
+            for key, short in zip(FLOOR_KEYS, FLOOR_METRICS):  # the estimator's noise floor beside every result
+                metrics[key] = floors[tid][short]
+            metrics.update(speed)
+            self.add(m, task, metrics)
+            if curves:
+                _save_npz(self.out_dir / "curves" / slug(m) / f"{tid}.npz", **curves)
+            if est_poses is not None:
+                _save_npz(self.out_dir / "trajectories" / slug(m) / f"{tid}.npz", est_poses=est_poses,
+                          gt_poses=np.asarray(task.gt_poses, dtype=np.float64))
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        shutil.rmtree(self.cache.root, ignore_errors=True)
+        return pd.DataFrame(self.rows, columns=RESULT_COLUMNS)
+
+    def run_info(self, model_specs: list[str]) -> dict:
+        """run.json's content."""
+        opts, tasks = self.opts, self.tasks
+        return {
+            "suite": opts.suite_name, "suite_root": str(opts.suite_root) if opts.suite_root else None,
+            "tasks": [{"task_id": t.task_id, "family": t.family, "scene_id": t.scene_id, "num_frames": t.num_frames,
+                       "fps": t.fps, "width": t.width, "height": t.height} for t in tasks],
+            "models": self.model_meta, "model_specs": model_specs,
+            "failures": self.failures, "not_applicable": self.not_applicable, "allow_missing": bool(opts.allow_missing),
+            "suite_content_sha256": _suite_hash(opts.suite_root),
+            "protocol": PROTOCOL_VERSION, "estimator": opts.estimator, "lpips_requested": bool(opts.lpips),
+            "lpips_weights": self.lpips_file,
+            "timings": self.timings, "scoring_workers": self.scoring_workers, "resumed": self.n_resumed,
+            "engine": opts.engine,
+            "wall_s": round(time.perf_counter() - self.t_start, 3), "platform": platform.platform(),
+            "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
 
 
 def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, suite_name: str = "?",
@@ -248,237 +485,25 @@ def run_benchmark(model_specs: list[str], tasks: list[Task], out_dir: Path, *, s
     files and scores, speed measured on the workers.
     Returns the tidy results DataFrame.
     """
-    import pickle
-    import shutil
+    opts = RunOptions(suite_name=suite_name, suite_root=suite_root, lpips=lpips, estimator=estimator,
+                      trajectories_dir=trajectories_dir, progress=progress, report=report, workers=workers,
+                      resume=resume, allow_missing=allow_missing, engine=engine, ray_address=ray_address,
+                      ray_gpus_per_model=ray_gpus_per_model)
+    return run_with_options(model_specs, tasks, out_dir, opts, models)
 
-    from tqdm import tqdm
 
-    from benchmark.adapters import make_model
-    from benchmark.scoring import NOISE_FLOOR_KEYS, NOISE_FLOOR_KEYS_FV
-
-    floor_keys = NOISE_FLOOR_KEYS + NOISE_FLOOR_KEYS_FV  # est_noise_floor_<the oracle's metric>
-    floor_metrics = [k.replace("est_noise_floor_", "") for k in floor_keys]
-
-    out_dir = Path(out_dir)
-    if engine not in ("local", "ray"):
-        raise ValueError(f"engine must be local or ray, got {engine!r}")
-    ray_engine = None
-    if engine == "ray":
-        from benchmark.ray_engine import RayEngine
-
-        ray_engine = RayEngine(suite_root, address=ray_address, gpus_per_model=ray_gpus_per_model)
-        out_dir = out_dir.resolve()  # Ray workers read the saved frames by path
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scratch = out_dir / ".frames"
-    score_cache = out_dir / ".scores"
-    if not resume:
-        shutil.rmtree(scratch, ignore_errors=True)
-        shutil.rmtree(score_cache, ignore_errors=True)
-    from benchmark.metrics.image_quality import lpips_weights_path
-
-    lpips_file = lpips_weights_path() if lpips else None
-    score_key = {"estimator": str(estimator), "lpips": bool(lpips), "lpips_weights": lpips_file,
-                 "protocol": PROTOCOL_VERSION}
-    n_resumed = {"rollouts": 0, "scores": 0}
-    t_start = time.perf_counter()
-    rows: list[dict] = []
-    failures: list[dict] = []
-    not_applicable: list[dict] = []
-    model_meta: dict[str, dict] = {}
-    by_id = {t.task_id: t for t in tasks}
-    timings = {"rollout_s": {}, "scoring_s": 0.0}
-
-    def cache_path(m, tid):
-        return score_cache / slug(m) / f"{tid}.pkl"
-
-    def cached_score(m, tid):
-        """The saved score of (model, task) when it was computed with this run's settings."""
-        path = cache_path(m, tid)
-        if not (resume and path.exists()):
-            return None
-        saved = pickle.loads(path.read_bytes())
-        return saved["result"] if saved.get("key") == score_key else None
-
-    def add(model, task, metrics):
-        for k, v in metrics.items():
-            rows.append({"model": model, "task": task.task_id, "family": task.family, "metric": k, "value": float(v),
-                         "protocol": PROTOCOL_VERSION})
-
-    # ---- phase 1: rollouts (timed, sequential)
-    jobs: list[tuple[str, str, str | None, object, dict]] = []  # (model, task_id, frames path, est traj, speed)
+def run_with_options(model_specs: list[str], tasks: list[Task], out_dir: Path, opts: RunOptions,
+                     models: dict[str, WorldModel] | None = None) -> pd.DataFrame:
+    """:func:`run_benchmark` with its options as a :class:`RunOptions`: prepare the run directory,
+    roll out (phase 1), score (phase 2), write the results table and run.json (and the reports)."""
+    run = _Run(tasks, out_dir, opts)
     instances: list[tuple[str, WorldModel | None]] = [(s, None) for s in model_specs]
     instances += list((models or {}).items())
-    _check_scratch_space(scratch, [slug(getattr(inst, "name", None) or spec) for spec, inst in instances],
-                         tasks, resume)
-    for spec, inst in instances:
-        try:
-            model = inst if inst is not None else make_model(spec)
-        except Exception as e:  # noqa: BLE001 - recorded, reported, never silently dropped
-            failures.append({"model": spec, "task": None, "stage": "build", "error": f"{type(e).__name__}: {e}"})
-            print(f"[bench] skipping model {spec}: {e}")
-            continue
-        name = model.name
-        if name in model_meta:  # e.g. `relic` and `relic:OTHER_CHECKPOINT`: both call themselves "relic"
-            if spec in model_meta:
-                failures.append({"model": spec, "task": None, "stage": "build",
-                                 "error": f"another model in this run is already named {name!r}"})
-                print(f"[bench] skipping model {spec}: another model in this run is already named {name!r}")
-                model.close()
-                continue
-            print(f"[bench] {spec}: the name {name!r} is taken by an earlier model in this run; "
-                  f"this one is named by its spec")
-            model.name = name = spec
-        model_meta[name] = model.describe() if hasattr(model, "describe") else {"name": name}
-        t_model = time.perf_counter()
-        todo: list[Task] = []
-        for task in tasks:
-            reason = model.out_of_action_space(task) if hasattr(model, "out_of_action_space") else None
-            if reason:
-                not_applicable.append({"model": name, "task": task.task_id, "reason": str(reason)})
-                continue
-            fp = scratch / slug(name) / f"{task.task_id}.npy"
-            sp = fp.with_suffix(".speed.json")
-            if resume and sp.exists() and (fp.exists() or cached_score(name, task.task_id) is not None):
-                jobs.append((name, task.task_id, str(fp), _external_trajectory(trajectories_dir, name, task.task_id),
-                             json.loads(sp.read_text())))
-                n_resumed["rollouts"] += 1
-                continue
-            todo.append(task)
-        if ray_engine is not None:
-            done = ((by_id[tid], reply) for tid, reply in ray_engine.rollouts(spec, inst, [t.task_id for t in todo]))
-        else:
-            done = ((task, _local_rollout(model, task)) for task in todo)
-        for task, reply in tqdm(done, total=len(todo), desc=f"run {name}", disable=not progress):
-            if reply[0] != "ok":
-                failures.append({"model": name, "task": task.task_id, "stage": "rollout", "error": reply[1],
-                                 "traceback": reply[2]})
-                print(f"[bench] {name} failed on {task.task_id}: {reply[1]}")
-                continue
-            r = reply[1]
-            fp = scratch / slug(name) / f"{task.task_id}.npy"
-            sp = fp.with_suffix(".speed.json")
-            fp.parent.mkdir(parents=True, exist_ok=True)
-            _save_npy(fp, r.frames)
-            speed = r.speed_metrics() if getattr(model, "measures_speed", True) else {}
-            atomic_write(sp, lambda tmp, speed=speed: Path(tmp).write_text(json.dumps(speed)))
-            jobs.append((name, task.task_id, str(fp), _external_trajectory(trajectories_dir, name, task.task_id),
-                         speed))
-            strip = revisit_strip(task, r.frames)
-            if strip is not None:
-                _save_png(out_dir / "strips" / slug(name) / f"{task.task_id}.png", strip)
-            task.release()  # ground truth read by privileged baselines / strips: not kept for all tasks
-        model.close()
-        timings["rollout_s"][name] = round(time.perf_counter() - t_model, 3)
-
-    # ---- phase 2: scoring
-    oracle_ok = {tid for (m, tid, _, est, _) in jobs if m == "oracle" and est is None}
-    floor_jobs = [(NOISE_FLOOR_MODEL, t.task_id, None, None, {}) for t in tasks if t.task_id not in oracle_ok]
-    all_jobs = floor_jobs + jobs
-    if workers is None:  # processes pay a few seconds of start-up: only for real amounts of work
-        n_frames = sum(by_id[tid].num_frames for _, tid, _, _, _ in all_jobs)
-        workers = min(2, os.cpu_count() or 1) if (suite_root and n_frames >= 1500) else 1
-    workers = max(1, min(int(workers), len(all_jobs) or 1))
-    t_score = time.perf_counter()
-    results: dict[tuple[str, str], tuple] = {}
-
-    frames_of = {(m, tid): fp for m, tid, fp, _, _ in all_jobs}
-
-    def keep(key, res):
-        results[key] = res
-        path = cache_path(*key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: Path(tmp).write_bytes(pickle.dumps({"key": score_key, "result": res})))
-        if frames_of.get(key):  # scored and saved: the frames are no longer needed
-            Path(frames_of[key]).unlink(missing_ok=True)
-
-    def score_failed(key, e):
-        failures.append({"model": key[0], "task": key[1], "stage": "score", "error": f"{type(e).__name__}: {e}",
-                         "traceback": traceback.format_exc(limit=3)})
-        print(f"[bench] scoring {key[0]} on {key[1]} failed: {type(e).__name__}: {e}")
-
-    if resume:
-        for m, tid, _, _, _ in all_jobs:
-            res = cached_score(m, tid)
-            if res is not None:
-                results[(m, tid)] = res
-                n_resumed["scores"] += 1
-    todo = [j for j in all_jobs if (j[0], j[1]) not in results]
-    if ray_engine is not None:
-        replies = ray_engine.score((tid, fp, estimator, est, lpips) for _, tid, fp, est, _ in todo)
-        for i, reply in tqdm(replies, total=len(todo), desc="score", disable=not progress):
-            key = (todo[i][0], todo[i][1])
-            if reply[0] == "ok":
-                keep(key, reply[1])
-            else:  # recorded like a local scoring failure; the model is then incomplete
-                failures.append({"model": key[0], "task": key[1], "stage": "score", "error": reply[1],
-                                 "traceback": reply[2]})
-                print(f"[bench] scoring {key[0]} on {key[1]} failed: {reply[1]}")
-        workers = f"ray ({ray_engine.address or 'local'})"
-        timings["ray_startup_s"] = round(ray_engine.startup_s(), 3)
-        ray_engine.close()
-    elif workers > 1 and suite_root:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(str(suite_root),)) as ex:
-            futs = {ex.submit(_worker_score, tid, fp, estimator, est, lpips): (m, tid) for m, tid, fp, est, _ in todo}
-            for f in tqdm(futs, desc="score", disable=not progress):
-                try:
-                    keep(futs[f], f.result())
-                except Exception as e:  # noqa: BLE001 - recorded; the model is then incomplete
-                    score_failed(futs[f], e)
-    else:
-        with _torch_threads(1):
-            for m, tid, fp, est, _ in tqdm(todo, desc="score", disable=not progress):
-                try:
-                    keep((m, tid), _score_job(by_id[tid], None if fp is None else np.load(fp), estimator, est, lpips))
-                except Exception as e:  # noqa: BLE001
-                    score_failed((m, tid), e)
-                by_id[tid].release()
-    timings["scoring_s"] = round(time.perf_counter() - t_score, 3)
-
-    floors: dict[str, dict] = {}
-    for t in tasks:
-        src = ("oracle", t.task_id) if t.task_id in oracle_ok else (NOISE_FLOOR_MODEL, t.task_id)
-        met = results[src][0] if src in results else {}
-        floors[t.task_id] = {k: met.get(k, float("nan")) for k in floor_metrics}
-        add(NOISE_FLOOR_MODEL, t, floors[t.task_id])
-    for m, tid, fp, est, speed in jobs:
-        task = by_id[tid]
-        if (m, tid) not in results:
-            continue  # scoring failed: recorded in failures, the task is missing for this model
-        metrics, curves, est_poses = results[(m, tid)]
-        metrics = dict(metrics)
-        for key, short in zip(floor_keys, floor_metrics):  # the estimator's noise floor beside every result
-            metrics[key] = floors[tid][short]
-        metrics.update(speed)
-        add(m, task, metrics)
-        if curves:
-            _save_npz(out_dir / "curves" / slug(m) / f"{tid}.npz", **curves)
-        if est_poses is not None:
-            _save_npz(out_dir / "trajectories" / slug(m) / f"{tid}.npz", est_poses=est_poses,
-                      gt_poses=np.asarray(task.gt_poses, dtype=np.float64))
-    shutil.rmtree(scratch, ignore_errors=True)
-    shutil.rmtree(score_cache, ignore_errors=True)
-
-    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    write_results(df, out_dir)
-    run_info = {
-        "suite": suite_name, "suite_root": str(suite_root) if suite_root else None,
-        "tasks": [{"task_id": t.task_id, "family": t.family, "scene_id": t.scene_id, "num_frames": t.num_frames,
-                   "fps": t.fps, "width": t.width, "height": t.height} for t in tasks],
-        "models": model_meta, "model_specs": list(model_specs) + list((models or {}).keys()),
-        "failures": failures, "not_applicable": not_applicable, "allow_missing": bool(allow_missing),
-        "suite_content_sha256": _suite_hash(suite_root),
-        "protocol": PROTOCOL_VERSION, "estimator": estimator, "lpips_requested": bool(lpips),
-        "lpips_weights": lpips_file,
-        "timings": timings, "scoring_workers": workers, "resumed": n_resumed, "engine": engine,
-        "wall_s": round(time.perf_counter() - t_start, 3), "platform": platform.platform(),
-        "python": platform.python_version(), "cpu_count": os.cpu_count(),
-        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    write_run_info(out_dir, run_info, report)
+    jobs = run.roll_out(instances)
+    results = run.score(jobs)
+    df = run.results_table(jobs, results)
+    write_results(df, run.out_dir)
+    write_run_info(run.out_dir, run.run_info(list(model_specs) + list((models or {}).keys())), opts.report)
     return df
 
 
@@ -502,8 +527,6 @@ def write_run_info(out_dir: Path, run_info: dict, report: bool = True) -> None:
 
 def _check_scratch_space(scratch: Path, model_slugs: list[str], tasks: list[Task], resume: bool) -> None:
     """Stop before rolling out when the frames still to be saved cannot fit on the disk."""
-    import shutil
-
     need = 0
     for ms in model_slugs:
         for t in tasks:

@@ -6,7 +6,7 @@ with ``engine="ray"`` it hands the work of each phase to this module:
 * **Rollouts**: per model, ``model_workers`` Ray actors (:class:`RolloutActor`) each build the
   model from its spec (``make_model``; a model given as an instance is shipped to them pickled)
   and load the suite from ``suite_root``; tasks are handed out one at a time and each actor returns
-  the task's :class:`benchmark.harness.Rollout` (frames and step timings). Give each model worker a
+  the task's :class:`benchmark.rollout.Rollout` (frames and step timings). Give each model worker a
   GPU with ``gpus_per_model``. The driver saves frames, speed and strips exactly as locally, in
   task order. Speed metrics (fps, chunk latency) are measured inside the actors while other
   rollouts may run beside them: for speed numbers that are a model's own, run the local engine.
@@ -43,7 +43,7 @@ class RolloutActor:
         """("ok", Rollout) or ("error", message, traceback) for one task."""
         import traceback
 
-        from benchmark.harness import rollout
+        from benchmark.rollout import rollout
 
         task = self.suite.task(task_id)
         try:
@@ -62,18 +62,18 @@ class ScoreActor:
 
     def __init__(self, suite_root: str, env: dict):
         os.environ.update(env)
-        from benchmark.harness import _worker_init
+        from benchmark.score_jobs import worker_init
 
-        _worker_init(suite_root)
+        worker_init(suite_root)
 
     def score(self, task_id: str, frames_path: Optional[str], estimator: str, est_trajectory, lpips: bool):
         """("ok", (metrics, curves, est_poses)) or ("error", message, traceback)."""
         import traceback
 
-        from benchmark.harness import _worker_score
+        from benchmark.score_jobs import worker_score
 
         try:
-            return "ok", _worker_score(task_id, frames_path, estimator, est_trajectory, lpips)
+            return "ok", worker_score(task_id, frames_path, estimator, est_trajectory, lpips)
         except Exception as e:  # noqa: BLE001 - recorded by the harness as a scoring failure
             return "error", f"{type(e).__name__}: {e}", traceback.format_exc(limit=3)
 

@@ -6,7 +6,7 @@ import pytest
 from benchmark.adapters import VALIDITY_VARIANTS, make_model, parse_models
 from benchmark.adapters.noisy_oracle import drifted_poses
 from benchmark.adapters.reproject import ReprojectModel, forward_splat
-from benchmark.harness import rollout
+from benchmark.rollout import rollout
 from benchmark.tasks.io import load_suite
 from benchmark.tasks.suite import build_suite, suite_spec
 

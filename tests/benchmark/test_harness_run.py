@@ -124,7 +124,7 @@ def test_interrupted_run_resumes_without_redoing_work(run, tmp_path, monkeypatch
 
     suite, ref_out, ref_df = run
     calls = {"rollout": 0, "score": 0}
-    real_rollout, real_score = harness.rollout, harness._score_job
+    real_rollout, real_score = harness.rollout, harness.score_job
 
     def counting_rollout(model, task):
         calls["rollout"] += 1
@@ -139,7 +139,7 @@ def test_interrupted_run_resumes_without_redoing_work(run, tmp_path, monkeypatch
         return real_score(*a, **k)
 
     monkeypatch.setattr(harness, "rollout", counting_rollout)
-    monkeypatch.setattr(harness, "_score_job", failing_score)
+    monkeypatch.setattr(harness, "score_job", failing_score)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt, match="simulated"):
         run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False,
@@ -158,7 +158,7 @@ def test_interrupted_run_resumes_without_redoing_work(run, tmp_path, monkeypatch
         calls["score"] += 1
         return real_score(*a, **k)
 
-    monkeypatch.setattr(harness, "_score_job", counting_score)
+    monkeypatch.setattr(harness, "score_job", counting_score)
     df = run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False,
                        report=False, workers=1, resume=True)
     assert calls["rollout"] == 0                         # every rollout reused
@@ -228,14 +228,14 @@ def test_a_scoring_failure_is_recorded_and_the_others_are_still_written(run, tmp
 
     suite, _, _ = run
     bad = suite.tasks[0].task_id
-    real = harness._score_job
+    real = harness.score_job
 
     def flaky(task, frames, *a, **k):
         if task.task_id == bad and frames is not None:
             raise ValueError("estimator blew up")
         return real(task, frames, *a, **k)
 
-    monkeypatch.setattr(harness, "_score_job", flaky)
+    monkeypatch.setattr(harness, "score_job", flaky)
     out = tmp_path / "flaky"
     df = run_benchmark(["static"], suite.tasks, out, suite_name=suite.name, lpips=False, progress=False, workers=1)
     assert bad not in set(df.loc[df.model == "static", "task"]) and len(set(df.loc[df.model == "static", "task"])) == 2
