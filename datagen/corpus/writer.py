@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from datagen.corpus import format as F
+from datagen.curation.balance import manifest_weights
 from datagen.filebytes import npy_bytes
 
 
@@ -186,8 +187,6 @@ def write_manifest(corpus_dir: str | os.PathLike, rows: list[dict], rebalance: b
 
     sample_weight is recomputed over all rows (datagen.curation.balance.manifest_weights).
     """
-    from datagen.curation.balance import manifest_weights
-
     corpus_dir = Path(corpus_dir)
     df = pd.DataFrame(rows, columns=list(F.MANIFEST_COLUMNS))
     if len(df):

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 from datagen.atomic import atomic_write
 from relic_model.data.controls import clip_controls, num_video_frames
+from relic_model.distributed import barrier
 
 
 @dataclass
@@ -90,7 +91,6 @@ def encode_pool(clips, autoencoder, num_clips: int, latent_frames: int, seed: in
 
 def build_or_load_pool(cache_dir: str | os.PathLike, key: str, clips, autoencoder, num_clips: int,
                        latent_frames: int, seed: int, info=None, progress: bool = False) -> LatentPool:
-    from relic_model.distributed import barrier
     cache_dir = Path(cache_dir)
     path = cache_dir / f"pool_F{latent_frames}_N{num_clips}_{key}.safetensors"
     is_main = info is None or info.is_main

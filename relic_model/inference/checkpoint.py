@@ -10,6 +10,9 @@ from pathlib import Path
 
 from datagen.atomic import atomic_write
 from relic_model.config import RelicConfig, load_config, save_config
+from relic_model.nn.autoencoder import VideoAutoencoder
+from relic_model.nn.dit import RelicDiT
+from relic_model.nn.text import TextEncoder
 
 BUNDLED = Path(__file__).resolve().parents[1] / "checkpoints" / "relic_tiny"
 PREFIXES = ("dit", "autoencoder", "text")
@@ -35,9 +38,6 @@ def save_checkpoint(directory, cfg: RelicConfig, dit, autoencoder, text_encoder,
 
 def build_models(cfg: RelicConfig, device="cpu"):
     """Fresh (randomly initialised, seeded by torch's global RNG) dit, autoencoder, text encoder."""
-    from relic_model.nn.autoencoder import VideoAutoencoder
-    from relic_model.nn.dit import RelicDiT
-    from relic_model.nn.text import TextEncoder
     return RelicDiT(cfg).to(device), VideoAutoencoder(cfg).to(device), TextEncoder(cfg.text).to(device)
 
 

@@ -24,6 +24,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from datagen.atomic import atomic_write
+from relic_model.config import save_config
 
 
 def state_dicts_to_flat(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
@@ -79,7 +80,6 @@ class CheckpointManager:
         self.keep = keep
 
     def _write(self, target: Path, modules, optimizers, config, state: dict) -> Path:
-        from relic_model.config import save_config
         tmp = target.with_name(target.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
