@@ -13,13 +13,21 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
 from datagen.atomic import atomic_write, atomic_write_text
-from datagen.cli_common import nonnegative_int, positive_int, resolution_arg
+from datagen.cli_common import ensure_output_file, nonnegative_int, positive_float, positive_int, resolution_arg
+from datagen.conventions import intrinsics_from_fov
+from datagen.render.presets import RESOLUTIONS, resolution
+from datagen.render.renderer import Renderer
+from datagen.scenes.library import (FAMILIES, describe_families, generate_scene, load_scene, save_scene,
+                                    scene_from_dict)
+from datagen.scenes.meshes import mesh_scene_spec
 
 
 def _fov(text: str) -> float:
-    from datagen.cli_common import positive_float
-
     v = positive_float(text)
     if not v < 180.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 180) degrees, got {v:g}")
@@ -27,8 +35,6 @@ def _fov(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from datagen.render.presets import RESOLUTIONS
-
     g = p.add_mutually_exclusive_group()
     g.add_argument("--list", action="store_true", help="print the scene families, one per line")
     g.add_argument("--family", help="family of the scene to generate (see --list)")
@@ -46,33 +52,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _render_png(scene, out, res: str, fov: float) -> None:
-    from PIL import Image
-
-    from datagen.conventions import intrinsics_from_fov
-    from datagen.render.presets import resolution
-    from datagen.render.renderer import Renderer
-
     w, h = resolution(res)
     f = Renderer(scene).render(scene.spawn_c2w, intrinsics_from_fov(w, h, fov), w, h, ("rgb",))
     _save_png(f.rgb, out)
 
 
 def _save_png(rgb, out) -> None:
-    from PIL import Image
-
     atomic_write(out, lambda tmp: Image.fromarray(rgb).save(tmp), suffix=".png")
 
 
 def contact_sheet(out, seeds: int = 3, res: str = "small", fov: float = 90.0) -> Path:
     """Grid PNG: one row per family, one column per seed (0..seeds-1), each the spawn view."""
-    import numpy as np
-    from tqdm import tqdm
-
-    from datagen.conventions import intrinsics_from_fov
-    from datagen.render.presets import resolution
-    from datagen.render.renderer import Renderer
-    from datagen.scenes.library import FAMILIES, generate_scene
-
     w, h = resolution(res)
     K = intrinsics_from_fov(w, h, fov)
     pad = 4
@@ -88,9 +78,6 @@ def contact_sheet(out, seeds: int = 3, res: str = "small", fov: float = 90.0) ->
 
 
 def run(args) -> int:
-    from datagen.cli_common import ensure_output_file
-    from datagen.scenes.library import FAMILIES, describe_families, generate_scene, load_scene, save_scene
-
     if args.out and (args.family or args.render or args.mesh):
         ensure_output_file(args.out, example="view.png" if args.render else "scene.json")
     if args.contact_sheet:
@@ -125,9 +112,6 @@ def run(args) -> int:
     if args.mesh:
         if not args.out:
             raise ValueError("--mesh needs --out FILE (where to write the scene JSON)")
-        from datagen.scenes.library import scene_from_dict
-        from datagen.scenes.meshes import mesh_scene_spec
-
         out = Path(args.out)
         d = mesh_scene_spec(args.mesh, out_dir=out.parent if str(out.parent) else ".")
         scene = scene_from_dict(d, base_dir=out.parent)  # validates: loads and builds the scene
