@@ -14,7 +14,8 @@ import pandas as pd
 from benchmark.naming import model_sort_key
 
 
-def _mean(values) -> float:
+def finite_mean(values) -> float:
+    """Mean of the finite values (NaN and inf ignored); NaN when there is none."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
@@ -33,5 +34,5 @@ def aggregate(df: pd.DataFrame, family: str | None = None, families: list[str] |
         d = d[d["task"].isin(tasks)]
     if d.empty:
         return pd.DataFrame()
-    t = d.pivot_table(index="model", columns="metric", values="value", aggfunc=_mean, dropna=False)
+    t = d.pivot_table(index="model", columns="metric", values="value", aggfunc=finite_mean, dropna=False)
     return t.loc[sorted(t.index, key=model_sort_key)]

@@ -52,6 +52,7 @@ from typing import Optional, Union
 import numpy as np
 import pandas as pd
 
+from benchmark.aggregate import finite_mean
 from benchmark.naming import NOISE_FLOOR_MODEL, REQUIRED_RESULT_COLUMNS, RESULT_COLUMNS
 from benchmark.protocol import HEADLINE_DEFINED_BY, HEADLINE_FAMILIES, HEADLINE_METRICS, PROTOCOL_VERSION
 from datagen.atomic import atomic_write
@@ -286,12 +287,6 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def _finite_mean(s) -> float:
-    v = np.asarray(s, dtype=float)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if v.size else float("nan")
-
-
 _ROW_COLS = ["model", "task", "metric", "direction", "baseline", "value", "delta_bad", "allowed", "status"]
 
 
@@ -305,7 +300,7 @@ def _check_bounds(res: pd.DataFrame, bounds: dict, allow_missing: bool) -> GateR
     for model, mb in bounds.items():
         sub = res[res["model"] == model]
         for metric, b in mb.items():
-            v = _finite_mean(sub[sub["metric"] == metric]["value"]) if len(sub) else float("nan")
+            v = finite_mean(sub[sub["metric"] == metric]["value"]) if len(sub) else float("nan")
             lo, hi = b.get("min"), b.get("max")
             direction = +1 if lo is not None and hi is None else (-1 if hi is not None and lo is None else 0)
             if not np.isfinite(v):

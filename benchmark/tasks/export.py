@@ -37,7 +37,6 @@ outside a model's action space. The pack has no ground truth, so scoring needs t
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -47,6 +46,7 @@ import numpy as np
 
 from datagen import actions as act
 from datagen.atomic import atomic_write_bytes, atomic_write_text
+from datagen.filebytes import sha256_file
 
 PACK_FORMAT = "relic-task-pack"
 PACK_VERSION = 1
@@ -308,17 +308,9 @@ def export_pack(suite, out: Path, formats=FORMATS) -> dict:
     put("schema.json", _json_text(schema()).encode())
     put("README.md", _readme(suite.name, len(entries), formats).encode())
     put("pack.json", _json_text(pack).encode())
-    sums = "".join(f"{_sha256(out / p)}  {p.as_posix()}\n" for p in sorted(written))
+    sums = "".join(f"{sha256_file(out / p)}  {p.as_posix()}\n" for p in sorted(written))
     atomic_write_text(out / CHECKSUM_FILE, sums)
     return pack
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_pack(pack_dir: Path) -> list[str]:
@@ -333,7 +325,7 @@ def verify_pack(pack_dir: Path) -> list[str]:
         f = pack_dir / rel
         if not f.exists():
             bad.append(f"{rel}: missing")
-        elif _sha256(f) != digest:
+        elif sha256_file(f) != digest:
             bad.append(f"{rel}: checksum mismatch")
     return bad
 
