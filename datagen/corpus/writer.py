@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from datagen.atomic import atomic_write
 from datagen.corpus import format as F
 from datagen.curation.balance import manifest_weights
 from datagen.filebytes import npy_bytes
@@ -194,9 +195,7 @@ def write_manifest(corpus_dir: str | os.PathLike, rows: list[dict], rebalance: b
         df["sample_weight"] = manifest_weights(df, rebalance, power)
     for name, writer in ((F.MANIFEST_PARQUET, lambda p: df.to_parquet(p, index=False)),
                          (F.MANIFEST_CSV, lambda p: df.to_csv(p, index=False))):
-        tmp = corpus_dir / f".{name}.{os.getpid()}.tmp"
-        writer(tmp)
-        os.replace(tmp, corpus_dir / name)
+        atomic_write(corpus_dir / name, writer)
     return df
 
 
