@@ -12,6 +12,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from datagen.conventions import intrinsics_from_fov
+
 CAPTURE_KINDS = ("rgb", "depth", "normal", "mask")
 
 
@@ -76,8 +78,6 @@ class CaptureBackend(abc.ABC):
         """Horizontal field of view in degrees."""
 
     def intrinsics(self) -> np.ndarray:
-        from datagen.conventions import intrinsics_from_fov
-
         w, h = self.resolution()
         return intrinsics_from_fov(w, h, self.fov())
 

@@ -15,6 +15,7 @@ import numpy as np
 from datagen.backends.base import CAPTURE_KINDS, BackendError, CaptureBackend, Frame
 from datagen.conventions import intrinsics_from_fov
 from datagen.render.renderer import Renderer
+from datagen.scenes.library import load_scene
 from datagen.scenes.scene import Scene
 
 
@@ -22,8 +23,6 @@ class EmbeddedBackend(CaptureBackend):
     def __init__(self, scene: Scene | str | Path, width: int = 112, height: int = 64, fov: float = 90.0,
                  shadows: bool = True, radius: float = 0.2):
         if isinstance(scene, (str, Path)):
-            from datagen.scenes.library import load_scene
-
             scene = load_scene(scene)
         if not isinstance(scene, Scene):
             raise TypeError(f"EmbeddedBackend needs a Scene or a scene file path, got {type(scene).__name__}")

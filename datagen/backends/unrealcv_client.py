@@ -31,6 +31,7 @@ import numpy as np
 
 from datagen import conventions as cv
 from datagen.backends.base import CAPTURE_KINDS, BackendError, CaptureBackend, Frame
+from datagen.scenes.library import load_scene
 from datagen.unrealcv_server import encoding
 
 log = logging.getLogger(__name__)
@@ -336,8 +337,6 @@ class UnrealCVBackend(CaptureBackend):
     def _scene_obj(self):
         if self._scene is None and self._scene_arg is not None:
             if isinstance(self._scene_arg, (str, Path)):
-                from datagen.scenes.library import load_scene
-
                 self._scene = load_scene(self._scene_arg)
             else:
                 self._scene = self._scene_arg

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import sys
 
-from datagen.cli_common import host, nonnegative_float, port, positive_float, positive_int
+from datagen.capture.config import load_config
+from datagen.capture.pipeline import build_corpus, parse_endpoints
+from datagen.capture.ray_engine import build_corpus_ray
+from datagen.cli_common import ensure_output_dir, host, nonnegative_float, port, positive_float, positive_int
+from datagen.ue_launcher.build import add_launch_arguments, launch_requested, pool_from_args
+from datagen.ue_launcher.instance import ue_command
 
 # what `relic datagen build` writes into --out (anything else there is someone else's)
 CORPUS_ENTRIES = ("corpus.json", "manifest.parquet", "manifest.csv", "episodes", "report", ".tmp",
@@ -38,21 +43,15 @@ def add_arguments(p) -> None:
                    help="with --engine ray: CPUs each capture actor reserves")
     p.add_argument("--ray-gpus-per-actor", type=nonnegative_float, default=0.0,
                    help="with --engine ray: GPUs each capture actor reserves (e.g. 1 per launched UE instance)")
-    from datagen.ue_launcher.build import add_launch_arguments
 
     add_launch_arguments(p)  # --launch / --ue-binary: start (and restart) UnrealCV servers for the build
 
 
 def run(args) -> int:
-    from datagen.capture.config import load_config
-    from datagen.capture.pipeline import build_corpus, parse_endpoints
-
     import signal
 
     def _term(signum, frame):  # SIGTERM behaves like Ctrl-C: stop workers, keep finished episodes
         raise KeyboardInterrupt
-
-    from datagen.cli_common import ensure_output_dir
 
     if args.ray_address and args.engine != "ray":
         raise ValueError("--ray-address needs --engine ray")
@@ -65,7 +64,6 @@ def run(args) -> int:
         backend = "unrealcv"
     elif backend == "unrealcv":
         endpoints = [(args.host, args.port)]
-    from datagen.ue_launcher.build import launch_requested, pool_from_args
 
     if args.engine == "ray":
         return _run_ray(args, cfg, backend, endpoints, launch_requested(args))
@@ -94,8 +92,6 @@ def _run_ray(args, cfg, backend: str, endpoints, launch: bool) -> int:
     """--engine ray: the same build with one Ray actor per capture backend."""
     from pathlib import Path
 
-    from datagen.capture.ray_engine import build_corpus_ray
-
     opts = None
     if launch:
         if args.endpoints:
@@ -104,8 +100,6 @@ def _run_ray(args, cfg, backend: str, endpoints, launch: bool) -> int:
         if args.launch and args.ue_binary:
             raise ValueError("give either --launch or --ue-binary, not both")
         import shlex
-
-        from datagen.ue_launcher.instance import ue_command
 
         command = ue_command(args.ue_binary, args.ue_map, gpu=args.ue_gpu) if args.ue_binary else shlex.split(args.launch)
         opts = {"command": command, "map_name": args.ue_map, "startup_timeout": args.startup_timeout,

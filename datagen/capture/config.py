@@ -35,8 +35,11 @@ from typing import Any, Optional
 
 import yaml
 
+from datagen.corpus.format import canonical_json
 from datagen.curation.filters import CurationThresholds
 from datagen.curation.splits import SPLITS, scene_split, seeds_for_split
+from datagen.scenes.library import FAMILIES, load_scene
+from datagen.trajectories import GENERATORS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default_corpus.yaml"
 
@@ -98,8 +101,6 @@ class CorpusConfig:
 
     @property
     def config_hash(self) -> str:
-        from datagen.corpus.format import canonical_json
-
         return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()
 
 
@@ -250,8 +251,6 @@ def resolve_scenes(c: CorpusConfig) -> list[tuple[str, int, str, str, Optional[s
     out = []
     for i, s in enumerate(c.scenes):
         if "file" in s:
-            from datagen.scenes.library import load_scene
-
             try:
                 scene = load_scene(s["file"])
             except (FileNotFoundError, ValueError) as e:
@@ -281,14 +280,6 @@ def resolve_scenes(c: CorpusConfig) -> list[tuple[str, int, str, str, Optional[s
 
 def check_names(c: CorpusConfig) -> None:
     """Check families and generators against the scene library and trajectory generators."""
-    try:
-        from datagen.scenes.library import FAMILIES
-    except ImportError as e:
-        raise RuntimeError(f"the scene library (datagen.scenes.library) is unavailable: {e}") from None
-    try:
-        from datagen.trajectories import GENERATORS
-    except ImportError as e:
-        raise RuntimeError(f"the trajectory generators (datagen.trajectories) are unavailable: {e}") from None
     fams = list(FAMILIES)
     for i, s in enumerate(c.scenes):
         if "family" in s and s["family"] not in fams:

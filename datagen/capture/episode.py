@@ -10,9 +10,16 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
+from datagen.actions import poses_to_actions
 from datagen.capture.config import CorpusConfig, EpisodeSpec
+from datagen.conventions import c2w_to_ue_pose
 from datagen.corpus import format as F
 from datagen.corpus.writer import EpisodeRecord
+from datagen.curation.balance import active_fractions
+from datagen.curation.captions import caption_segments
+from datagen.curation.filters import curate
+from datagen.revisit_pairs import find_revisit_pairs
+from datagen.trajectories import generate
 from datagen.trajectories.base import to_jsonable
 
 
@@ -38,8 +45,6 @@ def scene_texts(backend, scene=None) -> tuple[str, list[str], list[str]]:
 def frames_table(c2w: np.ndarray, K: np.ndarray, fps: float, actions: np.ndarray, flags: dict,
                  kept: np.ndarray) -> pd.DataFrame:
     """The per-frame table (format.FRAME_COLUMNS) of one episode."""
-    from datagen.conventions import c2w_to_ue_pose
-
     n = len(c2w)
     cols: dict[str, np.ndarray] = {"frame": np.arange(n, dtype=np.int64), "time_s": np.arange(n) / float(fps)}
     flat = c2w.reshape(n, 16)
@@ -64,13 +69,6 @@ def frames_table(c2w: np.ndarray, K: np.ndarray, fps: float, actions: np.ndarray
 def capture_episode(spec: EpisodeSpec, backend, cfg: CorpusConfig, scene=None, backend_name: str = "embedded",
                     progress: Optional[Callable[[int], None]] = None, chunk: int = 32) -> EpisodeRecord:
     """Generate, render and label one episode. `progress(n)` is called with frames rendered so far."""
-    from datagen.actions import poses_to_actions
-    from datagen.curation.balance import active_fractions
-    from datagen.curation.captions import caption_segments
-    from datagen.curation.filters import curate
-    from datagen.revisit_pairs import find_revisit_pairs
-    from datagen.trajectories import generate
-
     backend.set_resolution(cfg.width, cfg.height)
     backend.set_fov(cfg.fov_deg)
     traj = generate(spec.generator, backend, seed=spec.seed, duration_s=spec.duration_s, fps=cfg.fps, **spec.params)

@@ -29,9 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from datagen.capture.config import CorpusConfig, EpisodeSpec, plan_episodes
+from datagen.backends.base import BackendError
+from datagen.backends.unrealcv_client import UnrealCVBackend
+from datagen.capture.config import CorpusConfig, EpisodeSpec, config_from_dict, plan_episodes
+from datagen.capture.episode import capture_episode
 from datagen.corpus import format as F
 from datagen.corpus import writer as W
+from datagen.corpus.format import CorpusError
+from datagen.corpus.reader import Episode
+from datagen.scenes.library import generate_scene, load_scene
+from datagen.scenes.unreal import served_scene_ids
 
 MAX_ATTEMPTS = 3  # per episode, over worker deaths / endpoint failures
 
@@ -78,8 +85,6 @@ class _Backends:
         self.remote = None
 
     def scene(self, spec: EpisodeSpec):
-        from datagen.scenes.library import generate_scene, load_scene
-
         if spec.scene_file:
             return load_scene(spec.scene_file)
         return generate_scene(spec.family, spec.scene_seed)
@@ -94,8 +99,6 @@ class _Backends:
 
             be = EmbeddedBackend(scene, width=self.cfg.width, height=self.cfg.height, fov=self.cfg.fov_deg)
         else:
-            from datagen.backends.unrealcv_client import UnrealCVBackend
-
             if self.remote is not None:
                 self.remote.close()
                 self.cache.clear()
@@ -117,17 +120,12 @@ class _Backends:
 
 
 def _is_endpoint_error(e: BaseException) -> bool:
-    from datagen.backends.base import BackendError
-
     return isinstance(e, (BackendError, ConnectionError, TimeoutError, EOFError, BrokenPipeError, OSError))
 
 
 def probe_served_scenes(endpoint: tuple[str, int]):
     """The scene id(s) the UnrealCV server at `endpoint` hosts (``vget /scene/name`` and, for UE
     builds, ``vget /level/name``; see ``datagen.scenes.unreal.served_scene_ids``)."""
-    from datagen.backends.unrealcv_client import UnrealCVBackend
-    from datagen.scenes.unreal import served_scene_ids
-
     probe = UnrealCVBackend(endpoint[0], endpoint[1]).connect()
     try:
         served = probe.request("vget /scene/name").strip()
@@ -142,9 +140,6 @@ def probe_served_scenes(endpoint: tuple[str, int]):
 
 def _worker_main(wid: int, kind: str, endpoint, cfg_dict: dict, out: str, task_q, result_q) -> None:
     import signal
-
-    from datagen.capture.config import config_from_dict
-    from datagen.capture.episode import capture_episode
 
     # The coordinator handles Ctrl-C / SIGTERM and stops the workers (terminate = SIGTERM): a worker
     # ignores SIGINT and dies quietly on SIGTERM instead of printing a KeyboardInterrupt traceback.
@@ -209,9 +204,6 @@ class _Worker:
 
 def _existing(out: Path, planned: list[EpisodeSpec], log) -> tuple[set, list[dict]]:
     """Finished intact episodes (ids) and their manifest rows; broken ones are removed."""
-    from datagen.corpus.format import CorpusError
-    from datagen.corpus.reader import Episode
-
     done, rows = set(), []
     ids = {s.episode_id for s in planned}
     for sid in sorted(ids):

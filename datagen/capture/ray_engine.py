@@ -39,10 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from datagen.capture.config import CorpusConfig, EpisodeSpec, plan_episodes
-from datagen.capture.pipeline import MAX_ATTEMPTS, BuildResult, _lock, _pending_episodes
+from datagen import ray_session
+from datagen.capture.config import CorpusConfig, EpisodeSpec, config_from_dict, plan_episodes
+from datagen.capture.episode import capture_episode
+from datagen.capture.pipeline import (MAX_ATTEMPTS, BuildResult, _Backends, _is_endpoint_error, _lock, _pending_episodes,
+                                      probe_served_scenes)
 from datagen.corpus import format as F
 from datagen.corpus import writer as W
+from datagen.ray_session import import_ray, is_actor_death
+from datagen.ue_launcher.instance import LaunchError, UEInstance, free_port
 
 KINDS = ("embedded", "unrealcv", "launch")
 
@@ -66,10 +71,6 @@ class CaptureActor:
 
     def __init__(self, slot: int, kind: str, endpoint, launch: Optional[dict], cfg_dict: dict, out: str,
                  backend_wrapper=None):
-        from datagen.capture import episode as _episode  # noqa: F401 - import the capture stack now
-        from datagen.capture.config import config_from_dict
-        from datagen.capture.pipeline import _Backends
-
         self.slot, self.kind, self.out = slot, kind, out
         self.cfg = config_from_dict(cfg_dict)
         self.wrapper = backend_wrapper
@@ -90,8 +91,6 @@ class CaptureActor:
     def _launch(self, launch: dict):
         """Start this actor's server on a free local port; kill the one a previous incarnation of
         this actor left running on this node (a killed actor cannot stop its server)."""
-        from datagen.ue_launcher.instance import UEInstance, free_port
-
         pidfile = self._pidfile()
         pidfile.parent.mkdir(parents=True, exist_ok=True)
         _kill_recorded_server(pidfile, launch["command"])
@@ -108,8 +107,6 @@ class CaptureActor:
         """(node, pid, endpoint, scene ids its server hosts or None for embedded)."""
         served = None
         if self.kind != "embedded":
-            from datagen.capture.pipeline import probe_served_scenes
-
             served = probe_served_scenes(self.endpoint)
             served = [served] if isinstance(served, str) else list(served)
         return socket.gethostname(), os.getpid(), self.endpoint, served
@@ -117,9 +114,6 @@ class CaptureActor:
     def capture(self, spec: EpisodeSpec):
         """Capture and write one episode. Returns ("done", row, frames) | ("endpoint_failed", why)
         | ("endpoint_restarted", why) | ("error", traceback)."""
-        from datagen.capture.episode import capture_episode
-        from datagen.capture.pipeline import _is_endpoint_error
-
         try:
             backend, scene = self.owner.get(spec)
             if self.wrapper is not None:
@@ -140,8 +134,6 @@ class CaptureActor:
             return "error", "".join(traceback.format_exception(e))
 
     def _restart_server(self) -> bool:
-        from datagen.ue_launcher.instance import LaunchError
-
         try:
             self.instance.ensure_alive(probe=True)
         except LaunchError:
@@ -178,8 +170,6 @@ def _kill_recorded_server(pidfile: Path, command) -> None:
 
 
 def _actor_class(max_restarts: int):
-    from datagen.ray_session import import_ray
-
     ray = import_ray()
     return ray.remote(max_restarts=max_restarts, max_task_retries=0)(CaptureActor)
 
@@ -211,8 +201,6 @@ def build_corpus_ray(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 2
     initialised in this process it is used as is (its start-up is then the caller's).
     max_restarts: Ray restarts of each actor (its deaths beyond that retire it).
     """
-    from datagen import ray_session
-
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out).resolve()
     if backend not in KINDS:
@@ -257,8 +245,6 @@ def build_corpus_ray(cfg: CorpusConfig, out: str | os.PathLike, workers: int = 2
 
 def _build(cfg, out: Path, specs, workers, backend, endpoints, launch, progress, limit, log, cpus_per_actor,
            gpus_per_actor, max_restarts, backend_wrapper) -> RayBuildResult:
-    from datagen.ray_session import import_ray, is_actor_death
-
     ray = import_ray()
     pending, rows = _pending_episodes(cfg, out, specs, limit, log)
     result = RayBuildResult(out=out, planned=len(specs), skipped=len(rows), built=0)

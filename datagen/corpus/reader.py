@@ -29,6 +29,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from datagen.actions import poses_to_actions
+from datagen.augment import time_reverse as _tr
 from datagen.corpus import format as F
 from datagen.corpus.format import CorpusError, CorpusIntegrityError
 
@@ -224,16 +226,12 @@ class Episode:
         palindrome (datagen.augment.time_reverse, pivot drawn from `rng`, a numpy Generator) and
         its labels come from the re-indexed poses.
         """
-        from datagen.actions import poses_to_actions
-
         start, length = int(start), int(length)
         if length < 1 or start < 0 or start + length > self.num_frames:
             raise IndexError(f"clip [{start}, {start + length}) is outside episode {self.episode_id} "
                              f"with {self.num_frames} frames")
         poses = self.poses()[start:start + length]
         if time_reverse:
-            from datagen.augment import time_reverse as _tr
-
             if rng is None:
                 raise ValueError("time_reverse=True needs rng (a numpy Generator) for the pivot")
             local, actions, gamma = _tr(poses, rng)

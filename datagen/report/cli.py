@@ -7,6 +7,10 @@ config and --out re-captures the damaged episodes). A report is written all-or-n
 """
 from __future__ import annotations
 
+from datagen.cli_common import CliError
+from datagen.corpus.reader import Corpus
+from datagen.report.report import write_report
+
 
 def add_arguments(p) -> None:
     p.add_argument("corpus", help="corpus directory (built by `relic datagen build`)")
@@ -19,13 +23,9 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from datagen.cli_common import CliError
-
     if not Path(args.corpus).is_dir():
         raise CliError(f"corpus {args.corpus} is not a folder; give the --out folder of `relic datagen build`")
     if args.verify:
-        from datagen.corpus.reader import Corpus
-
         problems = Corpus.open(args.corpus).verify(progress=sys.stderr.isatty())
         for p in problems:
             print(f"  PROBLEM {p}")
@@ -34,7 +34,6 @@ def run(args) -> int:
             print("relic: error: the corpus is damaged: no report written; re-run `relic datagen build` with the "
                   "same --config and --out to re-capture the damaged episodes", file=sys.stderr)
             return 1
-    from datagen.report.report import write_report
 
     path = write_report(args.corpus, args.out)
     print(f"report written to {path}")

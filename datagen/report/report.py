@@ -24,6 +24,9 @@ import pandas as pd
 
 from datagen.atomic import atomic_write, atomic_write_text
 from datagen.corpus import format as F
+from datagen.corpus.reader import Corpus
+from datagen.curation.balance import FRACTION_COLUMNS, rebalance_weights
+from datagen.scenes.library import FAMILIES, generate_scene
 
 
 def _plt():
@@ -51,8 +54,6 @@ def _table(df: pd.DataFrame) -> str:
 def _draw_obstacles(ax, family: str, seed: int) -> None:
     """Faint top-down outline of a procedural scene's solids between 0.3 m and 2 m height."""
     try:
-        from datagen.scenes.library import FAMILIES, generate_scene
-
         if family not in FAMILIES:
             return
         col = generate_scene(family, int(seed)).colliders
@@ -114,8 +115,6 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     """
     import shutil
 
-    from datagen.corpus.reader import Corpus
-
     c = Corpus.open(corpus_dir)
     final = Path(out_dir) if out_dir is not None else Path(corpus_dir) / "report"
     if final.exists() and not final.is_dir():
@@ -136,8 +135,6 @@ def write_report(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
 
 
 def _write_report_into(c, out: Path, max_maps: int, samples: int) -> None:
-    from datagen.curation.balance import FRACTION_COLUMNS
-
     plt = _plt()
     m = c.manifest
     s = summarize(c)
@@ -155,7 +152,6 @@ def _write_report_into(c, out: Path, max_maps: int, samples: int) -> None:
 
     # action histogram
     fr = usable[list(FRACTION_COLUMNS)].to_numpy(float) if len(usable) else np.zeros((0, 13))
-    from datagen.curation.balance import rebalance_weights
 
     k = usable["kept_frames"].to_numpy(float)
     wts = rebalance_weights(fr, float(c.config.get("balance", {}).get("power", 1.0))) if len(fr) else np.zeros(0)

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from datagen.controller import CameraController
+from datagen.conventions import rotator_to_rotation
 from datagen.trajectories.base import Driver, Trajectory
 from datagen.trajectories.explore import explore
 from datagen.trajectories.revisit import (
@@ -67,8 +68,6 @@ def _scene_of(backend):
 
 def start_pose(backend, rng: np.random.Generator, start="random") -> np.ndarray:
     """The first pose of a trajectory (see the module docstring for ``start``)."""
-    from datagen.conventions import rotator_to_rotation
-
     if isinstance(start, str):
         if start not in ("random", "spawn"):
             raise ValueError(f"start must be 'random', 'spawn' or a 4x4 pose, got {start!r}")

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from datagen.actions import CHANNEL_INDEX
+from datagen.actions import CHANNEL_INDEX, poses_to_actions
 from datagen.controller import CameraController, parse_command
 
 
@@ -53,8 +53,6 @@ class Trajectory:
 
     def actions(self, **kwargs):
         """RELIC labels of the poses: ``(actions (N, 13) float32, gamma)``."""
-        from datagen.actions import poses_to_actions
-
         return poses_to_actions(self.poses, **kwargs)
 
     def metadata(self) -> dict:

@@ -39,6 +39,7 @@ import math
 
 import numpy as np
 
+from datagen.revisit_pairs import find_revisit_pairs
 from datagen.trajectories.base import Driver, _wrap
 from datagen.trajectories.explore import explore
 
@@ -57,8 +58,6 @@ def plan_from_phases(drv: Driver, revisit_phases, min_gap_s: float = 2.0, max_di
                      max_rot_deg: float = 30.0, min_overlap: float = 0.5) -> list:
     """[[later, earlier], ...] for later frames in ``revisit_phases`` (see the module docstring);
     a phase "lap" also matches "lap:2", "lap:3", ..."""
-    from datagen.revisit_pairs import find_revisit_pairs
-
     be = drv.ctrl.backend
     w, h = be.resolution()
     poses = np.stack(drv.poses)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from datagen.conventions import rotator_to_rotation
 from datagen.trajectories.base import Driver
 
 SINGLE = ("dolly_in", "dolly_out", "truck_left", "truck_right", "pedestal_up", "pedestal_down",
@@ -46,8 +47,6 @@ _DIR = {
 def _predict_path(drv: Driver, keys, speed: float, frames: int, every: int = 4) -> list[tuple[int, np.ndarray]]:
     """(frame, position) samples of holding ``keys`` from the current state (kinematic, no lag),
     plus a final point 0.5 m further along the last direction (deceleration overrun margin)."""
-    from datagen.conventions import rotator_to_rotation
-
     c = drv.ctrl
     k = lambda name: speed if name in keys else 0.0  # noqa: E731
     v_cam = np.array([c.move_speed * (k("truck_right") - k("truck_left")),

@@ -18,6 +18,7 @@ import argparse
 import shlex
 from typing import Optional
 
+from datagen.capture.pipeline import build_corpus
 from datagen.ue_launcher.instance import ue_command
 from datagen.ue_launcher.pool import InstancePool
 
@@ -62,7 +63,5 @@ def pool_from_args(args, width: int, height: int, log_dir: Optional[str] = None)
 
 def build_with_pool(cfg, out, pool: InstancePool, **kwargs):
     """`build_corpus` over a started pool's servers, restarting any that dies mid-episode."""
-    from datagen.capture.pipeline import build_corpus
-
     kwargs.setdefault("restart_endpoint", pool.restart)
     return build_corpus(cfg, out, backend="unrealcv", endpoints=pool.addresses, **kwargs)

@@ -16,6 +16,7 @@ import signal
 import time
 
 from datagen.cli_common import nonnegative_int, port, positive_float, positive_int
+from datagen.ue_launcher import InstancePool, ue_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,8 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from datagen.ue_launcher import InstancePool, ue_command
-
     if args.instances < 1:
         raise ValueError("--instances must be at least 1")
     if args.watch <= 0:

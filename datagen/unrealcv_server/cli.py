@@ -15,13 +15,16 @@ import logging
 import signal
 import sys
 
-from datagen.cli_common import (byte_size, host, int_at_least, nonnegative_float, port_or_zero,
-                                positive_float, positive_int)
+from datagen.cli_common import (
+    byte_size, CliError, host, int_at_least, nonnegative_float, port_or_zero, positive_float, positive_int,
+)
+from datagen.scenes.library import load_scene
+from datagen.unrealcv_server import server as S
+from datagen.unrealcv_server.commands import MAX_PIXELS, MAX_SIDE
+from datagen.unrealcv_server.server import UnrealCVServer
 
 
 def add_arguments(p) -> None:
-    from datagen.unrealcv_server import server as S
-
     p.add_argument("--scene", required=True, help="scene file (JSON) written by `relic datagen scene`")
     p.add_argument("--port", type=port_or_zero, default=9000,
                    help="TCP port (0 = any free port; 9000 is UnrealCV's usual port)")
@@ -63,8 +66,6 @@ def run(args) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from pathlib import Path
 
-    from datagen.cli_common import CliError
-
     scene_path = Path(args.scene)
     if scene_path.is_dir():
         raise CliError(f"--scene {args.scene} is a folder; give a scene file (JSON) made by "
@@ -74,14 +75,11 @@ def run(args) -> int:
                        "`relic datagen scene --family F --seed N --out FILE`")
     if not 0.0 < args.fov < 180.0:
         raise CliError(f"--fov must be in (0, 180) degrees, got {args.fov:g}")
-    from datagen.unrealcv_server.commands import MAX_PIXELS, MAX_SIDE
 
     if args.width > MAX_SIDE or args.height > MAX_SIDE or args.width * args.height > MAX_PIXELS:
         raise CliError(f"--width/--height {args.width}x{args.height} too large (sides up to {MAX_SIDE}, "
                        f"at most {MAX_PIXELS} pixels)")
     from datagen.backends.embedded import EmbeddedBackend
-    from datagen.scenes.library import load_scene
-    from datagen.unrealcv_server.server import UnrealCVServer
 
     scene = load_scene(args.scene)
     backend = EmbeddedBackend(scene, width=args.width, height=args.height, fov=args.fov,
