@@ -41,9 +41,10 @@ probe (optional)
 plot
     One PNG: a row per stage found in any run; first panel its losses (every logged column but
     ``step``, ``time_s``, ``lr``, ``grad_norm*``, ``latent_frames``, ``num_blocks`` and ``psnr``;
-    log scale), then the autoencoder's reconstruction ``psnr``, or for the other stages the probe
+    log scale when they span more than a decade; raw values faint under a running mean when there
+    are more than 30 points), then the autoencoder's reconstruction ``psnr``, or for the other stages the probe
     metrics where present (action following ``rpe_trans`` and ``dir_cos``, ``revisit_psnr_gt``;
-    static reference dashed); x = optimizer step; one colour per run; the run names in the title.
+    static reference dotted); x = optimizer step; one colour per run; the run names in the title.
     Written atomically.
 
 Command (the report in the repository was made with the first line, no probes)::
@@ -278,6 +279,16 @@ def loss_columns(df: pd.DataFrame) -> list[str]:
             and pd.api.types.is_numeric_dtype(df[c]) and df[c].notna().any()]
 
 
+def _curve(ax, x, y, colour: str, ls: str, label: str) -> None:
+    """A logged series: raw values faint, a centred running mean (over ~1/25 of the points) on top
+    when there are more than 30 points."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(y) > 30:
+        ax.plot(x, y, color=colour, ls=ls, lw=0.6, alpha=0.25)
+        y = pd.Series(y).rolling(max(3, len(y) // 25), center=True, min_periods=1).mean().to_numpy()
+    ax.plot(x, y, color=colour, ls=ls, lw=1.2, label=label)
+
+
 def plot(logs: list[RunLog], out: Path, dpi: int = 90) -> Path:
     """Write the report PNG of ``logs`` (:func:`collect`) to ``out`` atomically; returns ``out``."""
     import matplotlib
@@ -294,6 +305,7 @@ def plot(logs: list[RunLog], out: Path, dpi: int = 90) -> Path:
     for i, stage in enumerate(stages):
         row = axes[i]
         used = [False] * ncols
+        row[0].set_title(f"{stage}: losses", fontsize=9)
         for j, lg in enumerate(logs):
             c = colours[j % len(colours)]
             df = lg.losses.get(stage)
@@ -301,12 +313,11 @@ def plot(logs: list[RunLog], out: Path, dpi: int = 90) -> Path:
                 for k, col in enumerate(loss_columns(df)):
                     sel = df[["step", col]].dropna()
                     if len(sel):
-                        row[0].plot(sel["step"], sel[col], color=c, ls=styles[k % len(styles)], lw=1,
-                                    label=f"{lg.name}: {col}")
+                        _curve(row[0], sel["step"], sel[col], c, styles[k % len(styles)], f"{lg.name}: {col}")
                         used[0] = True
                 if stage == "autoencoder" and "psnr" in df.columns and df["psnr"].notna().any():
                     sel = df[["step", "psnr"]].dropna()
-                    row[1].plot(sel["step"], sel["psnr"], color=c, lw=1, label=lg.name)
+                    _curve(row[1], sel["step"], sel["psnr"], c, "-", lg.name)
                     row[1].set_title(f"{stage}: reconstruction PSNR (dB)", fontsize=9)
                     used[1] = True
             pr = lg.probes.get(stage)
@@ -319,22 +330,20 @@ def plot(logs: list[RunLog], out: Path, dpi: int = 90) -> Path:
                         row[p].plot(sel["step"], sel["value"], ls, color=c, lw=1, ms=3, label=lab)
                         row[p].set_title(f"{stage}: {title}", fontsize=9)
                         used[p] = True
-        row[0].set_title(f"{stage}: losses", fontsize=9)
-        if used[0]:
-            lossy = [ln.get_ydata() for ln in row[0].get_lines()]
-            if all(np.nanmin(np.asarray(y, float)) > 0 for y in lossy):
-                row[0].set_yscale("log")
+        ys = np.concatenate([np.asarray(ln.get_ydata(), float) for ln in row[0].get_lines()] or [np.ones(1)])
+        if np.nanmin(ys) > 0 and np.nanmax(ys) > 10 * np.nanmin(ys):  # log scale over more than a decade
+            row[0].set_yscale("log")
         for p, ax in enumerate(row):
-            ax.set_xlabel("optimizer step", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
             if used[p]:
+                ax.set_xlabel("optimizer step", fontsize=8)
+                ax.tick_params(labelsize=7)
+                ax.grid(alpha=0.3)
                 ax.legend(fontsize=6)
-            else:
-                ax.text(0.5, 0.5, "no losses" if p == 0 else "no probe results", ha="center", va="center",
-                        transform=ax.transAxes, fontsize=8, color="grey")
-                ax.set_xticks([])
-                ax.set_yticks([])
+                continue
+            ax.axis("off")
+            note = "no losses.csv" if p == 0 else \
+                "not probed (--probe SUITE_DIR)" if stage in PROBED_STAGES and p == 1 else ""
+            ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize=8, color="grey")
     fig.suptitle("Training report: " + ", ".join(lg.name for lg in logs), fontsize=11)
     fig.tight_layout()
     out = Path(out)
