@@ -73,7 +73,7 @@ class Tolerance:
 
 # Headline tolerances: 3x the largest change of a model's suite mean measured under a re-rendered
 # suite (5 % of the ground-truth pixel values moved by +-1 grey level, 3 seeds; the models' frames
-# change imperceptibly with it), rounded up (`python benchmark/perf/gate_spread.py`, reports/gate_spread.md;
+# change imperceptibly with it), rounded up (`python perf/gate_spread.py`, reports/gate_spread.md;
 # identical reruns: 0). Smoke suite, 2026-12-06: revisit_psnr_gt 0.0042 dB, revisit_consistency_gain
 # 0.0043 dB, drift_psnr_slope 0.0017 dB/s, rpe_trans_rel 0.24, rpe_rot_deg 1.6 deg (the action-following
 # spread is the pose estimator's; re-derive these when it changes). First matching glob wins; the

@@ -241,6 +241,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tasks", default="", help="comma-separated task ids (default: all)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out", default="reports/perf_pose_validity")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="compute nothing: report the rows already cached for the requested variants (runs on "
+                         "task subsets with different variants are reported together)")
     ap.add_argument("--twice-every", type=int, default=1,
                     help="estimate the ground truth a second time (determinism check) on every K-th task; 0: never")
     args = ap.parse_args(argv)
@@ -275,11 +278,16 @@ def main(argv=None) -> int:
         twice = args.twice_every > 0 and i % args.twice_every == 0
         jobs.append((args.suite_dir, t.task_id, args.estimator, variants, i, str(cache_dir), twice))
     rows: list[dict] = []
+    if args.cached_only:
+        for job in jobs:
+            f = cache_dir / f"{job[1]}.json"
+            rows.extend(r for r in (json.loads(f.read_text()) if f.exists() else []) if r["variant"] in variants)
+        jobs = []
     with get_context("spawn").Pool(max(1, args.workers)) as pool:
         for r in tqdm(pool.imap_unordered(_score_task, jobs), total=len(jobs), desc="tasks"):
             rows.extend(r)
     rows.sort(key=lambda r: (r["task"], VARIANTS.index(r["variant"])))
-    meta = dict(protocol=PROTOCOL_VERSION, suite=str(args.suite_dir), n_tasks=len(jobs), estimator=args.estimator,
+    meta = dict(protocol=PROTOCOL_VERSION, suite=str(args.suite_dir), n_tasks=len({r["task"] for r in rows}), estimator=args.estimator,
                 date=time.strftime("%Y-%m-%d"), cpus=os.cpu_count(), workers=args.workers,
                 command="python perf/perf_pose_validity.py " + " ".join(argv if argv is not None else os.sys.argv[1:]))
     out = Path(args.out)

@@ -57,7 +57,7 @@ State: a keyframe k (its pose, pyramid, and per pixel an inverse depth rho with 
 
 Output: ``EstimateResult`` (poses (N,4,4) camera-to-world, frame 0 = identity, OpenCV axes; kinds
 "track", "static", "failed"; ``metric`` True with ``depth0``). Speed and validity on the suites:
-``python benchmark/perf/perf_pose_validity.py`` (reports/perf_pose_validity.md).
+``python perf/perf_pose_validity.py`` (reports/perf_pose_validity.md).
 """
 from __future__ import annotations
 

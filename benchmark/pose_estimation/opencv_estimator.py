@@ -108,7 +108,7 @@ within ``rotation_px`` (median) AND its reprojection error on the map is at most
 ``anchor_rot_ratio`` x PnP's + ``anchor_rot_px``; otherwise the PnP pose is kept. A two-view
 initialisation before any PnP speed is known gets its metric baseline from frame 0's median
 depth (triangulated points' median depth in the keyframe = that depth). Measured on the smoke
-suite (112x64; ``python benchmark/perf/perf_pose_validity.py``, reports/perf_pose_validity.md):
+suite (112x64; ``python perf/perf_pose_validity.py``, reports/perf_pose_validity.md):
 1-s RPE-trans oracle 0.43 m (1.0 without the anchor) vs static 0.51.
 4. Failures: too few tracks (and ECC rejected), RANSAC / PnP failing -> the pose of the previous frame is HELD (kind
    "failed", counted). Frames whose (resized, smoothed) luma differs from the previous frame's by less than
