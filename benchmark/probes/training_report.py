@@ -29,9 +29,9 @@ probe (optional)
       model's video over the whole task (frame 0 and the task's actions; ``teacher``:
       :func:`relic_model.inference.teacher.teacher_video`, whose clips have 1 + 4 k frames: the
       last action is repeated up to that length and the extra frames dropped; ``distill``: the
-      streaming generator),
-      averaged over the suite's tasks that have revisit pairs: ``revisit_psnr_gt`` and
-      ``revisit_consistency_gain``; the static video's values as ``revisit_static``.
+      streaming generator), averaged over the suite's tasks that have revisit pairs:
+      ``revisit_psnr_gt`` and ``revisit_consistency_gain``; the static video's values (the same at
+      every step) as ``revisit_static``.
 
     The model is assembled as the benchmark loads one (a temporary RELIC checkpoint directory,
     :mod:`relic_model.inference.checkpoint`): the checkpoint's config, ``RUN/autoencoder/final``'s
@@ -42,10 +42,10 @@ plot
     One PNG: a row per stage found in any run; first panel its losses (every logged column but
     ``step``, ``time_s``, ``lr``, ``grad_norm*``, ``latent_frames``, ``num_blocks`` and ``psnr``;
     log scale when they span more than a decade; raw values faint under a running mean when there
-    are more than 30 points), then the autoencoder's reconstruction ``psnr``, or for the other stages the probe
-    metrics where present (action following ``rpe_trans`` and ``dir_cos``, ``revisit_psnr_gt``;
-    static reference dotted); x = optimizer step; one colour per run; the run names in the title.
-    Written atomically.
+    are more than 30 points), then the autoencoder's reconstruction ``psnr``, or for the other
+    stages the probe metrics where present (action following ``rpe_trans`` and ``dir_cos``,
+    ``revisit_psnr_gt``; static reference dotted); x = optimizer step; one colour per run; the run
+    names in the title. Written atomically.
 
 Command (the report in the repository was made with the first line, no probes)::
 
