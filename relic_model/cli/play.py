@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.actions import DEFAULT_ROT_SPEED_DEG, multi_hot
 from datagen.atomic import atomic_write
+from datagen.cli_common import positive_float, positive_int
+from relic_model.config import load_config
 
 # On a shared CPU, spinning OpenMP workers slow 2-thread inference by 10-100x; sleeping waiters do
 # not. Only effective when torch is not imported yet (it is imported lazily in run()).
@@ -25,7 +28,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 def parse_action_script(script: str, speed: float = 1.0, rot_speed_deg: float | None = None) -> np.ndarray:
     """Parse the action grammar above into (k, 13) float32 rows."""
-    from datagen.actions import DEFAULT_ROT_SPEED_DEG, multi_hot
     rot = DEFAULT_ROT_SPEED_DEG if rot_speed_deg is None else rot_speed_deg
     rows = []
     for item in [s.strip() for s in script.replace("\n", ",").split(",")]:
@@ -96,8 +98,6 @@ def write_video(frames: np.ndarray, out: Path, fps: float) -> Path:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from datagen.cli_common import positive_float, positive_int
-
     p.add_argument("--checkpoint", default=None, help="checkpoint directory (config.yaml + model.safetensors); "
                    "default: the bundled relic_model/checkpoints/relic_tiny")
     p.add_argument("--random-init", metavar="CONFIG", default=None,
@@ -130,7 +130,6 @@ def run(args) -> int:
         raise FileNotFoundError(f"cannot read image {args.image}")
     img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     if args.random_init:
-        from relic_model.config import load_config
         from relic_model.inference.checkpoint import build_models
         cfg = load_config(args.random_init)
         torch.manual_seed(0 if args.seed is None else args.seed)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datagen.cli_common import int_at_least, nonnegative_float, positive_float, positive_int
+
 
 def add_arguments(parser) -> None:
-    from datagen.cli_common import int_at_least, nonnegative_float, positive_float, positive_int
     from relic_model.train.finetune_decoder import DecoderFinetuneSettings as S
 
     parser.add_argument("--checkpoint", type=Path, default=None,

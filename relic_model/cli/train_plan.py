@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from relic_model.config import load_config
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--config", required=True, help="RelicConfig YAML or bundled name (tiny, small, gpu, gpu14b)")
@@ -28,7 +30,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from relic_model.config import load_config
     from relic_model.train.plan import format_plan, plan_stages
     if args.gpus < 1 or args.gpu_mem <= 0:
         raise ValueError("--gpus must be >= 1 and --gpu-mem > 0")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from datagen import Corpus
 from datagen.actions import actions_to_poses, poses_to_actions
 from datagen.augment import time_reverse
 
@@ -40,7 +41,6 @@ class Clip:
 class CorpusClips:
     def __init__(self, corpus, split: str = "train", height: int = 64, width: int = 112, fps: float = 16.0,
                  time_reverse_prob: float = 0.0):
-        from datagen import Corpus
         self.corpus = corpus if hasattr(corpus, "manifest") else Corpus.open(corpus)
         self.rows = self.corpus.split(split)
         if len(self.rows) == 0:

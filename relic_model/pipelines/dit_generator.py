@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from relic_model.distributed import unwrap
+from relic_model.objectives.dmd import cfg_combine
 from relic_model.objectives.flow_matching import x0_from_velocity
 from relic_model.pipelines.conditioning import Cond
 
@@ -68,8 +69,6 @@ class DiTBlockGenerator:
 def score_fn(model: nn.Module, cond: Cond, guidance: float = 1.0, null_text: torch.Tensor | None = None):
     """Bidirectional score model as ``(x_t, sigma) -> x0_hat`` (teacher = real score, critic = fake),
     with classifier-free guidance on the text when ``guidance != 1`` and ``null_text`` is given."""
-    from relic_model.objectives.dmd import cfg_combine
-
     def fn(x_t, sigma):
         pf = cond.per_frame
         v = model(x_t, sigma, cond.global_["text"], pf["actions"], pf["poses"], "bidirectional")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from datagen.cli_common import positive_int
+from relic_model.config import load_config
 
 
 def add_train_arguments(p: argparse.ArgumentParser, all_stages: bool = False) -> None:
@@ -35,7 +36,6 @@ def add_train_arguments(p: argparse.ArgumentParser, all_stages: bool = False) ->
 
 def make_context(args):
     import torch
-    from relic_model.config import load_config
     from relic_model.train.common import RunContext
     from relic_model.distributed import init_distributed
 

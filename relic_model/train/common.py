@@ -25,7 +25,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from relic_model.distributed import DistInfo
+from datagen import Corpus
+from relic_model.config import load_config
+from relic_model.data.clips import CorpusClips
+from relic_model.distributed import DistInfo, clip_grad_norm, with_context_parallel
+from relic_model.nn.autoencoder import VideoAutoencoder
+from relic_model.nn.dit import RelicDiT
+from relic_model.nn.text import TextEncoder
 from relic_model.train.checkpoint import load_modules
 from relic_model.train.settings import TrainSettings, train_settings
 
@@ -65,7 +71,6 @@ class RunContext:
         if self.settings is None:
             self.settings = train_settings(self.cfg)
         if self.settings.context_parallel > 1 and self.info.cp == 1:   # CP groups (collective)
-            from relic_model.distributed import with_context_parallel
             self.info = with_context_parallel(self.info, self.settings.context_parallel)
 
     @property
@@ -88,29 +93,24 @@ class RunContext:
         return p
 
     def clips(self, time_reverse_prob: float = 0.0):
-        from relic_model.data.clips import CorpusClips
         if self.corpus is None:
             raise ValueError("this stage needs --corpus DIR")
         d = self.cfg.data
         return CorpusClips(self.corpus, "train", d.height, d.width, d.fps, time_reverse_prob)
 
     def corpus_hash(self) -> str:
-        from datagen import Corpus
         return str(Corpus.open(self.corpus).header.get("config_hash", "")) if self.corpus else ""
 
 
 def build_autoencoder(cfg) -> nn.Module:
-    from relic_model.nn.autoencoder import VideoAutoencoder
     return VideoAutoencoder(cfg)
 
 
 def build_dit(cfg) -> nn.Module:
-    from relic_model.nn.dit import RelicDiT
     return RelicDiT(cfg)
 
 
 def build_text(cfg) -> nn.Module:
-    from relic_model.nn.text import TextEncoder
     return TextEncoder(cfg.text)
 
 
@@ -135,7 +135,6 @@ def load_stage_module(ctx: RunContext, stage: str, prefix: str, module: nn.Modul
 
 def stage_config(ctx: RunContext, stage: str):
     """The RelicConfig saved with a stage's final weights (carries e.g. the RoPE frame scale)."""
-    from relic_model.config import load_config
     return load_config(ctx.final_dir(stage) / "config.yaml")
 
 
@@ -153,7 +152,6 @@ def warmup_lr(opt: torch.optim.Optimizer, base_lr: float, step: int, warmup: int
 
 
 def clip_and_step(opt: torch.optim.Optimizer, params, grad_clip: float) -> float:
-    from relic_model.distributed import clip_grad_norm   # FSDP2 + plain parameters in one list
     gn = clip_grad_norm(list(params), grad_clip) if grad_clip > 0 else torch.tensor(0.0)
     opt.step()
     opt.zero_grad(set_to_none=True)

@@ -33,6 +33,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from datagen import Corpus
+from datagen.atomic import atomic_write
+from relic_model.data.clips import CorpusClips
+from relic_model.data.controls import num_video_frames
+from relic_model.inference.checkpoint import BUNDLED, load_checkpoint, save_checkpoint
+
 
 @dataclass
 class DecoderFinetuneSettings:
@@ -55,12 +61,6 @@ def finetune_decoder(src, corpus, out, settings: DecoderFinetuneSettings | None 
     """Fine-tune the decoders of checkpoint ``src`` on ``corpus`` and write checkpoint ``out``.
     Returns the ``decoder_finetune`` provenance entry."""
     from tqdm import tqdm
-
-    from datagen import Corpus
-    from datagen.atomic import atomic_write
-    from relic_model.data.clips import CorpusClips
-    from relic_model.data.controls import num_video_frames
-    from relic_model.inference.checkpoint import BUNDLED, load_checkpoint, save_checkpoint
 
     s = settings or DecoderFinetuneSettings()
     if s.clip_latents < 3:

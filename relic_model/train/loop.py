@@ -28,6 +28,8 @@ import torch.nn as nn
 from relic_model.distributed import DistInfo, barrier, full_state_dict, is_sharded
 from relic_model.train.checkpoint import CheckpointManager
 from relic_model.train.loss_log import LossLog
+from relic_model.train.samples import write_samples
+from relic_model.train.sharded_checkpoint import load_sharded, save_sharded
 
 
 class Stage(ABC):
@@ -103,7 +105,6 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
         raise RuntimeError(f"{stage_dir} already holds checkpoints (newest {latest.name}); pass --resume to "
                            "continue that run or choose a fresh --out")
     if resume and latest is not None and sharded:
-        from relic_model.train.sharded_checkpoint import load_sharded
         st = load_sharded(latest, stage.modules(), stage.optimizers())
         start, t_prev = int(st["step"]), float(st.get("time_s", 0.0))
     elif resume and latest is not None:
@@ -148,12 +149,10 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
             if step % log_every == 0 or step == end:
                 log.log(step, t_prev + time.perf_counter() - t0, stage.lr(), losses)
             if vid is not None:
-                from relic_model.train.samples import write_samples
                 write_samples(vid, stage_dir / "samples", step)
             if want_ckpt and not sharded:
                 mgr.save(step, mods, opts, config, state(losses))
         if want_ckpt and sharded:   # every rank writes its shards (torch.distributed.checkpoint)
-            from relic_model.train.sharded_checkpoint import save_sharded
             save_sharded(mgr.ckpt_dir, step, stage.modules(), stage.optimizers(), config, state(losses), info,
                          mgr.keep)
         barrier(info)

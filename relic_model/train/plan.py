@@ -4,7 +4,8 @@
 ``python -m relic_model.cli.train_plan``). Every number is computed here from the config (no
 hand-entered sizes):
 
-- parameters: counted by building the networks on the ``meta`` device (exact, no memory);
+- parameters: counted by building the networks on the ``meta`` device (exact, no memory;
+  ``nn/parameters.py``);
 - weights / gradients / AdamW state (fp32 master weights: 4 + 4 + 8 bytes per trainable
   parameter), divided by the GPU count under ``dist: fsdp`` (FSDP2 shards parameters, gradients and
   optimizer state), plus the largest block's parameters gathered unsharded twice (current +
@@ -44,39 +45,15 @@ Validated on CPU against torch's own allocation peak of real training steps
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
-import torch
+from relic_model.nn.memory import kv_token_counts
+from relic_model.nn.parameters import dit_parameters, model_parameters
+from relic_model.train.settings import train_settings
 
 GIB = 1024 ** 3
-
-
-def _count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def _meta(build):
-    with torch.device("meta"):
-        return build()
-
-
-def dit_parameters(cfg) -> int:
-    """Exact parameter count of ``RelicDiT(cfg)`` (built on the meta device)."""
-    from relic_model.nn.dit import RelicDiT
-    return _count(_meta(lambda: RelicDiT(cfg)))
-
-
-def model_parameters(cfg) -> dict[str, int]:
-    from relic_model.nn.autoencoder import VideoAutoencoder
-    from relic_model.nn.dit import RelicDiT
-    from relic_model.nn.text import TextEncoder
-    dit = _meta(lambda: RelicDiT(cfg))
-    c = copy.deepcopy(cfg.text)
-    c.buckets = 2   # the hashed table is a (non-parameter) buffer; keep the meta build tiny
-    return {"dit": _count(dit), "dit_block": _count(dit.blocks[0]), "autoencoder": _count(_meta(lambda: VideoAutoencoder(cfg))),
-            "text": _count(_meta(lambda: TextEncoder(c)))}
 
 
 def tokens_per_latent_frame(cfg) -> int:
@@ -187,9 +164,6 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None,
     """Per-GPU memory and step FLOPs of every training phase of ``cfg`` on ``gpus`` GPUs
     (``context_parallel``, ``teacher_dtype``, ``teacher_shard``: override the config's
     ``train.*`` values of the same names)."""
-    import dataclasses
-    from relic_model.nn.memory import kv_token_counts
-    from relic_model.train.settings import train_settings
     st = settings or train_settings(cfg)
     over = {k: v for k, v in (("teacher_dtype", teacher_dtype), ("teacher_shard", teacher_shard)) if v is not None}
     if over.get("teacher_dtype", st.teacher_dtype) not in ("fp32", "bf16"):
@@ -305,7 +279,6 @@ def plan_stages(cfg, gpus: int = 8, gpu_mem_gib: float = 80.0, settings=None,
 
 
 def format_plan(cfg, plans: list[StagePlan], gpus: int, gpu_mem_gib: float, settings=None) -> str:
-    from relic_model.train.settings import train_settings
     st = settings or train_settings(cfg)
     P = model_parameters(cfg)
     lines = [f"# Training plan: {cfg.name} on {gpus} x {gpu_mem_gib:g} GiB",

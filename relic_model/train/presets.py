@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from relic_model.config import config_from_dict
+
 MICRO = {
     "name": "relic-micro",
     "data": {"height": 32, "width": 48, "fps": 16.0},
@@ -36,7 +38,6 @@ def micro_dict(**train_overrides) -> dict:
 
 
 def micro_config(**train_overrides):
-    from relic_model.config import config_from_dict
     return config_from_dict(micro_dict(**train_overrides))
 
 

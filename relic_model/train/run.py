@@ -20,27 +20,31 @@ from pathlib import Path
 
 import torch
 
+from datagen import Corpus
 from datagen.atomic import atomic_write_text
+from relic_model.config import load_config
+from relic_model.distributed import barrier
+from relic_model.inference.checkpoint import save_checkpoint
 from relic_model.train.checkpoint import load_modules
 from relic_model.train.common import STAGES, RunContext, build_autoencoder, build_dit, build_text
 from relic_model.train.loop import run_stage
+from relic_model.train.stage_autoencoder import AutoencoderStage
+from relic_model.train.stage_distill import DistillStage
+from relic_model.train.stage_student_init import StudentInitStage
+from relic_model.train.stage_teacher import TeacherStage
 
 
 def make_stage(ctx: RunContext, name: str, steps: int | None):
     if name == "autoencoder":
-        from relic_model.train.stage_autoencoder import AutoencoderStage
         st = AutoencoderStage(ctx)
         st.total_steps = int(steps if steps is not None else ctx.settings.autoencoder.steps)
         st.cfg = ctx.cfg
         return st
     if name == "teacher":
-        from relic_model.train.stage_teacher import TeacherStage
         return TeacherStage(ctx, steps)
     if name == "student_init":
-        from relic_model.train.stage_student_init import StudentInitStage
         return StudentInitStage(ctx, steps)
     if name == "distill":
-        from relic_model.train.stage_distill import DistillStage
         return DistillStage(ctx, steps)
     raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
 
@@ -63,8 +67,6 @@ def stage_summary(ctx: RunContext, name: str) -> dict:
 
 def write_bundle(ctx: RunContext, out: Path | None = None, command: str | None = None) -> Path:
     """Assemble RUN/bundle from the autoencoder, teacher (text encoder) and distill finals."""
-    from relic_model.config import load_config
-    from datagen import Corpus
     out = Path(out or ctx.out / "bundle")
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(ctx.final_dir("distill") / "config.yaml")
@@ -72,7 +74,6 @@ def write_bundle(ctx: RunContext, out: Path | None = None, command: str | None =
     load_modules(ctx.final_dir("autoencoder") / "model.safetensors", {"autoencoder": ae})
     load_modules(ctx.final_dir("distill") / "model.safetensors", {"student": dit})
     load_modules(ctx.final_dir("teacher") / "model.safetensors", {"text": text})
-    from relic_model.inference.checkpoint import save_checkpoint
     save_checkpoint(out, cfg, dit, ae, text)  # the format RelicWorldModel / load_checkpoint read
     corpus = Corpus.open(ctx.corpus) if ctx.corpus else None
     prov = {
@@ -96,7 +97,6 @@ def write_bundle(ctx: RunContext, out: Path | None = None, command: str | None =
 
 
 def train_all(ctx: RunContext, steps: int | None = None, resume: bool = True, command: str | None = None) -> Path:
-    from relic_model.distributed import barrier
     for name in STAGES:
         if resume and (ctx.stage_dir(name) / "final" / "model.safetensors").is_file():
             if ctx.info.is_main:

@@ -157,7 +157,8 @@ def train_settings(cfg) -> TrainSettings:
     d = dict(cfg.train or {})
     explicit = bool(d.get("require_explicit", False))
     if not explicit:
-        from relic_model.train.plan import dit_parameters   # deferred: plan imports this module
+        from relic_model.nn.parameters import dit_parameters   # deferred: it imports torch
+
         n = dit_parameters(cfg)
         explicit = n > EXPLICIT_ABOVE_PARAMS
     else:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
+from relic_model.config import save_config
 from relic_model.distributed import DistInfo, barrier
 from relic_model.train.checkpoint import prune_steps, replace_dir
 
@@ -52,7 +53,6 @@ def save_sharded(ckpt_dir: str | os.PathLike, step: int, modules: dict[str, nn.M
                  state: dict, info: DistInfo, keep: int = 2) -> Path:
     """Write ``ckpt_dir/step_XXXXXXXX`` (collective: every rank calls it). Returns its path."""
     import torch.distributed.checkpoint as dcp
-    from relic_model.config import save_config
     ckpt_dir = Path(ckpt_dir)
     target = ckpt_dir / f"step_{step:08d}"
     tmp = target.with_name(target.name + ".tmp")
