@@ -25,6 +25,12 @@ from __future__ import annotations
 import os
 from typing import Iterable, Iterator, Optional
 
+from benchmark.adapters import make_model
+from benchmark.rollout import rollout
+from benchmark.tasks.io import load_suite
+from datagen import ray_session
+from datagen.ray_session import is_actor_death
+
 MAX_ATTEMPTS = 3
 
 
@@ -33,8 +39,6 @@ class RolloutActor:
 
     def __init__(self, spec: str, instance, suite_root: str, env: dict):
         os.environ.update(env)
-        from benchmark.adapters import make_model
-        from benchmark.tasks.io import load_suite
 
         self.model = instance if instance is not None else make_model(spec)
         self.suite = load_suite(suite_root)
@@ -42,8 +46,6 @@ class RolloutActor:
     def rollout(self, task_id: str):
         """("ok", Rollout) or ("error", message, traceback) for one task."""
         import traceback
-
-        from benchmark.rollout import rollout
 
         task = self.suite.task(task_id)
         try:
@@ -100,8 +102,6 @@ class RayEngine:
         self.env = _forwarded_env()
 
     def _ray(self):
-        from datagen import ray_session
-
         if self.session is None:
             self.session = ray_session.start(self.address)
         return ray_session.import_ray()
@@ -110,8 +110,6 @@ class RayEngine:
         return self.session.startup_s if self.session is not None else 0.0
 
     def close(self) -> None:
-        from datagen import ray_session
-
         if self.session is not None:
             ray_session.stop(self.session)
             self.session = None
@@ -134,8 +132,6 @@ class RayEngine:
         """Run `method(*job)` for every job over `n` actors of `actor_cls`; yields (index, reply) in
         completion order. A job whose actor dies is handed out again (another actor, or the same one
         once Ray restarted it); after MAX_ATTEMPTS deaths it yields ("error", ...)."""
-        from datagen.ray_session import is_actor_death
-
         ray = self._ray()
         Actor = ray.remote(max_restarts=MAX_ATTEMPTS, max_task_retries=0)(actor_cls)
         actors = [Actor.options(**opts).remote(*make_args) for _ in range(n)]

@@ -18,6 +18,14 @@ Spec grammar: ``NAME`` or ``NAME:ARG``.
 """
 from __future__ import annotations
 
+from benchmark.adapters import gamecraft, matrix_game
+from benchmark.adapters.gamecraft import GameCraftModel
+from benchmark.adapters.matrix_game import MatrixGame2Model
+from benchmark.adapters.noisy_oracle import NoisyOracleModel, parse_spec
+from benchmark.adapters.oracle import OracleModel
+from benchmark.adapters.reproject import ReprojectModel
+from benchmark.adapters.static import StaticModel
+from benchmark.adapters.video_folder import VideoFolderModel
 from benchmark.world_model import WorldModel
 
 BASELINES = ("oracle", "static", "reproject")
@@ -33,34 +41,20 @@ def make_model(spec: str) -> WorldModel:
     spec = spec.strip()
     name, _, arg = spec.partition(":")
     if name == "oracle":
-        from benchmark.adapters.oracle import OracleModel
-
         return OracleModel()
     if name == "static":
-        from benchmark.adapters.static import StaticModel
-
         return StaticModel()
     if name == "reproject":
-        from benchmark.adapters.reproject import ReprojectModel
-
         return ReprojectModel()
     if name == "noisy-oracle":
-        from benchmark.adapters.noisy_oracle import NoisyOracleModel, parse_spec
-
         return NoisyOracleModel(*parse_spec(arg))
     if name == "video-folder":
-        from benchmark.adapters.video_folder import VideoFolderModel
-
         if not arg:
             raise ValueError("video-folder needs a folder: video-folder:DIR")
         return VideoFolderModel(arg)
     if name == "matrix-game-2":
-        from benchmark.adapters.matrix_game import MatrixGame2Model
-
         return MatrixGame2Model(arg or None)
     if name == "gamecraft":
-        from benchmark.adapters.gamecraft import GameCraftModel
-
         return GameCraftModel(arg or None)
     base, _, opts = name.partition("@")
     if base in ("relic", "relic-nomem"):
@@ -88,8 +82,6 @@ def validate_spec(spec: str) -> None:
     if base in ("oracle", "static", "reproject") and (arg or base != name):
         raise ValueError(f"model {spec!r}: {base} takes no argument")
     if base == "noisy-oracle":
-        from benchmark.adapters.noisy_oracle import parse_spec
-
         parse_spec(arg)
     if base == "video-folder":
         if not arg:
@@ -101,8 +93,6 @@ def validate_spec(spec: str) -> None:
     if base == "matrix-game-2" or base == "gamecraft":
         if base != name:
             raise ValueError(f"model {spec!r}: {base} takes no @options")
-        from benchmark.adapters import gamecraft, matrix_game
-
         (matrix_game if base == "matrix-game-2" else gamecraft).check(arg or None)
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmark.tasks.export import channels_used, step_actions
 from benchmark.world_model import WorldModel, as_actions
 
 FASTVIDEO_VERSION = "0.2.1"
@@ -184,8 +185,6 @@ class FastVideoModel(WorldModel):
         raise NotImplementedError
 
     def out_of_action_space(self, task) -> str | None:
-        from benchmark.tasks.export import channels_used, step_actions
-
         extra = [g for g in channels_used(step_actions(task), task.gamma) if g not in self.supported]
         if extra:
             return f"{self.name} has no {'/'.join(extra)} control (its controls: {', '.join(self.supported)})"

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from benchmark.adapters.oracle import OracleModel
+from benchmark.tasks.render import render_rgb, task_backend
 from benchmark.world_model import as_actions
 
 KINDS = ("drift", "blur", "forget")
@@ -96,21 +97,15 @@ class NoisyOracleModel(OracleModel):
         task = self._task
         n = task.num_frames
         if self.kind == "drift" and self.strength > 0:
-            from benchmark.tasks.render import task_backend
-
             self._poses = drifted_poses(task.gt_poses, self.strength, self._seed())
             self._backend = task_backend(task)
         elif self.kind == "forget" and self.strength > 0:
-            from benchmark.tasks.render import task_backend
-
             self._forget = np.zeros(n, dtype=bool)
             later = task.revisits["later"].to_numpy(dtype=int) if len(task.revisits) else np.zeros(0, int)
             self._forget[later[(later > 0) & (later < n)]] = True
             self._backend = task_backend(task, seed_offset=FORGET_SEED_OFFSET) if self._forget.any() else None
 
     def step(self, actions: np.ndarray, gamma: float) -> np.ndarray:
-        from benchmark.tasks.render import render_rgb
-
         k = as_actions(actions).shape[0]
         idx = self._gt(k)
         gt = self._task.gt_frames()

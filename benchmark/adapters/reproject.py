@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.world_model import WorldModel, as_actions
+from datagen.actions import actions_to_poses
 
 
 def forward_splat(rgb0: np.ndarray, depth0: np.ndarray, K: np.ndarray, T_tgt_src: np.ndarray,
@@ -98,8 +99,6 @@ class ReprojectModel(WorldModel):
         self._pose = self._c2w0.copy()  # pose of the latest frame (integrated from actions)
 
     def step(self, actions: np.ndarray, gamma: float) -> np.ndarray:
-        from datagen.actions import actions_to_poses
-
         a = as_actions(actions)
         # integrate this chunk from the latest commanded pose (integration is sequential, so
         # chunk by chunk equals integrating the whole sequence at once)

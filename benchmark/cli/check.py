@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from benchmark.gate import check_regression, write_baseline
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", required=True,
@@ -51,8 +53,6 @@ def parse_tolerances(items: list[str]) -> dict:
 
 
 def run(args) -> int:
-    from benchmark.gate import check_regression, write_baseline
-
     if args.results is None:
         raise ValueError("pass --results RESULTS.csv (or the run folder of `relic bench run --out DIR`)")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None

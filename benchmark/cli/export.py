@@ -7,6 +7,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark.tasks.export import export_pack, parse_formats
+from benchmark.tasks.io import load_suite
+from benchmark.tasks.suite import ensure_suite
+from datagen.cli_common import CliError, ensure_output_dir
+
 PACK_ENTRIES = ("pack.json", "schema.json", "README.md", "SHA256SUMS", "tasks", "*.tmp", ".*")
 
 
@@ -23,18 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from benchmark.tasks.export import export_pack, parse_formats
-    from benchmark.tasks.io import load_suite
-    from datagen.cli_common import CliError, ensure_output_dir
-
     formats = parse_formats(args.format)
     if (args.suite is None) == (args.tasks is None):
         raise CliError("give exactly one of --suite NAME or --tasks SUITE_DIR")
     if args.tasks is not None:
         root = args.tasks
     else:
-        from benchmark.tasks.suite import ensure_suite
-
         root = ensure_suite(args.suite, progress=not args.quiet)
     ids = [t.strip() for t in args.task_ids.split(",")] if args.task_ids else None
     suite = load_suite(root, ids)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark.cli.run import finish, publish
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", type=Path, help="finished run folders; a model in several runs is taken "
@@ -20,7 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from benchmark.cli.run import finish, publish
     from benchmark.merge_runs import merge_runs
 
     df = merge_runs(args.runs, args.out)

@@ -11,6 +11,10 @@ import argparse
 import shutil
 from pathlib import Path
 
+from benchmark.adapters import parse_models, validate_spec
+from benchmark.leaderboard import incomplete_summary
+from benchmark.tasks.io import load_suite
+from benchmark.tasks.suite import ensure_suite
 from datagen.cli_common import nonnegative_float
 
 
@@ -51,9 +55,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_tasks(args):
-    from benchmark.tasks.io import load_suite
-    from benchmark.tasks.suite import ensure_suite
-
     root = args.tasks if args.tasks is not None else ensure_suite(args.suite, progress=not args.quiet)
     ids = [t.strip() for t in args.task_ids.split(",")] if getattr(args, "task_ids", None) else None
     return load_suite(root, ids)
@@ -86,8 +87,6 @@ def finish(out: Path, allow_missing: bool) -> int:
     """Exit status of a finished run: 1 (one line per problem) when a model is incomplete, unless allowed."""
     import sys
 
-    from benchmark.leaderboard import incomplete_summary
-
     problems = incomplete_summary(out)
     for line in problems:
         print(f"relic: incomplete: {line}", file=sys.stderr)
@@ -99,7 +98,6 @@ def finish(out: Path, allow_missing: bool) -> int:
 
 
 def run(args) -> int:
-    from benchmark.adapters import parse_models, validate_spec
     from benchmark.harness import run_benchmark
 
     if args.engine != "ray" and (args.ray_address or args.ray_gpus_per_model):

@@ -11,6 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark.adapters import parse_models, validate_spec
+from benchmark.adapters.video_folder import VideoFolderModel, find_video
+from benchmark.cli.run import finish, use_lpips_weights
+from benchmark.tasks.io import load_suite
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", required=True, type=Path,
@@ -32,11 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from benchmark.adapters import parse_models, validate_spec
-    from benchmark.adapters.video_folder import VideoFolderModel, find_video
-    from benchmark.cli.run import finish, use_lpips_weights
     from benchmark.harness import run_benchmark
-    from benchmark.tasks.io import load_suite
 
     baselines = parse_models(args.baselines)
     for spec in baselines:

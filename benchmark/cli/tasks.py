@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from datagen.cli_common import int_at_least, positive_float, resolution_arg
+from benchmark.tasks.suite import build_suite, suite_spec
+from datagen.cli_common import (CliError, ensure_output_dir, int_at_least, parse_resolution, positive_float,
+                                resolution_arg)
 from datagen.render.presets import RESOLUTIONS
 
 # frame sides must divide by the autoencoder's spatial factor (8, see datagen/render/presets.py)
@@ -41,9 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from benchmark.tasks.suite import build_suite, suite_spec
-    from datagen.cli_common import CliError, ensure_output_dir, parse_resolution
-
     w, h = args.width, args.height
     if args.resolution:
         if w is not None or h is not None:

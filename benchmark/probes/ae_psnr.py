@@ -23,14 +23,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.tasks.io import load_suite
+from relic_model.config import load_config
+from relic_model.inference.checkpoint import BUNDLED
+from relic_model.inference.streaming import to_uint8_frames
+from relic_model.nn.autoencoder import VideoAutoencoder
+
 
 def load_autoencoder(directory=None):
     """(cfg, VideoAutoencoder in eval mode) from a checkpoint directory (None = bundled)."""
     from safetensors.torch import load_file
 
-    from relic_model.config import load_config
-    from relic_model.inference.checkpoint import BUNDLED
-    from relic_model.nn.autoencoder import VideoAutoencoder
     d = Path(directory) if directory is not None else BUNDLED
     cfg = load_config(d / "config.yaml")
     ae = VideoAutoencoder(cfg)
@@ -46,7 +49,6 @@ def load_autoencoder(directory=None):
 def clip_psnr(ae, frames: np.ndarray, latents: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame MSE (uint8 scale) of consecutive whole clips of ``frames`` (T, H, W, 3) uint8, and
     a flag per frame saying whether it is a clip's first frame."""
-    from relic_model.inference.streaming import to_uint8_frames
     T = 1 + ae.tf * (latents - 1)
     mses, first = [], []
     for s in range(0, len(frames) - T + 1, T):
@@ -63,7 +65,6 @@ def psnr_of(mse: np.ndarray) -> float:
 
 
 def evaluate(suite_dir, checkpoint=None, max_frames: int = 64, latents: int = 4) -> dict:
-    from benchmark.tasks.io import load_suite
     cfg, ae = load_autoencoder(checkpoint)
     mses, firsts = [], []
     for t in load_suite(suite_dir).tasks:

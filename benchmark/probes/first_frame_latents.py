@@ -21,11 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmark.probes.still_shot import ae_reference, psnr_u8, static_actions
+from benchmark.tasks.io import load_suite
+from relic_model.inference.checkpoint import load_checkpoint
+from relic_model.inference.streaming import StreamingGenerator, to_model_image, to_uint8_frames
+
 
 @torch.inference_mode()
 def latent_spaces(ae, frames: list[np.ndarray], firsts: list[np.ndarray]) -> dict:
-    from benchmark.probes.still_shot import psnr_u8
-    from relic_model.inference.streaming import to_model_image, to_uint8_frames
     H, W = ae.cfg.data.height, ae.cfg.data.width
     z0s, zgs = [], []
     for f in frames:
@@ -59,8 +62,6 @@ def latent_spaces(ae, frames: list[np.ndarray], firsts: list[np.ndarray]) -> dic
 
 @torch.inference_mode()
 def per_sigma(dit, ae, text, cfg, firsts: list[tuple[np.ndarray, str]], seed: int = 1) -> list[dict]:
-    from benchmark.probes.still_shot import ae_reference, psnr_u8, static_actions
-    from relic_model.inference.streaming import StreamingGenerator, to_uint8_frames
     rows = []
     for s in [float(x) for x in cfg.sampling.sigmas]:
         errs, ps = [], []
@@ -89,8 +90,6 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    from benchmark.tasks.io import load_suite
-    from relic_model.inference.checkpoint import load_checkpoint
     cfg, dit, ae, text = load_checkpoint(a.checkpoint, "cpu")
     frames, firsts = [], []
     for t in load_suite(a.suite).tasks:

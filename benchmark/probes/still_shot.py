@@ -46,6 +46,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.tasks.io import load_suite
+from datagen.atomic import atomic_write_text
+from relic_model.config import load_config
+from relic_model.inference.checkpoint import load_checkpoint
+from relic_model.inference.streaming import STATIC_ROW, StreamingGenerator, to_model_image, to_uint8_frames
+from relic_model.inference.teacher import load_teacher
+from relic_model.nn.control import integrate_actions, latent_controls
+from relic_model.pipelines.teacher_sampling import sample_ode
+
 VARIANTS = ("mem", "nomem", "mem_f0_pooled", "mem_all_full", "mem_h15")
 
 
@@ -56,7 +65,6 @@ def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def static_actions(n: int) -> np.ndarray:
-    from relic_model.inference.streaming import STATIC_ROW
     return np.tile(STATIC_ROW, (n, 1)).astype(np.float32)
 
 
@@ -64,7 +72,6 @@ def static_actions(n: int) -> np.ndarray:
 def ae_reference(ae, cfg, frame: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """(AE(frame 0) uint8, AE(still clip of 1 + frames frames) uint8 (1 + frames, H, W, 3), latents
     of that still clip (1, F, C, h, w))."""
-    from relic_model.inference.streaming import to_model_image, to_uint8_frames
     img = to_model_image(frame, cfg.data.height, cfg.data.width)
     rec0 = to_uint8_frames(ae.decode(ae.encode(img[None, None]))[0], frame.shape[:2])[0]
     tf = cfg.autoencoder.temporal_factor
@@ -103,7 +110,6 @@ def variant_cfg(cfg, variant: str):
 def student_still(dit, ae, text, cfg, frame: np.ndarray, prompt: str, frames: int, memory: bool,
                   seed: int = 0) -> tuple[np.ndarray, torch.Tensor]:
     """uint8 (frames, H, W, 3) generated with static actions and the latents (1, F, C, h, w) incl. latent 0."""
-    from relic_model.inference.streaming import StreamingGenerator
     saved = dit.cfg          # the KV cache takes its window/schedule from the model's config
     dit.cfg = cfg
     try:
@@ -120,9 +126,6 @@ def teacher_still(teacher, ae, text, cfg, frame: np.ndarray, prompt: str, frames
                   seed: int = 0, guidance: float = 1.0) -> tuple[np.ndarray, torch.Tensor]:
     """The bidirectional teacher's ODE sample of a still clip (frames after frame 0, latents);
     ``guidance`` > 1: classifier-free guidance against the empty prompt (as the DMD real score)."""
-    from relic_model.inference.streaming import to_model_image, to_uint8_frames
-    from relic_model.nn.control import integrate_actions, latent_controls
-    from relic_model.pipelines.teacher_sampling import sample_ode
     tf = cfg.autoencoder.temporal_factor
     n_act = tf * ((frames + tf - 1) // tf)
     acts = static_actions(n_act)
@@ -156,12 +159,9 @@ def probe(frames_in: list[tuple[str, np.ndarray, str]], checkpoint=None, teacher
           seed: int = 0, variants=VARIANTS, progress: bool = True, teacher_steps: int = 16,
           teacher_guidance: float = 1.0) -> list[dict]:
     """One row per (image, variant): ``ae_rec``, per-frame lists and their summaries."""
-    from relic_model.inference.checkpoint import load_checkpoint
     cfg, dit, ae, text = load_checkpoint(checkpoint, "cpu")
     teacher = teacher_text = None
     if teacher_weights:
-        from relic_model.config import load_config
-        from relic_model.inference.teacher import load_teacher
         tc = Path(teacher_weights).parent / "config.yaml"      # the teacher run's own network config
         teacher, teacher_text = load_teacher(teacher_weights, load_config(tc) if tc.is_file() else cfg, text)
     rows = []
@@ -202,7 +202,6 @@ def probe(frames_in: list[tuple[str, np.ndarray, str]], checkpoint=None, teacher
 
 def suite_first_frames(suite_dir) -> list[tuple[str, np.ndarray, str]]:
     """(task id, first frame uint8, prompt) of every task of a benchmark suite."""
-    from benchmark.tasks.io import load_suite
     out = []
     for t in load_suite(suite_dir).tasks:
         f = t.gt_frames()[0]
@@ -244,7 +243,6 @@ def main(argv=None) -> int:
     print(table)
     if a.out:
         import json
-        from datagen.atomic import atomic_write_text
         out = Path(a.out)
         atomic_write_text(out.with_suffix(".json"), json.dumps(rows, indent=0))
         atomic_write_text(out, table + "\n")

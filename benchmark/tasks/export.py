@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.tasks.io import _png_bytes, read_png_rgb
 from datagen import actions as act
 from datagen.atomic import atomic_write_bytes, atomic_write_text
 from datagen.filebytes import sha256_file
@@ -286,8 +287,6 @@ def export_pack(suite, out: Path, formats=FORMATS) -> dict:
         d = f"tasks/{task.task_id}"
         a = step_actions(task)
         first = task.first_frame()
-        from benchmark.tasks.io import _png_bytes
-
         put(f"{d}/first_frame.png", _png_bytes(first))
         if "relic" in formats:
             put(f"{d}/actions.npy", _npy(a))
@@ -344,8 +343,6 @@ def read_pack(pack_dir: Path) -> dict:
 def load_pack_inputs(task_dir: Path) -> dict:
     """What an outside lab reads for one task: first_frame (H,W,3) uint8, prompt, K, fps, gamma,
     num_frames and every control file present (actions, poses_opencv, poses_opengl, keyboard_mouse)."""
-    from benchmark.tasks.io import read_png_rgb
-
     task_dir = Path(task_dir)
     tj = json.loads((task_dir / "task.json").read_text())
     out = {"task_id": tj["task_id"], "prompt": tj["prompt"], "K": np.asarray(tj["K"], dtype=np.float64),

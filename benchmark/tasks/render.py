@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from datagen.scenes.library import generate_scene
+
 
 def scene_spec(task) -> dict:
     spec = task.meta.get("scene")
@@ -19,8 +21,7 @@ def scene_spec(task) -> dict:
 def make_backend(family: str, seed: int, width: int, height: int, fov_deg: float):
     """An EmbeddedBackend on ``generate_scene(family, seed)`` at (width, height, horizontal fov)."""
     try:
-        from datagen.backends.embedded import EmbeddedBackend
-        from datagen.scenes.library import generate_scene
+        from datagen.backends.embedded import EmbeddedBackend  # deferred: it imports open3d and numba
     except ImportError as e:  # pragma: no cover - only while datagen is incomplete
         raise RuntimeError(f"the embedded renderer is not available ({e}); it is needed to render tasks") from e
     scene = generate_scene(family, int(seed))

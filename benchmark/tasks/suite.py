@@ -32,8 +32,17 @@ import numpy as np
 
 from benchmark.tasks.families import (MAX_SEED_TRIES, MIN_REVISIT_PAIRS, SEED_STRIDE, SuiteSpec, TaskSpec,
                                       full_suite, mini_suite, smoke_suite)
-from benchmark.tasks.io import SUITE_VERSION, _atomic_json, save_task, write_manifest
+from benchmark.tasks.io import SUITE_VERSION, _atomic_json, read_manifest, save_task, write_manifest
+from benchmark.tasks.render import make_backend
 from benchmark.tasks.task import REVISIT_COLUMNS, Task
+from datagen.actions import poses_to_actions
+from datagen.capture.config import scene_id_for
+from datagen.curation.captions import caption_text, visible_objects
+from datagen.curation.splits import scene_split, seeds_for_split
+from datagen.render.presets import DEFAULT_FOV_DEG
+from datagen.revisit_pairs import find_revisit_pairs
+from datagen.scenes import library
+from datagen.trajectories import generate
 
 SUITES = ("smoke", "full", "mini")
 BUILD_STATE = "build_state.json"
@@ -41,8 +50,6 @@ BUILD_STATE = "build_state.json"
 
 def default_scene_families() -> list[str]:
     """The embedded scene families, in the library's order (procedural ones only)."""
-    from datagen.scenes import library
-
     fams = getattr(library, "FAMILIES", None)
     if not fams:
         raise RuntimeError("datagen.scenes.library exposes no scene families")
@@ -64,34 +71,22 @@ def suite_spec(name: str, width: int | None = None, height: int | None = None, f
 
 
 def scene_id_of(family: str, seed: int) -> str:
-    """Scene id of ``generate_scene(family, seed)`` (cheap when the library exposes it)."""
-    try:  # the scene library's naming rule, without generating the scene
-        from datagen.capture.config import scene_id_for
-
-        return scene_id_for(family, seed)
-    except ImportError:
-        from datagen.scenes.library import generate_scene
-
-        return generate_scene(family, seed).scene_id
+    """Scene id of ``generate_scene(family, seed)``: the scene library's naming rule, without
+    generating the scene."""
+    return scene_id_for(family, seed)
 
 
 def test_scene_seed(scene_family: str, index: int) -> int:
     """The ``index``-th seed (from 0 up) of ``scene_family`` whose scene is in the test split."""
-    from datagen.curation.splits import seeds_for_split
-
     return seeds_for_split(lambda s: scene_id_of(scene_family, s), "test", index + 1)[index]
 
 
 def fov_deg() -> float:
-    from datagen.render.presets import DEFAULT_FOV_DEG
-
     return float(DEFAULT_FOV_DEG)
 
 
 def make_prompt(scene, mask0: np.ndarray | None) -> str:
     """Static prompt: scene description + objects in view in frame 0 (no camera motion)."""
-    from datagen.curation.captions import caption_text, visible_objects
-
     phrases = []
     if mask0 is not None and len(scene.objects):
         vis = visible_objects(mask0[None], len(scene.objects), min_frame_fraction=1.0)[:6]
@@ -101,13 +96,6 @@ def make_prompt(scene, mask0: np.ndarray | None) -> str:
 
 def build_task(spec: TaskSpec, width: int, height: int, fps: float) -> tuple[Task, np.ndarray, np.ndarray]:
     """Generate one task: (Task without loaders, frames (N,H,W,3) uint8, depth (N,H,W) float32)."""
-    from datagen.actions import poses_to_actions
-    from datagen.curation.splits import scene_split
-    from datagen.revisit_pairs import find_revisit_pairs
-    from datagen.trajectories import generate
-
-    from benchmark.tasks.render import make_backend
-
     seed = test_scene_seed(spec.scene_family, spec.scene_index)
     fov = fov_deg()
     backend = make_backend(spec.scene_family, seed, width, height, fov)
@@ -219,8 +207,6 @@ def cache_root() -> Path:
 
 def ensure_suite(name: str, width: int | None = None, height: int | None = None, progress: bool = True) -> Path:
     """Path of a built suite ``name`` in the cache, building it first when absent or stale."""
-    from benchmark.tasks.io import read_manifest
-
     spec = suite_spec(name, width, height)
     d = cache_root() / "suites" / f"{name}-v{SUITE_VERSION}-{spec.width}x{spec.height}-{spec_hash(spec)}"
     try:
