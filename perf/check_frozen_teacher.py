@@ -32,6 +32,16 @@ from pathlib import Path
 
 import torch
 
+from relic_model.config import load_config
+from relic_model.data.synthetic import write_synthetic_corpus
+from relic_model.distributed import DistInfo
+from relic_model.nn.dit import RelicDiT
+from relic_model.train.common import RunContext
+from relic_model.train.frozen_teacher import prepare_frozen_teacher, shard_frozen, teacher_bytes
+from relic_model.train.plan import tokens_per_latent_frame
+from relic_model.train.presets import micro_config
+from relic_model.train.run import make_stage, run_stage_named
+
 GIB = 2 ** 30
 
 
@@ -67,10 +77,6 @@ def _forward(model, args, dev):
 
 
 def check_dtype(cfg, dev, frames: int) -> dict:
-    from relic_model.nn.dit import RelicDiT
-    from relic_model.distributed import DistInfo
-    from relic_model.train.frozen_teacher import prepare_frozen_teacher, teacher_bytes
-    from relic_model.train.plan import tokens_per_latent_frame
     torch.manual_seed(0)
     with torch.device(dev):
         m = RelicDiT(cfg)
@@ -102,10 +108,6 @@ def check_dtype(cfg, dev, frames: int) -> dict:
 def check_shard(dev) -> dict:
     import torch.distributed as dist
     from torch.distributed.tensor import DTensor
-    from relic_model.config import load_config
-    from relic_model.nn.dit import RelicDiT
-    from relic_model.distributed import DistInfo
-    from relic_model.train.frozen_teacher import prepare_frozen_teacher, shard_frozen
     cfg = load_config("tiny")
     cfg.dit.dim, cfg.dit.depth, cfg.dit.heads = 64, 3, 4
     cfg.validate()
@@ -133,11 +135,6 @@ def check_shard(dev) -> dict:
 
 def check_stages(dev, work: Path) -> dict:
     import pandas as pd
-    from relic_model.data.synthetic import write_synthetic_corpus
-    from relic_model.train.common import RunContext
-    from relic_model.distributed import DistInfo
-    from relic_model.train.presets import micro_config
-    from relic_model.train.run import make_stage, run_stage_named
     corpus = write_synthetic_corpus(work / "corpus", episodes=2, frames=30, height=32, width=48)
     cfg = micro_config()
     cfg.train.update(teacher_dtype="bf16", teacher_shard=True, precision="bf16", activation_checkpointing=True)
@@ -165,7 +162,6 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None, help="folder for the stages' corpus and run (default: a temp dir)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
-    from relic_model.config import load_config
     dev = torch.device(a.device)
     res = {"torch": torch.__version__, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "config": a.config, "dtype": check_dtype(load_config(a.config), dev, a.frames), "shard": check_shard(dev)}

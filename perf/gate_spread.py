@@ -34,6 +34,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from benchmark.gate import headline_applies, tolerance_for
+from benchmark.protocol import HEADLINE_METRICS
+
 FLIP_FRAC = 0.05
 
 
@@ -68,9 +71,6 @@ def run(relic: str, suite: Path, out: Path, models: str, reuse: bool = False) ->
 
 
 def headline_rows(df: pd.DataFrame) -> pd.DataFrame:
-    from benchmark.gate import headline_applies
-    from benchmark.protocol import HEADLINE_METRICS
-
     d = df[df["metric"].isin(list(HEADLINE_METRICS)) & (df["model"] != "estimator-noise-floor")]
     return d[[headline_applies(m, f) for m, f in zip(d["metric"], d["family"])]]
 
@@ -94,8 +94,6 @@ def main() -> int:
     ap.add_argument("--relic", default=str(Path(sys.executable).with_name("relic")))
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --work (same code only)")
     args = ap.parse_args()
-
-    from benchmark.gate import tolerance_for
 
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -27,6 +27,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from datagen.actions import poses_to_actions  # noqa: E402
+from datagen.capture.config import config_from_dict, plan_episodes  # noqa: E402
+from datagen.capture.episode import capture_episode  # noqa: E402
+from datagen.capture.pipeline import build_corpus  # noqa: E402
+from datagen.corpus.writer import write_episode  # noqa: E402
+from datagen.curation.captions import caption_segments  # noqa: E402
+from datagen.curation.filters import curate  # noqa: E402
+from datagen.revisit_pairs import find_revisit_pairs  # noqa: E402
+from datagen.scenes.library import generate_scene  # noqa: E402
+from datagen.trajectories import generate  # noqa: E402
+
 TARGET_FPS = 200.0
 
 
@@ -41,9 +52,6 @@ def config(width: int, height: int, episodes: int, duration_s: float, png_compre
 
 
 def run_build(cfg_dict: dict, workers: int) -> dict:
-    from datagen.capture.config import config_from_dict
-    from datagen.capture.pipeline import build_corpus
-
     cfg = config_from_dict(cfg_dict)
     tmp = Path(tempfile.mkdtemp(prefix="perf_corpus_"))
     try:
@@ -65,16 +73,7 @@ def stage_breakdown(width: int, height: int, duration_s: float) -> dict:
     """Seconds per stage for one explore episode in-process (one worker), each stage timed alone."""
     import numpy as np
 
-    from datagen.actions import poses_to_actions
     from datagen.backends.embedded import EmbeddedBackend
-    from datagen.capture.config import config_from_dict, plan_episodes
-    from datagen.capture.episode import capture_episode
-    from datagen.corpus.writer import write_episode
-    from datagen.curation.captions import caption_segments
-    from datagen.curation.filters import curate
-    from datagen.revisit_pairs import find_revisit_pairs
-    from datagen.scenes.library import generate_scene
-    from datagen.trajectories import generate
 
     cfg = config_from_dict(config(width, height, 2, duration_s))
     spec = plan_episodes(cfg)[0]

@@ -29,6 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from datagen import ray_session  # noqa: E402
+from datagen.capture.config import load_config  # noqa: E402
+from datagen.capture.pipeline import build_corpus  # noqa: E402
+from datagen.capture.ray_engine import build_corpus_ray  # noqa: E402
+
 BAR = 0.8  # Ray >= 0.8 x local
 MARK = "<!-- ray-engine {order}:{edge} -->"  # one block per order (local first / Ray first)
 
@@ -47,9 +52,6 @@ def _sums(out: Path) -> dict:
 
 
 def build(engine: str, cfg, out: Path, workers: int, limit) -> dict:
-    from datagen.capture.pipeline import build_corpus
-    from datagen.capture.ray_engine import build_corpus_ray
-
     up0 = _uptime()
     t0 = time.perf_counter()
     if engine == "local":
@@ -72,9 +74,6 @@ def main(argv=None) -> int:
     ap.add_argument("--ray-first", action="store_true", help="each round builds with Ray first, then locally")
     ap.add_argument("--out", default=str(ROOT / "reports" / "perf_corpus_build.md"))
     args = ap.parse_args(argv)
-
-    from datagen import ray_session
-    from datagen.capture.config import load_config
 
     cfg = load_config(args.config)
     work = Path(tempfile.mkdtemp(prefix="perf_engines_"))

@@ -54,6 +54,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from datagen.atomic import atomic_write_text  # noqa: E402
+from perf.perf_streaming import time_chunks, walk_actions  # noqa: E402
+from relic_model.config import load_config  # noqa: E402
+from relic_model.data.latent_cache import LatentPool  # noqa: E402
+from relic_model.distributed import DistInfo, wrap_model  # noqa: E402
+from relic_model.inference.checkpoint import build_models  # noqa: E402
+from relic_model.inference.streaming import StreamingGenerator  # noqa: E402
+from relic_model.pipelines.memory_probe import torch_cpu_peak_bytes  # noqa: E402
+from relic_model.train.common import RunContext, build_dit, build_text, configure_dit, frozen  # noqa: E402
+from relic_model.train.settings import train_settings  # noqa: E402
+from relic_model.train.stage_distill import DistillStage  # noqa: E402
+from relic_model.train.stage_student_init import StudentInitStage  # noqa: E402
+from relic_model.train.stage_teacher import TeacherStage  # noqa: E402
 
 DEFAULT_CONFIG = str(ROOT / "relic_model" / "configs" / "gpu.yaml")
 
@@ -61,7 +73,6 @@ DEFAULT_CONFIG = str(ROOT / "relic_model" / "configs" / "gpu.yaml")
 # ---------------------------------------------------------------------------- config
 def tiny_config(cfg):
     """``cfg`` shrunk to CPU size: tiny-config resolution, autoencoder and text encoder, a 2-block DiT."""
-    from relic_model.config import load_config
     t = load_config("tiny")
     c = copy.deepcopy(cfg)
     c.name = f"{cfg.name}-tiny"
@@ -80,9 +91,6 @@ def sync(dev):
 
 # ---------------------------------------------------------------------------- streaming
 def measure_streaming(cfg, dev, chunks: int, warmup: int, seed: int) -> dict:
-    from perf.perf_streaming import time_chunks, walk_actions
-    from relic_model.inference.checkpoint import build_models
-    from relic_model.inference.streaming import StreamingGenerator
     torch.manual_seed(seed)
     dit, ae, text = (m.eval() for m in build_models(cfg, dev))
     H, W = cfg.data.height, cfg.data.width
@@ -113,7 +121,6 @@ class _Pools:
         self.cfg, self.n, self.seed, self.pools = cfg, n, seed, {}
 
     def get(self, F: int):
-        from relic_model.data.latent_cache import LatentPool
         if F not in self.pools:
             c = self.cfg
             g = torch.Generator().manual_seed(self.seed + F)
@@ -127,7 +134,6 @@ class _Pools:
 
 
 def _dit(cfg, settings, dev, trainable: bool):
-    from relic_model.train.common import build_dit, configure_dit, frozen
     m = configure_dit(build_dit(cfg).to(dev), settings)
     if trainable:
         m.train()
@@ -137,11 +143,6 @@ def _dit(cfg, settings, dev, trainable: bool):
 
 def build_stage(name: str, cfg, settings, dev, batch: int, tiny: bool, seed: int):
     """A real stage object (its ``train_step`` unchanged) around random-weight models and synthetic data."""
-    from relic_model.train.common import RunContext, build_text, frozen
-    from relic_model.distributed import DistInfo, wrap_model
-    from relic_model.train.stage_distill import DistillStage
-    from relic_model.train.stage_student_init import StudentInitStage
-    from relic_model.train.stage_teacher import TeacherStage
     torch.manual_seed(seed)
     ctx = RunContext(cfg, None, Path(tempfile.gettempdir()), DistInfo(device=dev), False, settings)
     levels = [float(x) for x in cfg.sampling.sigmas]
@@ -219,7 +220,6 @@ def _static_bytes(modules, opts) -> int:
 
 
 def measure_stage(name, cfg, settings, dev, batch, tiny, seed) -> dict:
-    from relic_model.pipelines.memory_probe import torch_cpu_peak_bytes
     st = modules = opts = None
     row = {"stage": name, "batch_per_gpu": batch, "precision": settings.precision,
            "activation_checkpointing": bool(settings.activation_checkpointing)}
@@ -279,8 +279,6 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
 
-    from relic_model.config import load_config
-    from relic_model.train.settings import train_settings
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     cfg = load_config(args.config)

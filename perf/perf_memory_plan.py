@@ -29,6 +29,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from relic_model.config import load_config  # noqa: E402
+from relic_model.nn.dit import RelicDiT  # noqa: E402
+from relic_model.pipelines.memory_probe import SavedTensorMeter, torch_cpu_peak_bytes  # noqa: E402
+from relic_model.train.plan import dit_activation_bytes, format_plan, plan_stages, tokens_per_latent_frame  # noqa: E402
+
 CASES = [  # name, dit overrides, latent frames, batch, precision, checkpointing, attention mode
     ("w128 d4 fp32 bidir", {"dim": 128, "depth": 4, "heads": 4}, 6, 1, "fp32", False, "bidirectional"),
     ("w192 d6 fp32 block-causal", {"dim": 192, "depth": 6, "heads": 4}, 7, 1, "fp32", False, "block_causal"),
@@ -39,7 +44,6 @@ CASES = [  # name, dit overrides, latent frames, batch, precision, checkpointing
 
 
 def _cfg(over):
-    from relic_model.config import load_config
     cfg = load_config("tiny")
     for k, v in over.items():
         setattr(cfg.dit, k, v)
@@ -47,9 +51,6 @@ def _cfg(over):
 
 
 def measure(over, F, B, precision, ckpt, mode, seed=0) -> dict:
-    from relic_model.nn.dit import RelicDiT
-    from relic_model.pipelines.memory_probe import SavedTensorMeter, torch_cpu_peak_bytes
-    from relic_model.train.plan import dit_activation_bytes, tokens_per_latent_frame
     cfg = _cfg(over)
     torch.manual_seed(seed)
     model = RelicDiT(cfg)
@@ -98,8 +99,6 @@ GPU_SECTION = "## The plan for the GPU configs"
 def gpu_plan_section() -> list[str]:
     """The computed plans of the bundled GPU configs (Markdown lines), and for gpu14b the peak per
     GPU of student init / distillation under each way of holding the frozen teacher."""
-    from relic_model.config import load_config
-    from relic_model.train.plan import format_plan, plan_stages
     lines = [GPU_SECTION, "",
              "Command: `python -m relic_model.cli.train_plan --config relic_model/configs/gpu.yaml` "
              "(8 x 80 GiB) and `--config relic_model/configs/gpu14b.yaml --gpus 32`. Computed, not measured: "

@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark.metrics.action_following import score_action_following  # noqa: E402
+from benchmark.pose_estimation.colmap_estimator import ColmapEstimator  # noqa: E402
 from benchmark.pose_estimation.registry import run_estimator  # noqa: E402
 from benchmark.tasks.io import load_suite  # noqa: E402
 
@@ -84,8 +85,6 @@ def run_one(est: str, frames: np.ndarray, K: np.ndarray, depth0: np.ndarray, pat
 def joint_colmap(frames, K, depth0, work: Path, variant: str, task_id: str) -> None:
     """``colmap`` and ``colmap-rot`` from one COLMAP reconstruction (they differ only in how frames
     in no model are posed); both get the time of the whole run."""
-    from benchmark.pose_estimation.colmap_estimator import ColmapEstimator
-
     t0, c0 = time.perf_counter(), time.process_time()
     res = ColmapEstimator().estimate(frames, K, depth0, fallbacks=(False, True))
     sec, cpu = time.perf_counter() - t0, time.process_time() - c0

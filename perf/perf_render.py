@@ -41,18 +41,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from datagen.backends.embedded import EmbeddedBackend  # noqa: E402
-from datagen.render.presets import RESOLUTIONS  # noqa: E402
-from datagen.render.renderer import _o3d  # noqa: E402
-from datagen.scenes.library import FAMILIES, generate_scene  # noqa: E402
 from datagen.atomic import atomic_write_text  # noqa: E402
+from datagen.backends.embedded import EmbeddedBackend  # noqa: E402
+from datagen.conventions import intrinsics_from_fov  # noqa: E402
+from datagen.render import kernels  # noqa: E402
+from datagen.render.presets import RESOLUTIONS  # noqa: E402
+from datagen.render.renderer import Renderer, _o3d  # noqa: E402
+from datagen.scenes.builder import SceneBuilder  # noqa: E402
+from datagen.scenes.library import FAMILIES, generate_scene  # noqa: E402
 
 
 def boxes_scene(n: int = 200, seed: int = 0):
     """The reference scene of the issue's hint: `n` random boxes (0.3-3 m) scattered in a
     40 x 40 x 6 m volume over a floor, camera at its centre."""
-    from datagen.scenes.builder import SceneBuilder
-
     rng = np.random.default_rng(seed)
     b = SceneBuilder("boxes", seed)
     mats = [b.material(f"m{k}", kind, rng.random(3) * 0.6 + 0.3, tile_m=1.0)
@@ -87,8 +88,6 @@ class _StageClock:
                "shadow_rays": "shadow-ray selection", "compose": "compose"}
 
     def __init__(self, renderer):
-        from datagen.render import kernels
-
         self.kernels = kernels
         self.spent = {k: 0.0 for k in ("primary rays", "primary cast", "surface shading", "shadow-ray selection",
                                        "shadow rays", "compose")}
@@ -132,9 +131,6 @@ class _StageClock:
 def _cpu_breakdown(scene, poses) -> dict:
     """Single-threaded CPU ms per 832x480 RGB+depth+shadows frame, per stage (see the module
     docstring); "other" = total - stages."""
-    from datagen.conventions import intrinsics_from_fov
-    from datagen.render.renderer import Renderer
-
     W, H = RESOLUTIONS["paper"]
     r = Renderer(scene, nthreads=1, threads=1)
     K = intrinsics_from_fov(W, H, 90.0)

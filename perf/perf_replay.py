@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from relic_model.config import load_config  # noqa: E402
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,7 +32,6 @@ def main(argv=None) -> int:
     ap.add_argument("--reports", default=str(ROOT / "reports"))
     a = ap.parse_args(argv)
     import torch
-    from relic_model.config import load_config
     from relic_model.nn.dit import RelicDiT
     from relic_model.pipelines.conditioning import Cond
     from relic_model.pipelines.dit_generator import DiTBlockGenerator, score_fn

@@ -27,10 +27,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from datagen import conventions as cv  # noqa: E402
+from datagen.actions import actions_to_poses, poses_to_actions  # noqa: E402
+from datagen.revisit_pairs import find_revisit_pairs  # noqa: E402
+from datagen.scenes.library import generate_scene  # noqa: E402
+from datagen.trajectories import GENERATORS, generate  # noqa: E402
+
 
 def _episode(n: int = 1000):
-    from datagen import conventions as cv
-
     poses = []
     for i in range(n):
         t = i / n
@@ -72,12 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
 
-    from datagen import conventions as cv
-    from datagen.actions import actions_to_poses, poses_to_actions
     from datagen.backends.embedded import EmbeddedBackend
-    from datagen.revisit_pairs import find_revisit_pairs
-    from datagen.scenes.library import generate_scene
-    from datagen.trajectories import GENERATORS, generate
 
     load0 = os.getloadavg()[0]
     w, h = 112, 64

@@ -23,7 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from datagen.atomic import atomic_write_text  # noqa: E402
+
+from benchmark.tasks.task import REVISIT_COLUMNS, Task
+from datagen.atomic import atomic_write_text
+from datagen.revisit_pairs import find_revisit_pairs
 
 TARGET_FPS = 16.0
 
@@ -47,10 +50,6 @@ def script_poses(start: np.ndarray, n: int) -> np.ndarray:
 
 def build_task(family: str, seed: int, width: int, height: int, fps: float, seconds: float,
                cache: Path | None = None):
-    from datagen.revisit_pairs import find_revisit_pairs
-
-    from benchmark.tasks.task import REVISIT_COLUMNS, Task
-
     n = int(round(seconds * fps))
     f = None if cache is None else cache / f"perf_gt_{family}{seed}_{width}x{height}_{n}.npz"
     if f is not None and f.is_file():
@@ -108,7 +107,6 @@ def main(argv=None) -> int:
           flush=True)
 
     # warm-up on a short clip (imports, lazy modules); not timed
-    from benchmark.tasks.task import Task
     short = Task(**{**{k: getattr(task, k) for k in ("task_id", "family", "scene_id", "prompt", "K", "width",
                                                      "height", "fps", "gamma")},
                     "actions": task.actions[:24], "gt_poses": task.gt_poses[:24], "revisits": task.revisits[:0],

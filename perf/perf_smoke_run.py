@@ -18,6 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmark.adapters import parse_models
+from benchmark.tasks.io import load_suite
+from benchmark.tasks.suite import build_suite, suite_spec
+
 BAR_S = 120.0
 
 
@@ -33,10 +37,7 @@ def main() -> int:
     ap.add_argument("--models", default="oracle,static,reproject")
     args = ap.parse_args()
 
-    from benchmark.adapters import parse_models
     from benchmark.harness import run_benchmark
-    from benchmark.tasks.io import load_suite
-    from benchmark.tasks.suite import build_suite, suite_spec
 
     work = Path(tempfile.mkdtemp(prefix="perf_smoke_"))
     load0 = os.getloadavg()

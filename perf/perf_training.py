@@ -26,6 +26,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from relic_model.config import load_config  # noqa: E402
+from relic_model.data.synthetic import write_synthetic_corpus  # noqa: E402
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,8 +40,6 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy shared CPU)")
     a = ap.parse_args(argv)
     import torch
-    from relic_model.config import load_config
-    from relic_model.data.synthetic import write_synthetic_corpus
     from relic_model.train.common import STAGES, RunContext
     from relic_model.train.run import train_all
 
