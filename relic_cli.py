@@ -10,6 +10,8 @@ import importlib
 import os
 import sys
 
+from datagen.cli_common import CliError
+
 # group -> (group help, {command: (module, one-line help)})
 COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
     "datagen": ("Scenes, capture backends, corpus building and curation.", {
@@ -146,8 +148,6 @@ def _check_folder_output(args, key) -> None:
         return
     if key in FOLDER_OUTPUTS or (key[0], None) in FOLDER_OUTPUTS:
         from pathlib import Path
-
-        from datagen.cli_common import CliError
 
         p = Path(out)
         if p.exists() and not p.is_dir():

@@ -22,7 +22,11 @@ import time
 from pathlib import Path
 
 import relic_cli
-from datagen.cli_common import int_at_least, positive_int
+from benchmark.adapters import BASELINES, VALIDITY_VARIANTS, parse_models
+from benchmark.cli.run import publish
+from benchmark.tasks.io import load_suite
+from benchmark.tasks.suite import build_suite, suite_spec
+from datagen.cli_common import ensure_output_dir, int_at_least, positive_int
 
 # what `relic demo` writes into --out
 DEMO_ENTRIES = ("corpus", "train", "suite", "bench")
@@ -116,8 +120,6 @@ def fine_tune(args, corpus: Path | None) -> None:
 
 
 def default_models(validity: bool) -> list[str]:
-    from benchmark.adapters import BASELINES, VALIDITY_VARIANTS
-
     models = ["relic", "relic-nomem", *BASELINES]
     if validity:
         models += list(VALIDITY_VARIANTS)
@@ -125,12 +127,7 @@ def default_models(validity: bool) -> list[str]:
 
 
 def run(args) -> int:
-    from benchmark.adapters import parse_models
-    from benchmark.harness import run_benchmark
-    from benchmark.tasks.io import load_suite
-    from benchmark.tasks.suite import build_suite, suite_spec
-
-    from datagen.cli_common import ensure_output_dir
+    from benchmark.harness import run_benchmark  # deferred: it imports torch
 
     t_all = time.perf_counter()
     ensure_output_dir(args.out, ours=DEMO_ENTRIES, what="demo run", force=args.force)
@@ -159,8 +156,6 @@ def run(args) -> int:
         where = f" on {f['task']}" if f.get("task") else ""
         print(f"   NOT RUN: {f['model']}{where}: {f['error']}")
     if args.publish:
-        from benchmark.cli.run import publish
-
         publish(bench, args.publish)
         print(f"   published to {args.publish}/")
     print(f"   leaderboard: {bench / 'leaderboard.md'}")

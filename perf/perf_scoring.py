@@ -27,6 +27,7 @@ import numpy as np
 from benchmark.tasks.task import REVISIT_COLUMNS, Task
 from datagen.atomic import atomic_write_text
 from datagen.revisit_pairs import find_revisit_pairs
+from datagen.scenes.library import generate_scene
 
 TARGET_FPS = 16.0
 
@@ -57,8 +58,7 @@ def build_task(family: str, seed: int, width: int, height: int, fps: float, seco
         rgb, depth, poses, K = z["rgb"], z["depth"], z["poses"], z["K"]
         scene_id = str(z["scene_id"])
     else:
-        from datagen.backends.embedded import EmbeddedBackend
-        from datagen.scenes.library import generate_scene
+        from datagen.backends.embedded import EmbeddedBackend  # deferred: it imports open3d and numba
 
         scene = generate_scene(family, seed)
         be = EmbeddedBackend(scene, width=width, height=height, fov=90.0)
