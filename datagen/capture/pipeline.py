@@ -95,7 +95,7 @@ class _Backends:
             return self.cache[spec.scene_id]
         scene = self.scene(spec)
         if self.kind == "embedded":
-            from datagen.backends.embedded import EmbeddedBackend
+            from datagen.backends.embedded import EmbeddedBackend  # deferred: it imports open3d and numba
 
             be = EmbeddedBackend(scene, width=self.cfg.width, height=self.cfg.height, fov=self.cfg.fov_deg)
         else:

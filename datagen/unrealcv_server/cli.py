@@ -79,7 +79,7 @@ def run(args) -> int:
     if args.width > MAX_SIDE or args.height > MAX_SIDE or args.width * args.height > MAX_PIXELS:
         raise CliError(f"--width/--height {args.width}x{args.height} too large (sides up to {MAX_SIDE}, "
                        f"at most {MAX_PIXELS} pixels)")
-    from datagen.backends.embedded import EmbeddedBackend
+    from datagen.backends.embedded import EmbeddedBackend  # deferred: it imports open3d and numba
 
     scene = load_scene(args.scene)
     backend = EmbeddedBackend(scene, width=args.width, height=args.height, fov=args.fov,
