@@ -27,12 +27,23 @@ measured on the gt videos (wall time of the estimator only, one process per work
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
+from benchmark.adapters.reproject import ReprojectModel
+from benchmark.metrics.action_following import score_action_following
+from benchmark.pose_estimation import direct_estimator
+from benchmark.pose_estimation.registry import run_estimator
+from benchmark.protocol import PROTOCOL_VERSION
+from benchmark.tasks.io import load_suite
+from datagen.atomic import atomic_write_text
 
 VARIANTS = ("gt", "perturbed", "noise20", "reversed", "shuffled", "static", "reproject",
             "half_speed", "double_speed", "mirrored")
@@ -72,8 +83,6 @@ def make_variant(name: str, gt: np.ndarray, seed: int, task=None) -> np.ndarray:
     if name == "mirrored":
         return np.ascontiguousarray(gt[:, :, ::-1])
     if name == "reproject":
-        from benchmark.adapters.reproject import ReprojectModel
-
         m = ReprojectModel()
         m.bind_task(task)
         m.reset(gt[0], task.prompt, task.K)
@@ -94,17 +103,11 @@ def _score_task(args) -> list[dict]:
     if missing:
         for r in _score_task_uncached(suite_dir, task_id, estimator, missing, index, twice):
             done[r["variant"]] = r
-        from datagen.atomic import atomic_write_text
-
         atomic_write_text(cache, json.dumps([done[v] for v in VARIANTS if v in done]))
     return [done[v] for v in variants]
 
 
 def _score_task_uncached(suite_dir, task_id, estimator, variants, index, twice=True) -> list[dict]:
-    from benchmark.metrics.action_following import score_action_following
-    from benchmark.pose_estimation.registry import run_estimator
-    from benchmark.tasks.io import load_suite
-
     task = load_suite(Path(suite_dir), [task_id]).tasks[0]
     gt = task.gt_frames()
     depth = task.gt_depth()
@@ -247,14 +250,6 @@ def main(argv=None) -> int:
     ap.add_argument("--twice-every", type=int, default=1,
                     help="estimate the ground truth a second time (determinism check) on every K-th task; 0: never")
     args = ap.parse_args(argv)
-    from multiprocessing import get_context
-
-    from tqdm import tqdm
-
-    from benchmark.protocol import PROTOCOL_VERSION
-    from benchmark.tasks.io import load_suite
-    from datagen.atomic import atomic_write_text
-
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
         if v not in VARIANTS:
@@ -263,10 +258,6 @@ def main(argv=None) -> int:
     suite = load_suite(Path(args.suite_dir), ids)
     # per-task rows are cached (resumable; keyed by suite content, estimator and the code version of
     # the estimator module) under OUT.cache/
-    import hashlib
-
-    from benchmark.pose_estimation import direct_estimator
-
     code = hashlib.sha256(Path(direct_estimator.__file__).read_bytes()).hexdigest()[:12]
     whole = load_suite(Path(args.suite_dir)) if ids else suite   # --tasks subsets share the whole suite's cache
     cache_dir = Path(str(args.out) + ".cache") / f"{whole.content_hash[:12]}-{args.estimator}-{code}"
