@@ -55,9 +55,6 @@ LAZY_ALLOWED: dict[tuple[str, str | None], str] = {
 
 # What remains of issue 25 that is not this test's to change. Each entry has a strict xfail test
 # below, which starts passing, and so fails, once the remainder is gone: then delete the entry.
-PENDING_LAZY: dict[str, str] = {
-    "perf.perf_pose_validity": "the lead's file: its in-repo imports still sit inside functions",
-}
 PENDING_CYCLES: dict[frozenset[str], str] = {
     frozenset({"relic_cli", "relic_demo"}):
         "relic_cli dispatches `relic demo` to relic_demo, which runs its first steps through relic_cli.main",
@@ -339,7 +336,7 @@ def _misplaced() -> list[Import]:
 
 def test_in_repo_imports_sit_at_the_top():
     """In-repo imports inside functions: only those that defer a HEAVY package, and those in LAZY_ALLOWED."""
-    lazy = [i for i in _misplaced() if i.importer not in PENDING_LAZY]
+    lazy = _misplaced()
     assert not lazy, ("in-repo imports inside functions (move them to the top of the module; if that "
                       "makes an import-time cycle, break the cycle):\n" + _listing(lazy))
 
@@ -349,9 +346,3 @@ def test_the_lazy_allowlist_is_current():
     used = {_allowed(i) for i in imports() if i.lazy and not defers_heavy(i)}
     stale = sorted(map(str, set(LAZY_ALLOWED) - used))
     assert not stale, f"LAZY_ALLOWED entries that permit nothing, remove them: {stale}"
-
-
-@pytest.mark.xfail(strict=True, reason="pending (PENDING_LAZY): " + "; ".join(f"{k}: {v}" for k, v in PENDING_LAZY.items()))
-def test_pending_lazy_imports_are_moved():
-    lazy = [i for i in _misplaced() if i.importer in PENDING_LAZY]
-    assert not lazy, "pending: in-repo imports inside functions:\n" + _listing(lazy)
