@@ -1,7 +1,9 @@
 """`relic demo`: the README's main job, end to end on the embedded default.
 
 Top-level composition (beside ``relic_cli.py``, above datagen, relic_model and benchmark): every
-step runs the same ``relic`` command a user would type, through :func:`relic_cli.main`.
+step runs the same ``relic`` command a user would type, in a child process (``python -m relic_cli``:
+the same exit codes and messages, and no import loop between this module and the CLI that
+dispatches to it).
 
 Steps (each prints what it does and how long it took; a piece that is not available is skipped
 with a message that says why, and is never replaced by invented results):
@@ -18,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-import relic_cli
 from benchmark.adapters import BASELINES, VALIDITY_VARIANTS, parse_models
 from benchmark.cli.run import publish
 from benchmark.tasks.io import load_suite
@@ -63,7 +66,8 @@ def _done(t0: float, what: str = "done") -> None:
 
 
 def _relic_cli(argv: list[str]) -> int:
-    return relic_cli.main(argv)
+    """Exit status of `relic ARGV`, run as a child process with this interpreter."""
+    return subprocess.run([sys.executable, "-m", "relic_cli", *argv], check=False).returncode
 
 
 def build_corpus(args) -> Path | None:

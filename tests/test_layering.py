@@ -53,14 +53,6 @@ LAZY_ALLOWED: dict[tuple[str, str | None], str] = {
         "datagen module does not load the corpus reader (pandas, OpenCV)",
 }
 
-# What remains of issue 25 that is not this test's to change. Each entry has a strict xfail test
-# below, which starts passing, and so fails, once the remainder is gone: then delete the entry.
-PENDING_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"relic_cli", "relic_demo"}):
-        "relic_cli dispatches `relic demo` to relic_demo, which runs its first steps through relic_cli.main",
-}
-
-
 @dataclass(frozen=True)
 class Import:
     importer: str  # dotted module name of the importing file
@@ -304,15 +296,9 @@ def test_the_cycle_finder_finds_loops():
     assert sorted(_cycles(g)) == [["a", "b", "c"], ["e", "f"]]
 
 
-@pytest.mark.xfail(strict=True, reason="pending (PENDING_CYCLES): " + "; ".join(PENDING_CYCLES.values()))
-def test_pending_cycles_are_broken():
-    left = [sorted(c) for c in _cycles(_graph()) if frozenset(c) in PENDING_CYCLES]
-    assert not left, f"pending import cycles: {left}"
-
-
 def test_no_import_cycle():
     """No two modules import each other, directly or around a loop (every import counted)."""
-    cycles = [c for c in _cycles(_graph()) if frozenset(c) not in PENDING_CYCLES]
+    cycles = _cycles(_graph())
     lines = []
     for component in cycles:
         members = set(component)
