@@ -37,7 +37,7 @@ def test_ray_run_scores_exactly_like_the_local_run(suite_root, tmp_path):
                   progress=False, report=False, workers=1)
     r = subprocess.run([sys.executable, "-m", "relic_cli", "bench", "run", "--tasks", str(suite_root),
                         "--models", ",".join(MODELS), "--out", str(on_ray), "--no-lpips", "--quiet",
-                        "--engine", "ray"], capture_output=True, text=True, timeout=300)
+                        "--engine", "ray"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = _scores(local), _scores(on_ray)
     assert len(a) > 100 and set(a.model) == set(b.model)
