@@ -14,10 +14,14 @@ History:
   3  (2026-12-06) the default estimator (``direct``) takes each keyframe's depth from the task's
      ground-truth depth at that frame's commanded pose (before: frame 0's only, then the video's own
      stereo, whose scale drifted on long tasks); motions are still solved from the video's pixels.
+  4  (2026-12-06) the direct estimator re-localises a lost frame against the previous frame before
+     giving up (before: it held the previous pose), and a frame that turned more than 8 deg since the
+     previous one counts as lost (a tracking divergence on near, weakly textured objects had turned
+     single frames by 20 deg on ground-truth video and flipped under imperceptible pixel changes).
 """
 from __future__ import annotations
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 # Headline metrics and their direction (+1: higher is better, -1: lower is better). The gate checks
 # these by default; ``drift_psnr_slope`` only on long-horizon tasks.

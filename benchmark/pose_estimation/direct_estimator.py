@@ -50,13 +50,20 @@ State: a keyframe k (its pose, pyramid, and per pixel an inverse depth rho with 
    keyframe's median depth, frame t becomes the keyframe: the old keyframe's inverse depths are
    forward-warped into it (z-buffer, rho' = rho / Y_z), one-pixel cracks filled from >= 3
    neighbours; pixels without a depth are unknown at the prior (median known inverse depth).
-4. Failure. Too few valid residuals (fewer than ``min_valid`` pixels), a median absolute residual
-   above ``lost_residual`` after tracking, or a jump from the keyframe larger than ``max_jump`` x its
-   median depth (keyframes are switched at ``kf_trans_ratio``, so only a cut or a shuffled video gets there): the frame keeps the previous pose (kind "failed") and
-   becomes a keyframe with prior depth, so tracking restarts on what the video now shows.
+4. Failure and re-localisation. A frame is lost with too few valid residuals (fewer than ``min_valid``
+   pixels), a median absolute residual above ``lost_residual`` after tracking, a jump from the keyframe
+   larger than ``max_jump`` x its median depth (keyframes are switched at ``kf_trans_ratio``, so only a
+   cut or a shuffled video gets there), or a turn of more than ``max_rot_step_deg`` since the previous
+   frame (on weakly textured near objects, e.g. a black car filling the lower half, tracking could
+   diverge by 20 deg in one frame at a residual that looked fine). A lost frame is solved again against
+   the previous frame as a fresh keyframe (depth warped from the keyframe, or the reference's): a small
+   motion from a near view. Only if that is lost too (the turn test is not applied again: a fast pan
+   confirmed frame to frame stands) the frame keeps the previous pose (kind "failed") and becomes a
+   keyframe with prior depth, so tracking restarts on what the video now shows. Without the
+   re-localisation, which frames held their pose flipped under imperceptible pixel changes.
 
 Output: ``EstimateResult`` (poses (N,4,4) camera-to-world, frame 0 = identity, OpenCV axes; kinds
-"track", "static", "failed"; ``metric`` True with ``depth0``). Speed and validity on the suites:
+"track", "rotation" (the rotation-only model won), "static", "failed"; ``metric`` True with ``depth0``). Speed and validity on the suites:
 ``python perf/perf_pose_validity.py`` (reports/perf_pose_validity.md).
 """
 from __future__ import annotations
@@ -93,6 +100,7 @@ class DirectParams:
     search_growth: float = 1.1      # a keyframe is searched again when its baseline grew by this factor
     search_span: float = 4.0        # stereo searches inverse depths up to this x the keyframe's median
     max_jump: float = 0.5           # a frame further from its keyframe than this x its median depth failed
+    max_rot_step_deg: float = 8.0   # a frame turned more than this from the previous frame is re-localised
     min_depth: float = 0.2          # metres: the far end of the inverse-depth search (1 / 0.2)
     stereo_step_px: float = 0.75    # hypothesis spacing along the epipolar line (longest line)
     max_hyp: int = 192
@@ -635,6 +643,49 @@ class DirectEstimator:
             raise ValueError(f"ref_depth must be 'keyframes' or 'scale', got {mode!r}")
         kf.lv_cache.clear()
 
+    def _solve(self, kf: _Keyframe, lv: list, T_prev: np.ndarray, vel: np.ndarray, ab: np.ndarray,
+               n_levels: int):
+        """Frame ``lv``'s pose relative to keyframe ``kf`` (T_tk), its brightness (alpha, beta) and
+        whether the rotation-only model won (steps 1 and the model selection of the module doc)."""
+        p = self.p
+        top = n_levels - 1
+        d0 = kf.level_data(0, p.grad_min)
+        # two initialisations (constant velocity, no motion since the previous frame) compared at the
+        # coarsest level, the better one refined down to full resolution
+        inits = [vel @ T_prev] + ([T_prev] if _angle_deg(vel[:3, :3]) > 1e-3 or np.any(vel[:3, 3] != 0) else [])
+        cands = [self._track(kf, lv, T0, ab, levels_from=top, levels_to=top) for T0 in inits]
+        T, ab_n = cands[self._compare(cands, kf.level_data(top, p.grad_min / (2 ** top)), lv[top])]
+        if top > 0:
+            T, ab_n = self._track(kf, lv, T, ab_n, levels_from=top - 1, levels_to=0)
+        # model selection (like ORB-SLAM's homography vs essential matrix): the rotation-only model
+        # (camera centre of the keyframe) wins unless the full model explains the frame clearly better
+        # rotation-only candidates start from the full fit's rotation and from the predicted one (the
+        # full fit can settle where a translation mimics part of a fast pan)
+        rcands = []
+        R_pred = (vel @ T_prev)[:3, :3]
+        for R0 in (T[:3, :3], R_pred) if _angle_deg(T[:3, :3].T @ R_pred) > 0.5 else (T[:3, :3],):
+            Tr0 = np.eye(4)
+            Tr0[:3, :3] = R0
+            rcands.append(self._track(kf, lv, Tr0, ab_n, levels_from=top, levels_to=0, rot_only=True))
+        T_r, ab_r = rcands[self._compare(rcands, d0, lv[0])]
+        wd0 = self._depth_weights(T, d0, lv[0])
+        *_, r_full, ok_full = self._cost_and_system(T, ab_n, d0, lv[0], wd0, need_system=False)
+        *_, r_rot, ok_rot = self._cost_and_system(T_r, ab_r, d0, lv[0], wd0, need_system=False)
+        both = ok_full & ok_rot  # the same pixels for both models (leaving the image is no gain)
+        c_full, c_rot = self._huber_sum(r_full, wd0, both), self._huber_sum(r_rot, wd0, both)
+        if c_rot <= c_full * (1.0 + p.model_select):
+            return T_r, ab_r, True
+        return T, ab_n, False
+
+    def _lost(self, kf: _Keyframe, lv: list, T: np.ndarray, ab: np.ndarray, T_prev: Optional[np.ndarray]):
+        """(lost, inside): step 4's failure tests, with ``T_prev`` (keyframe -> previous frame) also a turn
+        of more than ``max_rot_step_deg`` since the previous frame; the fraction of tracked pixels inside."""
+        p = self.p
+        n_ok, med_res, inside = self._residual_stats(kf, lv, T, ab)
+        jump = float(np.linalg.norm(T[:3, 3])) * kf.median_rho() > p.max_jump
+        turn = T_prev is not None and _angle_deg(T[:3, :3] @ T_prev[:3, :3].T) > p.max_rot_step_deg
+        return n_ok < p.min_valid or med_res > p.lost_residual or jump or turn, inside
+
     # -------------------------------------------------------------- main loop
     def __call__(self, frames: np.ndarray, K: np.ndarray, depth0: Optional[np.ndarray] = None,
                  depth_ref: Optional[np.ndarray] = None) -> EstimateResult:
@@ -692,7 +743,8 @@ class DirectEstimator:
         T_prev = np.eye(4)          # keyframe -> previous frame
         vel = np.eye(4)             # previous frame motion (camera t-1 -> t, as T_t,t-1)
         ab = np.array([1.0, 0.0])
-        n_kf, n_failed, n_static = 1, 0, 0
+        n_kf, n_failed, n_static, n_reloc = 1, 0, 0, 0
+        lv_prev, prev_index = lv0, 0   # the last frame that was not a repeat
         for i in range(1, N):
             lv = _pyramid(frames[i], K, n_levels, p.blur_sigma, base_down)
             if float(np.mean(np.abs(lv[0].img - prev_luma))) < p.static_eps:
@@ -702,37 +754,23 @@ class DirectEstimator:
                 vel = np.eye(4)
                 continue
             prev_luma = lv[0].img
-            top = n_levels - 1
-            d0 = kf.level_data(0, p.grad_min)
-            # two initialisations (constant velocity, no motion since the previous frame) compared at the
-            # coarsest level, the better one refined down to full resolution
-            inits = [vel @ T_prev] + ([T_prev] if _angle_deg(vel[:3, :3]) > 1e-3 or np.any(vel[:3, 3] != 0) else [])
-            cands = [self._track(kf, lv, T0, ab, levels_from=top, levels_to=top) for T0 in inits]
-            T, ab_n = cands[self._compare(cands, kf.level_data(top, p.grad_min / (2 ** top)), lv[top])]
-            if top > 0:
-                T, ab_n = self._track(kf, lv, T, ab_n, levels_from=top - 1, levels_to=0)
-            # model selection (like ORB-SLAM's homography vs essential matrix): the rotation-only model
-            # (camera centre of the keyframe) wins unless the full model explains the frame clearly better
-            # rotation-only candidates start from the full fit's rotation and from the predicted one (the
-            # full fit can settle where a translation mimics part of a fast pan)
-            rcands = []
-            R_pred = (vel @ T_prev)[:3, :3]
-            for R0 in (T[:3, :3], R_pred) if _angle_deg(T[:3, :3].T @ R_pred) > 0.5 else (T[:3, :3],):
-                Tr0 = np.eye(4)
-                Tr0[:3, :3] = R0
-                rcands.append(self._track(kf, lv, Tr0, ab_n, levels_from=top, levels_to=0, rot_only=True))
-            T_r, ab_r = rcands[self._compare(rcands, d0, lv[0])]
-            wd0 = self._depth_weights(T, d0, lv[0])
-            *_, r_full, ok_full = self._cost_and_system(T, ab_n, d0, lv[0], wd0, need_system=False)
-            *_, r_rot, ok_rot = self._cost_and_system(T_r, ab_r, d0, lv[0], wd0, need_system=False)
-            both = ok_full & ok_rot  # the same pixels for both models (leaving the image is no gain)
-            c_full, c_rot = self._huber_sum(r_full, wd0, both), self._huber_sum(r_rot, wd0, both)
-            rotation_only = c_rot <= c_full * (1.0 + p.model_select)
-            if rotation_only:
-                T, ab_n = T_r, ab_r
-            n_ok, med_res, inside = self._residual_stats(kf, lv, T, ab_n)
-            jump = float(np.linalg.norm(T[:3, 3])) * kf.median_rho() > p.max_jump
-            if n_ok < p.min_valid or med_res > p.lost_residual or jump:
+            T, ab_n, rotation_only = self._solve(kf, lv, T_prev, vel, ab, n_levels)
+            # the turn test only where the keyframe is older than the previous frame (it is re-checked there)
+            lost, inside = self._lost(kf, lv, T, ab_n, T_prev if kf.index != prev_index else None)
+            if lost and kf.index != prev_index:
+                # re-localisation: the same solve against the previous frame as a fresh keyframe (its
+                # depth warped from the keyframe, or the reference's), a small motion from a near view
+                kf_r = self._new_keyframe(prev_index, poses[i - 1], lv_prev, kf, T_prev)
+                if ref_rho is not None:
+                    self._anchor_to_reference(kf_r, ref_rho(prev_index))
+                T_r, ab_r, rot_r = self._solve(kf_r, lv, np.eye(4), vel, np.array([1.0, 0.0]), n_levels)
+                lost_r, inside_r = self._lost(kf_r, lv, T_r, ab_r, None)
+                if not lost_r:
+                    kf, T, ab_n, rotation_only, lost, inside = kf_r, T_r, ab_r, rot_r, False, inside_r
+                    T_prev = np.eye(4)
+                    n_kf += 1
+                    n_reloc += 1
+            if lost:
                 poses[i] = poses[i - 1]
                 kinds.append("failed")
                 n_failed += 1
@@ -740,7 +778,9 @@ class DirectEstimator:
                 if ref_rho is not None:
                     self._anchor_to_reference(kf, ref_rho(i))
                 T_prev, vel, ab = np.eye(4), np.eye(4), np.array([1.0, 0.0])
+                lv_prev, prev_index = lv, i
                 continue
+            lv_prev, prev_index = lv, i
             ab = ab_n
             T = _orthonormal(T)
             poses[i] = _orthonormal(kf.pose @ _inv(T))
@@ -760,5 +800,6 @@ class DirectEstimator:
                 n_kf += 1
                 T_prev = np.eye(4)
                 ab = np.array([1.0, 0.0])
-        notes.append(f"direct odometry: {n_kf} keyframes, {n_failed} failed and {n_static} static frames of {N - 1}")
+        notes.append(f"direct odometry: {n_kf} keyframes, {n_reloc} re-localised, {n_failed} failed and {n_static} "
+                     f"static frames of {N - 1}")
         return EstimateResult(poses=poses, step_kind=kinds, notes=notes, metric=metric)
