@@ -50,6 +50,7 @@ from benchmark.metrics import image_quality as iq
 from benchmark.metrics import noref
 from benchmark.metrics.action_following import METRIC_KEYS as AF_KEYS
 from benchmark.metrics.action_following import score_action_following
+from benchmark.metrics.observability import observable_frames
 from benchmark.metrics.retrieval import score_revisits
 from benchmark.pose_estimation.registry import run_estimator
 from benchmark.pose_estimation.tum import trajectory_for_frames
@@ -209,7 +210,8 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = DE
     est_poses, step_kind, est_metric = pose_out["value"]
     notes.extend(pose_notes)
     t0 = time.perf_counter()
-    af = score_action_following(task.gt_poses, est_poses, task.fps, est_metric=est_metric)
+    af = score_action_following(task.gt_poses, est_poses, task.fps, est_metric=est_metric,
+                                observable=observable_frames(gt))
     metrics.update(af.metrics)
     notes.extend(af.notes)
     metrics["pose_est_failed_frac"] = (float(np.mean([k == "failed" for k in step_kind]))
@@ -264,5 +266,6 @@ def estimate_noise_floor(task, estimator: Union[str, Callable] = DEFAULT_ESTIMAT
     """
     gt = task.gt_frames()
     res = _run_on_task(estimator, task, gt)
-    af = score_action_following(task.gt_poses, res.poses, task.fps, est_metric=bool(res.metric))
+    af = score_action_following(task.gt_poses, res.poses, task.fps, est_metric=bool(res.metric),
+                                observable=observable_frames(gt))
     return {key: float(af.metrics[key.replace("est_noise_floor_", "")]) for key in NOISE_FLOOR_KEYS}

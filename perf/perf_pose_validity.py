@@ -39,6 +39,8 @@ from tqdm import tqdm
 
 from benchmark.adapters.reproject import ReprojectModel
 from benchmark.metrics.action_following import score_action_following
+from benchmark.metrics import action_following, observability
+from benchmark.metrics.observability import observable_frames
 from benchmark.pose_estimation import direct_estimator
 from benchmark.pose_estimation.registry import run_estimator
 from benchmark.protocol import PROTOCOL_VERSION
@@ -111,6 +113,7 @@ def _score_task_uncached(suite_dir, task_id, estimator, variants, index, twice=T
     task = load_suite(Path(suite_dir), [task_id]).tasks[0]
     gt = task.gt_frames()
     depth = task.gt_depth()
+    observable = observable_frames(gt)   # from the ground truth: the same scored segments for every variant
     rows = []
     gt_poses = None
     for v in variants:
@@ -118,14 +121,16 @@ def _score_task_uncached(suite_dir, task_id, estimator, variants, index, twice=T
         t0 = time.perf_counter()
         res = run_estimator(estimator, frames, task.K, depth0=depth[0], depth_ref=depth)
         dt = time.perf_counter() - t0
-        af = score_action_following(task.gt_poses, res.poses, task.fps, est_metric=bool(res.metric))
+        af = score_action_following(task.gt_poses, res.poses, task.fps, est_metric=bool(res.metric),
+                                    observable=observable)
         row = dict(task=task.task_id, family=task.family, variant=v, frames=int(len(frames)), seconds=dt,
                    failed_frac=res.num_failed / max(1, len(frames) - 1),
                    cmd_speed=float(np.mean(af.kinds.length_m[af.kinds.translating])) * task.fps / af.kinds.delta
                    if af.kinds.translating.any() else float("nan"))
         row.update({k: float(af.metrics[k]) for k in af.metrics})
         if v in RETIMED:  # what a perfect estimator would give: the true poses of the frames shown
-            ideal = score_action_following(task.gt_poses, task.gt_poses[retimed_index(v, len(frames))], task.fps)
+            ideal = score_action_following(task.gt_poses, task.gt_poses[retimed_index(v, len(frames))], task.fps,
+                                           observable=observable)
             row.update({f"ideal_{k}": float(ideal.metrics[k]) for k in ("rpe_trans_rel", "rpe_rot_rel")})
         rows.append(row)
         if v == "gt" and twice:  # estimated again, never from the pose cache
@@ -257,8 +262,9 @@ def main(argv=None) -> int:
     ids = [t for t in args.tasks.split(",") if t] or None
     suite = load_suite(Path(args.suite_dir), ids)
     # per-task rows are cached (resumable; keyed by suite content, estimator and the code version of
-    # the estimator module) under OUT.cache/
-    code = hashlib.sha256(Path(direct_estimator.__file__).read_bytes()).hexdigest()[:12]
+    # the estimator and metric modules) under OUT.cache/
+    code = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (direct_estimator, action_following,
+                                                                           observability))).hexdigest()[:12]
     whole = load_suite(Path(args.suite_dir)) if ids else suite   # --tasks subsets share the whole suite's cache
     cache_dir = Path(str(args.out) + ".cache") / f"{whole.content_hash[:12]}-{args.estimator}-{code}"
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Action following per segment type (scoring protocol 2, benchmark.protocol).
+"""Action following per segment type (scoring protocols 2-4, benchmark.protocol).
 
 Does the video move the way it was told? Scored on the relative camera motion over 1-s segments,
 separately for translation and rotation and per kind of commanded motion (MIND-style breakdown),
@@ -19,6 +19,11 @@ decided by the command only (so they are the same for every model of a task):
 - rotating: A_i >= ``ROT_MIN_DEG`` (5 deg per segment);
 - rotation-only: rotating and L_i < ``STILL_MAX_M`` (0.02 m per segment).
 
+Blank segments (protocol 4). With ``observable`` (N,) bool per frame, decided from the GROUND-TRUTH
+frames by benchmark.metrics.observability (a blank view, e.g. 30 cm from an untextured facade, shows
+no motion at all), a segment with an unobservable frame in i..i+d is scored by no metric and counted
+in ``n_seg_blank``; the kinds and every mean below use the observable segments only.
+
 Per-segment errors are those of evo's RPE (E_err = G_i^-1 E_i): translation error e_i = |trans(E_err)|
 = |R_i^T (t_est - t_i)| = |t_est - t_i| (metres), rotation error r_i = angle(E_err) (degrees).
 
@@ -34,7 +39,8 @@ Metrics (means over the segments of their kind; NaN when the task has none, neve
 - ``rpe_rot_rel``: mean over rotating segments of r_i / A_i (each capped at ``REL_CAP``).
 - ``spurious_trans``: mean over rotation-only segments of |t_est| / (d / fps) (m/s): translation
   the video shows while the camera only turns (invented parallax during a pan).
-- ``n_seg_trans``, ``n_seg_rot``, ``n_seg_rotonly``, ``n_seg``: segment counts.
+- ``n_seg_trans``, ``n_seg_rot``, ``n_seg_rotonly``, ``n_seg``: segment counts (scored segments);
+  ``n_seg_blank``: segments left out as blank.
 
 Scale s. A METRIC estimate (the built-in estimators anchored by frame 0's ground-truth depth, whose
 translations are in metres) is scored as it is, s = 1: relative motion needs no alignment, so there
@@ -59,7 +65,7 @@ STILL_MAX_M = 0.02   # a rotating segment is rotation-only when the command move
 REL_CAP = 10.0       # a segment's relative error counts at most 10 (one estimator blow-up cannot rule a mean)
 
 METRIC_KEYS = ("rpe_trans_rel", "rpe_trans", "rpe_rot_deg", "rpe_rot_rel", "spurious_trans",
-               "n_seg_trans", "n_seg_rot", "n_seg_rotonly", "n_seg")
+               "n_seg_trans", "n_seg_rot", "n_seg_rotonly", "n_seg", "n_seg_blank")
 
 
 def _inv(T: np.ndarray) -> np.ndarray:
@@ -97,24 +103,43 @@ class SegmentKinds:
     delta: int
     length_m: np.ndarray      # (S,) L_i
     angle_deg: np.ndarray     # (S,) A_i
-    translating: np.ndarray   # (S,) bool
+    translating: np.ndarray   # (S,) bool, scored segments only
     rotating: np.ndarray
     rotation_only: np.ndarray
+    scored: np.ndarray = None  # (S,) bool: all frames of the segment observable (default: all)
+
+    def __post_init__(self):
+        if self.scored is None:
+            self.scored = np.ones(len(self.length_m), dtype=bool)
 
     def counts(self) -> dict[str, float]:
         return {"n_seg_trans": float(self.translating.sum()), "n_seg_rot": float(self.rotating.sum()),
-                "n_seg_rotonly": float(self.rotation_only.sum()), "n_seg": float(len(self.length_m))}
+                "n_seg_rotonly": float(self.rotation_only.sum()), "n_seg": float(self.scored.sum()),
+                "n_seg_blank": float((~self.scored).sum())}
 
 
-def segment_kinds(ref_poses: np.ndarray, fps: float) -> SegmentKinds:
+def scored_segments(observable: np.ndarray, delta: int) -> np.ndarray:
+    """(N-delta,) bool: segment (i, i+delta) has only observable frames."""
+    obs = np.asarray(observable, dtype=bool)
+    blank = np.concatenate([[0], np.cumsum(~obs)])
+    return (blank[delta + 1:] - blank[:len(obs) - delta]) == 0
+
+
+def segment_kinds(ref_poses: np.ndarray, fps: float, observable: np.ndarray | None = None) -> SegmentKinds:
     ref_poses = np.asarray(ref_poses, dtype=np.float64)
     d = segment_delta(len(ref_poses), fps)
     G = relative_motions(ref_poses, d)
     L = np.linalg.norm(G[:, :3, 3], axis=1)
     A = rotation_angle_deg(G[:, :3, :3])
-    rot = A >= ROT_MIN_DEG
-    return SegmentKinds(delta=d, length_m=L, angle_deg=A, translating=L >= TRANS_MIN_M, rotating=rot,
-                        rotation_only=rot & (L < STILL_MAX_M))
+    if observable is None:
+        ok = np.ones(len(L), dtype=bool)
+    else:
+        if np.shape(observable) != (len(ref_poses),):
+            raise ValueError(f"observable must be ({len(ref_poses)},) per frame, got {np.shape(observable)}")
+        ok = scored_segments(observable, d)
+    rot = (A >= ROT_MIN_DEG) & ok
+    return SegmentKinds(delta=d, length_m=L, angle_deg=A, translating=(L >= TRANS_MIN_M) & ok, rotating=rot,
+                        rotation_only=rot & (L < STILL_MAX_M), scored=ok)
 
 
 @dataclass
@@ -133,8 +158,9 @@ def _mean(x: np.ndarray) -> float:
 
 
 def score_action_following(ref_poses: np.ndarray, est_poses: np.ndarray, fps: float,
-                           est_metric: bool = True) -> ActionFollowing:
-    """Per-segment action-following metrics of ``est_poses`` against ``ref_poses`` (module docstring)."""
+                           est_metric: bool = True, observable: np.ndarray | None = None) -> ActionFollowing:
+    """Per-segment action-following metrics of ``est_poses`` against ``ref_poses`` (module docstring);
+    ``observable``: (N,) bool per ground-truth frame (benchmark.metrics.observability), None = all."""
     ref_poses = np.asarray(ref_poses, dtype=np.float64)
     est_poses = np.asarray(est_poses, dtype=np.float64)
     if ref_poses.ndim != 3 or ref_poses.shape[1:] != (4, 4):
@@ -143,7 +169,7 @@ def score_action_following(ref_poses: np.ndarray, est_poses: np.ndarray, fps: fl
         raise ValueError(f"reference {ref_poses.shape} and estimate {est_poses.shape} differ in shape")
     if not np.all(np.isfinite(est_poses)):
         raise ValueError("estimated poses contain NaN or inf")
-    kinds = segment_kinds(ref_poses, fps)
+    kinds = segment_kinds(ref_poses, fps, observable)
     d = kinds.delta
     G = relative_motions(ref_poses, d)
     E = relative_motions(est_poses, d)
@@ -170,7 +196,7 @@ def score_action_following(ref_poses: np.ndarray, est_poses: np.ndarray, fps: fl
     m = {
         "rpe_trans_rel": _mean(np.minimum(e[tr] / kinds.length_m[tr], REL_CAP)),
         "rpe_trans": _mean(e[tr]),
-        "rpe_rot_deg": _mean(r),
+        "rpe_rot_deg": _mean(r[kinds.scored]),
         "rpe_rot_rel": _mean(np.minimum(r[rr] / kinds.angle_deg[rr], REL_CAP)),
         "spurious_trans": _mean(est_len[ro]) / seconds if np.isfinite(scale) else float("nan"),
     }
