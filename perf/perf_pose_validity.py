@@ -230,14 +230,19 @@ def render_md(rows, meta) -> str:
                      + " | ".join(f"{_mean(rows, v, k):.3f}" for k in KEYS)
                      + f" | {_mean(rows, v, 'failed_frac'):.3f} |")
     lines += ["", "## Per family (gt / static / reproject)", "",
-              "| family | segments trans/rot/rot-only | " + " | ".join(KEYS) + " |", "|---|---|" + "---|" * len(KEYS)]
+              "| family | gt tasks | segments trans/rot/rot-only/blank | " + " | ".join(KEYS) + " |",
+              "|---|---:|---|" + "---|" * len(KEYS)]
     for f in fams:
-        n = next(r for r in rows if r["family"] == f and r["variant"] == "gt")
+        fam_gt = [r for r in rows if r["family"] == f and r["variant"] == "gt"]
+        n = {k: sum(int(r.get(k, 0)) for r in fam_gt) for k in ("n_seg_trans", "n_seg_rot", "n_seg_rotonly", "n_seg_blank")}
         cells = []
         for k in KEYS:
             cells.append(" / ".join(f"{_mean(rows, v, k, f):.3f}" for v in ("gt", "static", "reproject") if v in variants))
-        lines.append(f"| {f} | {int(n['n_seg_trans'])}/{int(n['n_seg_rot'])}/{int(n['n_seg_rotonly'])} | " + " | ".join(cells) + " |")
-    lines += ["", "Definitions: benchmark/metrics/action_following.py. NaN: the family has no segment of that kind.", ""]
+        lines.append(f"| {f} | {len(fam_gt)} | {n['n_seg_trans']}/{n['n_seg_rot']}/{n['n_seg_rotonly']}/{n['n_seg_blank']} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Definitions: benchmark/metrics/action_following.py. NaN: the family has no segment of that kind. "
+              "Segment counts are summed over the family's ground-truth rows; blank: left out because a ground-truth "
+              "frame shows no texture (benchmark/metrics/observability.py).", ""]
     return "\n".join(lines)
 
 
