@@ -18,6 +18,9 @@ History:
      giving up (before: it held the previous pose), and a frame that turned more than 8 deg since the
      previous one counts as lost (a tracking divergence on near, weakly textured objects had turned
      single frames by 20 deg on ground-truth video and flipped under imperceptible pixel changes).
+     Action following leaves out the 1-s segments with a blank ground-truth frame (under 2 % of the
+     pixels textured, benchmark.metrics.observability; counted in ``n_seg_blank``): no estimator can
+     see motion there, not even on the ground truth.
 """
 from __future__ import annotations
 
