@@ -89,19 +89,30 @@ class TaskScore:
                              "value": [float(v) for v in self.metrics.values()]})
 
 
-_GT_NOREF_CACHE: dict[str, tuple[np.ndarray, dict]] = {}
+_GT_CACHE: dict[tuple[str, str], tuple[np.ndarray, object]] = {}
+
+
+def _gt_cached(kind: str, task_id: str, gt: np.ndarray, compute: Callable[[], object]):
+    """``compute()`` of a task's GT video, cached per ``kind`` while the same array object is scored
+    again (every model of a task, and its noise floor, reuse it)."""
+    hit = _GT_CACHE.get((kind, task_id))
+    if hit is not None and hit[0] is gt:
+        return hit[1]
+    value = compute()
+    if len(_GT_CACHE) >= 16:
+        _GT_CACHE.pop(next(iter(_GT_CACHE)))
+    _GT_CACHE[(kind, task_id)] = (gt, value)
+    return value
 
 
 def _gt_noref_stats(task_id: str, gt: np.ndarray, workers: int = 1) -> dict:
-    """No-reference stats of a task's GT video, cached while the same array object is scored again."""
-    hit = _GT_NOREF_CACHE.get(task_id)
-    if hit is not None and hit[0] is gt:
-        return hit[1]
-    stats = noref.video_stats(gt, workers=workers)
-    if len(_GT_NOREF_CACHE) >= 8:
-        _GT_NOREF_CACHE.pop(next(iter(_GT_NOREF_CACHE)))
-    _GT_NOREF_CACHE[task_id] = (gt, stats)
-    return stats
+    """No-reference stats of a task's GT video (cached)."""
+    return _gt_cached("noref", task_id, gt, lambda: noref.video_stats(gt, workers=workers))
+
+
+def _gt_observable(task_id: str, gt: np.ndarray) -> np.ndarray:
+    """Which GT frames show enough texture for motion to be observable (cached)."""
+    return _gt_cached("observable", task_id, gt, lambda: observable_frames(gt))
 
 
 def _check_frames(task, frames: np.ndarray) -> np.ndarray:
@@ -211,7 +222,7 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = DE
     notes.extend(pose_notes)
     t0 = time.perf_counter()
     af = score_action_following(task.gt_poses, est_poses, task.fps, est_metric=est_metric,
-                                observable=observable_frames(gt))
+                                observable=_gt_observable(task.task_id, gt))
     metrics.update(af.metrics)
     notes.extend(af.notes)
     metrics["pose_est_failed_frac"] = (float(np.mean([k == "failed" for k in step_kind]))
@@ -267,5 +278,5 @@ def estimate_noise_floor(task, estimator: Union[str, Callable] = DEFAULT_ESTIMAT
     gt = task.gt_frames()
     res = _run_on_task(estimator, task, gt)
     af = score_action_following(task.gt_poses, res.poses, task.fps, est_metric=bool(res.metric),
-                                observable=observable_frames(gt))
+                                observable=_gt_observable(task.task_id, gt))
     return {key: float(af.metrics[key.replace("est_noise_floor_", "")]) for key in NOISE_FLOOR_KEYS}
