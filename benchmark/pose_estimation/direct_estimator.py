@@ -36,7 +36,11 @@ State: a keyframe k (its pose, pyramid, and per pixel an inverse depth rho with 
    depth is consistent with t = 0, so pans do not invent translation). Initialisation: the better
    (lower cost at the coarsest level) of constant velocity and no motion since the previous frame.
    Pure-black pixels (luma <= 2: holes of warped or generated video) are ignored on both sides.
-   A frame identical to the previous one keeps its pose exactly (kind "static").
+   A frame identical to the previous one keeps its pose exactly (kind "static"). Fine-level guard
+   (protocol 5): a coarse-to-fine result whose full-resolution cost is worse than the best
+   initialisation's is solved again from that initialisation over the ``guard_levels`` finest levels,
+   and the better of the two kept (blurred coarse levels can pull a good prediction into a wrong basin:
+   a near textureless post in front of periodic bricks turned a strafe into a 4-6 deg pan per frame).
 2. Mapping. After tracking frame t, keyframe pixels get inverse depths by a search along their
    epipolar line in frame t (48 hypotheses uniform in inverse depth on [0, 1 / ``min_depth``],
    cost = squared photometric error of a 5-pixel cross, parabolic refinement, accepted when unique:
@@ -101,6 +105,7 @@ class DirectParams:
     search_span: float = 4.0        # stereo searches inverse depths up to this x the keyframe's median
     max_jump: float = 0.5           # a frame further from its keyframe than this x its median depth failed
     max_rot_step_deg: float = 8.0   # a frame turned more than this from the previous frame is re-localised
+    guard_levels: int = 2           # fine-level guard: levels a result worse than its start is re-solved over
     min_depth: float = 0.2          # metres: the far end of the inverse-depth search (1 / 0.2)
     stereo_step_px: float = 0.75    # hypothesis spacing along the epipolar line (longest line)
     max_hyp: int = 192
@@ -657,6 +662,16 @@ class DirectEstimator:
         T, ab_n = cands[self._compare(cands, kf.level_data(top, p.grad_min / (2 ** top)), lv[top])]
         if top > 0:
             T, ab_n = self._track(kf, lv, T, ab_n, levels_from=top - 1, levels_to=0)
+            # fine-level guard: the coarse levels can pull a good prediction into a wrong basin (a near
+            # occluder blurred into periodic bricks: a 6 deg turn instead of a strafe). A result that
+            # explains the full-resolution frame worse than the best initialisation does is solved again
+            # from that initialisation over the finest levels only, and the better of the two kept
+            starts = [(T0, ab) for T0 in inits]
+            start = starts[self._compare(starts, d0, lv[0])] if len(starts) > 1 else starts[0]
+            if self._compare([(T, ab_n), start], d0, lv[0]) == 1:
+                fine = self._track(kf, lv, start[0], start[1], levels_from=min(p.guard_levels, top) - 1,
+                                   levels_to=0)
+                T, ab_n = [(T, ab_n), fine][self._compare([(T, ab_n), fine], d0, lv[0])]
         # model selection (like ORB-SLAM's homography vs essential matrix): the rotation-only model
         # (camera centre of the keyframe) wins unless the full model explains the frame clearly better
         # rotation-only candidates start from the full fit's rotation and from the predicted one (the
