@@ -128,7 +128,8 @@ def _check_frames(task, frames: np.ndarray) -> np.ndarray:
 def _reference_depth(task) -> Optional[np.ndarray]:
     """The ground-truth planar depth (metres) of every frame at its commanded pose, (N,H,W): frame 0's
     is the estimator's metric anchor (frame 0 is the given first frame, identical for every model);
-    the default estimator also takes each keyframe's depth from it, while every motion is still solved
+    the default estimator also takes each keyframe's depth from it (the frame nearest the keyframe's
+    estimated pose, with the commanded poses ``task.gt_poses``), while every motion is still solved
     from the scored video's pixels (benchmark/README.md, "Pose estimation"). None when the task has
     no depth attached."""
     try:
@@ -139,7 +140,8 @@ def _reference_depth(task) -> Optional[np.ndarray]:
 
 def _run_on_task(estimator, task, frames):
     d = _reference_depth(task)
-    return run_estimator(estimator, frames, task.K, depth0=None if d is None else d[0], depth_ref=d)
+    return run_estimator(estimator, frames, task.K, depth0=None if d is None else d[0], depth_ref=d,
+                         ref_poses=None if d is None else task.gt_poses)
 
 
 def _estimate(task, frames, estimator, est_trajectory, notes) -> tuple[Optional[np.ndarray], list[str], bool]:

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
         t = load_task(d)
         gt, depth = t.gt_frames(), t.gt_depth()
         c0, w0 = time.process_time(), time.perf_counter()
-        run_estimator(args.estimator, gt, t.K, depth0=depth[0], depth_ref=depth)
+        run_estimator(args.estimator, gt, t.K, depth0=depth[0], depth_ref=depth, ref_poses=t.gt_poses)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
         n_all, cpu_all, wall_all = n_all + len(gt), cpu_all + cpu, wall_all + wall
         print(f"{t.task_id} {gt.shape[2]}x{gt.shape[1]}: {len(gt) / cpu:.1f} frames/CPU-s, "

@@ -141,7 +141,7 @@ def main(argv=None) -> int:
 
     t, c = time.perf_counter(), time.process_time()
     depth = task.gt_depth()
-    est = run_estimator(DEFAULT_ESTIMATOR, frames, task.K, depth0=depth[0], depth_ref=depth)
+    est = run_estimator(DEFAULT_ESTIMATOR, frames, task.K, depth0=depth[0], depth_ref=depth, ref_poses=task.gt_poses)
     pw, pcpu = time.perf_counter() - t, time.process_time() - c
     results["pose_estimation"] = {"wall_s": pw, "fps": n / pw, "cpu_s": pcpu, "fps_per_cpu_core": n / pcpu,
                                   "estimator": DEFAULT_ESTIMATOR,

@@ -13,12 +13,22 @@ motion between frames (pyramid of 3+ levels covers ~8 px at the finest level), f
 depth ``depth0`` in metres (inf = sky) for the metric scale; without it, an arbitrary scale
 (frame 0 at a constant inverse depth) and ``metric=False``.
 
-Reference depth (how scoring runs it, protocol 3): with ``depth_ref`` ((N,H,W), the ground-truth
-depth at every frame's COMMANDED pose), each new keyframe k takes ``depth_ref[k]`` as its depth
-(``ref_depth="keyframes"``; step 2's mapping is then skipped) or only its scale
-(``ref_depth="scale"``: the keyframe's own depths times the ratio of median inverse depths over the
-pixels known in both). Motion is still solved from the video's pixels only: a frame identical to the
-keyframe gives zero motion whatever the depth. Without ``depth_ref``: frame 0's depth, then steps 2-3.
+Reference depth (how scoring runs it, protocol 5): with ``depth_ref`` ((N,H,W), the ground-truth
+depth at every frame's COMMANDED pose) and ``ref_poses`` ((N,4,4) camera-to-world, those commanded
+poses), each new keyframe k takes the depth of the reference frame NEAREST ITS ESTIMATED POSE (pose
+distance: camera-centre distance x frame 0's median inverse depth + rotation angle in radians;
+``ref_depth="nearest"``, the default; step 2's mapping is then skipped): frame k's own depth as it is
+while the estimate is within ``ref_margin`` of k's commanded pose beyond the nearest frame's distance
+(the estimate's own drift: on the ground truth this keeps the exactly aligned depth), otherwise the
+nearest frame's, forward-warped into the keyframe with the relative pose (z-buffer; pixels it does not
+cover keep the keyframe's own depth).
+So a video that runs ahead of or behind the command gets the structure of what it shows: with the
+depth at the keyframe's own index (``ref_depth="keyframes"``, protocols 3-4) the structure was that of
+where the command put the camera, and it pulled the measured motion towards the command. Or only the
+scale (``ref_depth="scale"``: the keyframe's own depths times the ratio of median inverse depths over
+the pixels known in both, with the depth at the keyframe's index). Motion is always solved from the
+video's pixels only: a frame identical to the keyframe gives zero motion whatever the depth. Without
+``depth_ref``: frame 0's depth, then steps 2-3.
 
 Images: luma (Rec. 601) in grey levels, smoothed with a Gaussian (``blur_sigma`` px), a pyramid of
 2x2 means (K scaled by 1/2 per level, exact for centres at +0.5) down to ``min_height`` px.
@@ -119,8 +129,12 @@ class DirectParams:
     compare_keep: float = 0.8       # candidates compared among those keeping 80 % of the valid pixels
     model_select: float = 0.1       # the full model must lower the cost by 10 % to beat rotation-only
     static_eps: float = 1e-3        # mean |luma difference| below which a frame repeats the previous
-    ref_depth: str = "keyframes"    # with depth_ref: "keyframes" (each keyframe's depth is the reference's at
-                                    # that frame) or "scale" (only its scale: one scalar per keyframe)
+    ref_depth: str = "nearest"      # with depth_ref: "keyframes" (each keyframe's depth is the reference's at
+                                    # that frame), "scale" (only its scale: one scalar per keyframe) or
+                                    # "nearest" (needs ref_poses: the depth of the reference frame nearest
+                                    # the keyframe's estimated pose, warped into it)
+    ref_margin: float = 0.1         # "nearest": the commanded frame's depth is kept while its pose distance from
+                                    # the estimate (metres x median inverse depth + radians) is within this of the nearest's
     anchor_min_known: float = 0.05  # "scale": known-depth fraction of a keyframe from which its depths are rescaled
 
 
@@ -342,6 +356,33 @@ class _Keyframe:
              np.where(known[vv, uu], var[vv, uu], (PRIOR_REL_SIGMA * self.prior) ** 2), known[vv, uu])
         self.lv_cache[key] = d
         return d
+
+
+class _Reference:
+    """The reference depth at the estimator's size, one frame at a time, and (``ref_depth`` "nearest") the
+    reference's camera-to-world poses relative to its frame 0 (the estimate's frame)."""
+
+    def __init__(self, depth: np.ndarray, base_down: int, poses: Optional[np.ndarray]):
+        self.depth, self.base_down = depth, base_down
+        self.poses = None if poses is None else np.linalg.inv(np.asarray(poses[0], np.float64)) @ np.asarray(poses, np.float64)
+        self._scale = None
+
+    def rho(self, i: int) -> np.ndarray:
+        return _inverse_depth(_down_depth(self.depth[i], self.base_down))
+
+    def nearest(self, i: int, pose: np.ndarray) -> tuple[int, float, float]:
+        """The reference frame j nearest ``pose`` and the distances of j and of frame ``i`` from it: camera-centre
+        distance times frame 0's median inverse depth plus the rotation angle (radians); ties go to the frame
+        closest to ``i``."""
+        if self._scale is None:
+            r = self.rho(0)
+            self._scale = float(np.median(r[r > 0])) if (r > 0).any() else 0.0
+        dc = np.linalg.norm(self.poses[:, :3, 3] - pose[:3, 3], axis=1) * self._scale
+        tr = np.einsum("nij,ij->n", self.poses[:, :3, :3], pose[:3, :3])
+        ang = np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0))
+        d = dc + ang
+        j = int(np.argmin(d + 1e-9 * np.abs(np.arange(len(dc)) - i)))
+        return j, float(d[j]), float(d[i])
 
 
 class DirectEstimator:
@@ -571,7 +612,8 @@ class DirectEstimator:
         kf.lv_cache.clear()
 
     # -------------------------------------------------------------- keyframes
-    def _new_keyframe(self, idx, pose, levels, old: Optional[_Keyframe], T_tk: Optional[np.ndarray]) -> _Keyframe:
+    def _new_keyframe(self, idx, pose, levels, old: Optional[_Keyframe], T_tk: Optional[np.ndarray],
+                      smooth_only: bool = True) -> _Keyframe:
         H, W = levels[0].img.shape
         rho = np.zeros((H, W))
         var = np.full((H, W), np.inf)
@@ -581,7 +623,7 @@ class DirectEstimator:
             # only smooth pixels travel: a silhouette pixel rounded onto the new grid would let the near
             # side grow by up to a pixel per keyframe (z-buffer), i.e. depths creep towards the camera
             mx, mn = _neighbour_range(old.rho, old.known)
-            vv, uu = np.nonzero(old.known & _smooth(mx, mn, self.p.smooth_ratio))
+            vv, uu = np.nonzero(old.known & _smooth(mx, mn, self.p.smooth_ratio) if smooth_only else old.known)
             K = old.levels[0].K
             Ki = np.linalg.inv(K)
             x0, x1 = Ki[0, 0] * (uu + 0.5) + Ki[0, 2], Ki[1, 1] * (vv + 0.5) + Ki[1, 2]
@@ -620,12 +662,37 @@ class DirectEstimator:
         rho[~known] = prior
         return _Keyframe(index=idx, pose=pose, levels=levels, rho=rho, var=var, known=known, prior=prior)
 
-    def _anchor_to_reference(self, kf: _Keyframe, rho_ref: np.ndarray) -> None:
+    def _anchor(self, kf: _Keyframe, ref: "_Reference", i: int) -> None:
+        """Anchor keyframe ``kf`` (frame ``i``) to the reference: the depth at frame i's commanded pose
+        (``ref_depth`` "keyframes" / "scale"), or ("nearest") the depth of the reference frame whose pose
+        is nearest the keyframe's ESTIMATED pose, warped into it (pixels it does not cover keep the
+        keyframe's own depth): a video that runs ahead of or behind the command gets the structure of
+        what it shows, not of where the command says it should be."""
+        if self.p.ref_depth != "nearest":
+            self._anchor_to_reference(kf, ref.rho(i))
+            return
+        j, d_j, d_i = ref.nearest(i, kf.pose)
+        if d_i <= d_j + self.p.ref_margin:
+            # within the estimate's own drift of the commanded pose: that frame's depth as it is
+            self._anchor_to_reference(kf, ref.rho(i), "keyframes")
+            return
+        rho_j = ref.rho(j)
+        src = _Keyframe(index=j, pose=ref.poses[j], levels=kf.levels, rho=rho_j, var=(0.01 * rho_j) ** 2 + 1e-8,
+                        known=np.ones(rho_j.shape, dtype=bool), prior=float(np.median(rho_j)))
+        w = self._new_keyframe(kf.index, kf.pose, kf.levels, src, _inv(kf.pose) @ ref.poses[j], smooth_only=False)
+        kf.rho = np.where(w.known, w.rho, kf.rho)
+        kf.var = np.where(w.known, w.var, kf.var)
+        kf.known = kf.known | w.known
+        kf.prior = kf.median_rho()
+        kf.rho[~kf.known] = kf.prior
+        kf.lv_cache.clear()
+
+    def _anchor_to_reference(self, kf: _Keyframe, rho_ref: np.ndarray, mode: Optional[str] = None) -> None:
         """Give a new keyframe the reference's depth (``ref_depth`` "keyframes") or only its scale ("scale":
         one scalar, the ratio of median inverse depths over the pixels where both are known and not sky;
         with too few known pixels, new content after a pan, only the prior moves to the reference's
         median). Either way every motion is still solved from the video's pixels."""
-        mode = self.p.ref_depth
+        mode = mode or self.p.ref_depth
         if mode == "keyframes":
             kf.rho = rho_ref.copy()
             kf.var = (0.01 * kf.rho) ** 2 + 1e-8
@@ -703,7 +770,7 @@ class DirectEstimator:
 
     # -------------------------------------------------------------- main loop
     def __call__(self, frames: np.ndarray, K: np.ndarray, depth0: Optional[np.ndarray] = None,
-                 depth_ref: Optional[np.ndarray] = None) -> EstimateResult:
+                 depth_ref: Optional[np.ndarray] = None, ref_poses: Optional[np.ndarray] = None) -> EstimateResult:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 (N,H,W,3), got {frames.dtype} {frames.shape}")
@@ -718,10 +785,15 @@ class DirectEstimator:
         while W // (2 ** base_down) > p.max_width and H // (2 ** (base_down + 1)) >= p.min_height:
             base_down += 1
         if depth_ref is not None:
-            if p.ref_depth not in ("keyframes", "scale"):
-                raise ValueError(f"ref_depth must be 'keyframes' or 'scale', got {p.ref_depth!r}")
+            if p.ref_depth not in ("keyframes", "scale", "nearest"):
+                raise ValueError(f"ref_depth must be 'keyframes', 'scale' or 'nearest', got {p.ref_depth!r}")
             if np.shape(depth_ref) != (N, H, W):
                 raise ValueError(f"depth_ref must be ({N},{H},{W}), got {np.shape(depth_ref)}")
+            if p.ref_depth == "nearest" and (ref_poses is None or np.shape(ref_poses) != (N, 4, 4)):
+                raise ValueError(f"ref_depth 'nearest' (the default) needs ref_poses ({N},4,4), the camera-to-world "
+                                 f"poses the reference depth was rendered at, got "
+                                 f"{None if ref_poses is None else np.shape(ref_poses)} (or DirectParams(ref_depth="
+                                 f"'keyframes') for the depth at each frame's own index)")
             if depth0 is None:
                 depth0 = depth_ref[0]
         if base_down:
@@ -730,7 +802,7 @@ class DirectEstimator:
             H, W = H // (2 ** base_down), W // (2 ** base_down)
             if depth0 is not None:
                 depth0 = _down_depth(depth0, base_down)
-        ref_rho = (lambda i: _inverse_depth(_down_depth(depth_ref[i], base_down))) if depth_ref is not None else None
+        ref = _Reference(depth_ref, base_down, ref_poses) if depth_ref is not None else None
         n_levels = 1
         while H // (2 ** n_levels) >= p.min_height and W // (2 ** n_levels) >= p.min_height:
             n_levels += 1
@@ -776,8 +848,8 @@ class DirectEstimator:
                 # re-localisation: the same solve against the previous frame as a fresh keyframe (its
                 # depth warped from the keyframe, or the reference's), a small motion from a near view
                 kf_r = self._new_keyframe(prev_index, poses[i - 1], lv_prev, kf, T_prev)
-                if ref_rho is not None:
-                    self._anchor_to_reference(kf_r, ref_rho(prev_index))
+                if ref is not None:
+                    self._anchor(kf_r, ref, prev_index)
                 T_r, ab_r, rot_r = self._solve(kf_r, lv, np.eye(4), vel, np.array([1.0, 0.0]), n_levels)
                 lost_r, inside_r = self._lost(kf_r, lv, T_r, ab_r, None)
                 if not lost_r:
@@ -790,8 +862,8 @@ class DirectEstimator:
                 kinds.append("failed")
                 n_failed += 1
                 kf = self._new_keyframe(i, poses[i], lv, kf, None)
-                if ref_rho is not None:
-                    self._anchor_to_reference(kf, ref_rho(i))
+                if ref is not None:
+                    self._anchor(kf, ref, i)
                 T_prev, vel, ab = np.eye(4), np.eye(4), np.array([1.0, 0.0])
                 lv_prev, prev_index = lv, i
                 continue
@@ -802,7 +874,7 @@ class DirectEstimator:
             kinds.append("rotation" if rotation_only else "track")
             vel = _orthonormal(T @ _inv(T_prev))
             T_prev = T
-            if ref_rho is None or p.ref_depth != "keyframes":  # keyframes from the reference need no mapping
+            if ref is None or p.ref_depth == "scale":  # keyframes with the reference's depth need no mapping
                 self._search_depth(kf, lv, T, ab)
             rot = _angle_deg(T[:3, :3])
             trans_ratio = float(np.linalg.norm(T[:3, 3])) * kf.median_rho()
@@ -810,8 +882,8 @@ class DirectEstimator:
                 _TRACE(i, inside, rot, trans_ratio)
             if inside < p.kf_overlap or rot > p.kf_max_rot_deg or trans_ratio > p.kf_trans_ratio:
                 kf = self._new_keyframe(i, poses[i], lv, kf, T)
-                if ref_rho is not None:
-                    self._anchor_to_reference(kf, ref_rho(i))
+                if ref is not None:
+                    self._anchor(kf, ref, i)
                 n_kf += 1
                 T_prev = np.eye(4)
                 ab = np.array([1.0, 0.0])

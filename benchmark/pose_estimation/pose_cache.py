@@ -44,9 +44,9 @@ def _code_hash() -> str:
     return h.hexdigest()
 
 
-def key(name: str, frames: np.ndarray, K: np.ndarray, depth0, depth_ref) -> str:
+def key(name: str, frames: np.ndarray, K: np.ndarray, depth0, depth_ref, ref_poses=None) -> str:
     h = hashlib.sha256(f"{name}\0{_code_hash()}".encode())
-    for label, a in (("frames", frames), ("K", K), ("depth0", depth0), ("depth_ref", depth_ref)):
+    for label, a in (("frames", frames), ("K", K), ("depth0", depth0), ("depth_ref", depth_ref), ("ref_poses", ref_poses)):
         if a is None:
             h.update(f"{label}:none;".encode())
             continue

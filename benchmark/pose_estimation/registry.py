@@ -80,31 +80,35 @@ def _accepts(fn, name: str) -> bool:
 
 def run_estimator(estimator: Union[str, EstimatorFn], frames: np.ndarray, K: np.ndarray,
                   depth0: Optional[np.ndarray] = None, depth_ref: Optional[np.ndarray] = None,
-                  use_cache: bool = True) -> EstimateResult:
+                  ref_poses: Optional[np.ndarray] = None, use_cache: bool = True) -> EstimateResult:
     """Run an estimator and normalise its output to an EstimateResult. ``depth0`` (frame 0's planar
     depth, metres) and ``depth_ref`` ((N,H,W): the reference's depth at every commanded pose, from which
-    the default estimator takes its keyframes' depth) are handed to estimators that accept them,
+    the default estimator takes its keyframes' depth) and ``ref_poses`` ((N,4,4) camera-to-world: the
+    commanded poses that depth was rendered at; the default estimator picks the reference frame nearest
+    each keyframe's estimated pose) are handed to estimators that accept them,
     ignored otherwise. A built-in estimator (given by name) reads and fills the pose cache when
     ``RELIC_POSE_CACHE`` is set (``pose_cache``) unless ``use_cache`` is False."""
     cache_key = None
     if use_cache and isinstance(estimator, str) and estimator in _CACHEABLE and pose_cache.cache_dir() is not None:
-        cache_key = pose_cache.key(estimator, frames, K, depth0, depth_ref)
+        cache_key = pose_cache.key(estimator, frames, K, depth0, depth_ref, ref_poses)
         hit = pose_cache.load(cache_key)
         if hit is not None and hit[0].shape == (frames.shape[0], 4, 4):
             return EstimateResult(poses=hit[0], step_kind=hit[1], notes=hit[2], metric=hit[3])
-    out = _run(estimator, frames, K, depth0, depth_ref)
+    out = _run(estimator, frames, K, depth0, depth_ref, ref_poses)
     if cache_key is not None:
         pose_cache.store(cache_key, out.poses, out.step_kind, out.notes, out.metric)
     return out
 
 
-def _run(estimator, frames, K, depth0, depth_ref) -> EstimateResult:
+def _run(estimator, frames, K, depth0, depth_ref, ref_poses=None) -> EstimateResult:
     fn = get_estimator(estimator)
     kw = {}
     if depth0 is not None and accepts_depth0(fn):
         kw["depth0"] = depth0
     if depth_ref is not None and accepts_depth_ref(fn):
         kw["depth_ref"] = depth_ref
+    if ref_poses is not None and _accepts(fn, "ref_poses"):
+        kw["ref_poses"] = ref_poses
     out = fn(frames, K, **kw)
     if isinstance(out, EstimateResult):
         return out
