@@ -18,6 +18,7 @@ processes (DDP) or on resuming.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,8 +152,43 @@ def warmup_lr(opt: torch.optim.Optimizer, base_lr: float, step: int, warmup: int
         g["lr"] = lr
 
 
-def clip_and_step(opt: torch.optim.Optimizer, params, grad_clip: float) -> float:
+def cosine_lr(opt: torch.optim.Optimizer, base_lr: float, step: int, warmup: int, decay_from: int,
+              total: int, lr_min: float) -> None:
+    """``warmup_lr``, then from step ``decay_from`` (>= 0) a cosine from ``base_lr`` to ``lr_min`` at ``total``."""
+    warmup_lr(opt, base_lr, step, warmup)
+    if 0 <= decay_from <= step:
+        f = min(1.0, (step - decay_from) / max(1, total - decay_from))
+        lr = lr_min + 0.5 * (base_lr - lr_min) * (1.0 + math.cos(math.pi * f))
+        for g in opt.param_groups:
+            g["lr"] = lr
+
+
+class SpikeGuard:
+    """Skips an optimizer update whose pre-clip gradient norm is non-finite or above ``factor`` x the median
+    of the last ``window`` norms (once ``min_seen`` were seen): one pathological batch, clipped but
+    normalised by Adam, had wrecked a long autoencoder run (reports in relic_model/README.md)."""
+
+    def __init__(self, factor: float, window: int = 100, min_seen: int = 20):
+        self.factor, self.window, self.min_seen = float(factor), window, min_seen
+        self.norms: list[float] = []
+        self.skipped = 0
+
+    def allow(self, gn: float) -> bool:
+        if self.factor <= 0:
+            return True
+        if not math.isfinite(gn):
+            self.skipped += 1
+            return False
+        if len(self.norms) >= self.min_seen and gn > self.factor * float(np.median(self.norms)):
+            self.skipped += 1
+            return False
+        self.norms = (self.norms + [gn])[-self.window:]
+        return True
+
+
+def clip_and_step(opt: torch.optim.Optimizer, params, grad_clip: float, guard: "SpikeGuard | None" = None) -> float:
     gn = clip_grad_norm(list(params), grad_clip) if grad_clip > 0 else torch.tensor(0.0)
-    opt.step()
+    if guard is None or guard.allow(float(gn)):
+        opt.step()
     opt.zero_grad(set_to_none=True)
     return float(gn)

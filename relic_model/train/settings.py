@@ -37,6 +37,8 @@ class Common:
     sample_every: int = 200
     grad_clip: float = 1.0
     warmup: int = 20
+    spike_skip: float = 0.0          # skip an update whose pre-clip gradient norm is non-finite or above this
+                                     # x the median of the last 100 (after 20); 0: off
 
 
 @dataclass
@@ -50,6 +52,8 @@ class AutoencoderSettings(Common):
     fast_weight: float = 1.0         # fast (streaming) decoder, trained on detached latents
     latent_reg: float = 1e-4         # small L2 on raw latents (keeps their scale bounded)
     stats_clips: int = 32            # clips used to set the latent normalisation statistics
+    decay_from: int = -1             # from this step on, cosine decay of lr to lr_min at ``steps``; -1: constant
+    lr_min: float = 0.0
 
 
 @dataclass

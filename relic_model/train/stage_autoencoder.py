@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from relic_model.data.controls import num_video_frames
 from relic_model.distributed import rank_slice
-from relic_model.train.common import RunContext, build_autoencoder, clip_and_step, np_rng, warmup_lr
+from relic_model.train.common import RunContext, SpikeGuard, build_autoencoder, clip_and_step, cosine_lr, np_rng
 from relic_model.train.loop import Stage
 
 
@@ -32,6 +32,7 @@ class AutoencoderStage(Stage):
         self.opt = torch.optim.AdamW(self.ae.parameters(), lr=self.s.lr, weight_decay=0.0)
         self.clips = ctx.clips(0.0)
         self.T = num_video_frames(self.s.clip_latents, ctx.cfg.autoencoder.temporal_factor)
+        self.guard = SpikeGuard(self.s.spike_skip)
 
     def modules(self):
         return {"autoencoder": self.ae}
@@ -65,12 +66,13 @@ class AutoencoderStage(Stage):
     def train_step(self, step: int) -> dict:
         idx = range(self.s.batch)[rank_slice(self.s.batch, self.ctx.info)]
         video = self._video(step, idx)
-        warmup_lr(self.opt, self.s.lr, step, self.s.warmup)
+        cosine_lr(self.opt, self.s.lr, step, self.s.warmup, self.s.decay_from, self.s.steps, self.s.lr_min)
         loss, out = self.losses(video)
         loss.backward()
         if self.ctx.info.distributed:
             _all_reduce_grads(self.ae, self.ctx.info)
-        out["grad_norm"] = clip_and_step(self.opt, self.ae.parameters(), self.s.grad_clip)
+        out["grad_norm"] = clip_and_step(self.opt, self.ae.parameters(), self.s.grad_clip, self.guard)
+        out["skipped"] = float(self.guard.skipped)
         return out
 
     def sample_video(self, step: int):
