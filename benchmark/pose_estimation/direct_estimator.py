@@ -15,13 +15,15 @@ depth ``depth0`` in metres (inf = sky) for the metric scale; without it, an arbi
 
 Reference depth (how scoring runs it, protocol 5): with ``depth_ref`` ((N,H,W), the ground-truth
 depth at every frame's COMMANDED pose) and ``ref_poses`` ((N,4,4) camera-to-world, those commanded
-poses), each new keyframe k takes the depth of the reference frame NEAREST ITS ESTIMATED POSE (pose
-distance: camera-centre distance x frame 0's median inverse depth + rotation angle in radians;
-``ref_depth="nearest"``, the default; step 2's mapping is then skipped): frame k's own depth as it is
-while the estimate is within ``ref_margin`` of k's commanded pose beyond the nearest frame's distance
-(the estimate's own drift: on the ground truth this keeps the exactly aligned depth), otherwise the
-nearest frame's, forward-warped into the keyframe with the relative pose (z-buffer; pixels it does not
-cover keep the keyframe's own depth).
+poses), each new keyframe k takes the depth of the reference frame NEAREST WHERE IT IS
+(``ref_depth="nearest"``, the default; step 2's mapping is then skipped). Where it is: the previous
+keyframe's anchor (the reference pose its depth belongs to) moved by the ESTIMATED motion between the
+two keyframes, so only one keyframe interval's error counts, not the trajectory's accumulated drift.
+Pose distance: camera-centre distance x frame 0's median inverse depth + rotation angle in radians.
+Frame k's own depth is taken as it is (and the anchor snaps to k's commanded pose) while that pose is
+within ``ref_margin`` of k's commanded pose beyond the nearest frame's distance (on the ground truth
+this keeps the exactly aligned depth); otherwise the nearest frame's depth, forward-warped into the
+keyframe (z-buffer; pixels it does not cover keep the keyframe's own depth).
 So a video that runs ahead of or behind the command gets the structure of what it shows: with the
 depth at the keyframe's own index (``ref_depth="keyframes"``, protocols 3-4) the structure was that of
 where the command put the camera, and it pulled the measured motion towards the command. Or only the
@@ -322,6 +324,7 @@ class _Keyframe:
     prior: float
     last_search_px: float = 0.0
     lv_cache: dict = field(default_factory=dict)
+    anchor: Optional[np.ndarray] = None  # ref_depth "nearest": the reference-frame pose its depth belongs to
 
     def median_rho(self) -> float:
         r = self.rho[self.known & (self.rho > 0)]
@@ -662,24 +665,31 @@ class DirectEstimator:
         rho[~known] = prior
         return _Keyframe(index=idx, pose=pose, levels=levels, rho=rho, var=var, known=known, prior=prior)
 
-    def _anchor(self, kf: _Keyframe, ref: "_Reference", i: int) -> None:
-        """Anchor keyframe ``kf`` (frame ``i``) to the reference: the depth at frame i's commanded pose
-        (``ref_depth`` "keyframes" / "scale"), or ("nearest") the depth of the reference frame whose pose
-        is nearest the keyframe's ESTIMATED pose, warped into it (pixels it does not cover keep the
-        keyframe's own depth): a video that runs ahead of or behind the command gets the structure of
-        what it shows, not of where the command says it should be."""
+    def _anchor(self, kf: _Keyframe, ref: "_Reference", i: int, old: _Keyframe) -> None:
+        """Anchor the new keyframe ``kf`` (frame ``i``; ``old``: the keyframe it follows) to the reference: the
+        depth at frame i's commanded pose (``ref_depth`` "keyframes" / "scale"), or ("nearest") the depth
+        of the reference frame nearest where the keyframe is: the old keyframe's anchor (the reference
+        pose its depth belongs to) moved by the ESTIMATED motion between the two keyframes, so one
+        keyframe interval's error counts, not the whole trajectory's drift. Frame i's own depth as it is
+        while that pose is within ``ref_margin`` of i's commanded pose beyond the nearest frame's distance
+        (the anchor snaps back to i's pose); otherwise the nearest frame's depth warped into it (pixels it
+        does not cover keep the keyframe's own depth). A video that runs ahead of or behind the command
+        gets the structure of what it shows, not of where the command says it should be."""
         if self.p.ref_depth != "nearest":
             self._anchor_to_reference(kf, ref.rho(i))
             return
-        j, d_j, d_i = ref.nearest(i, kf.pose)
+        base = old.anchor if old.anchor is not None else old.pose
+        Q = _orthonormal(base @ _inv(old.pose) @ kf.pose)
+        j, d_j, d_i = ref.nearest(i, Q)
         if d_i <= d_j + self.p.ref_margin:
-            # within the estimate's own drift of the commanded pose: that frame's depth as it is
             self._anchor_to_reference(kf, ref.rho(i), "keyframes")
+            kf.anchor = ref.poses[i]
             return
+        kf.anchor = Q
         rho_j = ref.rho(j)
         src = _Keyframe(index=j, pose=ref.poses[j], levels=kf.levels, rho=rho_j, var=(0.01 * rho_j) ** 2 + 1e-8,
                         known=np.ones(rho_j.shape, dtype=bool), prior=float(np.median(rho_j)))
-        w = self._new_keyframe(kf.index, kf.pose, kf.levels, src, _inv(kf.pose) @ ref.poses[j], smooth_only=False)
+        w = self._new_keyframe(kf.index, kf.pose, kf.levels, src, _inv(Q) @ ref.poses[j], smooth_only=False)
         kf.rho = np.where(w.known, w.rho, kf.rho)
         kf.var = np.where(w.known, w.var, kf.var)
         kf.known = kf.known | w.known
@@ -849,7 +859,7 @@ class DirectEstimator:
                 # depth warped from the keyframe, or the reference's), a small motion from a near view
                 kf_r = self._new_keyframe(prev_index, poses[i - 1], lv_prev, kf, T_prev)
                 if ref is not None:
-                    self._anchor(kf_r, ref, prev_index)
+                    self._anchor(kf_r, ref, prev_index, kf)
                 T_r, ab_r, rot_r = self._solve(kf_r, lv, np.eye(4), vel, np.array([1.0, 0.0]), n_levels)
                 lost_r, inside_r = self._lost(kf_r, lv, T_r, ab_r, None)
                 if not lost_r:
@@ -861,9 +871,10 @@ class DirectEstimator:
                 poses[i] = poses[i - 1]
                 kinds.append("failed")
                 n_failed += 1
-                kf = self._new_keyframe(i, poses[i], lv, kf, None)
+                kf_f = self._new_keyframe(i, poses[i], lv, kf, None)
                 if ref is not None:
-                    self._anchor(kf, ref, i)
+                    self._anchor(kf_f, ref, i, kf)
+                kf = kf_f
                 T_prev, vel, ab = np.eye(4), np.eye(4), np.array([1.0, 0.0])
                 lv_prev, prev_index = lv, i
                 continue
@@ -881,9 +892,10 @@ class DirectEstimator:
             if _TRACE is not None:
                 _TRACE(i, inside, rot, trans_ratio)
             if inside < p.kf_overlap or rot > p.kf_max_rot_deg or trans_ratio > p.kf_trans_ratio:
-                kf = self._new_keyframe(i, poses[i], lv, kf, T)
+                kf_n = self._new_keyframe(i, poses[i], lv, kf, T)
                 if ref is not None:
-                    self._anchor(kf, ref, i)
+                    self._anchor(kf_n, ref, i, kf)
+                kf = kf_n
                 n_kf += 1
                 T_prev = np.eye(4)
                 ab = np.array([1.0, 0.0])
