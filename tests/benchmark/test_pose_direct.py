@@ -99,21 +99,26 @@ def test_reference_depth_cannot_make_a_wrong_motion_right(clips, gt_scores, name
 
 
 @pytest.mark.parametrize("speed", [2, 3])
-def test_a_video_ahead_of_the_command_is_measured_at_the_speed_it_shows(clips, speed):
-    """A video that runs 2x / 3x faster than commanded (then freezes on the last frame) scores what the
-    true poses of its frames score. Each keyframe takes the reference depth of the frame nearest its
-    ESTIMATED pose (protocol 5); with the depth at the keyframe's commanded index (protocols 3-4) the
-    structure belonged to where the command said the camera was, and pulled the measured motion towards
-    the command (measured on this clip: 0.720 vs true 0.937 at 2x, 0.838 vs 1.077 at 3x)."""
+def test_nearest_reference_depth_measures_a_video_ahead_of_the_command_at_its_speed(clips, speed):
+    """A video that runs 2x / 3x faster than commanded (then freezes on the last frame). With the
+    protocol's reference depth (each keyframe takes the depth at its own commanded index) the structure
+    belongs to where the command said the camera was and pulls the measured motion towards the command:
+    it scores well below what the true poses of its frames score (measured 0.720 vs 0.937 at 2x, 0.838 vs
+    1.077 at 3x). The opt-in ``ref_depth="nearest"`` (the reference frame nearest where the keyframe is)
+    scores what the true poses score (0.919, 1.065); it is not the protocol because its discrete switch
+    was unstable on long-horizon tasks (direct_estimator's module docstring)."""
     c = clips["strafe"]
     n = len(c["frames"])
     idx = np.minimum(speed * np.arange(n), n - 1)
     true = score_action_following(c["poses"], c["poses"][idx], c["fps"]).metrics["rpe_trans_rel"]
-    fast = _score(c, c["frames"][idx])["rpe_trans_rel"]
-    assert abs(fast - true) <= 0.05, (fast, true)   # measured 0.919 vs 0.937, 1.065 vs 1.077
-    old = DirectEstimator(DirectParams(ref_depth="keyframes"))(c["frames"][idx], c["K"], depth0=c["depth0"],
-                                                                depth_ref=c["depth"])
-    assert score_action_following(c["poses"], old.poses, c["fps"], est_metric=True).metrics["rpe_trans_rel"] < true - 0.1
+
+    def score(mode):
+        r = DirectEstimator(DirectParams(ref_depth=mode))(c["frames"][idx], c["K"], depth0=c["depth0"],
+                                                          depth_ref=c["depth"], ref_poses=c["poses"])
+        return score_action_following(c["poses"], r.poses, c["fps"], est_metric=True).metrics["rpe_trans_rel"]
+
+    assert abs(score("nearest") - true) <= 0.05, true
+    assert score("keyframes") < true - 0.1
 
 
 @pytest.mark.parametrize("name", ["pan", "strafe", "mixed"])
@@ -180,10 +185,11 @@ def test_static_video_is_held_exactly_and_bad_input_refused(clips):
         DirectEstimator()(f, c["K"], depth_ref=c["depth"][:10])
     with pytest.raises(ValueError, match="ref_depth"):
         DirectEstimator(DirectParams(ref_depth="pixels"))(c["frames"], c["K"], depth_ref=c["depth"])
-    with pytest.raises(ValueError, match="needs ref_poses"):   # the default picks reference frames by pose
-        DirectEstimator()(c["frames"], c["K"], depth_ref=c["depth"])
+    nearest = DirectEstimator(DirectParams(ref_depth="nearest"))   # picks reference frames by pose
     with pytest.raises(ValueError, match="needs ref_poses"):
-        DirectEstimator()(c["frames"], c["K"], depth_ref=c["depth"], ref_poses=c["poses"][:5])
+        nearest(c["frames"], c["K"], depth_ref=c["depth"])
+    with pytest.raises(ValueError, match="needs ref_poses"):
+        nearest(c["frames"], c["K"], depth_ref=c["depth"], ref_poses=c["poses"][:5])
 
 
 def test_wide_frames_are_estimated_at_a_smaller_size(clips):
