@@ -25,13 +25,9 @@ History:
      full-resolution frame worse than its best initialisation is solved again from that initialisation
      over the two finest levels (coarse levels had turned a strafe past a near post in front of bricks
      into a 4-6 deg pan per frame; on ground truth single_action__street1 rpe_trans_rel 0.74 -> 0.33,
-     revisit_loop__apartment0 rpe_rot_deg 1.51 -> 0.17); and a keyframe whose pose (the previous
-     keyframe's reference pose moved by the estimated motion since) is clearly nearer another frame of
-     the reference trajectory than its own commanded pose takes that frame's depth, warped into it
-     (``ref_depth="nearest"``, with the commanded poses; before: always the depth at
-     the keyframe's own index, i.e. where the command said the camera was, which pulled the measured
-     motion of a video running ahead of the command towards the command: twice-speed ground truth
-     scored rpe_trans_rel 1.16 on the smoke suite where its true poses score 1.35).
+     revisit_loop__apartment0 rpe_rot_deg 1.51 -> 0.17). Scoring also hands the estimator the
+     commanded poses (``ref_poses``); the default estimator uses them only in its opt-in
+     ``ref_depth="nearest"``.
 """
 from __future__ import annotations
 
