@@ -153,12 +153,13 @@ def warmup_lr(opt: torch.optim.Optimizer, base_lr: float, step: int, warmup: int
 
 
 def cosine_lr(opt: torch.optim.Optimizer, base_lr: float, step: int, warmup: int, decay_from: int,
-              total: int, lr_min: float) -> None:
-    """``warmup_lr``, then from step ``decay_from`` (>= 0) a cosine from ``base_lr`` to ``lr_min`` at ``total``."""
+              total: int, lr_min: float, drop: float = 1.0) -> None:
+    """``warmup_lr``, then from step ``decay_from`` (>= 0) a cosine from ``drop`` x ``base_lr`` to ``lr_min``
+    at ``total``."""
     warmup_lr(opt, base_lr, step, warmup)
     if 0 <= decay_from <= step:
         f = min(1.0, (step - decay_from) / max(1, total - decay_from))
-        lr = lr_min + 0.5 * (base_lr - lr_min) * (1.0 + math.cos(math.pi * f))
+        lr = lr_min + 0.5 * (drop * base_lr - lr_min) * (1.0 + math.cos(math.pi * f))
         for g in opt.param_groups:
             g["lr"] = lr
 
@@ -168,22 +169,27 @@ class SpikeGuard:
     of the last ``window`` norms (once ``min_seen`` were seen): one pathological batch, clipped but
     normalised by Adam, had wrecked a long autoencoder run (reports in relic_model/README.md)."""
 
-    def __init__(self, factor: float, window: int = 100, min_seen: int = 20):
-        self.factor, self.window, self.min_seen = float(factor), window, min_seen
+    def __init__(self, factor: float, window: int = 100, min_seen: int = 20, max_in_row: int = 20):
+        self.factor, self.window, self.min_seen, self.max_in_row = float(factor), window, min_seen, max_in_row
         self.norms: list[float] = []
         self.skipped = 0
+        self.in_row = 0
 
     def allow(self, gn: float) -> bool:
         if self.factor <= 0:
             return True
-        if not math.isfinite(gn):
-            self.skipped += 1
-            return False
-        if len(self.norms) >= self.min_seen and gn > self.factor * float(np.median(self.norms)):
-            self.skipped += 1
-            return False
-        self.norms = (self.norms + [gn])[-self.window:]
-        return True
+        if math.isfinite(gn) and not (len(self.norms) >= self.min_seen and gn > self.factor * float(np.median(self.norms))):
+            self.norms = (self.norms + [gn])[-self.window:]
+            self.in_row = 0
+            return True
+        self.skipped += 1
+        self.in_row += 1
+        if self.in_row > self.max_in_row:
+            # not one bad batch: the weights themselves have gone wrong, and skipping would spin forever
+            raise RuntimeError(f"training diverged: {self.in_row} updates in a row with a gradient norm over "
+                               f"{self.factor:g}x the recent median ({gn:.3g}); resume from an earlier checkpoint "
+                               f"with a lower learning rate")
+        return False
 
 
 def clip_and_step(opt: torch.optim.Optimizer, params, grad_clip: float, guard: "SpikeGuard | None" = None) -> float:

@@ -52,7 +52,8 @@ class AutoencoderSettings(Common):
     fast_weight: float = 1.0         # fast (streaming) decoder, trained on detached latents
     latent_reg: float = 1e-4         # small L2 on raw latents (keeps their scale bounded)
     stats_clips: int = 32            # clips used to set the latent normalisation statistics
-    decay_from: int = -1             # from this step on, cosine decay of lr to lr_min at ``steps``; -1: constant
+    decay_from: int = -1             # from this step on, cosine decay of lr_drop x lr to lr_min at ``steps``; -1: constant
+    lr_drop: float = 1.0
     lr_min: float = 0.0
 
 

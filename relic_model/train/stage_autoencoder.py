@@ -66,7 +66,8 @@ class AutoencoderStage(Stage):
     def train_step(self, step: int) -> dict:
         idx = range(self.s.batch)[rank_slice(self.s.batch, self.ctx.info)]
         video = self._video(step, idx)
-        cosine_lr(self.opt, self.s.lr, step, self.s.warmup, self.s.decay_from, self.s.steps, self.s.lr_min)
+        cosine_lr(self.opt, self.s.lr, step, self.s.warmup, self.s.decay_from, self.s.steps, self.s.lr_min,
+                  self.s.lr_drop)
         loss, out = self.losses(video)
         loss.backward()
         if self.ctx.info.distributed:

@@ -1,6 +1,7 @@
 """The autoencoder's learning-rate schedule and the gradient-spike guard (relic_model/train/common.py)."""
 import math
 
+import pytest
 import torch
 
 from relic_model.train.common import SpikeGuard, clip_and_step, cosine_lr
@@ -15,6 +16,8 @@ def test_cosine_lr_is_constant_before_decay_from_and_reaches_lr_min():
     assert math.isclose(lr(700, 400), 1e-5 + 0.5 * (1e-3 - 1e-5))   # half-way
     assert math.isclose(lr(1000, 400), 1e-5) and math.isclose(lr(5000, 400), 1e-5)
     assert lr(999, -1) == 1e-3              # -1: constant
+    cosine_lr(opt, 1e-3, 400, 20, 400, 1000, 1e-5, drop=0.2)
+    assert math.isclose(opt.param_groups[0]["lr"], 2e-4)   # a step down at decay_from, then the cosine
 
 
 def test_spike_guard_skips_outliers_and_non_finite_norms_only():
@@ -25,6 +28,16 @@ def test_spike_guard_skips_outliers_and_non_finite_norms_only():
     assert SpikeGuard(0.0).allow(1e9)        # off
     fresh = SpikeGuard(10.0)
     assert fresh.allow(1e6)                  # too few norms seen to judge
+
+
+def test_spike_guard_stops_a_run_whose_weights_have_diverged():
+    g = SpikeGuard(10.0, min_seen=5, max_in_row=3)
+    for _ in range(10):
+        g.allow(1.0)
+    assert not g.allow(100.0) and not g.allow(100.0) and not g.allow(100.0)
+    with pytest.raises(RuntimeError, match="diverged"):
+        g.allow(100.0)
+    assert SpikeGuard(10.0, min_seen=5, max_in_row=3).allow(1.0)
 
 
 def test_a_skipped_update_leaves_the_weights_and_clears_the_gradient():
