@@ -446,12 +446,17 @@ class DirectEstimator:
         g = np.einsum("ni,n->i", Jw, r)
         return cost, n_ok, H, g, r, ok
 
-    def _compare(self, cands: list, data, L: _Level, wdepth=1.0) -> int:
+    def _costs(self, cands: list, data, L: _Level, wdepth=1.0) -> list:
+        """Each candidate (T, ab)'s cost terms on ``data`` at level L (what ``_compare`` compares)."""
+        return [self._cost_and_system(T, ab, data, L, wdepth, need_system=False) for T, ab in cands]
+
+    def _compare(self, cands: list, data, L: _Level, wdepth=1.0, res: Optional[list] = None) -> int:
         """Index of the candidate (T, ab) that explains the keyframe's pixels best: the lowest robust
         cost on the pixels valid for ALL candidates (so pushing badly fitting pixels out of view is no
         progress); when that common support is under half of the best-kept candidate's valid pixels, the lowest mean
-        cost per valid pixel among the candidates keeping ``compare_keep`` x the most valid pixels."""
-        res = [self._cost_and_system(T, ab, data, L, wdepth, need_system=False) for T, ab in cands]
+        cost per valid pixel among the candidates keeping ``compare_keep`` x the most valid pixels.
+        ``res``: the candidates' ``_costs`` when already computed."""
+        res = self._costs(cands, data, L, wdepth) if res is None else res
         n = np.array([r[1] for r in res], dtype=np.float64)
         both = np.logical_and.reduce([r[5] for r in res])
         if both.sum() >= 0.5 * n.max() and both.sum() >= 8:
@@ -748,12 +753,16 @@ class DirectEstimator:
             # occluder blurred into periodic bricks: a 6 deg turn instead of a strafe). A result that
             # explains the full-resolution frame worse than the best initialisation does is solved again
             # from that initialisation over the finest levels only, and the better of the two kept
+            # (each candidate's full-resolution cost is evaluated once)
             starts = [(T0, ab) for T0 in inits]
-            start = starts[self._compare(starts, d0, lv[0])] if len(starts) > 1 else starts[0]
-            if self._compare([(T, ab_n), start], d0, lv[0]) == 1:
-                fine = self._track(kf, lv, start[0], start[1], levels_from=min(p.guard_levels, top) - 1,
+            res_s = self._costs(starts, d0, lv[0])
+            k = self._compare(starts, d0, lv[0], res=res_s) if len(starts) > 1 else 0
+            res_c = self._costs([(T, ab_n)], d0, lv[0])
+            if self._compare([(T, ab_n), starts[k]], d0, lv[0], res=res_c + [res_s[k]]) == 1:
+                fine = self._track(kf, lv, starts[k][0], starts[k][1], levels_from=min(p.guard_levels, top) - 1,
                                    levels_to=0)
-                T, ab_n = [(T, ab_n), fine][self._compare([(T, ab_n), fine], d0, lv[0])]
+                res_f = self._costs([fine], d0, lv[0])
+                T, ab_n = [(T, ab_n), fine][self._compare([(T, ab_n), fine], d0, lv[0], res=res_c + res_f)]
         # model selection (like ORB-SLAM's homography vs essential matrix): the rotation-only model
         # (camera centre of the keyframe) wins unless the full model explains the frame clearly better
         # rotation-only candidates start from the full fit's rotation and from the predicted one (the
