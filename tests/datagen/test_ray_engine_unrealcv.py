@@ -81,7 +81,7 @@ def test_one_actor_per_running_endpoint(pool, reference, local_ray, tmp_path):
 
 
 def _kill_server_once(marker: str):
-    """Backend wrapper: the first time any episode reaches its second batch (no `marker` yet), SIGKILL
+    """Backend wrapper: the first time any episode reaches its second batch (whoever creates `marker`), SIGKILL
     the actor's own launched server (found through the pid file the actor keeps) and fail like the
     client does when its server is gone. Defined in a function so Ray pickles it by value."""
 
@@ -98,17 +98,22 @@ def _kill_server_once(marker: str):
 
             frames = self._be.capture_batch(poses, kinds)
             self._batches += 1
-            if self._batches == 2 and not os.path.exists(marker):
+            if self._batches == 2:
+                try:  # claim the one kill atomically: both actors can reach their second batch at once
+                    fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    return frames
                 out = os.path.dirname(os.path.dirname(marker))  # marker: OUT/.server_logs/killed.marker
                 for pf in glob.glob(os.path.join(out, ".server_logs", "ray-slot*.pid")):
                     pid = int(open(pf).read())
                     with open(f"/proc/{pid}/cmdline", "rb") as f:
                         argv = f.read().split(b"\0")
                     if str(self._be.port).encode() in argv:
-                        with open(marker, "w") as f:
-                            f.write(f"{pid}\n")
+                        os.write(fd, f"{pid}\n".encode())
+                        os.close(fd)
                         os.killpg(pid, signal.SIGKILL)
                         raise ConnectionError(f"server {pid} killed by the test")
+                os.close(fd)
                 raise AssertionError("the actor's server was not found")
             return frames
 
