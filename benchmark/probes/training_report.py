@@ -40,7 +40,8 @@ probe (optional)
     action-following teacher is also ``RUN/teacher/final``).
 plot
     One PNG: a row per stage found in any run; first panel its losses (every logged column but
-    ``step``, ``time_s``, ``lr``, ``grad_norm*``, ``latent_frames``, ``num_blocks`` and ``psnr``;
+    ``step``, ``time_s``, ``lr``, ``grad_norm*``, ``latent_frames``, ``num_blocks``, ``skipped`` (the
+    spike guard's count) and ``psnr``;
     log scale when they span more than a decade; raw values faint under a running mean when there
     are more than 30 points), then the autoencoder's reconstruction ``psnr``, or for the other
     stages the probe metrics where present (action following ``rpe_trans`` and ``dir_cos``,
@@ -49,7 +50,7 @@ plot
 
 Command (the report in the repository was made with the first line, no probes)::
 
-    python -m benchmark.probes.training_report runs/train_next runs/h20_teacherA --out reports/training.png
+    python -m benchmark.probes.training_report runs/train_next_sf8 runs/train_next --out reports/training.png
     python -m benchmark.probes.training_report RUN --probe SUITE_DIR --every 500 --tasks 4 --frames 61
 """
 from __future__ import annotations
@@ -77,7 +78,7 @@ from relic_model.train.common import STAGES
 
 PROBE_COLUMNS = ("step", "probe", "metric", "value")
 PROBED_STAGES = ("teacher", "distill")
-NOT_LOSSES = ("step", "time_s", "lr", "latent_frames", "num_blocks", "psnr")
+NOT_LOSSES = ("step", "time_s", "lr", "latent_frames", "num_blocks", "psnr", "skipped")
 REVISIT_METRICS = ("revisit_psnr_gt", "revisit_consistency_gain")
 AF_METRICS = ("rpe_trans", "rpe_rot_deg", "dir_cos")
 # probe panels of a stage row: (title, probe, metric); the static reference is probe + "_static"

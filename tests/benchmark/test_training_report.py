@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmark.probes.training_report import (PROBE_COLUMNS, append_probe_rows, checkpoints_to_probe, collect,
-                                              main, plot, probe_run, read_probes)
+                                              loss_columns, main, plot, probe_run, read_probes)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -64,6 +64,12 @@ def test_plot_writes_a_png_for_several_runs(tmp_path):
     assert cli.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="no losses.csv"):
         plot(collect([tmp_path / "missing_run"]), tmp_path / "none.png")
+
+
+def test_counts_and_norms_are_not_plotted_as_losses():
+    df = pd.DataFrame({"step": [1, 2], "time_s": [0.1, 0.2], "lr": [1e-3, 1e-3], "l1": [0.2, 0.1], "mse": [0.05, 0.04],
+                       "psnr": [20.0, 21.0], "loss": [0.3, 0.2], "grad_norm": [1.0, 2.0], "skipped": [0.0, 1.0]})
+    assert loss_columns(df) == ["l1", "mse", "loss"]
 
 
 def test_append_probe_rows_keeps_old_rows(tmp_path):
