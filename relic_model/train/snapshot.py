@@ -12,6 +12,12 @@ snapshot per run, never accumulated), and restored into the run folder before re
 ``restore`` never overwrites a newer checkpoint already in the run (it is a no-op then), and the
 resumed run reproduces the uninterrupted one (every random draw is seeded from the step).
 Files are copied to ``NAME.tmp`` and renamed, so a snapshot is either complete or absent.
+
+A *finished* stage (``RUN/STAGE/final`` exists) is snapshotted as its final weights only (no
+optimizer: nothing resumes it; ``snapshot.json`` says ``"final": true``), and restoring that puts
+them back into ``RUN/STAGE/final``, which is all the later stages (and ``relic train all
+--resume``, which skips a stage with final weights) read. So a multi-stage recipe keeps one folder
+per stage, e.g. ``relic_model/checkpoints/next_state/{autoencoder,teacher}``.
 """
 from __future__ import annotations
 
@@ -23,6 +29,12 @@ from pathlib import Path
 from relic_model.train.checkpoint import CheckpointManager
 
 FILES = ("model.safetensors", "optimizer.pt", "config.yaml", "state.json")
+FINAL_FILES = ("model.safetensors", "config.yaml", "state.json")
+
+
+def _final(stage_dir: Path) -> Path | None:
+    p = stage_dir / "final"
+    return p if (p / "model.safetensors").is_file() and (p / "state.json").is_file() else None
 
 
 def _step(ckpt: Path) -> int:
@@ -31,9 +43,10 @@ def _step(ckpt: Path) -> int:
 
 def save_snapshot(run: str | Path, stage: str, dest: str | Path) -> Path:
     """Copy the newest complete checkpoint of ``run/stage`` (and its losses.csv) into ``dest``,
-    replacing what was there. Returns ``dest``."""
+    replacing what was there; for a finished stage, its final weights. Returns ``dest``."""
     stage_dir = Path(run) / stage
-    latest = CheckpointManager(stage_dir).latest()
+    final = _final(stage_dir)
+    latest = final or CheckpointManager(stage_dir).latest()
     if latest is None:
         raise FileNotFoundError(f"{stage_dir}/checkpoints has no complete checkpoint to snapshot")
     dest = Path(dest)
@@ -41,13 +54,13 @@ def save_snapshot(run: str | Path, stage: str, dest: str | Path) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    for f in FILES:
+    for f in FINAL_FILES if final else FILES:
         if (latest / f).is_file():
             shutil.copy2(latest / f, tmp / f)
     if (stage_dir / "losses.csv").is_file():
         shutil.copy2(stage_dir / "losses.csv", tmp / "losses.csv")
-    (tmp / "snapshot.json").write_text(json.dumps({"stage": stage, "step": _step(latest), "source": str(latest)},
-                                                  indent=2) + "\n")
+    (tmp / "snapshot.json").write_text(json.dumps({"stage": stage, "step": _step(latest), "source": str(latest),
+                                                   "final": final is not None}, indent=2) + "\n")
     old = dest.with_name(dest.name + ".old")
     if dest.exists():
         if old.exists():
@@ -60,24 +73,30 @@ def save_snapshot(run: str | Path, stage: str, dest: str | Path) -> Path:
 
 
 def restore_snapshot(src: str | Path, run: str | Path, stage: str) -> Path | None:
-    """Put the snapshot ``src`` into ``run/stage/checkpoints/step_XXXXXXXX`` (and its losses.csv
-    into ``run/stage``) unless the run already holds a checkpoint at or after its step. Returns
-    the checkpoint folder written, or None when nothing was done."""
+    """Put the snapshot ``src`` into ``run/stage/checkpoints/step_XXXXXXXX`` (a finished stage's:
+    into ``run/stage/final``; and its losses.csv into ``run/stage``) unless the run already holds
+    a checkpoint at or after its step (or final weights). Returns the folder written, or None
+    when nothing was done."""
     src = Path(src)
     meta = json.loads((src / "snapshot.json").read_text())
     if meta["stage"] != stage:
         raise ValueError(f"{src} is a snapshot of stage {meta['stage']!r}, not {stage!r}")
     step = int(meta["step"])
     stage_dir = Path(run) / stage
-    latest = CheckpointManager(stage_dir).latest()
-    if latest is not None and _step(latest) >= step:
+    if _final(stage_dir) is not None:
         return None
-    target = stage_dir / "checkpoints" / f"step_{step:08d}"
+    latest = CheckpointManager(stage_dir).latest()
+    if meta.get("final"):
+        target = stage_dir / "final"
+    elif latest is not None and _step(latest) >= step:
+        return None
+    else:
+        target = stage_dir / "checkpoints" / f"step_{step:08d}"
     tmp = target.with_name(target.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    for f in FILES:
+    for f in FINAL_FILES if meta.get("final") else FILES:
         if (src / f).is_file():
             shutil.copy2(src / f, tmp / f)
     tmp.replace(target)

@@ -131,6 +131,13 @@ def test_next_config_is_valid():
     import relic_model
     cfg = load_config(Path(relic_model.__file__).parent / "configs" / "bundled_next.yaml")
     assert cfg.autoencoder.first_frame == "replicate" and cfg.train["student_init"]["random_prefix"] is True
+    from relic_model.train.settings import train_settings
+    st = train_settings(cfg)                      # every stage's keys are known ones
+    longest = max(int(p["latent_frames"]) for p in st.teacher.curriculum)
+    # the teacher's score / ODE is only read on clips as long as it was trained on
+    fpb = cfg.dit.frames_per_block
+    assert 1 + fpb * st.student_init.num_blocks <= longest
+    assert all(1 + fpb * int(p["num_blocks"]) <= longest for p in st.distill.curriculum)
 
 
 # ------------------------------------------------------------------ still-shot bar on a tiny model

@@ -3,6 +3,7 @@ uninterrupted run's weights (micro config, replicate-padded autoencoder)."""
 import json
 import shutil
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -38,3 +39,23 @@ def test_snapshot_restore_resume_equals_uninterrupted(tmp_path):
     assert a.keys() == b.keys() and not any(k.startswith("autoencoder.first_head") for k in a)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_finished_stage_snapshot_restores_final_weights_only(tmp_path):
+    corpus = write_synthetic_corpus(tmp_path / "corpus", episodes=2, frames=30, height=32, width=48)
+    cfg = micro_config(autoencoder={"steps": 2, "ckpt_every": 1, "fast_weight": 0.0})
+    run_stage_named(RunContext(cfg, corpus, tmp_path / "done", progress=False), "autoencoder")
+    snap = save_snapshot(tmp_path / "done", "autoencoder", tmp_path / "snap")
+    meta = json.loads((snap / "snapshot.json").read_text())
+    assert meta["final"] is True and meta["step"] == 2
+    assert not (snap / "optimizer.pt").exists() and (snap / "model.safetensors").is_file()
+
+    fresh = RunContext(cfg, corpus, tmp_path / "fresh", progress=False)
+    with pytest.raises(FileNotFoundError):
+        fresh.final_dir("autoencoder")
+    assert restore_snapshot(snap, tmp_path / "fresh", "autoencoder") == tmp_path / "fresh/autoencoder/final"
+    assert restore_snapshot(snap, tmp_path / "fresh", "autoencoder") is None   # final weights are kept
+    got = fresh.final_dir("autoencoder") / "model.safetensors"
+    assert got.read_bytes() == (tmp_path / "done/autoencoder/final/model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="not 'teacher'"):
+        restore_snapshot(snap, tmp_path / "fresh", "teacher")
