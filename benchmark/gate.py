@@ -9,7 +9,7 @@ per-model bounds::
 
 What is gated. By default the headline metrics, ``benchmark.protocol.HEADLINE_METRICS`` (one
 definition, each with its direction): ``revisit_psnr_gt`` (+), ``revisit_consistency_gain`` (+),
-``rpe_trans_rel`` (-), ``rpe_rot_deg`` (-), and ``drift_psnr_slope`` (+) on long-horizon tasks
+``rpe_trans_rel`` (-), ``rpe_rot_deg`` (-), and ``drift_psnr_late`` (+) on long-horizon tasks
 only (``HEADLINE_FAMILIES``). ``metrics=[...]`` gates others (names or globs); every one must have a
 known direction (``metric_direction``) and be in the baseline, or the gate refuses to run
 (``UnknownMetricError``). Secondary columns (raw self-similarity ``*_self``, the ground-truth
@@ -83,6 +83,7 @@ class Tolerance:
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "revisit_psnr_gt": Tolerance(abs=0.02),
     "revisit_consistency_gain": Tolerance(abs=0.02),
+    "drift_psnr_late": Tolerance(abs=0.02),
     "drift_psnr_slope": Tolerance(abs=0.006),
     "rpe_trans_rel": Tolerance(abs=0.11),
     "rpe_rot_deg": Tolerance(abs=0.53),
@@ -112,6 +113,10 @@ def metric_direction(name: str) -> int:
             return +1
         if base.startswith("revisit_lpips_"):
             return -1
+    if base.startswith(("drift_psnr", "drift_ssim")) and base.endswith(("_late", "_slope", "_ratio")):
+        return +1
+    if base.startswith("drift_lpips") and base.endswith(("_late", "_slope", "_ratio")):
+        return -1
     if base.startswith(("frames_psnr", "frames_ssim")):
         return +1
     if base.startswith("frames_lpips"):

@@ -27,6 +27,8 @@ Memory (benchmark.metrics.retrieval; revisit pairs that pass the re-observation 
 Per-frame fidelity and drift (benchmark.metrics.image_quality / noref / drift), frames 1..N-1
     frames_psnr_gt, frames_ssim_gt, frames_lpips_gt   means over generated frames
     drift_{psnr,ssim,lpips}_{slope,ratio}             windowed full-reference curves vs GT
+    drift_{psnr,ssim,lpips}_late                      mean over the last quarter of the generated
+                                                      frames (drift_psnr_late: long-horizon headline)
     drift_{sharpness,luma_mean,luma_std,colourfulness,saturation}_{slope,ratio}
                                                       no-reference curves of the generated video
 ``curves`` holds the windowed curves ("t_s" window times; "psnr", "ssim", "lpips", the no-reference
@@ -262,6 +264,8 @@ def score_task(task, frames: np.ndarray, *, estimator: Union[str, Callable] = DE
     for k in ("psnr", "ssim", "lpips", *noref.NOREF_STATS):
         s, r = drift_m.slope_and_ratio(t_s, cur[k])
         metrics[f"drift_{k}_slope"], metrics[f"drift_{k}_ratio"] = s, r
+    for k in ("psnr", "ssim", "lpips"):
+        metrics[f"drift_{k}_late"] = drift_m.late_mean(per_frame[k])
     timings["drift"] = time.perf_counter() - t0
 
     return TaskScore(task_id=task.task_id, metrics=metrics, curves=curves,

@@ -35,7 +35,7 @@ import pandas as pd
 from PIL import Image
 
 from benchmark.gate import headline_applies, tolerance_for
-from benchmark.protocol import HEADLINE_METRICS
+from benchmark.protocol import HEADLINE_FAMILIES, HEADLINE_METRICS
 
 FLIP_FRAC = 0.05
 
@@ -123,7 +123,8 @@ def main() -> int:
              f"Command: `python perf/gate_spread.py --suite {args.suite} --work {args.work} --seeds "
              f"{args.seeds} --models {args.models}` ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, "
              f"{time.time() - t0:.0f} s).", "",
-             "Suite means per model of the headline metrics (drift_psnr_slope: long-horizon tasks); differences "
+             "Suite means per model of the headline metrics ("
+             + "; ".join(f"{m}: {'/'.join(f)} tasks" for m, f in HEADLINE_FAMILIES.items()) + "); differences "
              "are against the first run. Perturbed: 5 % of every ground-truth pixel value moved by +-1 grey level "
              "(frame 0 included, so every model's frames change imperceptibly too).", "",
              "| model | metric | baseline | " + " | ".join(c for c in tab.columns if c not in ("baseline",)) + " |",

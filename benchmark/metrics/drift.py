@@ -13,6 +13,15 @@ Summaries of a curve (t_k, y_k) over windows with finite y:
     slope  least-squares line slope dy/dt in <metric unit> per second (NaN with fewer than 2 windows);
     ratio  y_last / y_first (last and first finite windows; NaN if y_first == 0 or fewer than 2).
 For PSNR (dB) and SSIM a negative slope / ratio < 1 is drift; for LPIPS a positive slope / ratio > 1.
+
+Late level (the long-horizon headline since scoring protocol 6, ``drift_psnr_late``):
+    late   mean of the finite per-frame values over the last ``LATE_FRACTION`` (a quarter) of the
+           generated frames, i.e. frames ceil(1 + 0.75 (N-1))..N-1 (at least the last frame).
+A slope measures change over time only: a video that is equally wrong throughout (frames in the
+wrong order, noise) ties with a perfect one (slope 0), and for a corruption whose error grows like
+strength x time the PSNR slope does not depend on the strength. The late level is the fidelity
+that is left at the end of a long rollout: ground truth keeps the 60-dB cap there, a frozen,
+reversed, shuffled or drifting video does not.
 """
 from __future__ import annotations
 
@@ -45,6 +54,27 @@ def window_curves(per_frame: dict[str, np.ndarray], fps: float, window_s: float 
             vals.append(x.mean() if x.size else np.nan)
         curves[k] = np.array(vals)
     return t, curves
+
+
+LATE_FRACTION = 0.25
+
+
+def late_frames(num_frames: int, frac: float = LATE_FRACTION) -> np.ndarray:
+    """Indices of the last ``frac`` of the generated frames 1..num_frames-1 (at least one)."""
+    if num_frames < 2:
+        return np.zeros((0,), dtype=np.int64)
+    gen = num_frames - 1
+    k = max(1, int(np.ceil(frac * gen - 1e-9)))
+    return np.arange(num_frames - k, num_frames)
+
+
+def late_mean(values: np.ndarray, frac: float = LATE_FRACTION) -> float:
+    """Mean of the finite per-frame ``values`` (length N, frame 0 first) over :func:`late_frames`
+    (NaN when none is finite)."""
+    v = np.asarray(values, dtype=np.float64)
+    x = v[late_frames(len(v), frac)]
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
 
 
 def slope_and_ratio(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from relic_cli import main as relic_main
 TASKS = ("revisit_loop__a__s1", "revisit_pan360__b__s2", "long_horizon__c__s3")
 
 
-def _results(psnr=30.0, gain=4.0, trans=0.3, rot=2.0, slope=-0.05, protocol=PROTOCOL_VERSION,
+def _results(psnr=30.0, gain=4.0, trans=0.3, rot=2.0, late=20.0, protocol=PROTOCOL_VERSION,
              models=("oracle", "static")) -> pd.DataFrame:
     rows = []
     for model in models:
@@ -32,7 +32,7 @@ def _results(psnr=30.0, gain=4.0, trans=0.3, rot=2.0, slope=-0.05, protocol=PROT
                      (model, task, fam, "rpe_trans_rel", float("nan") if pan else trans / k),
                      (model, task, fam, "n_seg_trans", 0.0 if pan else 40.0),
                      (model, task, fam, "rpe_rot_deg", rot / k), (model, task, fam, "n_seg", 50.0),
-                     (model, task, fam, "drift_psnr_slope", slope), (model, task, fam, "fps", 100.0),
+                     (model, task, fam, "drift_psnr_late", late * k), (model, task, fam, "fps", 100.0),
                      (model, task, fam, "revisit_psnr_self", 60.0)]
     df = pd.DataFrame(rows, columns=["model", "task", "family", "metric", "value"])
     df["protocol"] = protocol
@@ -55,14 +55,14 @@ def test_unchanged_results_pass_and_only_headline_metrics_are_gated():
     r = check_regression(base, base)
     assert r.passed, r.table()
     assert set(r.rows["metric"]) == set(HEADLINE_METRICS)
-    # drift_psnr_slope only on the long-horizon task; NaN-in-both (pan360 gain) is skipped, not failed
-    assert r.rows.set_index(["model", "metric"]).loc[("oracle", "drift_psnr_slope"), "task"] == "(mean of 1)"
+    # drift_psnr_late only on the long-horizon task; NaN-in-both (pan360 gain) is skipped, not failed
+    assert r.rows.set_index(["model", "metric"]).loc[("oracle", "drift_psnr_late"), "task"] == "(mean of 1)"
     assert r.rows.set_index(["model", "metric"]).loc[("oracle", "revisit_consistency_gain"), "task"] == "(mean of 2)"
 
 
-DEFAULTS = dict(psnr=30.0, gain=4.0, trans=0.3, rot=2.0, slope=-0.05)
+DEFAULTS = dict(psnr=30.0, gain=4.0, trans=0.3, rot=2.0, late=20.0)
 KW_OF = dict(revisit_psnr_gt="psnr", revisit_consistency_gain="gain", rpe_trans_rel="trans", rpe_rot_deg="rot",
-             drift_psnr_slope="slope")
+             drift_psnr_late="late")
 
 
 @pytest.mark.parametrize("bad", list(HEADLINE_METRICS))
@@ -99,7 +99,7 @@ def test_missing_model_fails():
 def test_nan_in_a_headline_metric_fails(metric):
     base = _results()
     res = base.copy()
-    task = TASKS[2] if metric == "drift_psnr_slope" else TASKS[0]
+    task = TASKS[2] if metric == "drift_psnr_late" else TASKS[0]
     res.loc[(res.model == "oracle") & (res.task == task) & (res.metric == metric), "value"] = np.nan
     r = check_regression(res, base)
     assert not r.passed
@@ -156,8 +156,8 @@ def test_tolerances_and_per_task():
 def test_required_metrics_follow_the_counts():
     req = required_metrics(_results()).set_index(["task", "metric"])["required"]
     assert not req[(TASKS[1], "revisit_consistency_gain")] and req[(TASKS[0], "revisit_consistency_gain")]
-    assert not req[(TASKS[1], "rpe_trans_rel")] and req[(TASKS[2], "drift_psnr_slope")]
-    assert not req[(TASKS[0], "drift_psnr_slope")]  # long-horizon only
+    assert not req[(TASKS[1], "rpe_trans_rel")] and req[(TASKS[2], "drift_psnr_late")]
+    assert not req[(TASKS[0], "drift_psnr_late")]  # long-horizon only
 
 
 def test_json_bounds(tmp_path):

@@ -10,14 +10,14 @@ from benchmark.report_validity import validity_checks
 
 GOOD = {  # task means per model (two tasks with these values)
     "oracle": dict(revisit_consistency_gain=11.0, rpe_trans_rel=0.1, rpe_rot_deg=2.0, drift_ssim_slope=0.0,
-                   drift_sharpness_ratio=1.0, revisit_psnr_gt=60.0, revisit_psnr_gt_covis=60.0),
+                   drift_sharpness_ratio=1.0, revisit_psnr_gt=60.0, revisit_psnr_gt_covis=60.0, drift_psnr_late=60.0),
     "static": dict(revisit_consistency_gain=0.0, rpe_trans_rel=1.0, rpe_rot_deg=20.0, drift_ssim_slope=0.0,
-                   drift_sharpness_ratio=1.0, revisit_psnr_gt=12.0, revisit_psnr_gt_covis=11.0),
+                   drift_sharpness_ratio=1.0, revisit_psnr_gt=12.0, revisit_psnr_gt_covis=11.0, drift_psnr_late=13.0),
     "reproject": dict(revisit_consistency_gain=30.0, rpe_trans_rel=0.5, rpe_rot_deg=5.0, revisit_psnr_gt=8.0),
-    "noisy-oracle:drift=0.5": dict(rpe_trans_rel=0.3, rpe_rot_deg=6.0),
-    "noisy-oracle:drift=2": dict(rpe_trans_rel=0.6, rpe_rot_deg=10.0),
-    "noisy-oracle:blur=1": dict(drift_ssim_slope=-0.01, drift_sharpness_ratio=0.5),
-    "noisy-oracle:blur=2.5": dict(drift_ssim_slope=-0.02, drift_sharpness_ratio=0.2),
+    "noisy-oracle:drift=0.5": dict(rpe_trans_rel=0.3, rpe_rot_deg=6.0, drift_psnr_late=18.0),
+    "noisy-oracle:drift=2": dict(rpe_trans_rel=0.6, rpe_rot_deg=10.0, drift_psnr_late=14.0),
+    "noisy-oracle:blur=1": dict(drift_ssim_slope=-0.01, drift_sharpness_ratio=0.5, drift_psnr_late=30.0),
+    "noisy-oracle:blur=2.5": dict(drift_ssim_slope=-0.02, drift_sharpness_ratio=0.2, drift_psnr_late=25.0),
     "noisy-oracle:forget=0.5": dict(revisit_psnr_gt=25.0, revisit_psnr_gt_covis=24.0, revisit_consistency_gain=1.5),
     "noisy-oracle:forget=1": dict(revisit_psnr_gt=15.0, revisit_psnr_gt_covis=14.0, revisit_consistency_gain=0.3),
 }
@@ -34,6 +34,8 @@ CORRUPTIONS = {
     "drift_rpe_rot_deg": ("noisy-oracle:drift=0.5", "rpe_rot_deg", 1.0),
     "blur_drift_ssim_slope": ("noisy-oracle:blur=2.5", "drift_ssim_slope", 0.0),
     "blur_drift_sharpness_ratio": ("noisy-oracle:blur=1", "drift_sharpness_ratio", 0.1),
+    "drift_drift_psnr_late": ("noisy-oracle:drift=2", "drift_psnr_late", 18.5),     # a slope-like blind spot
+    "blur_drift_psnr_late": ("noisy-oracle:blur=2.5", "drift_psnr_late", 60.0),
     "forget_revisit_psnr_gt": ("noisy-oracle:forget=1", "revisit_psnr_gt", 30.0),
     "forget_revisit_psnr_gt_covis": ("noisy-oracle:forget=0.5", "revisit_psnr_gt_covis", 61.0),
     "forget_revisit_consistency_gain": ("noisy-oracle:forget=1", "revisit_consistency_gain", 1.6),

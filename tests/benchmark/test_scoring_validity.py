@@ -133,7 +133,7 @@ def test_blur_lowers_fidelity_and_sharpness_monotonically(world):
         sc = score_task(task, frames, est_trajectory=task.gt_poses, **FAST)
         rows.append(dict(sc.metrics, last_psnr=sc.curves["psnr"][-1], last_ssim=sc.curves["ssim"][-1]))
     for key in ("frames_psnr_gt", "frames_ssim_gt", "revisit_psnr_gt", "last_psnr", "last_ssim",
-                "drift_sharpness_ratio"):
+                "drift_sharpness_ratio", "drift_psnr_late"):
         vals = [r[key] for r in rows]
         assert np.all(np.diff(vals) < 0), (key, vals)
     # every strength drifts downwards (the PSNR slope / ratio themselves are not monotonic in the
@@ -142,12 +142,36 @@ def test_blur_lowers_fidelity_and_sharpness_monotonically(world):
                for r in rows)
 
 
-def test_pose_drift_raises_rpe_rot_monotonically(world):
+def test_pose_drift_raises_rpe_rot_and_lowers_late_psnr_monotonically(world):
     task = world["task"]
-    rot = [score_task(task, render(world["be"], _random_walk(task.gt_poses, strength)), **FAST).metrics["rpe_rot_deg"]
-           for strength in (1.0, 2.0, 4.0, 8.0)]
+    ms = [score_task(task, render(world["be"], _random_walk(task.gt_poses, strength)), **FAST).metrics
+          for strength in (1.0, 2.0, 4.0, 8.0)]
+    rot, late = [m["rpe_rot_deg"] for m in ms], [m["drift_psnr_late"] for m in ms]
     assert np.all(np.diff(rot) > 0), rot
     assert rot[0] > world["oracle"].metrics["rpe_rot_deg"]
+    assert np.all(np.diff(late) < 0) and late[0] < world["oracle"].metrics["drift_psnr_late"] - 10, late
+
+
+def test_late_psnr_separates_wrong_order_frozen_and_noisy_video_where_the_slope_cannot(world):
+    """The long-horizon headline (protocol 6): every corrupted video ends far below the ground truth
+    (60 dB cap); the PSNR slope it replaced scores several of them level with it (equally wrong
+    throughout is no change over time)."""
+    task, rgb = world["task"], world["rgb"]
+    n = len(rgb)
+    perm = np.concatenate([[0], 1 + np.random.default_rng(5).permutation(n - 1)])
+    noise = np.random.default_rng(6).normal(size=rgb.shape) * 20
+    noise[0] = 0
+    vids = {"reversed": np.concatenate([rgb[:1], rgb[1:][::-1]]), "shuffled": rgb[perm],
+            "noise20": np.clip(rgb + noise, 0, 255).round().astype(np.uint8)}
+    got = {k: score_task(task, v, est_trajectory=task.gt_poses, **FAST).metrics for k, v in vids.items()}
+    got["static"] = world["static"].metrics
+    o = world["oracle"].metrics
+    assert o["drift_psnr_late"] == 60.0 and abs(o["drift_psnr_slope"]) < 1e-9
+    for k, m in got.items():
+        assert m["drift_psnr_late"] < 35.0, (k, m["drift_psnr_late"])
+    # the slope's blind spot: noise sigma 20 is equally wrong throughout
+    assert abs(got["noise20"]["drift_psnr_slope"]) < 0.5
+
 
 
 def test_forgetting_lowers_retrieval_but_not_rpe_much(world):

@@ -138,6 +138,8 @@ def test_next_config_is_valid():
     fpb = cfg.dit.frames_per_block
     assert 1 + fpb * st.student_init.num_blocks <= longest
     assert all(1 + fpb * int(p["num_blocks"]) <= longest for p in st.distill.curriculum)
+    # memory is read at inference only within the distances the student was distilled at
+    assert cfg.memory.read_horizon == max(fpb * int(p["num_blocks"]) for p in st.distill.curriculum)
 
 
 # ------------------------------------------------------------------ still-shot bar on a tiny model
