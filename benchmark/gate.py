@@ -74,16 +74,17 @@ class Tolerance:
 # Headline tolerances: 3x the largest change of a model's suite mean measured under a re-rendered
 # suite (5 % of the ground-truth pixel values moved by +-1 grey level, 3 seeds; the models' frames
 # change imperceptibly with it), rounded up (`python perf/gate_spread.py`, reports/gate_spread.md;
-# identical reruns: 0). Smoke suite, 2026-12-06, scoring protocol 5 (protocol 4 gave the same except
-# rpe_trans_rel 0.017): revisit_psnr_gt 0.0042 dB, revisit_consistency_gain 0.0043 dB, drift_psnr_slope
-# 0.0016 dB/s, rpe_trans_rel 0.0039 (protocol 3: 0.034, kept as the larger), rpe_rot_deg 0.175 deg
-# (reproject; oracle 0.001) (the action-following
-# spread is the pose estimator's; re-derive these when it changes). First matching glob wins; the
-# non-headline globs are conservative defaults for --metrics.
+# identical reruns: 0). Smoke suite, 2026-12-07, scoring protocol 6 (protocols 4 and 5 gave the same
+# for the metrics they share, except rpe_trans_rel 0.017 under 4): revisit_psnr_gt 0.0042 dB,
+# revisit_consistency_gain 0.0043 dB, drift_psnr_late 0.00038 dB (static; the slope it replaced as the
+# long-horizon headline: 0.0016 dB/s), rpe_trans_rel 0.0039 (protocol 3: 0.034, kept as the larger),
+# rpe_rot_deg 0.175 deg (reproject; oracle 0.001) (the action-following spread is the pose
+# estimator's; re-derive these when it changes). First matching glob wins; the non-headline globs
+# are conservative defaults for --metrics.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "revisit_psnr_gt": Tolerance(abs=0.02),
     "revisit_consistency_gain": Tolerance(abs=0.02),
-    "drift_psnr_late": Tolerance(abs=0.02),
+    "drift_psnr_late": Tolerance(abs=0.002),
     "drift_psnr_slope": Tolerance(abs=0.006),
     "rpe_trans_rel": Tolerance(abs=0.11),
     "rpe_rot_deg": Tolerance(abs=0.53),
