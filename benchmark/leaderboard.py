@@ -44,7 +44,7 @@ from benchmark.aggregate import aggregate
 from benchmark.gate import family_of, incomplete_rows
 from benchmark.naming import NOISE_FLOOR_MODEL, is_reference, model_sort_key
 from benchmark.paper_results import PAPER_LABEL, PAPER_SOURCE, paper_table
-from benchmark.protocol import HEADLINE_METRICS, PROTOCOL_VERSION
+from benchmark.protocol import HEADLINE_FAMILIES, HEADLINE_METRICS, PROTOCOL_VERSION
 from benchmark.report_validity import validity_checks
 from datagen.atomic import atomic_write_text
 
@@ -62,7 +62,7 @@ MAIN_COLUMNS = [
     ("pose_est_failed_frac", "pose-est. failed frames", 0),
 ]
 #: main-table columns averaged over some families only (their headline definition)
-COLUMN_FAMILIES = {"drift_psnr_late": ("long_horizon",)}
+COLUMN_FAMILIES = HEADLINE_FAMILIES
 MEMORY_COLUMNS = [
     ("revisit_psnr_gt", "PSNR vs GT (dB)", +1),
     ("revisit_consistency_gain", "consistency gain (dB)", +1),
