@@ -54,7 +54,8 @@ class AutoencoderConfig:
     ``first_frame`` how latent 0 (frame 0 alone) is encoded: "head" (its own first-frame head,
     the original layout) or "replicate" (frame 0 repeated ``temporal_factor`` times through the
     group head, so latent 0 lives in the same latent space as every later latent and a still
-    clip's latents all equal latent 0).
+    clip's latents all equal latent 0). ``decoder_res_blocks`` residual blocks per stage of the
+    (full) decoder; more are added to a trained autoencoder by ``relic train finetune-decoder``.
     """
     in_channels: int = 3
     latent_channels: int = 8
@@ -64,6 +65,7 @@ class AutoencoderConfig:
     fast_channels: list[int] = field(default_factory=lambda: [16, 24, 32])
     streaming_decoder: str = "full"
     first_frame: str = "head"
+    decoder_res_blocks: int = 1
 
 
 @dataclass
@@ -183,6 +185,8 @@ class RelicConfig:
         if self.data.height % (f * d.patch_size) or self.data.width % (f * d.patch_size):
             raise ValueError(f"data.height/width ({self.data.height}x{self.data.width}) must be divisible by "
                              f"spatial_factor*patch_size = {f * d.patch_size}")
+        if ae.decoder_res_blocks < 1:
+            raise ValueError(f"autoencoder.decoder_res_blocks must be >= 1, got {ae.decoder_res_blocks}")
         if ae.temporal_factor < 1:
             raise ValueError("autoencoder.temporal_factor must be >= 1")
         if ae.streaming_decoder not in ("fast", "full"):

@@ -17,6 +17,10 @@ frames: latent 0 encodes frame 0 alone, latent j >= 1 encodes frames 1 + tf (j-1
   frame (j = 0) or tf frames (j >= 1); the only state carried between calls is the previous
   latent and the count of decoded latents (``decode_chunk``'s causal cache), so streaming decoding
   is exactly the same as decoding the whole clip at once.
+- ``autoencoder.decoder_res_blocks`` residual blocks per decoder stage (main decoder only; 1 =
+  the original layout). :func:`grow_decoder` turns a trained autoencoder into one with more,
+  producing identical output until the decoder is fine-tuned (``relic train finetune-decoder
+  --decoder-res-blocks N``): the encoder, and so the latents every DiT stage was trained on, stay.
 - ``fast_decoder``: the same architecture with the narrower ``fast_channels`` (the small fast
   decoder for streaming, trained/distilled separately); ``decode_chunk(..., fast=None)`` uses it
   when ``cfg.autoencoder.streaming_decoder == "fast"``.
@@ -58,30 +62,55 @@ class FrameEncoder(nn.Module):
 
 
 class FrameUpsampler(nn.Module):
-    """(N, channels[-1], h, w) -> (N, 3, h 2^n, w 2^n)."""
+    """(N, channels[-1], h, w) -> (N, 3, h 2^n, w 2^n).
 
-    def __init__(self, out_ch: int, channels: list[int]):
+    ``res_blocks`` residual blocks per stage: the first in ``net`` (the original layout, so
+    checkpoints of ``res_blocks = 1`` keep their keys), the others in ``extra[stage]``, their last
+    conv zero-initialised so a grown decoder starts as exactly the decoder it was grown from
+    (:func:`grow_decoder`)."""
+
+    def __init__(self, out_ch: int, channels: list[int], res_blocks: int = 1):
         super().__init__()
+        if res_blocks < 1:
+            raise ValueError(f"res_blocks must be >= 1, got {res_blocks}")
         layers = [_Res(channels[-1])]
+        widths = [channels[-1]]
         for i in range(len(channels) - 1, 0, -1):
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels[i], channels[i - 1], 3, padding=1),
                        nn.SiLU(), _Res(channels[i - 1])]
+            widths.append(channels[i - 1])
         layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels[0], out_ch, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+        self.extra = nn.ModuleList()
+        if res_blocks > 1:
+            for c in widths:
+                blocks = [_Res(c) for _ in range(res_blocks - 1)]
+                for b in blocks:
+                    nn.init.zeros_(b.c2.weight)
+                    nn.init.zeros_(b.c2.bias)
+                self.extra.append(nn.Sequential(*blocks))
 
     def forward(self, x):
-        return self.net(x)
+        if not len(self.extra):
+            return self.net(x)
+        k = 0
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, _Res):
+                x = self.extra[k](x)
+                k += 1
+        return x
 
 
 class CausalDecoder(nn.Module):
     """Decodes latent j from [z_j, z_{j-1}] into 1 (j = 0) or tf (j >= 1) frames."""
 
-    def __init__(self, latent_ch: int, out_ch: int, channels: list[int], tf: int):
+    def __init__(self, latent_ch: int, out_ch: int, channels: list[int], tf: int, res_blocks: int = 1):
         super().__init__()
         self.tf, self.c = tf, channels[-1]
         self.first_in = nn.Conv2d(2 * latent_ch, channels[-1], 3, padding=1)
         self.group_in = nn.Conv2d(2 * latent_ch, tf * channels[-1], 3, padding=1)
-        self.up = FrameUpsampler(out_ch, channels)
+        self.up = FrameUpsampler(out_ch, channels, res_blocks)
 
     def forward(self, z: torch.Tensor, prev: torch.Tensor | None, count: int) -> torch.Tensor:
         """z (B, Fc, C, h, w) latents number ``count``.. of the clip; prev (B, C, h, w) latent
@@ -118,7 +147,7 @@ class VideoAutoencoder(nn.Module):
             self.first_head = nn.Conv2d(c[-1], a.latent_channels, 3, padding=1)
         self.group_head = nn.Sequential(nn.Conv2d(a.temporal_factor * c[-1], c[-1], 3, padding=1), nn.SiLU(),
                                         nn.Conv2d(c[-1], a.latent_channels, 3, padding=1))
-        self.decoder = CausalDecoder(a.latent_channels, a.in_channels, c, a.temporal_factor)
+        self.decoder = CausalDecoder(a.latent_channels, a.in_channels, c, a.temporal_factor, a.decoder_res_blocks)
         self.fast_decoder = CausalDecoder(a.latent_channels, a.in_channels, a.fast_channels, a.temporal_factor)
         self.register_buffer("latent_mean", torch.zeros(a.latent_channels))
         self.register_buffer("latent_std", torch.ones(a.latent_channels))
@@ -181,4 +210,26 @@ class VideoAutoencoder(nn.Module):
         return frames, {"prev": z[:, -1], "count": cache["count"] + latents.shape[1]}
 
 
-__all__ = ["VideoAutoencoder", "CausalDecoder", "FrameEncoder", "FrameUpsampler"]
+def grow_decoder(ae: VideoAutoencoder, res_blocks: int) -> tuple[VideoAutoencoder, object]:
+    """(a new autoencoder whose full decoder has ``res_blocks`` residual blocks per stage, its config).
+
+    Every tensor of ``ae`` is copied; the added blocks are residual branches with a zero last conv,
+    so the new autoencoder encodes and decodes exactly as ``ae`` until it is trained. Shrinking is
+    refused (it would drop trained weights)."""
+    import dataclasses
+
+    have = ae.cfg.autoencoder.decoder_res_blocks
+    if res_blocks < have:
+        raise ValueError(f"the decoder has {have} residual blocks per stage; growing to {res_blocks} would drop "
+                         "trained weights")
+    cfg = dataclasses.replace(ae.cfg, autoencoder=dataclasses.replace(ae.cfg.autoencoder,
+                                                                        decoder_res_blocks=res_blocks))
+    new = VideoAutoencoder(cfg)
+    missing, unexpected = new.load_state_dict(ae.state_dict(), strict=False)
+    bad = [k for k in missing if not k.startswith("decoder.up.extra.")]
+    if bad or unexpected:
+        raise RuntimeError(f"grow_decoder: unexpected state-dict difference (missing {bad}, unexpected {unexpected})")
+    return new.to(next(ae.parameters()).device), cfg
+
+
+__all__ = ["VideoAutoencoder", "CausalDecoder", "FrameEncoder", "FrameUpsampler", "grow_decoder"]

@@ -25,6 +25,7 @@ last 50 steps, settings).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,9 +47,12 @@ class DecoderFinetuneSettings:
     batch: int = 2
     clip_latents: int = 4        # latent frames per clip: 1 first-frame latent + 3 groups
     lr: float = 3e-4
+    lr_min: float | None = None  # None: constant lr; else a cosine from lr to lr_min over the steps
     temporal_weight: float = 1.0
-    fast_weight: float = 1.0
+    fast_weight: float = 1.0     # 0: the fast decoder is not trained (a config streaming the full one)
     seed: int = 0
+    decoder_res_blocks: int | None = None   # grow the full decoder to this many blocks per stage first
+    state_every: int = 100       # steps between resumable state saves (OUT.state/)
 
 
 def temporal_l1(rec: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
@@ -56,11 +60,45 @@ def temporal_l1(rec: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(rec[:, 1:] - rec[:, :-1], video[:, 1:] - video[:, :-1])
 
 
+def _state_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".state")
+
+
+def _save_state(out: Path, step: int, decoders, opt, hist, settings, wall_s: float) -> None:
+    """Resumable state (decoder weights, optimizer, loss history, settings) in ``OUT.state/``,
+    written to a temporary file and renamed."""
+    d = _state_dir(out)
+    d.mkdir(parents=True, exist_ok=True)
+    blob = {"step": step, "decoders": [m.state_dict() for m in decoders], "opt": opt.state_dict(),
+            "hist": hist, "settings": asdict(settings), "wall_s": wall_s}
+    atomic_write(d / "state.pt", lambda tmp: torch.save(blob, tmp))
+
+
+def _load_state(out: Path, settings) -> dict | None:
+    p = _state_dir(out) / "state.pt"
+    if not p.is_file():
+        return None
+    blob = torch.load(p, map_location="cpu", weights_only=False)
+    if blob["settings"] != asdict(settings):
+        raise ValueError(f"{p} was written with other settings ({blob['settings']}); rerun with those or "
+                         f"delete {_state_dir(out)} to start over")
+    return blob
+
+
 def finetune_decoder(src, corpus, out, settings: DecoderFinetuneSettings | None = None,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, resume: bool = False) -> dict:
     """Fine-tune the decoders of checkpoint ``src`` on ``corpus`` and write checkpoint ``out``.
-    Returns the ``decoder_finetune`` provenance entry."""
+    Returns the ``decoder_finetune`` provenance entry.
+
+    With ``decoder_res_blocks`` the full decoder is first grown to that many residual blocks per
+    stage (:func:`relic_model.nn.autoencoder.grow_decoder`: identical output before training) and
+    ``out``'s config records the new size. Every ``state_every`` steps the decoders, optimizer and
+    losses are saved to ``OUT.state/``; ``resume`` continues from there (same settings required,
+    same clips: each step's clips are seeded by the step) and the state is removed at the end."""
     from tqdm import tqdm
+
+    from relic_model.nn.autoencoder import grow_decoder
+    from relic_model.train.common import cosine_lr
 
     s = settings or DecoderFinetuneSettings()
     if s.clip_latents < 3:
@@ -72,6 +110,8 @@ def finetune_decoder(src, corpus, out, settings: DecoderFinetuneSettings | None 
         raise ValueError("--out must differ from --checkpoint (the source checkpoint is never overwritten)")
     torch.manual_seed(s.seed)
     cfg, dit, ae, text = load_checkpoint(src)
+    if s.decoder_res_blocks is not None and s.decoder_res_blocks != cfg.autoencoder.decoder_res_blocks:
+        ae, cfg = grow_decoder(ae, s.decoder_res_blocks)
     d = cfg.data
     clips = CorpusClips(corpus, "train", d.height, d.width, d.fps, 0.0)
     T = num_video_frames(s.clip_latents, cfg.autoencoder.temporal_factor)
@@ -80,15 +120,27 @@ def finetune_decoder(src, corpus, out, settings: DecoderFinetuneSettings | None 
                          f"(clip_latents={s.clip_latents}); lower --clip-latents")
     for p in ae.parameters():
         p.requires_grad_(False)
-    params = [p for m in (ae.decoder, ae.fast_decoder) for p in m.parameters()]
+    decoders = (ae.decoder, ae.fast_decoder) if s.fast_weight > 0 else (ae.decoder,)
+    params = [p for m in decoders for p in m.parameters()]
     for p in params:
         p.requires_grad_(True)
     enc_before = {k: v.clone() for k, v in ae.state_dict().items() if not k.startswith(("decoder.", "fast_decoder."))}
     ae.train()
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
     hist: list[dict] = []
+    start, wall_before = 0, 0.0
+    blob = _load_state(out, s) if resume else None
+    if blob is not None:
+        for m, sd in zip(decoders, blob["decoders"]):
+            m.load_state_dict(sd)
+        opt.load_state_dict(blob["opt"])
+        start, hist = int(blob["step"]), list(blob["hist"])
+        wall_before = float(blob.get("wall_s", 0.0))
     t0 = time.perf_counter()
-    for step in tqdm(range(s.steps), desc="decoder fine-tune", disable=not progress):
+    for step in tqdm(range(start, s.steps), desc="decoder fine-tune", disable=not progress, initial=start,
+                     total=s.steps):
+        if s.lr_min is not None:
+            cosine_lr(opt, s.lr, step, 0, 0, s.steps, s.lr_min)
         fr = [clips.sample(T, np.random.default_rng([s.seed, step, i])).frames for i in range(s.batch)]
         v = torch.from_numpy(np.stack(fr)).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
         with torch.no_grad():
@@ -109,11 +161,13 @@ def finetune_decoder(src, corpus, out, settings: DecoderFinetuneSettings | None 
         row["psnr"] = float(10 * np.log10(4.0 / max(row["mse"], 1e-10)))
         row["loss"] = loss.item()
         hist.append(row)
+        if s.state_every > 0 and (step + 1) % s.state_every == 0 and step + 1 < s.steps:
+            _save_state(out, step + 1, decoders, opt, hist, s, time.perf_counter() - t0 + wall_before)
     ae.eval()
     for k, v in ae.state_dict().items():  # the latent space is untouched (the DiT depends on it)
         if k in enc_before and not torch.equal(v, enc_before[k]):
             raise RuntimeError(f"decoder fine-tune changed encoder tensor {k}")
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - t0 + wall_before
     last = hist[-50:]
     entry = {"steps": s.steps, "wall_time_s": round(wall, 2),
              "final_losses": {k: float(np.mean([h[k] for h in last])) for k in last[0]},
@@ -124,6 +178,7 @@ def finetune_decoder(src, corpus, out, settings: DecoderFinetuneSettings | None 
     prov = json.loads(prov_src.read_text()) if prov_src.exists() else {}
     prov.setdefault("stages", {})["decoder_finetune"] = entry
     atomic_write(out / "provenance.json", lambda tmp: Path(tmp).write_text(json.dumps(prov, indent=1)))
+    shutil.rmtree(_state_dir(out), ignore_errors=True)
     return entry
 
 
