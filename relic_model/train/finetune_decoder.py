@@ -39,6 +39,8 @@ from datagen.atomic import atomic_write
 from relic_model.data.clips import CorpusClips
 from relic_model.data.controls import num_video_frames
 from relic_model.inference.checkpoint import BUNDLED, load_checkpoint, save_checkpoint
+from relic_model.nn.autoencoder import grow_decoder
+from relic_model.train.common import cosine_lr
 
 
 @dataclass
@@ -96,9 +98,6 @@ def finetune_decoder(src, corpus, out, settings: DecoderFinetuneSettings | None 
     losses are saved to ``OUT.state/``; ``resume`` continues from there (same settings required,
     same clips: each step's clips are seeded by the step) and the state is removed at the end."""
     from tqdm import tqdm
-
-    from relic_model.nn.autoencoder import grow_decoder
-    from relic_model.train.common import cosine_lr
 
     s = settings or DecoderFinetuneSettings()
     if s.clip_latents < 3:
