@@ -31,6 +31,8 @@ returns roughly unit-variance latents and ``decode`` expects them.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -81,18 +83,15 @@ class FrameUpsampler(nn.Module):
             widths.append(channels[i - 1])
         layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels[0], out_ch, 3, padding=1)]
         self.net = nn.Sequential(*layers)
-        self.extra = nn.ModuleList()
-        if res_blocks > 1:
-            for c in widths:
-                blocks = [_Res(c) for _ in range(res_blocks - 1)]
-                for b in blocks:
-                    nn.init.zeros_(b.c2.weight)
-                    nn.init.zeros_(b.c2.bias)
-                self.extra.append(nn.Sequential(*blocks))
+        self.extra = nn.ModuleList()   # one Sequential per stage; empty (no tensors, identity) at 1 block
+        for c in widths:
+            blocks = [_Res(c) for _ in range(res_blocks - 1)]
+            for b in blocks:
+                nn.init.zeros_(b.c2.weight)
+                nn.init.zeros_(b.c2.bias)
+            self.extra.append(nn.Sequential(*blocks))
 
     def forward(self, x):
-        if not len(self.extra):
-            return self.net(x)
         k = 0
         for layer in self.net:
             x = layer(x)
@@ -216,8 +215,6 @@ def grow_decoder(ae: VideoAutoencoder, res_blocks: int) -> tuple[VideoAutoencode
     Every tensor of ``ae`` is copied; the added blocks are residual branches with a zero last conv,
     so the new autoencoder encodes and decodes exactly as ``ae`` until it is trained. Shrinking is
     refused (it would drop trained weights)."""
-    import dataclasses
-
     have = ae.cfg.autoencoder.decoder_res_blocks
     if res_blocks < have:
         raise ValueError(f"the decoder has {have} residual blocks per stage; growing to {res_blocks} would drop "
