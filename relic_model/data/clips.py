@@ -8,8 +8,10 @@
 2. a start frame uniformly inside such a segment; frames ``start, start+stride, ...``;
 3. with probability ``time_reverse_prob`` the paper's time-reverse augmentation
    (``datagen.augment.time_reverse``: pivot, palindrome, labels recomputed from the poses);
+   With probability ``pause_prob`` (default 0: off) the clip is then paused (``datagen.augment.pause``:
+   frame k held to the end, k = 0 for half of them: a still shot), labels recomputed from the poses;
 4. actions: the corpus labels (episode gamma) when stride is 1 and the clip is not reversed,
-   otherwise recomputed from the clip's poses with ``datagen.actions.poses_to_actions`` (clip
+   otherwise (and for paused clips) recomputed from the clip's poses with ``datagen.actions.poses_to_actions`` (clip
    gamma); relative poses integrated from those actions (``data.controls``);
 5. frames resized to the model resolution with area interpolation (uint8 RGB);
 6. caption: the text of the caption segment containing the clip's first frame ("" if none).
@@ -25,7 +27,7 @@ import numpy as np
 
 from datagen import Corpus
 from datagen.actions import actions_to_poses, poses_to_actions
-from datagen.augment import time_reverse
+from datagen.augment import pause, time_reverse
 
 
 @dataclass
@@ -40,13 +42,16 @@ class Clip:
 
 class CorpusClips:
     def __init__(self, corpus, split: str = "train", height: int = 64, width: int = 112, fps: float = 16.0,
-                 time_reverse_prob: float = 0.0):
+                 time_reverse_prob: float = 0.0, pause_prob: float = 0.0):
         self.corpus = corpus if hasattr(corpus, "manifest") else Corpus.open(corpus)
         self.rows = self.corpus.split(split)
         if len(self.rows) == 0:
             raise ValueError(f"corpus {self.corpus.path} has no usable episodes in split '{split}'")
         self.split, self.H, self.W, self.fps = split, int(height), int(width), float(fps)
         self.time_reverse_prob = float(time_reverse_prob)
+        self.pause_prob = float(pause_prob)
+        if not 0.0 <= self.pause_prob <= 1.0:
+            raise ValueError(f"pause_prob must be in [0, 1], got {pause_prob}")
         self._eps: dict = {}
 
     def episode(self, eid: str):
@@ -100,6 +105,11 @@ class CorpusClips:
             actions, gamma = ep.actions()[idx].astype(np.float32), ep.gamma
         else:
             actions, gamma = poses_to_actions(poses_abs)
+        pause_start = None
+        if self.pause_prob > 0 and rng.random() < self.pause_prob:   # no draw at all when off
+            pidx, actions, gamma = pause(ep.poses()[idx], rng)
+            pause_start = int(pidx[-1])
+            idx = idx[pidx]
         frames = np.stack([self._resize(ep.rgb(int(i))) for i in idx])
         poses = actions_to_poses(actions, gamma, None)
         text = ""
@@ -108,7 +118,8 @@ class CorpusClips:
                 text = cap["text"]
                 break
         return Clip(frames, np.asarray(actions, np.float32), float(gamma), poses, text,
-                    {"episode_id": eid, "start": start, "stride": s, "time_reverse_pivot": reversed_pivot})
+                    {"episode_id": eid, "start": start, "stride": s, "time_reverse_pivot": reversed_pivot,
+                     "pause_start": pause_start})
 
     def _resize(self, img: np.ndarray) -> np.ndarray:
         if img.shape[:2] == (self.H, self.W):

@@ -93,11 +93,11 @@ class RunContext:
                                     f"--out {self.out} ...` first")
         return p
 
-    def clips(self, time_reverse_prob: float = 0.0):
+    def clips(self, time_reverse_prob: float = 0.0, pause_prob: float = 0.0):
         if self.corpus is None:
             raise ValueError("this stage needs --corpus DIR")
         d = self.cfg.data
-        return CorpusClips(self.corpus, "train", d.height, d.width, d.fps, time_reverse_prob)
+        return CorpusClips(self.corpus, "train", d.height, d.width, d.fps, time_reverse_prob, pause_prob)
 
     def corpus_hash(self) -> str:
         return str(Corpus.open(self.corpus).header.get("config_hash", "")) if self.corpus else ""

@@ -60,8 +60,8 @@ class AutoencoderSettings(Common):
 @dataclass
 class TeacherSettings(Common):
     # horizon curriculum: short -> long clips (latent frames incl. the first-image latent);
-    # optional per-phase rope_frame_scale (< 1 interpolates longer clips into the trained range)
-    # and lr (default: lr below; e.g. a lower-lr final phase)
+    # optional per-phase rope_frame_scale (< 1 interpolates longer clips into the trained range),
+    # lr (default: lr below; e.g. a lower-lr final phase) and pause_prob (default: pause_prob below)
     curriculum: list = field(default_factory=lambda: [{"latent_frames": 4, "steps": 400},
                                                       {"latent_frames": 7, "steps": 150},
                                                       {"latent_frames": 10, "steps": 150}])
@@ -71,6 +71,7 @@ class TeacherSettings(Common):
     sigma_shift: float = 2.0         # training-noise shift (logit-normal then shifted)
     text_dropout: float = 0.1        # prompts replaced by "" (for classifier-free guidance)
     time_reverse_prob: float = 0.3   # paper's time-reverse augmentation
+    pause_prob: float = 0.0          # clips whose camera stops and holds (datagen.augment.pause); per phase too
     pool_clips: int = 192            # encoded clips cached per clip length
 
 
@@ -85,6 +86,7 @@ class StudentInitSettings(Common):
     trajectories: int = 48           # teacher ODE trajectories precomputed (cached on disk)
     ode_steps: int = 8               # Euler steps of the teacher ODE
     guidance: float = 1.0            # CFG scale of the teacher while sampling trajectories
+    pause_prob: float = 0.0          # paused clips in the trajectory pool (datagen.augment.pause)
     sample_every: int = 200
 
 
@@ -102,6 +104,7 @@ class DistillSettings(Common):
     sigma_min: float = 0.02
     sigma_max: float = 0.98
     same_exit_step: bool = True      # one random exit step for all blocks of a rollout
+    pause_prob: float = 0.0          # paused clips in the rollout pools (datagen.augment.pause)
     sample_every: int = 60
     ckpt_every: int = 30
 

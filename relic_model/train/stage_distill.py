@@ -72,7 +72,7 @@ class DistillStage(Stage):
         self.fpb = self.cfg.dit.frames_per_block
         self.levels = [float(x) for x in self.cfg.sampling.sigmas]
         tr = ctx.settings.teacher
-        self.pools = PoolSource(ctx, self.ae, tr.time_reverse_prob, tr.pool_clips)
+        self.pools = PoolSource(ctx, self.ae, tr.time_reverse_prob, tr.pool_clips, self.s.pause_prob)
         with torch.no_grad():
             self.null_text = self.text.encode_text([""])
         self.last_gen = {}

@@ -142,7 +142,8 @@ class StudentInitStage(Stage):
         self.F = 1 + self.s.num_blocks * self.fpb
         self.levels = [float(x) for x in self.cfg.sampling.sigmas]
         tr = ctx.settings.teacher
-        self.pools = PoolSource(ctx, self.ae, tr.time_reverse_prob, max(tr.pool_clips, self.s.trajectories))
+        self.pools = PoolSource(ctx, self.ae, tr.time_reverse_prob, max(tr.pool_clips, self.s.trajectories),
+                                self.s.pause_prob)
         self._traj = None
 
     def modules(self):
@@ -155,6 +156,8 @@ class StudentInitStage(Stage):
         if self._traj is None:
             ctx = self.ctx
             extra = {} if ctx.settings.teacher_dtype == "fp32" else {"teacher_dtype": ctx.settings.teacher_dtype}
+            if self.s.pause_prob > 0:      # (keys of runs without pauses unchanged)
+                extra["pause"] = self.s.pause_prob
             key = pool_key(teacher=sha256_file(ctx.final_dir("teacher") / "model.safetensors"),
                            pool=self.pools.ae_hash, corpus=ctx.corpus_hash(), F=self.F, n=self.s.trajectories,
                            steps=self.s.ode_steps, g=self.s.guidance, levels=self.levels, seed=ctx.seed, **extra)

@@ -12,7 +12,9 @@ latent, sigma 0), ``x_t = (1 - sigma) x0 + sigma eps``; the teacher sees every f
 Horizon curriculum: phases ``{latent_frames, steps[, rope_frame_scale]}``; RoPE frame positions
 simply extend with the longer clips (``rope_frame_scale`` < 1 optionally interpolates them).
 Time-reverse augmentation: clips in the pools are palindromes with probability
-``time_reverse_prob`` (``datagen.augment.time_reverse``, labels recomputed).
+``time_reverse_prob`` (``datagen.augment.time_reverse``, labels recomputed). Pause augmentation:
+with probability ``pause_prob`` (a phase may set its own) a clip's camera stops at a frame and holds
+it to the end (``datagen.augment.pause``; half of them from frame 0, a still shot).
 The text encoder's trainable layers are trained jointly here and frozen afterwards.
 """
 from __future__ import annotations
@@ -44,25 +46,37 @@ def all_reduce_grads(params, info) -> None:
 
 
 class PoolSource:
-    """Encoded clip pools keyed by latent length, built on first use (shared by stages 2-4)."""
+    """Encoded clip pools keyed by latent length (and pause probability), built on first use
+    (shared by stages 2-4). ``pause_prob`` is the default of :meth:`get`; a pool with pauses has its
+    own cache key (pools without pauses keep the keys they had before the augmentation existed)."""
 
-    def __init__(self, ctx: RunContext, autoencoder, time_reverse_prob: float, num_clips: int):
-        self.ctx, self.ae, self.trp, self.n = ctx, autoencoder, time_reverse_prob, num_clips
+    def __init__(self, ctx: RunContext, autoencoder, time_reverse_prob: float, num_clips: int,
+                 pause_prob: float = 0.0):
+        self.ctx, self.ae, self.trp, self.n, self.pause = ctx, autoencoder, time_reverse_prob, num_clips, pause_prob
         self.pools = {}
-        self._clips = None
+        self._clips = {}
         self.ae_hash = sha256_file(ctx.final_dir("autoencoder") / "model.safetensors")
 
-    def get(self, latent_frames: int):
-        if latent_frames not in self.pools:
-            if self._clips is None:
-                self._clips = self.ctx.clips(self.trp)
-            cfg = self.ctx.cfg
-            key = pool_key(corpus=self.ctx.corpus_hash(), corpus_dir=str(self.ctx.corpus), ae=self.ae_hash,
-                           hw=(cfg.data.height, cfg.data.width, cfg.data.fps), seed=self.ctx.seed, trp=self.trp)
-            self.pools[latent_frames] = build_or_load_pool(self.ctx.cache_dir, key, self._clips, self.ae, self.n,
-                                                           latent_frames, self.ctx.seed, self.ctx.info,
-                                                           self.ctx.progress)
-        return self.pools[latent_frames]
+    def key_parts(self, pause_prob: float | None = None) -> dict:
+        """What a pool's content depends on besides its length (also keys caches derived from it)."""
+        p = self.pause if pause_prob is None else float(pause_prob)
+        cfg = self.ctx.cfg
+        parts = dict(corpus=self.ctx.corpus_hash(), corpus_dir=str(self.ctx.corpus), ae=self.ae_hash,
+                     hw=(cfg.data.height, cfg.data.width, cfg.data.fps), seed=self.ctx.seed, trp=self.trp)
+        if p > 0:
+            parts["pause"] = p
+        return parts
+
+    def get(self, latent_frames: int, pause_prob: float | None = None):
+        p = self.pause if pause_prob is None else float(pause_prob)
+        if (latent_frames, p) not in self.pools:
+            if p not in self._clips:
+                self._clips[p] = self.ctx.clips(self.trp, p)
+            key = pool_key(**self.key_parts(p))
+            self.pools[latent_frames, p] = build_or_load_pool(self.ctx.cache_dir, key, self._clips[p], self.ae,
+                                                              self.n, latent_frames, self.ctx.seed, self.ctx.info,
+                                                              self.ctx.progress)
+        return self.pools[latent_frames, p]
 
 
 def load_autoencoder(ctx: RunContext):
@@ -113,9 +127,13 @@ class TeacherStage(Stage):
             self.teacher.set_frame_scale(scale)
         return i, int(ph["latent_frames"])
 
+    def _pool(self, step):
+        _, F = self._phase(step)
+        return self.pools.get(F, float(phase_at(self.phases, step)[1].get("pause_prob", self.s.pause_prob)))
+
     def batch(self, step: int, indices):
         _, F = self._phase(step)
-        pool = self.pools.get(F)
+        pool = self._pool(step)
         seed = self.ctx.seed
         js, texts, sig = [], [], []
         for i in indices:
@@ -149,8 +167,7 @@ class TeacherStage(Stage):
 
     @torch.no_grad()
     def sample_video(self, step: int):
-        _, F = self._phase(max(0, step - 1))
-        pool = self.pools.get(F)
+        pool = self._pool(max(0, step - 1))
         x0, cond, texts = pool_batch(pool, [0], self.ctx.info.device)
         text = self.text.encode_text(texts)
         self.teacher.eval()

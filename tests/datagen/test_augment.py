@@ -98,3 +98,26 @@ def test_mixed_motion_mirrors_approximately_and_poses_match_indices():
         src = idx[k + 1]
         assert act[k, A.DOLLY_OUT] == pytest.approx(fwd_act[src, A.DOLLY_IN], rel=0.05)
         assert act[k, A.PAN_LEFT] == pytest.approx(fwd_act[src, A.PAN_RIGHT], rel=0.05)
+
+
+def test_pause_holds_the_start_frame_and_labels_it_static():
+    from datagen.augment import pause, pause_indices
+    poses = _clip((0.0, 0.0, 0.1), (0.0, 2.0, 0.0), 20)
+    idx, act, gamma = pause(poses, np.random.default_rng(0), start=7)
+    assert idx.tolist() == list(range(8)) + [7] * 12
+    fwd, g = A.poses_to_actions(poses)
+    np.testing.assert_allclose(act[:7], fwd[:7], atol=1e-6)       # the moving part keeps its labels
+    assert np.all(act[7:, A.STATIC] == 1.0) and np.all(act[7:, :A.STATIC] == 0.0)
+    assert gamma == pytest.approx(g)
+    np.testing.assert_allclose(A.actions_to_poses(act, gamma, poses[0]), poses[idx], atol=1e-6)
+    # a still shot: every step static, no motion scale
+    idx0, act0, gamma0 = pause(poses, np.random.default_rng(0), start=0)
+    assert idx0.tolist() == [0] * 20 and gamma0 == 0.0 and np.all(act0[:, A.STATIC] == 1.0)
+    # the draw: from frame 0 with probability from_first_prob, else inside the clip
+    starts = [int(pause_indices(20, np.random.default_rng(s))[-1]) for s in range(400)]
+    assert 0.4 < np.mean([k == 0 for k in starts]) < 0.6 and max(starts) <= 18 and len(set(starts)) > 10
+    assert all(int(pause_indices(20, np.random.default_rng(s), from_first_prob=0.0)[-1]) >= 1 for s in range(50))
+    with pytest.raises(ValueError, match="pause start"):
+        pause_indices(20, np.random.default_rng(0), start=19)
+    with pytest.raises(ValueError, match="T must be >= 2"):
+        pause_indices(1, np.random.default_rng(0))

@@ -49,6 +49,29 @@ def test_time_reverse_augmentation_gives_palindromes(corpus):
     np.testing.assert_allclose(c.poses[p + 1 if p < 12 else p][:3, 3], c.poses[p - 1 if p < 12 else p][:3, 3], atol=1e-6)
 
 
+def test_pause_augmentation_holds_a_frame_and_is_off_by_default(corpus):
+    paused = CorpusClips(corpus, "train", 32, 48, 16.0, pause_prob=1.0)
+    seen_still = seen_inside = False
+    for seed in range(12):
+        c = paused.sample(13, np.random.default_rng(seed))
+        k = c.source["pause_start"]
+        assert k is not None and 0 <= k <= 11
+        for t in range(k + 1, 13):
+            assert np.array_equal(c.frames[t], c.frames[k])
+        assert np.all(c.actions[k:, -1] == 1.0) and np.all(c.actions[k:, :-1] == 0.0)   # static from k on
+        np.testing.assert_allclose(c.poses[k:], np.broadcast_to(c.poses[k], c.poses[k:].shape), atol=1e-9)
+        seen_still |= k == 0
+        seen_inside |= k > 0
+    assert seen_still and seen_inside
+    # pause_prob 0 draws nothing: the same clips as a sampler without the option
+    a = CorpusClips(corpus, "train", 32, 48, 16.0, time_reverse_prob=0.5).sample(9, np.random.default_rng(3))
+    b = CorpusClips(corpus, "train", 32, 48, 16.0, time_reverse_prob=0.5, pause_prob=0.0).sample(
+        9, np.random.default_rng(3))
+    assert np.array_equal(a.frames, b.frames) and a.source == b.source and b.source["pause_start"] is None
+    with pytest.raises(ValueError, match="pause_prob"):
+        CorpusClips(corpus, "train", 32, 48, 16.0, pause_prob=1.5)
+
+
 def test_too_long_clips_raise_a_clear_error(corpus):
     clips = CorpusClips(corpus, "train", 32, 48, 16.0)
     with pytest.raises(ValueError, match="kept segment"):

@@ -140,6 +140,9 @@ def test_next_config_is_valid():
     assert all(1 + fpb * int(p["num_blocks"]) <= longest for p in st.distill.curriculum)
     # memory is read at inference only within the distances the student was distilled at
     assert cfg.memory.read_horizon == max(fpb * int(p["num_blocks"]) for p in st.distill.curriculum)
+    # still shots (paused clips from frame 0) are in what every later stage trains on
+    assert st.teacher.curriculum[-1].get("pause_prob", st.teacher.pause_prob) > 0
+    assert st.student_init.pause_prob > 0 and st.distill.pause_prob > 0
 
 
 # ------------------------------------------------------------------ still-shot bar on a tiny model

@@ -138,3 +138,26 @@ def test_student_init_refuses_fsdp_without_checkpointing_on_several_ranks():
     check_fsdp_checkpointing(st, DistInfo(rank=0, world_size=2))
     st.activation_checkpointing, st.dist = False, "ddp"
     check_fsdp_checkpointing(st, DistInfo(rank=0, world_size=2))
+
+
+def test_pause_augmentation_per_phase_and_in_the_later_stages(corpus, tmp_path):
+    from relic_model.train.stage_student_init import StudentInitStage
+    from relic_model.train.stage_teacher import TeacherStage
+    phases = [{"latent_frames": 3, "steps": 2}, {"latent_frames": 3, "steps": 2, "pause_prob": 1.0}]
+    cfg = micro_config(teacher={"curriculum": phases}, student_init={"pause_prob": 1.0})
+    ctx = RunContext(cfg, corpus, tmp_path / "run", progress=False)
+    run_stage_named(ctx, "autoencoder")
+    t = TeacherStage(ctx)
+    plain, paused = t._pool(1), t._pool(2)
+    static = lambda pool: (pool.actions[:, 1:, :, -1] == 1).all(dim=(1, 2))     # every step after frame 0 static
+    # a phase with pause_prob 1: every clip holds a frame from some k on (half from frame 0: all static)
+    assert plain is not paused and static(paused).any() and not static(plain).all()
+    assert (paused.actions[:, -1, -1, -1] == 1).all()          # the held end of every paused clip is static
+    # the pool key without pauses is the key the pools had before the option existed
+    assert "pause" not in t.pools.key_parts(0.0) and t.pools.key_parts(1.0)["pause"] == 1.0
+    names = sorted(p.name for p in (tmp_path / "run/cache").glob("pool_F3_*"))
+    assert len(names) == 2
+    # the student-init stage reads its own setting
+    run_stage_named(ctx, "teacher")
+    si = StudentInitStage(ctx)
+    assert si.pools.pause == 1.0 and static(si.pools.get(si.F)).any()
