@@ -119,11 +119,13 @@ def test_concat_without_latent0_is_an_error():
         m(x, sig, text, a, p, "block_causal", cache=m.new_cache(), frame_offset=1)
 
 
-def test_bundled_checkpoint_still_loads_without_concat():
+def test_bundled_checkpoint_loads_with_its_first_frame_layout():
+    """Whatever layout the bundled checkpoint was trained with, its config and its modules agree
+    (load_checkpoint loads strictly, so a missing or extra first-frame tensor would fail here)."""
     from relic_model.inference.checkpoint import BUNDLED, load_checkpoint
     cfg, dit, ae, _ = load_checkpoint(BUNDLED, "cpu")
-    assert cfg.dit.first_frame_concat is False and cfg.autoencoder.first_frame == "head"
-    assert not hasattr(dit, "first_embed") and hasattr(ae, "first_head")
+    assert hasattr(dit, "first_embed") == bool(cfg.dit.first_frame_concat)
+    assert hasattr(ae, "first_head") == (cfg.autoencoder.first_frame == "head")
 
 
 def test_next_config_is_valid():

@@ -74,7 +74,8 @@ def test_flex_bundled_checkpoint_block_causal_outputs_unchanged():
     cfg, dit, _, _ = load_checkpoint(BUNDLED, "cpu")
     assert cfg.dit.attention == "chunked" and dit.attn_impl == "chunked"
     g = torch.Generator().manual_seed(0)
-    C, h, w = cfg.autoencoder.latent_channels, cfg.data.height // 8, cfg.data.width // 8
+    sf = cfg.autoencoder.spatial_factor
+    C, h, w = cfg.autoencoder.latent_channels, cfg.data.height // sf, cfg.data.width // sf
     F = 7
     x = torch.randn(1, F, C, h, w, generator=g)
     sig = torch.rand(1, F, generator=g)
