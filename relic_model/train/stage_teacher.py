@@ -128,8 +128,8 @@ class TeacherStage(Stage):
         return i, int(ph["latent_frames"])
 
     def _pool(self, step):
-        _, F = self._phase(step)
-        return self.pools.get(F, float(phase_at(self.phases, step)[1].get("pause_prob", self.s.pause_prob)))
+        i, F = self._phase(step)
+        return self.pools.get(F, float(self.phases[i].get("pause_prob", self.s.pause_prob)))
 
     def batch(self, step: int, indices):
         _, F = self._phase(step)
