@@ -115,12 +115,15 @@ def measure_streaming(cfg, dev, chunks: int, warmup: int, seed: int) -> dict:
 
 # ---------------------------------------------------------------------------- training stages
 class _Pools:
-    """Stand-in for ``PoolSource``: random latent pools of the right shapes, keyed by latent length."""
+    """Stand-in for ``PoolSource``: random latent pools of the right shapes, keyed by latent length.
+
+    ``get`` takes ``PoolSource.get``'s arguments; the pause probability changes nothing here (the
+    latents are random, and timing does not depend on which frames a camera holds)."""
 
     def __init__(self, cfg, n: int, seed: int):
         self.cfg, self.n, self.seed, self.pools = cfg, n, seed, {}
 
-    def get(self, F: int):
+    def get(self, F: int, pause_prob: float | None = None):
         if F not in self.pools:
             c = self.cfg
             g = torch.Generator().manual_seed(self.seed + F)
