@@ -128,10 +128,14 @@ def test_bundled_checkpoint_loads_with_its_first_frame_layout():
     assert hasattr(ae, "first_head") == (cfg.autoencoder.first_frame == "head")
 
 
-def test_next_config_is_valid():
+def test_bundled_recipe_is_valid_and_is_the_bundle_s_network():
     from pathlib import Path
     import relic_model
-    cfg = load_config(Path(relic_model.__file__).parent / "configs" / "bundled_next.yaml")
+    from relic_model.inference.checkpoint import BUNDLED
+    cfg = load_config(Path(relic_model.__file__).parent / "configs" / "bundled.yaml")
+    bundled = load_config(BUNDLED / "config.yaml")
+    for section in ("data", "autoencoder", "dit", "memory", "text", "sampling"):
+        assert getattr(cfg, section) == getattr(bundled, section), section
     assert cfg.autoencoder.first_frame == "replicate" and cfg.train["student_init"]["random_prefix"] is True
     from relic_model.train.settings import train_settings
     st = train_settings(cfg)                      # every stage's keys are known ones
