@@ -45,7 +45,7 @@ plot
     log scale when they span more than a decade; raw values faint under a running mean when there
     are more than 30 points), then the autoencoder's reconstruction ``psnr``, or for the other
     stages the probe metrics where present (action following ``rpe_trans`` and ``dir_cos``,
-    ``revisit_psnr_gt``; static reference dotted); x = optimizer step; one colour per run; the run
+    ``revisit_psnr_gt``; static reference dotted, x markers); x = optimizer step; one colour per run; the run
     names in the title. Written atomically.
 
 Command (the report in the repository was made with the first line, no probes)::
@@ -325,7 +325,7 @@ def plot(logs: list[RunLog], out: Path, dpi: int = 90) -> Path:
             if pr is None or stage == "autoencoder":
                 continue
             for p, (title, probe, metric) in enumerate(PROBE_PANELS, start=1):
-                for name, ls, lab in ((probe, "-o", lg.name), (probe + "_static", ":", f"{lg.name}: static")):
+                for name, ls, lab in ((probe, "-o", lg.name), (probe + "_static", ":x", f"{lg.name}: static")):
                     sel = pr[(pr["probe"] == name) & (pr["metric"] == metric)].dropna(subset=["value"])
                     if len(sel):
                         row[p].plot(sel["step"], sel["value"], ls, color=c, lw=1, ms=3, label=lab)
