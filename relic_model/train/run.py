@@ -1,8 +1,11 @@
 """Run one stage or all four, and assemble the final bundle.
 
 ``run_stage_named(ctx, name, steps=None, resume=False)`` trains one stage into ``RUN/<name>/``;
-``train_all(ctx, steps=None, resume=True)`` runs the stages in order (a stage whose ``final/``
-exists is skipped when resuming) and writes ``RUN/bundle/``:
+``train_all(ctx, steps=None, resume=True)`` runs the stages in order and writes ``RUN/bundle/``.
+When resuming, a stage whose ``final/`` holds at least the recipe's steps is skipped; a stage whose
+recipe grew since (e.g. another distillation phase appended) continues from its newest checkpoint
+(weights and optimizer state), and the stages after it must then be trained anew (an existing
+``final/`` of a later stage is an error: it was trained from the shorter run):
 
     model.safetensors   autoencoder.* (incl. latent statistics), dit.* (the distilled student),
                         text.* (text encoder)  -- what ``RelicWorldModel(checkpoint=RUN/bundle)`` loads
@@ -28,6 +31,7 @@ from relic_model.inference.checkpoint import save_checkpoint
 from relic_model.train.checkpoint import load_modules
 from relic_model.train.common import STAGES, RunContext, build_autoencoder, build_dit, build_text
 from relic_model.train.loop import run_stage
+from relic_model.train.settings import curriculum_total
 from relic_model.train.stage_autoencoder import AutoencoderStage
 from relic_model.train.stage_distill import DistillStage
 from relic_model.train.stage_student_init import StudentInitStage
@@ -96,12 +100,39 @@ def write_bundle(ctx: RunContext, out: Path | None = None, command: str | None =
     return out
 
 
+def recipe_steps(ctx: RunContext, name: str, steps: int | None = None) -> int:
+    """Total steps the recipe (or an explicit ``steps``) asks of stage ``name``, without building it."""
+    if steps is not None:
+        return int(steps)
+    s = getattr(ctx.settings, name)
+    return curriculum_total(s.curriculum) if hasattr(s, "curriculum") else int(s.steps)
+
+
+def final_steps(ctx: RunContext, name: str) -> int | None:
+    """Steps the stage's ``final/`` was trained for (None: no final weights)."""
+    final = ctx.stage_dir(name) / "final"
+    if not (final / "model.safetensors").is_file():
+        return None
+    return int(json.loads((final / "state.json").read_text()).get("step", 0))
+
+
 def train_all(ctx: RunContext, steps: int | None = None, resume: bool = True, command: str | None = None) -> Path:
+    done = {name: (final_steps(ctx, name) if resume else None) for name in STAGES}
+    todo = [name for name in STAGES if done[name] is None or done[name] < recipe_steps(ctx, name, steps)]
+    if todo:
+        stale = [n for n in STAGES[STAGES.index(todo[0]) + 1:] if done[n] is not None]
+        if stale:
+            raise RuntimeError(f"{todo[0]} has to train (further), but {', '.join(stale)} already hold final weights "
+                               f"trained from its previous weights; move {', '.join(str(ctx.stage_dir(n)) for n in stale)} "
+                               f"aside to train them anew")
     for name in STAGES:
-        if resume and (ctx.stage_dir(name) / "final" / "model.safetensors").is_file():
+        if name not in todo:
             if ctx.info.is_main:
-                print(f"[relic train all] {name}: final weights exist, skipped", file=sys.stderr)
+                print(f"[relic train all] {name}: final weights exist ({done[name]} steps), skipped", file=sys.stderr)
             continue
+        if done[name] is not None and ctx.info.is_main:
+            print(f"[relic train all] {name}: the recipe asks {recipe_steps(ctx, name, steps)} steps, final/ has "
+                  f"{done[name]}: continuing from its newest checkpoint", file=sys.stderr)
         run_stage_named(ctx, name, steps, resume=resume)
         barrier(ctx.info)
     if ctx.info.is_main:

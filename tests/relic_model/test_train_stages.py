@@ -89,7 +89,7 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_parameters(corpus, tmp_pa
     assert st["step"] == steps
 
 
-def test_train_all_cli_writes_a_loadable_bundle(corpus, tmp_path):
+def test_train_all_cli_writes_a_loadable_bundle(corpus, tmp_path, capsys):
     cfg_path = write_micro_config(tmp_path / "micro.yaml")
     out = tmp_path / "run"
     args = ["train", "all", "--config", str(cfg_path), "--corpus", str(corpus), "--out", str(out), "--no-progress"]
@@ -122,6 +122,23 @@ def test_train_all_cli_writes_a_loadable_bundle(corpus, tmp_path):
     # re-running resumes: every stage is skipped, the bundle is rewritten
     assert relic_cli.main(args) == 0
     assert pd.read_csv(out / "teacher/losses.csv")["step"].tolist() == [1, 2, 3, 4]
+    # a recipe that grew (a distillation phase appended) continues the finished stage from its newest
+    # checkpoint, and the bundle is the longer run's
+    longer = write_micro_config(tmp_path / "longer.yaml", distill={
+        "curriculum": [{"num_blocks": 2, "steps": 2}, {"num_blocks": 3, "steps": 2}, {"num_blocks": 3, "steps": 2}],
+        "batch": 2, "gen_update_every": 2, "log_every": 1, "ckpt_every": 2, "sample_every": 4})
+    assert relic_cli.main(["train", "all", "--config", str(longer), *args[4:]]) == 0
+    assert pd.read_csv(out / "distill/losses.csv")["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert json.loads((out / "distill/final/state.json").read_text())["step"] == 6
+    w6 = _weights(b / "model.safetensors")
+    assert not torch.equal(w6["dit.head.weight"], w["dit.head.weight"])
+    assert json.loads((b / "provenance.json").read_text())["stages"]["distill"]["steps"] == 6
+    # a grown earlier stage would leave the later finals trained from its shorter run: refused
+    teach = write_micro_config(tmp_path / "teach.yaml", teacher={
+        "curriculum": [{"latent_frames": 3, "steps": 2}, {"latent_frames": 4, "steps": 4}]})
+    assert relic_cli.main(["train", "all", "--config", str(teach), *args[4:]]) != 0
+    assert "teacher has to train (further), but student_init, distill" in capsys.readouterr().err
+    assert pd.read_csv(out / "teacher/losses.csv")["step"].tolist() == [1, 2, 3, 4]   # nothing trained
 
 
 def test_student_init_refuses_fsdp_without_checkpointing_on_several_ranks():
