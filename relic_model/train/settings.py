@@ -105,6 +105,9 @@ class DistillSettings(Common):
     sigma_max: float = 0.98
     same_exit_step: bool = True      # one random exit step for all blocks of a rollout
     pause_prob: float = 0.0          # paused clips in the rollout pools (datagen.augment.pause)
+    # weight of a regression of the rollout (latent frames >= 1) to the clip's true latents, added to
+    # the DMD gradient of each generator update (0 = pure DMD, the paper); per phase too
+    rollout_regression: float = 0.0
     sample_every: int = 60
     ckpt_every: int = 30
 

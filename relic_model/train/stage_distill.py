@@ -14,7 +14,11 @@ generator update):
    DDP); ONE optimizer step per replay;
 3. critic update: flow matching of the critic on the detached rollout (frame 0 clean).
 
-Rollout curriculum: phases ``{num_blocks, steps}`` (paper: 5 s x 250, 10 s x 150, 20 s x 150).
+Rollout curriculum: phases ``{num_blocks, steps[, rollout_regression]}`` (paper: 5 s x 250, 10 s x 150,
+20 s x 150). ``rollout_regression`` (default 0, the paper's pure DMD) adds ``w * mean((x - x_true)^2)``
+over the rollout's latent frames >= 1, ``x_true`` the clip's own latents (its actions are the
+rollout's), to the generator's loss: a supervised signal on the student's own context, measured as
+the cause of the still-shot drift (benchmark/probes/exposure_bias.py).
 
 The frozen teacher is held as ``train.teacher_dtype`` / ``train.teacher_shard`` say
 (``frozen_teacher.py``); the critic is copied from the fp32 weights first. Sharded, its forward is
@@ -37,6 +41,17 @@ from relic_model.train.loop import Stage
 from relic_model.train.settings import curriculum_total, phase_at, rescale_curriculum
 from relic_model.train.stage_student_init import load_teacher_and_text, student_sample
 from relic_model.train.stage_teacher import PoolSource, load_autoencoder, pool_batch
+
+
+def rollout_regression_grad(video: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(dL/dx, L) of ``L = mean((x - target)^2)`` over the loss frames of ``mask`` (B, F): a regression
+    of the detached rollout to the clip's true latents, fed to the replay beside the DMD gradient."""
+    x = video.detach()
+    t = target[:, :x.shape[1]].to(x)
+    m = mask.to(x.dtype).reshape(*mask.shape, *([1] * (x.dim() - 2)))
+    n = (m.sum() * x[0, 0].numel()).clamp_min(1)
+    diff = (x - t) * m
+    return 2 * diff / n, float(diff.pow(2).sum() / n)
 
 
 class DistillStage(Stage):
@@ -116,7 +131,12 @@ class DistillStage(Stage):
                              True, torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 100 + info.dp_rank),
                              (s.sigma_min, s.sigma_max))
             self.fake.train()
-            replay_backward(gen, ro, cond, tg.out_grad, no_sync=no_sync_ctx(self.student_w))
+            w_reg = float(ph.get("rollout_regression", s.rollout_regression))
+            out_grad = tg.out_grad
+            if w_reg > 0:
+                reg_grad, out["rollout_reg"] = rollout_regression_grad(ro.video, x0, tg.loss_mask)
+                out_grad = out_grad + w_reg * reg_grad
+            replay_backward(gen, ro, cond, out_grad, no_sync=no_sync_ctx(self.student_w))
             out["grad_norm_gen"] = clip_and_step(self.opt_gen, self.student.parameters(), s.grad_clip)
             self.last_gen = {"dmd": tg.loss}
         out.update(self.last_gen)

@@ -178,3 +178,26 @@ def test_pause_augmentation_per_phase_and_in_the_later_stages(corpus, tmp_path):
     run_stage_named(ctx, "teacher")
     si = StudentInitStage(ctx)
     assert si.pools.pause == 1.0 and static(si.pools.get(si.F)).any()
+
+
+def test_rollout_regression_gradient_and_the_distill_phase_that_turns_it_on(corpus, tmp_path):
+    from relic_model.train.stage_distill import rollout_regression_grad
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, 4, 3, 2, 2, generator=g), torch.randn(2, 5, 3, 2, 2, generator=g)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[:, 0] = False
+    grad, loss = rollout_regression_grad(x, t, mask)
+    xr = x.clone().requires_grad_(True)
+    ref = (xr - t[:, :4])[:, 1:].pow(2).mean()
+    ref.backward()
+    torch.testing.assert_close(grad, xr.grad)
+    assert abs(loss - float(ref.detach())) < 1e-6 and bool((grad[:, 0] == 0).all())
+    # a phase's rollout_regression turns it on (logged), the other phase stays pure DMD
+    phases = [{"num_blocks": 2, "steps": 2}, {"num_blocks": 2, "steps": 2, "rollout_regression": 1.0}]
+    cfg_path = write_micro_config(tmp_path / "reg.yaml", distill={"curriculum": phases})
+    out = tmp_path / "run"
+    assert relic_cli.main(["train", "all", "--config", str(cfg_path), "--corpus", str(corpus), "--out", str(out),
+                           "--no-progress"]) == 0
+    log = pd.read_csv(out / "distill/losses.csv")
+    reg = log.set_index("step")["rollout_reg"]
+    assert reg[[1, 2]].isna().all() and reg[4] > 0
