@@ -28,7 +28,6 @@ import torch
 from benchmark.probes.still_shot import ae_reference, psnr_u8, static_actions, suite_first_frames
 from datagen.atomic import atomic_write_text
 from relic_model.inference.checkpoint import load_checkpoint
-from relic_model.inference.sampler import denoise_block
 from relic_model.inference.streaming import StreamingGenerator, to_uint8_frames
 
 MODES = ("free", "forced")
@@ -41,16 +40,8 @@ def rollout_predictions(gen: StreamingGenerator, frame: np.ndarray, prompt: str,
     gen.reset(frame, prompt, seed=seed)
     fpb, preds = gen.fpb, []
     for i in range(blocks):
-        a, p = gen._block_controls(static_actions(gen.frames_per_block))
-        gen._select_memory(gen._block_c2w)
-        noise = torch.randn((1, fpb, *gen.latent_shape), generator=gen.gen, device=gen.device)
-        kw = dict(text=gen.text, actions=a, poses=p, attn_mode="block_causal", cache=gen.cache,
-                  frame_offset=gen.cache.num_frames)
-        x0 = denoise_block(gen.model, noise, gen.sigmas, gen.gen, **kw)
-        preds.append(x0)
-        ctx = z_true[:, 1 + i * fpb:1 + (i + 1) * fpb] if forced else x0
-        gen.model(ctx, torch.zeros(1, fpb, device=gen.device), update_cache=True, **kw)
-        gen.frame_c2w.extend(np.asarray(c) for c in gen._block_c2w)
+        true = z_true[:, 1 + i * fpb:1 + (i + 1) * fpb] if forced else None
+        preds.append(gen.generate_block(static_actions(gen.frames_per_block), commit=true))
     return torch.cat(preds, 1)
 
 

@@ -131,9 +131,10 @@ class StreamingGenerator:
         self.last_read_frames = sel
 
     @torch.inference_mode()
-    def generate_block(self, actions: np.ndarray) -> torch.Tensor:
+    def generate_block(self, actions: np.ndarray, commit: torch.Tensor | None = None) -> torch.Tensor:
         """Generate one block's clean latents (1, fpb, C, h, w) for ``actions`` (4*fpb, 13) and commit
-        them to the KV cache (no decoding)."""
+        them to the KV cache (no decoding). ``commit`` (probes: teacher forcing) enters the cache
+        instead of the generated latents; the generated ones are still returned."""
         if self.cache is None:
             raise RuntimeError("call reset(first_frame, prompt, K) before step()")
         a, p = self._block_controls(actions)
@@ -142,7 +143,8 @@ class StreamingGenerator:
         off = self.cache.num_frames
         kw = dict(text=self.text, actions=a, poses=p, attn_mode="block_causal", cache=self.cache, frame_offset=off)
         x0 = denoise_block(self.model, noise, self.sigmas, self.gen, **kw)
-        self.model(x0, torch.zeros(1, self.fpb, device=self.device), update_cache=True, **kw)
+        self.model(x0 if commit is None else commit.to(x0), torch.zeros(1, self.fpb, device=self.device),
+                   update_cache=True, **kw)
         self.frame_c2w.extend(np.asarray(c) for c in self._block_c2w)
         self.latents.append(x0)
         return x0

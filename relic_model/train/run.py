@@ -118,7 +118,8 @@ def final_steps(ctx: RunContext, name: str) -> int | None:
 
 def train_all(ctx: RunContext, steps: int | None = None, resume: bool = True, command: str | None = None) -> Path:
     done = {name: (final_steps(ctx, name) if resume else None) for name in STAGES}
-    todo = [name for name in STAGES if done[name] is None or done[name] < recipe_steps(ctx, name, steps)]
+    want = {name: recipe_steps(ctx, name, steps) for name in STAGES}
+    todo = [name for name in STAGES if done[name] is None or done[name] < want[name]]
     if todo:
         stale = [n for n in STAGES[STAGES.index(todo[0]) + 1:] if done[n] is not None]
         if stale:
@@ -131,7 +132,7 @@ def train_all(ctx: RunContext, steps: int | None = None, resume: bool = True, co
                 print(f"[relic train all] {name}: final weights exist ({done[name]} steps), skipped", file=sys.stderr)
             continue
         if done[name] is not None and ctx.info.is_main:
-            print(f"[relic train all] {name}: the recipe asks {recipe_steps(ctx, name, steps)} steps, final/ has "
+            print(f"[relic train all] {name}: the recipe asks {want[name]} steps, final/ has "
                   f"{done[name]}: continuing from its newest checkpoint", file=sys.stderr)
         run_stage_named(ctx, name, steps, resume=resume)
         barrier(ctx.info)
