@@ -154,6 +154,16 @@ def full_state_dict(m: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def load_full_state_dict(m: nn.Module, sd: dict[str, torch.Tensor]) -> None:
+    """Load a full (unsharded) state dict into ``m``, strictly; when ``m`` is FSDP2-sharded each rank
+    keeps its own shard of it (every rank passes the full dict)."""
+    if is_sharded(m):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        set_model_state_dict(m, sd, options=StateDictOptions(full_state_dict=True, strict=True))
+    else:
+        m.load_state_dict(sd, strict=True)
+
+
 def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
     """``torch.nn.utils.clip_grad_norm_`` that also accepts a mix of FSDP2 (DTensor) and plain
     parameters in one list (the teacher stage clips the sharded DiT together with the replicated

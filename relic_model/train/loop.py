@@ -17,7 +17,9 @@ resumes from them), and ``final/`` gathers the full weights (collective) for ran
 """
 from __future__ import annotations
 
+import json
 import math
+import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from relic_model.distributed import DistInfo, barrier, full_state_dict, is_sharded
+from relic_model.distributed import DistInfo, barrier, full_state_dict, is_sharded, load_full_state_dict
 from relic_model.train.checkpoint import CheckpointManager
 from relic_model.train.loss_log import LossLog
 from relic_model.train.samples import write_samples
@@ -79,6 +81,16 @@ def _full_optimizer_state(opt: torch.optim.Optimizer) -> dict:
     return {"state": state, "param_groups": sd["param_groups"]}
 
 
+def _module_tensors(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """The state dict of module ``name`` in a safetensors file written by ``save_modules``."""
+    from safetensors.torch import load_file
+    pre = name + "."
+    sd = {k[len(pre):]: v for k, v in load_file(str(path)).items() if k.startswith(pre)}
+    if not sd:
+        raise RuntimeError(f"{path} has no weights for module '{name}'")
+    return sd
+
+
 def _gathered(stage: "Stage", sharded: bool, final: bool = False):
     mods = stage.final_modules() if final else stage.modules()
     if not sharded:
@@ -110,6 +122,20 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
     elif resume and latest is not None:
         st = CheckpointManager.load(latest, stage.modules(), stage.optimizers())
         start, t_prev = int(st["step"]), float(st.get("time_s", 0.0))
+    final = mgr.final_path()
+    if resume and final is not None:
+        f_state = json.loads((final / "state.json").read_text())
+        f_step = int(f_state.get("step", 0))
+        if start < f_step < total_steps:
+            # a finished stage whose recipe grew, with no checkpoint at least as new as its final
+            # weights (e.g. restored from a final-only snapshot): continue from those weights; the
+            # optimizer states are not kept with final weights, so they start afresh
+            for k, m in stage.final_modules().items():
+                load_full_state_dict(m, _module_tensors(final / "model.safetensors", k))
+            start, t_prev = f_step, float(f_state.get("time_s", 0.0))
+            if info.is_main:
+                print(f"[{stage.name}] continuing from {final} (step {f_step}) to {total_steps}: no optimizer "
+                      "state is kept with final weights, so the optimizers start afresh", file=sys.stderr)
     log = LossLog(stage_dir / "losses.csv", resume_step=start if resume else None) if info.is_main else None
     recent: dict[str, list[float]] = {}
     bar = None
@@ -164,7 +190,6 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
     final_mods = _gathered(stage, sharded, final=True)[0] if step >= total_steps and (info.is_main or sharded) else None
     if step >= total_steps and info.is_main:
         if not final_losses:  # resumed a finished run
-            import json
             final_losses = json.loads((latest / "state.json").read_text()).get("losses", {}) if latest else {}
         final_dir = mgr.save_final(final_mods, config,
                                    {"stage": stage.name, "step": step, "time_s": total_time,

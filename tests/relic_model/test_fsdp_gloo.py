@@ -1,7 +1,8 @@
 """FSDP2 (``fully_shard`` per DiT block + root) on 2 CPU processes (gloo, torchrun) against one
 process with the whole batch: gradients of the teacher loss (with activation checkpointing), of a
 hybrid-forcing pass through a KV cache committed with autograd, of replayed back-propagation with
-gradient sync only on the last block, and the parameters after a clipped AdamW step."""
+gradient sync only on the last block, the parameters after a clipped AdamW step, and a full state dict
+loaded back into the sharded model."""
 from __future__ import annotations
 
 import os
@@ -14,10 +15,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 
 WORKER = r'''
-import copy, sys, torch
+import copy, os, sys, torch
 import torch.distributed as dist
 from relic_model.config import load_config
-from relic_model.distributed import full_state_dict, init_distributed, is_sharded, no_sync_ctx, wrap_model
+from relic_model.distributed import (full_state_dict, init_distributed, is_sharded, load_full_state_dict,
+                                    no_sync_ctx, wrap_model)
 from relic_model.nn.dit import RelicDiT
 from relic_model.pipelines.conditioning import Cond
 from relic_model.pipelines.dit_generator import DiTBlockGenerator
@@ -82,6 +84,9 @@ for case in ("teacher", "hybrid", "replay"):
 torch.nn.utils.clip_grad_norm_(list(model.parameters()), 0.5)
 opt.step()
 after = full_state_dict(model)
+load_full_state_dict(model, {k: v * 2 for k, v in after.items()})   # every rank keeps its shard of it
+reloaded = full_state_dict(model)
+dist.barrier()       # the load's collectives finish on both ranks before rank 0 goes on alone
 if info.rank == 0:
     ref.set_activation_checkpointing(False)
     refres = {}
@@ -99,9 +104,14 @@ if info.rank == 0:
     ropt = torch.optim.AdamW(ref.parameters(), lr=1e-2)
     torch.nn.utils.clip_grad_norm_(list(ref.parameters()), 0.5)
     ropt.step()
-    torch.save({"fsdp": results, "ref": refres, "after": after, "ref_after": ref.state_dict()}, out)
+    torch.save({"fsdp": results, "ref": refres, "after": after, "reloaded": reloaded,
+                "ref_after": ref.state_dict()}, out)
 dist.barrier()   # rank 1 waits for rank 0's reference before tearing the group down
 dist.destroy_process_group()
+# leave without C++ static destructors: gloo's teardown at interpreter exit sometimes aborts a rank
+# ("terminate called without an active exception", SIGABRT) under load, after all work is done
+sys.stdout.flush(); sys.stderr.flush()
+os._exit(0)
 '''
 
 
@@ -122,3 +132,7 @@ def test_fsdp2_two_gloo_ranks_gradients_equal_single_process(tmp_path):
         assert max(float(t.abs().max()) for t in ref.values()) > 1e-4
     for n, t in res["ref_after"].items():
         torch.testing.assert_close(res["after"][n], t, atol=1e-6, rtol=1e-5, msg=n)
+    # a full state dict loaded into the sharded model (continuing from final weights) is what it holds
+    assert res["reloaded"].keys() == res["after"].keys()
+    for n, t in res["after"].items():
+        torch.testing.assert_close(res["reloaded"][n], t * 2, msg=n)

@@ -1,6 +1,7 @@
 """Training stages on the micro config: checkpoint contents, deterministic resume after a stop and
 after a SIGKILL, loss logs, samples, and `relic train all` writing a loadable bundle."""
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -133,6 +134,21 @@ def test_train_all_cli_writes_a_loadable_bundle(corpus, tmp_path, capsys):
     w6 = _weights(b / "model.safetensors")
     assert not torch.equal(w6["dit.head.weight"], w["dit.head.weight"])
     assert json.loads((b / "provenance.json").read_text())["stages"]["distill"]["steps"] == 6
+    # restored from a final-only snapshot (no checkpoints/), a grown recipe continues from the final
+    # weights with fresh optimizer states instead of training the stage from scratch
+    shutil.rmtree(out / "distill/checkpoints")
+    capsys.readouterr()
+    before = pd.read_csv(out / "distill/losses.csv")
+    grown = write_micro_config(tmp_path / "grown.yaml", distill={
+        "curriculum": [{"num_blocks": 2, "steps": 2}, {"num_blocks": 3, "steps": 2}, {"num_blocks": 3, "steps": 4}],
+        "batch": 2, "gen_update_every": 2, "log_every": 1, "ckpt_every": 2, "sample_every": 0})
+    assert relic_cli.main(["train", "all", "--config", str(grown), *args[4:]]) == 0
+    assert "continuing from" in capsys.readouterr().err
+    assert pd.read_csv(out / "distill/losses.csv")["step"].tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert json.loads((out / "distill/final/state.json").read_text())["step"] == 8
+    # steps 1-6 were not trained again (a restart would rewrite their rows, wall times included)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "distill/losses.csv").iloc[:6], before)
+    assert not torch.equal(_weights(b / "model.safetensors")["dit.head.weight"], w6["dit.head.weight"])
     # a grown earlier stage would leave the later finals trained from its shorter run: refused
     teach = write_micro_config(tmp_path / "teach.yaml", teacher={
         "curriculum": [{"latent_frames": 3, "steps": 2}, {"latent_frames": 4, "steps": 4}]})
