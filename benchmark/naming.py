@@ -23,7 +23,7 @@ import re
 RESULT_COLUMNS = ["model", "task", "family", "metric", "value", "protocol"]
 REQUIRED_RESULT_COLUMNS = ["model", "task", "metric", "value"]
 NOISE_FLOOR_MODEL = "estimator-noise-floor"
-REFERENCE_PREFIXES = ("oracle", "static", "reproject", "noisy-oracle")
+REFERENCE_PREFIXES = ("oracle", "static", "reproject", "noisy-oracle", "blank")
 MODEL_ORDER = ("relic", "relic-nomem")
 
 
@@ -33,7 +33,7 @@ def slug(name: str) -> str:
 
 
 def is_reference(model: str) -> bool:
-    """True for the reference baselines that read ground truth (oracle, static, reproject, noisy-oracle:*)."""
+    """True for the reference baselines (oracle, static, reproject, noisy-oracle:*, blank)."""
     return model.split(":")[0] in REFERENCE_PREFIXES
 
 

@@ -33,10 +33,18 @@ History:
      ranked frames in the wrong order level with ground truth (smoke long_horizon: shuffled +0.008,
      reversed -0.00004 dB/s against 0.000) and a random-walk-drifting oracle (-0.073) above a frozen
      video (-0.198) by less than noise; the slope stays a diagnostic column. Nothing else moved.
+  7  (2026-12-07) ``revisit_consistency_gain``'s controls are earlier frames j (never frame 0) that do
+     not see what the revisiting frame a sees, nearest in time to the first visit b, and the gain is
+     S(G[a], G[b]) - mean S(G[a], G[j]) (benchmark.metrics.retrieval). Protocol 6 compared the pair
+     with other pairs of the same time gap anywhere in the video, so a video that showed nothing after
+     frame 0 (its mean colour) won: smoke suite 13.2 dB (faded into: 20.5) against the ground truth's
+     11.3, and a bundled-model candidate that collapsed to grey scored 12.6 against its bundle's 6.8.
+     Now those videos score -14.0; the metric-validity section gained that check (the ``blank``
+     reference). Nothing else moved.
 """
 from __future__ import annotations
 
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 
 # Headline metrics and their direction (+1: higher is better, -1: lower is better). The gate checks
 # these by default; ``drift_psnr_late`` only on long-horizon tasks.

@@ -5,6 +5,7 @@ Spec grammar: ``NAME`` or ``NAME:ARG``.
 ==============================  =====================================================
 ``oracle``                      ground-truth renders (privileged; upper bound)
 ``static``                      repeats frame 0
+``blank``                       frame 0, then its mean colour (shows nothing; a validity reference)
 ``reproject``                   warps frame 0 with its GT depth to the commanded poses
 ``noisy-oracle:KIND=S``         GT with one corruption: drift | blur | forget (strength S)
 ``video-folder:DIR``            externally generated videos ``DIR/<task_id>.mp4`` or PNG folders
@@ -19,6 +20,7 @@ Spec grammar: ``NAME`` or ``NAME:ARG``.
 from __future__ import annotations
 
 from benchmark.adapters import gamecraft, matrix_game
+from benchmark.adapters.blank import BlankModel
 from benchmark.adapters.gamecraft import GameCraftModel
 from benchmark.adapters.matrix_game import MatrixGame2Model
 from benchmark.adapters.noisy_oracle import NoisyOracleModel, parse_spec
@@ -29,10 +31,11 @@ from benchmark.adapters.video_folder import VideoFolderModel
 from benchmark.world_model import WorldModel
 
 BASELINES = ("oracle", "static", "reproject")
-#: noisy-oracle variants used by the report's metric-validity section (two strengths per kind)
+#: the report's metric-validity section: noisy-oracle variants (two strengths per kind) and a video
+#: that shows nothing after frame 0
 VALIDITY_VARIANTS = ("noisy-oracle:drift=0.5", "noisy-oracle:drift=2", "noisy-oracle:blur=1",
-                     "noisy-oracle:blur=2.5", "noisy-oracle:forget=0.5", "noisy-oracle:forget=1")
-KNOWN = ("oracle", "static", "reproject", "noisy-oracle", "video-folder", "relic", "relic-nomem",
+                     "noisy-oracle:blur=2.5", "noisy-oracle:forget=0.5", "noisy-oracle:forget=1", "blank")
+KNOWN = ("oracle", "static", "blank", "reproject", "noisy-oracle", "video-folder", "relic", "relic-nomem",
          "matrix-game-2", "gamecraft")
 
 
@@ -44,6 +47,8 @@ def make_model(spec: str) -> WorldModel:
         return OracleModel()
     if name == "static":
         return StaticModel()
+    if name == "blank":
+        return BlankModel()
     if name == "reproject":
         return ReprojectModel()
     if name == "noisy-oracle":
@@ -79,7 +84,7 @@ def validate_spec(spec: str) -> None:
     base = name.partition("@")[0]
     if base not in KNOWN:
         raise ValueError(f"unknown model {spec!r}; known: {', '.join(KNOWN)} (see `relic bench run --help`)")
-    if base in ("oracle", "static", "reproject") and (arg or base != name):
+    if base in ("oracle", "static", "blank", "reproject") and (arg or base != name):
         raise ValueError(f"model {spec!r}: {base} takes no argument")
     if base == "noisy-oracle":
         parse_spec(arg)

@@ -25,31 +25,35 @@ Re-observation gate (after WRBench's: a revisit counts only if the view really r
     most ``max_pairs``, evenly spaced in the (later, earlier)-sorted list of passing pairs).
 
 Headline: ``revisit_consistency_gain`` (dB, higher is better)
-    How much more alike a model's OWN frames are at the revisit pairs than at matched control pairs
-    with the same time gap that do NOT see the same place. Similarity S(x, y) is the PSNR (capped
+    Is the model's frame at a revisit more like the frame it showed at that place before than like
+    the frames it showed at OTHER places around the same time? Similarity S(x, y) is the PSNR (capped
     at 60 dB, benchmark.metrics.image_quality) of the two frames' ``THUMB_WIDTH``-pixel-wide
     thumbnails (area downsampling, aspect kept): a revisit is up to 1.5 m / 45 deg away from the
     first visit, so full-resolution pixels do not line up even for the ground truth; the thumbnail
-    compares what is seen, not where each pixel lands. For a scored pair (a, b), gap g = a - b
-    frames, the controls are pairs (i, i - g), i != a, whose co-visibility is at most
-    ``CONTROL_COVIS_MAX`` (0.1) in BOTH directions (max(c(i -> i-g), c(i-g -> i)) <= 0.1, evaluated
-    on GT depth resized to <= ``CONTROL_GRID_WIDTH`` px wide); at most ``CONTROL_CANDIDATES`` (64)
-    candidates, evenly spaced over i, are tested and at most ``MAX_CONTROLS`` (8) of those that
-    qualify, evenly spaced, are used. Then
+    compares what is seen, not where each pixel lands. For a scored pair (a, b) the controls are
+    earlier frames j (1 <= j < a, j != b) that do NOT see what frame a sees: co-visibility at most
+    ``CONTROL_COVIS_MAX`` (0.1) in BOTH directions (max(c(a -> j), c(j -> a)) <= 0.1, evaluated on GT
+    depth resized to <= ``CONTROL_GRID_WIDTH`` px wide); candidates are tested in order of |j - b|
+    (nearest to the first visit first, so the controls are as old as the first visit), at most
+    ``CONTROL_CANDIDATES`` (256) of them, and the first ``MAX_CONTROLS`` (8) that qualify are used. Then
 
-        gain(a, b) = S(G[a], G[b]) - mean over controls (i, j) of S(G[i], G[j])
+        gain(a, b) = S(G[a], G[b]) - mean over controls j of S(G[a], G[j])
 
     and ``revisit_consistency_gain`` is the mean of gain over the scored pairs that have at least one
-    control. It is NaN when no scored pair has a control (the ground truth sees the same place at
-    every pair with that gap: a pan360 turning on the spot, a constant-speed loop, a small room);
-    ``revisit_gain_pairs`` (pairs with controls) and ``revisit_gain_controls`` (control pairs used)
-    give the n. Controls depend on the ground truth only, so they are the same for every model of a
-    task. Properties: a static or frozen video scores 0 (every S is the 60 dB cap); shuffled frames
-    score ~0 (revisit and control pairs are alike at random); the ground truth scores clearly
-    positive (smoke suite: benchmark/README.md); a model that remembers what it showed scores
-    positive even where what it showed is not the ground truth. It measures CONSISTENCY, not
-    fidelity (a model whose frames depend only on the commanded pose would score well), so it is
-    always read beside ``revisit_psnr_gt``.
+    control. It is NaN when no scored pair has a control (every earlier frame sees part of what the
+    later one sees: a small room, a short task); ``revisit_gain_pairs`` (pairs with controls) and
+    ``revisit_gain_controls`` (control frames used) give the n. Controls depend on the ground truth
+    only, so they are the same for every model of a task. Frame 0 (the given first frame, not a
+    generated one) is never a control: it may be the first visit of a pair (b = 0: does the model show
+    the given view again?), and a video that leaves it behind for anything else loses there.
+    Properties: a static video scores 0 (every S is the 60 dB cap); a video that shows nothing after
+    frame 0 (its mean colour, held or faded into) scores <= 0: it is the same everywhere, and unlike
+    the given view at the b = 0 pairs (protocol 6 matched controls by time gap anywhere in the video,
+    so such a video scored 13-20 dB on the smoke suite, above the ground truth's 11.3); shuffled frames
+    score ~0; the ground truth scores clearly positive (smoke suite: benchmark/README.md); a model that
+    remembers what it showed scores positive even where what it showed is not the ground truth. It
+    measures CONSISTENCY, not fidelity (a model whose frames depend only on the commanded pose would
+    score well), so it is always read beside ``revisit_psnr_gt``.
 
 Per pair (all PSNR / SSIM / LPIPS as defined in benchmark.metrics.image_quality):
     *_gt           G[later] vs T[later]                               (fidelity: against ground truth)
@@ -86,7 +90,7 @@ REOBSERVE_MIN = 0.5
 CONTROL_COVIS_MAX = 0.1
 THUMB_WIDTH = 32
 MAX_CONTROLS = 8
-CONTROL_CANDIDATES = 64
+CONTROL_CANDIDATES = 256
 CONTROL_GRID_WIDTH = 64
 COUNT_METRICS = ("revisit_pairs_annotated", "revisit_pairs_reobserved", "revisit_pairs", "revisit_gain_pairs",
                  "revisit_gain_controls")
@@ -158,8 +162,8 @@ def thumbnail(img: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
 
 
 class _ControlFinder:
-    """Control pairs of a task (module docstring): same gap, co-visible at most CONTROL_COVIS_MAX both
-    ways. Co-visibility is evaluated on GT depth resized (nearest) to <= CONTROL_GRID_WIDTH px wide
+    """Control frames of a revisit pair (module docstring): earlier generated frames co-visible with
+    the later frame at most CONTROL_COVIS_MAX both ways. Co-visibility is evaluated on GT depth resized (nearest) to <= CONTROL_GRID_WIDTH px wide
     and cached per frame pair."""
 
     def __init__(self, K: np.ndarray, depth: np.ndarray, poses: np.ndarray, rel_tol: float):
@@ -184,17 +188,16 @@ class _ControlFinder:
             self._c[(i, j)] = covisible_fraction(m, self._d(i))
         return self._c[(i, j)]
 
-    def controls(self, later: int, earlier: int) -> list[tuple[int, int]]:
-        g = later - earlier
-        cand = np.array([i for i in range(g, self.n) if i != later], dtype=int)
-        if cand.size == 0:
-            return []
-        if cand.size > CONTROL_CANDIDATES:
-            cand = cand[np.unique(np.round(np.linspace(0, cand.size - 1, CONTROL_CANDIDATES)).astype(int))]
-        ok = [(int(i), int(i - g)) for i in cand
-              if max(self.frac(int(i), int(i - g)), self.frac(int(i - g), int(i))) <= CONTROL_COVIS_MAX]
-        if len(ok) > MAX_CONTROLS:
-            ok = [ok[k] for k in np.unique(np.round(np.linspace(0, len(ok) - 1, MAX_CONTROLS)).astype(int))]
+    def controls(self, later: int, earlier: int) -> list[int]:
+        """Control frames of pair (later, earlier): generated frames before ``later`` (never frame 0,
+        never ``earlier``) that do not see what ``later`` sees, nearest to ``earlier`` first."""
+        cand = sorted((j for j in range(1, later) if j != earlier), key=lambda j: (abs(j - earlier), j))
+        ok: list[int] = []
+        for j in cand[:CONTROL_CANDIDATES]:
+            if max(self.frac(later, j), self.frac(j, later)) <= CONTROL_COVIS_MAX:
+                ok.append(j)
+                if len(ok) == MAX_CONTROLS:
+                    break
         return ok
 
 
@@ -272,7 +275,7 @@ def score_revisits(frames: np.ndarray, gt: np.ndarray, gt_depth: np.ndarray, gt_
         ctrl = finder.controls(a, b)
         row["n_controls"] = len(ctrl)
         row["thumb_psnr_revisit"] = sim(a, b)
-        row["thumb_psnr_control"] = float(np.mean([sim(i, j) for i, j in ctrl])) if ctrl else float("nan")
+        row["thumb_psnr_control"] = float(np.mean([sim(a, j) for j in ctrl])) if ctrl else float("nan")
         row["gain"] = row["thumb_psnr_revisit"] - row["thumb_psnr_control"]
         n_controls += len(ctrl)
         rows.append(row)

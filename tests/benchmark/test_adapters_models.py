@@ -48,6 +48,9 @@ def test_oracle_is_ground_truth_and_static_repeats_frame0(suite):
     np.testing.assert_array_equal(rollout(make_model("oracle"), task).frames, task.gt_frames())
     st = rollout(make_model("static"), task).frames
     assert (st == task.first_frame()[None]).all()
+    bl = rollout(make_model("blank"), task).frames          # frame 0, then frame 0's mean colour
+    mean0 = task.first_frame().reshape(-1, 3).mean(axis=0)
+    assert (bl[1:] == bl[1, :1, :1]).all() and np.abs(bl[1, 0, 0] - mean0).max() <= 0.5
 
 
 def test_noisy_oracle_strength_zero_is_oracle_and_corruptions_hit_their_target(suite):

@@ -20,6 +20,7 @@ GOOD = {  # task means per model (two tasks with these values)
     "noisy-oracle:blur=2.5": dict(drift_ssim_slope=-0.02, drift_sharpness_ratio=0.2, drift_psnr_late=25.0),
     "noisy-oracle:forget=0.5": dict(revisit_psnr_gt=25.0, revisit_psnr_gt_covis=24.0, revisit_consistency_gain=1.5),
     "noisy-oracle:forget=1": dict(revisit_psnr_gt=15.0, revisit_psnr_gt_covis=14.0, revisit_consistency_gain=0.3),
+    "blank": dict(revisit_consistency_gain=-3.0),
 }
 
 # check key -> (model, metric, corrupted task-mean value): the input a broken metric would produce
@@ -39,6 +40,7 @@ CORRUPTIONS = {
     "forget_revisit_psnr_gt": ("noisy-oracle:forget=1", "revisit_psnr_gt", 30.0),
     "forget_revisit_psnr_gt_covis": ("noisy-oracle:forget=0.5", "revisit_psnr_gt_covis", 61.0),
     "forget_revisit_consistency_gain": ("noisy-oracle:forget=1", "revisit_consistency_gain", 1.6),
+    "blank_gain_not_above_static": ("blank", "revisit_consistency_gain", 13.2),  # protocol 6 on smoke
 }
 
 
