@@ -163,8 +163,8 @@ def thumbnail(img: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
 
 class _ControlFinder:
     """Control frames of a revisit pair (module docstring): earlier generated frames co-visible with
-    the later frame at most CONTROL_COVIS_MAX both ways. Co-visibility is evaluated on GT depth resized (nearest) to <= CONTROL_GRID_WIDTH px wide
-    and cached per frame pair."""
+    the later frame at most CONTROL_COVIS_MAX both ways. Co-visibility is evaluated on GT depth
+    resized (nearest) to <= CONTROL_GRID_WIDTH px wide and cached per frame pair."""
 
     def __init__(self, K: np.ndarray, depth: np.ndarray, poses: np.ndarray, rel_tol: float):
         self.n, h, w = depth.shape

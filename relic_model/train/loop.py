@@ -81,6 +81,10 @@ def _full_optimizer_state(opt: torch.optim.Optimizer) -> dict:
     return {"state": state, "param_groups": sd["param_groups"]}
 
 
+def _ckpt_step(path: Path) -> int:
+    return int(json.loads((path / "state.json").read_text()).get("step", -1))
+
+
 def _module_tensors(path: Path, name: str) -> dict[str, torch.Tensor]:
     """The state dict of module ``name`` in a safetensors file written by ``save_modules``."""
     from safetensors.torch import load_file
@@ -123,19 +127,22 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
         st = CheckpointManager.load(latest, stage.modules(), stage.optimizers())
         start, t_prev = int(st["step"]), float(st.get("time_s", 0.0))
     final = mgr.final_path()
+    final_losses_before: dict = {}
     if resume and final is not None:
         f_state = json.loads((final / "state.json").read_text())
         f_step = int(f_state.get("step", 0))
-        if start < f_step < total_steps:
-            # a finished stage whose recipe grew, with no checkpoint at least as new as its final
-            # weights (e.g. restored from a final-only snapshot): continue from those weights; the
-            # optimizer states are not kept with final weights, so they start afresh
+        if start < f_step:
+            # final weights newer than any checkpoint (e.g. restored from a final-only snapshot): continue
+            # from them when the recipe grew, keep them when it did not; optimizer states are not kept
+            # with final weights, so they start afresh
             for k, m in stage.final_modules().items():
                 load_full_state_dict(m, _module_tensors(final / "model.safetensors", k))
             start, t_prev = f_step, float(f_state.get("time_s", 0.0))
+            final_losses_before = dict(f_state.get("final_losses", {}))
             if info.is_main:
-                print(f"[{stage.name}] continuing from {final} (step {f_step}) to {total_steps}: no optimizer "
-                      "state is kept with final weights, so the optimizers start afresh", file=sys.stderr)
+                what = (f"continuing to {total_steps}: no optimizer state is kept with final weights, so the "
+                        "optimizers start afresh") if f_step < total_steps else "nothing left to train"
+                print(f"[{stage.name}] {final} holds step {f_step}; {what}", file=sys.stderr)
     log = LossLog(stage_dir / "losses.csv", resume_step=start if resume else None) if info.is_main else None
     recent: dict[str, list[float]] = {}
     bar = None
@@ -190,7 +197,8 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
     final_mods = _gathered(stage, sharded, final=True)[0] if step >= total_steps and (info.is_main or sharded) else None
     if step >= total_steps and info.is_main:
         if not final_losses:  # resumed a finished run
-            final_losses = json.loads((latest / "state.json").read_text()).get("losses", {}) if latest else {}
+            final_losses = (json.loads((latest / "state.json").read_text()).get("losses", {})
+                            if latest is not None and start == _ckpt_step(latest) else final_losses_before)
         final_dir = mgr.save_final(final_mods, config,
                                    {"stage": stage.name, "step": step, "time_s": total_time,
                                     "final_losses": final_losses, **stage.extra_state()})

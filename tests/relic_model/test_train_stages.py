@@ -149,6 +149,14 @@ def test_train_all_cli_writes_a_loadable_bundle(corpus, tmp_path, capsys):
     # steps 1-6 were not trained again (a restart would rewrite their rows, wall times included)
     pd.testing.assert_frame_equal(pd.read_csv(out / "distill/losses.csv").iloc[:6], before)
     assert not torch.equal(_weights(b / "model.safetensors")["dit.head.weight"], w6["dit.head.weight"])
+    # the same stage resumed again with nothing left to train keeps its final weights and losses
+    shutil.rmtree(out / "distill/checkpoints")
+    w8, losses8 = _weights(out / "distill/final/model.safetensors"), pd.read_csv(out / "distill/losses.csv")
+    assert relic_cli.main(["train", "distill", "--config", str(grown), *args[4:], "--resume"]) == 0
+    for k, v in _weights(out / "distill/final/model.safetensors").items():
+        assert torch.equal(v, w8[k]), k
+    pd.testing.assert_frame_equal(pd.read_csv(out / "distill/losses.csv"), losses8)
+    assert json.loads((out / "distill/final/state.json").read_text())["final_losses"]
     # a grown earlier stage would leave the later finals trained from its shorter run: refused
     teach = write_micro_config(tmp_path / "teach.yaml", teacher={
         "curriculum": [{"latent_frames": 3, "steps": 2}, {"latent_frames": 4, "steps": 4}]})
