@@ -43,6 +43,24 @@ def _running_in_group(pgid: int) -> bool:
     return False
 
 
+def _wait_lock_free(path: Path, timeout_s: float) -> bool:
+    """True once an exclusive non-blocking flock on ``path`` succeeds (released at once)."""
+    import fcntl
+
+    deadline = time.time() + timeout_s
+    while True:
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+                return True
+            except BlockingIOError:
+                pass
+        if time.time() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def test_kill_and_resume(tmp_path):
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump(CFG))
@@ -64,6 +82,9 @@ def test_kill_and_resume(tmp_path):
         gone_by = time.time() + 30
         while _running_in_group(proc.pid) and time.time() < gone_by:
             time.sleep(0.05)
+        # and until the build lock itself is free (a killed process releases it only once the kernel
+        # has torn it down, which a loaded machine can delay past the group check)
+        assert _wait_lock_free(killed / ".build.lock", 60), "the killed build's lock is still held after 60 s"
     proc.stderr.close()
     n_before = len(_done(killed))
     assert 2 <= n_before < 8
