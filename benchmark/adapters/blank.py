@@ -11,23 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.world_model import WorldModel, as_actions
+from benchmark.adapters.static import StaticModel
 
 
-class BlankModel(WorldModel):
+class BlankModel(StaticModel):
+    """A static video of frame 0's mean colour (frame 0 itself comes from the rollout)."""
     name = "blank"
-    chunk_size = 4
-
-    def __init__(self) -> None:
-        self._mean: np.ndarray | None = None
 
     def reset(self, first_frame: np.ndarray, prompt: str, K: np.ndarray) -> None:
         f = np.asarray(first_frame, dtype=np.uint8)
-        self._mean = np.broadcast_to(np.round(f.reshape(-1, f.shape[-1]).mean(axis=0)).astype(np.uint8),
-                                     f.shape).copy()
-
-    def step(self, actions: np.ndarray, gamma: float) -> np.ndarray:
-        if self._mean is None:
-            raise RuntimeError("blank: step() before reset()")
-        k = as_actions(actions).shape[0]
-        return np.repeat(self._mean[None], k, axis=0)
+        mean = np.round(f.reshape(-1, f.shape[-1]).mean(axis=0)).astype(np.uint8)
+        self._first = np.broadcast_to(mean, f.shape).copy()

@@ -22,6 +22,6 @@ class StaticModel(WorldModel):
 
     def step(self, actions: np.ndarray, gamma: float) -> np.ndarray:
         if self._first is None:
-            raise RuntimeError("static: step() before reset()")
+            raise RuntimeError(f"{self.name}: step() before reset()")
         k = as_actions(actions).shape[0]
         return np.repeat(self._first[None], k, axis=0)

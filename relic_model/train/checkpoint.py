@@ -42,7 +42,10 @@ def save_modules(path: Path, modules: dict[str, nn.Module], metadata: dict[str, 
 
 
 def load_modules(path: Path, modules: dict[str, nn.Module], strict: bool = True) -> None:
-    """Load ``modules`` (by prefix) from a safetensors file written by ``save_modules``."""
+    """Load ``modules`` (by prefix) from a safetensors file written by ``save_modules``; an
+    FSDP2-sharded module keeps its own shard of the full weights (strictly)."""
+    from relic_model.distributed import is_sharded, load_full_state_dict
+
     flat = load_file(str(path))
     for name, m in modules.items():
         pre = name + "."
@@ -50,7 +53,15 @@ def load_modules(path: Path, modules: dict[str, nn.Module], strict: bool = True)
         if not sd:
             raise RuntimeError(f"{path} has no weights for module '{name}' (keys start with "
                                f"{sorted({k.split('.')[0] for k in flat})})")
-        missing, unexpected = m.load_state_dict(sd, strict=strict)
+        if is_sharded(m):
+            load_full_state_dict(m, sd)
+        else:
+            m.load_state_dict(sd, strict=strict)
+
+
+def checkpoint_step(path: Path) -> int:
+    """The number of completed steps a checkpoint (or ``final``) directory holds (its state.json)."""
+    return int(json.loads((Path(path) / "state.json").read_text())["step"])
 
 
 def replace_dir(tmp: Path, target: Path) -> None:

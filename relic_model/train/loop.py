@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from relic_model.distributed import DistInfo, barrier, full_state_dict, is_sharded, load_full_state_dict
-from relic_model.train.checkpoint import CheckpointManager
+from relic_model.distributed import DistInfo, barrier, full_state_dict, is_sharded
+from relic_model.train.checkpoint import CheckpointManager, checkpoint_step, load_modules
 from relic_model.train.loss_log import LossLog
 from relic_model.train.samples import write_samples
 from relic_model.train.sharded_checkpoint import load_sharded, save_sharded
@@ -81,20 +81,6 @@ def _full_optimizer_state(opt: torch.optim.Optimizer) -> dict:
     return {"state": state, "param_groups": sd["param_groups"]}
 
 
-def _ckpt_step(path: Path) -> int:
-    return int(json.loads((path / "state.json").read_text()).get("step", -1))
-
-
-def _module_tensors(path: Path, name: str) -> dict[str, torch.Tensor]:
-    """The state dict of module ``name`` in a safetensors file written by ``save_modules``."""
-    from safetensors.torch import load_file
-    pre = name + "."
-    sd = {k[len(pre):]: v for k, v in load_file(str(path)).items() if k.startswith(pre)}
-    if not sd:
-        raise RuntimeError(f"{path} has no weights for module '{name}'")
-    return sd
-
-
 def _gathered(stage: "Stage", sharded: bool, final: bool = False):
     mods = stage.final_modules() if final else stage.modules()
     if not sharded:
@@ -135,8 +121,7 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
             # final weights newer than any checkpoint (e.g. restored from a final-only snapshot): continue
             # from them when the recipe grew, keep them when it did not; optimizer states are not kept
             # with final weights, so they start afresh
-            for k, m in stage.final_modules().items():
-                load_full_state_dict(m, _module_tensors(final / "model.safetensors", k))
+            load_modules(final / "model.safetensors", stage.final_modules())
             start, t_prev = f_step, float(f_state.get("time_s", 0.0))
             final_losses_before = dict(f_state.get("final_losses", {}))
             if info.is_main:
@@ -198,7 +183,7 @@ def run_stage(stage: Stage, stage_dir: str | Path, config, total_steps: int, *, 
     if step >= total_steps and info.is_main:
         if not final_losses:  # resumed a finished run
             final_losses = (json.loads((latest / "state.json").read_text()).get("losses", {})
-                            if latest is not None and start == _ckpt_step(latest) else final_losses_before)
+                            if latest is not None and start == checkpoint_step(latest) else final_losses_before)
         final_dir = mgr.save_final(final_mods, config,
                                    {"stage": stage.name, "step": step, "time_s": total_time,
                                     "final_losses": final_losses, **stage.extra_state()})

@@ -26,7 +26,7 @@ import json
 import shutil
 from pathlib import Path
 
-from relic_model.train.checkpoint import CheckpointManager
+from relic_model.train.checkpoint import CheckpointManager, checkpoint_step
 
 FILES = ("model.safetensors", "optimizer.pt", "config.yaml", "state.json")
 FINAL_FILES = ("model.safetensors", "config.yaml", "state.json")
@@ -35,10 +35,6 @@ FINAL_FILES = ("model.safetensors", "config.yaml", "state.json")
 def _final(stage_dir: Path) -> Path | None:
     p = stage_dir / "final"
     return p if (p / "model.safetensors").is_file() and (p / "state.json").is_file() else None
-
-
-def _step(ckpt: Path) -> int:
-    return int(json.loads((ckpt / "state.json").read_text())["step"])
 
 
 def save_snapshot(run: str | Path, stage: str, dest: str | Path) -> Path:
@@ -59,7 +55,7 @@ def save_snapshot(run: str | Path, stage: str, dest: str | Path) -> Path:
             shutil.copy2(latest / f, tmp / f)
     if (stage_dir / "losses.csv").is_file():
         shutil.copy2(stage_dir / "losses.csv", tmp / "losses.csv")
-    (tmp / "snapshot.json").write_text(json.dumps({"stage": stage, "step": _step(latest), "source": str(latest),
+    (tmp / "snapshot.json").write_text(json.dumps({"stage": stage, "step": checkpoint_step(latest), "source": str(latest),
                                                    "final": final is not None}, indent=2) + "\n")
     old = dest.with_name(dest.name + ".old")
     if dest.exists():
@@ -88,7 +84,7 @@ def restore_snapshot(src: str | Path, run: str | Path, stage: str) -> Path | Non
     latest = CheckpointManager(stage_dir).latest()
     if meta.get("final"):
         target = stage_dir / "final"
-    elif latest is not None and _step(latest) >= step:
+    elif latest is not None and checkpoint_step(latest) >= step:
         return None
     else:
         target = stage_dir / "checkpoints" / f"step_{step:08d}"
