@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from datagen.atomic import atomic_write
 from relic_model.config import save_config
+from relic_model.distributed import is_sharded, load_full_state_dict
 
 
 def state_dicts_to_flat(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
@@ -44,8 +45,6 @@ def save_modules(path: Path, modules: dict[str, nn.Module], metadata: dict[str, 
 def load_modules(path: Path, modules: dict[str, nn.Module], strict: bool = True) -> None:
     """Load ``modules`` (by prefix) from a safetensors file written by ``save_modules``; an
     FSDP2-sharded module keeps its own shard of the full weights (strictly)."""
-    from relic_model.distributed import is_sharded, load_full_state_dict
-
     flat = load_file(str(path))
     for name, m in modules.items():
         pre = name + "."
