@@ -9,7 +9,7 @@ One :class:`RelicConfig` describes a whole model and its training run. Sections:
 - ``memory``:      the two-branch KV cache (rolling window ``window`` latent frames, cyclic
                    spatial-downsampling schedule ``schedule`` for older frames).
 - ``text``:        the offline hashed-word text encoder.
-- ``sampling``:    the student's few-step sampler (sigma schedule, seed).
+- ``sampling``:    the student's few-step sampler (sigma schedule, seed, context noise).
 - ``train``:       free-form mapping owned by the training stages (``relic_model.train``); kept
                    as a plain dict here so training code can evolve without touching this file.
 
@@ -157,9 +157,16 @@ class TextConfig:
 @dataclass
 class SamplingConfig:
     """Student few-step flow sampler: ``sigmas`` descending noise levels in (0, 1] visited per
-    block (the last step jumps to 0); ``seed`` seeds the noise generator."""
+    block (the last step jumps to 0); ``seed`` seeds the noise generator.
+
+    ``context_sigma`` (default 0: the paper's clean commit): the noise level at which the student's
+    context enters its KV cache -- each generated block is committed as ``(1 - c) x0 + c eps`` at
+    sigma ``c`` (streaming inference and self-forcing rollouts), and student init's clean prefix is
+    noised the same way, so the student is trained to read a context as imprecise as its own outputs
+    (CausVid / Self-Forcing's "context noise"). Latent frame 0, the given first image, stays clean."""
     sigmas: list[float] = field(default_factory=lambda: [1.0, 0.75, 0.5, 0.25])
     seed: int = 0
+    context_sigma: float = 0.0
 
 
 @dataclass
@@ -223,6 +230,10 @@ class RelicConfig:
         s = self.sampling.sigmas
         if not s or any(not (0.0 < x <= 1.0) for x in s) or any(a <= b for a, b in zip(s, s[1:])):
             raise ValueError(f"sampling.sigmas must be strictly descending in (0, 1], got {s}")
+        c = self.sampling.context_sigma
+        if not 0.0 <= float(c) < min(s):
+            raise ValueError(f"sampling.context_sigma must be in [0, {min(s)}) (below the sampler's last "
+                             f"noise level), got {c}")
         return self
 
     def to_dict(self) -> dict:

@@ -9,7 +9,9 @@ frames):
 2. :func:`relic_model.inference.sampler.denoise_block` runs the student's few-step sampler
    (``sampling.sigmas``, 4 steps by default) block-causally against the KV cache;
 3. the clean latents are run once more with sigma = 0 and ``update_cache=True`` (the cache keeps
-   clean K/V: rolling window + compressed memory, or the window only when ``memory=False``);
+   clean K/V: rolling window + compressed memory, or the window only when ``memory=False``); with
+   ``sampling.context_sigma = c > 0`` they are committed noised to sigma ``c`` instead, as the
+   student was trained (``objectives.flow_matching.noised_context``);
 4. the block is decoded with the autoencoder's causal streaming decoder and returned at once.
 
 Memory read budget (beyond the paper; ``memory.read_budget`` / ``memory.select`` in the config,
@@ -33,6 +35,7 @@ import torch
 from relic_model.nn.control import integrate_actions
 from relic_model.nn.memory import select_memory_frames
 from relic_model.inference.sampler import denoise_block
+from relic_model.objectives.flow_matching import noised_context
 
 STATIC_ROW = np.zeros(13, dtype=np.float32)
 STATIC_ROW[12] = 1.0
@@ -68,6 +71,7 @@ class StreamingGenerator:
         self.tf = cfg.autoencoder.temporal_factor
         self.fpb = cfg.dit.frames_per_block
         self.sigmas = [float(s) for s in cfg.sampling.sigmas]
+        self.context_sigma = float(getattr(cfg.sampling, "context_sigma", 0.0))
         self.cache = None
         m = cfg.memory
         self.read_budget = getattr(m, "read_budget", None)
@@ -143,8 +147,8 @@ class StreamingGenerator:
         off = self.cache.num_frames
         kw = dict(text=self.text, actions=a, poses=p, attn_mode="block_causal", cache=self.cache, frame_offset=off)
         x0 = denoise_block(self.model, noise, self.sigmas, self.gen, **kw)
-        self.model(x0 if commit is None else commit.to(x0), torch.zeros(1, self.fpb, device=self.device),
-                   update_cache=True, **kw)
+        xc, sc = noised_context(x0 if commit is None else commit.to(x0), self.context_sigma, self.gen, off)
+        self.model(xc, sc, update_cache=True, **kw)
         self.frame_c2w.extend(np.asarray(c) for c in self._block_c2w)
         self.latents.append(x0)
         return x0

@@ -2,7 +2,10 @@
 
 - ``denoise``: one student step, ``x0_hat = x_t - sigma * v`` with ``v = model(x_t, sigma, text,
   actions, poses, "block_causal", cache, frame_offset, update_cache=False)``.
-- ``commit``: the clean block at sigma 0 with ``update_cache=True`` (always without autograd).
+- ``commit``: the clean block at sigma 0 with ``update_cache=True`` (always without autograd); with
+  ``context_sigma = c > 0`` (``sampling.context_sigma``) the block enters the cache noised to sigma
+  ``c`` instead (frame 0 stays clean), with noise seeded by ``(context_seed, frame_offset)`` so a
+  replay rebuilds exactly the rollout's cache.
 
 Text: ``cond.global_["text"]`` holds the (B, L, Dt) text-encoder output. The DiT caches the text
 cross-attention K/V inside the KV cache; when ``denoise`` runs with autograd it recomputes them
@@ -20,14 +23,17 @@ import torch.nn as nn
 
 from relic_model.distributed import unwrap
 from relic_model.objectives.dmd import cfg_combine
-from relic_model.objectives.flow_matching import x0_from_velocity
+from relic_model.objectives.flow_matching import noised_context, x0_from_velocity
 from relic_model.pipelines.conditioning import Cond
 
 
 class DiTBlockGenerator:
-    def __init__(self, model: nn.Module, memory: bool | None = None):
+    def __init__(self, model: nn.Module, memory: bool | None = None, context_sigma: float = 0.0,
+                 context_seed: int = 0):
         self.model = model
         self.memory = memory
+        self.context_sigma = float(context_sigma)
+        self.context_seed = int(context_seed)
 
     @property
     def module(self) -> nn.Module:
@@ -55,7 +61,8 @@ class DiTBlockGenerator:
 
     def commit(self, x0, cond: Cond, cache, frame_offset: int) -> None:
         with torch.no_grad():
-            sig = torch.zeros(x0.shape[:2], dtype=x0.dtype, device=x0.device)
+            g = torch.Generator().manual_seed(self.context_seed * 1_000_003 + int(frame_offset))
+            x0, sig = noised_context(x0, self.context_sigma, g, frame_offset)
             pf = cond.per_frame
             self.module(x0, sig, cond.global_["text"], pf["actions"], pf["poses"], "block_causal", cache,
                         frame_offset, True)

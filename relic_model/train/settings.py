@@ -108,6 +108,7 @@ class DistillSettings(Common):
     # weight of a regression of the rollout (latent frames >= 1) to the clip's true latents, added to
     # the DMD gradient of each generator update (0 = pure DMD, the paper); per phase too
     rollout_regression: float = 0.0
+    # phases may also set context_sigma (the cache's context noise, default sampling.context_sigma)
     sample_every: int = 60
     ckpt_every: int = 30
 

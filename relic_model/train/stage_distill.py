@@ -18,7 +18,10 @@ Rollout curriculum: phases ``{num_blocks, steps[, rollout_regression]}`` (paper:
 20 s x 150). ``rollout_regression`` (default 0, the paper's pure DMD) adds ``w * mean((x - x_true)^2)``
 over the rollout's latent frames >= 1, ``x_true`` the clip's own latents (its actions are the
 rollout's), to the generator's loss: a supervised signal on the student's own context, measured as
-the cause of the still-shot drift (benchmark/probes/exposure_bias.py).
+the cause of the still-shot drift (benchmark/probes/exposure_bias.py). ``context_sigma`` (per phase;
+default ``sampling.context_sigma``) is the noise level at which the rollout's blocks enter the KV
+cache (``pipelines.dit_generator``); the config saved with each checkpoint carries the value of the
+phase it was trained in, so the bundle streams with the noise its last phase was trained on.
 
 The frozen teacher is held as ``train.teacher_dtype`` / ``train.teacher_shard`` say
 (``frozen_teacher.py``); the critic is copied from the fp32 weights first. Sharded, its forward is
@@ -86,6 +89,11 @@ class DistillStage(Stage):
                                           betas=(0.0, 0.999))
         self.fpb = self.cfg.dit.frames_per_block
         self.levels = [float(x) for x in self.cfg.sampling.sigmas]
+        self.base_context_sigma = float(self.cfg.sampling.context_sigma)
+        for ph in self.phases:
+            c = float(ph.get("context_sigma", self.base_context_sigma))
+            if not 0.0 <= c < min(self.levels):
+                raise ValueError(f"distill phase {ph}: context_sigma must be in [0, {min(self.levels)})")
         tr = ctx.settings.teacher
         self.pools = PoolSource(ctx, self.ae, tr.time_reverse_prob, tr.pool_clips, self.s.pause_prob)
         with torch.no_grad():
@@ -117,7 +125,11 @@ class DistillStage(Stage):
         nb = int(ph["num_blocks"])
         x0, cond, idx = self._batch(step, nb)
         K = len(self.levels)
-        gen = DiTBlockGenerator(self.student_w)
+        # the phase's context noise; the saved config (self.cfg) follows the phase being trained
+        self.cfg.sampling.context_sigma = float(ph.get("context_sigma", self.base_context_sigma))
+        gen = DiTBlockGenerator(self.student_w, context_sigma=self.cfg.sampling.context_sigma,
+                                context_seed=int(torch.randint(0, 2 ** 31 - 1, (1,),
+                                                               generator=torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 300 + info.dp_rank))))
         exits = sample_exit_steps(nb, K, torch_gen(self.ctx.seed, self.name, step, 10 ** 6), s.same_exit_step)
         ro = rollout(gen, x0[:, :1], cond, nb, self.fpb, self.levels,
                      torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 1 + info.dp_rank), exit_steps=exits)
@@ -163,4 +175,4 @@ class DistillStage(Stage):
         _, ph = phase_at(self.phases, max(0, step - 1))
         nb = int(ph["num_blocks"])
         return student_sample(self.ctx, self.student, self.text, self.ae, self.pools.get(1 + nb * self.fpb), nb,
-                              self.fpb, self.levels)
+                              self.fpb, self.levels, self.cfg.sampling.context_sigma)

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from datagen.filebytes import sha256_file
 from relic_model.data.latent_cache import pool_key
 from relic_model.distributed import barrier, rank_slice, unwrap, wrap_model
-from relic_model.objectives.flow_matching import x0_from_velocity
+from relic_model.objectives.flow_matching import noised_context, x0_from_velocity
 from relic_model.objectives.ode_regression import hybrid_forcing_levels, hybrid_split, ode_regression_loss
 from relic_model.pipelines.conditioning import Cond
 from relic_model.pipelines.dit_generator import DiTBlockGenerator
@@ -45,11 +45,15 @@ from relic_model.train.stage_teacher import PoolSource, load_autoencoder, pool_b
 
 
 def load_teacher_and_text(ctx: RunContext):
-    """(teacher, text encoder, teacher's config) from the teacher stage's final weights, frozen."""
+    """(teacher, text encoder, the student's config) from the teacher stage's final weights, frozen.
+    The student's config is the teacher's (network, RoPE frame scale) with the recipe's
+    ``sampling.context_sigma``, a student-only setting the teacher never uses; it is saved with the
+    student stages' weights and so reaches the bundle."""
     tcfg = stage_config(ctx, "teacher")
     teacher = load_stage_module(ctx, "teacher", "teacher", build_dit(tcfg))
     text = load_stage_module(ctx, "teacher", "text", build_text(tcfg))
-    return frozen(teacher), frozen(text), tcfg
+    tcfg.sampling.context_sigma = float(ctx.cfg.sampling.context_sigma)
+    return frozen(teacher), frozen(text), tcfg.validate()
 
 
 def ode_trajectories(ctx, teacher, text, pool, levels, n, steps, guidance, progress, rank: int = 0,
@@ -141,6 +145,7 @@ class StudentInitStage(Stage):
         self.fpb = self.cfg.dit.frames_per_block
         self.F = 1 + self.s.num_blocks * self.fpb
         self.levels = [float(x) for x in self.cfg.sampling.sigmas]
+        self.context_sigma = float(self.cfg.sampling.context_sigma)
         tr = ctx.settings.teacher
         self.pools = PoolSource(ctx, self.ae, tr.time_reverse_prob, max(tr.pool_clips, self.s.trajectories),
                                 self.s.pause_prob)
@@ -206,18 +211,25 @@ class StudentInitStage(Stage):
         gather = step_idx.clamp_min(0).to(dev)[:, None, :, None, None, None].expand(-1, 1, -1, *x0.shape[2:])
         x_in = torch.gather(xt_all, 1, gather)[:, 0]
         clean = step_idx < 0
-        x_in = torch.where(clean.to(dev)[..., None, None, None], x0, x_in)
+        # the clean prefix enters the cache as the student's own context will at inference:
+        # noised to sampling.context_sigma (frame 0 stays clean; x0 itself when it is 0)
+        c = self.context_sigma
+        ctx_x = torch.cat([noised_context(x0[r:r + 1], c, torch_gen(self.ctx.seed, self.name, step, 10 ** 9 + 1 + i))[0]
+                           for r, i in enumerate(indices)]) if c > 0 else x0
+        x_in = torch.where(clean.to(dev)[..., None, None, None], ctx_x, x_in)
         sig = torch.tensor(self.levels, dtype=x0.dtype)[step_idx.clamp_min(0)]
-        sig[clean] = 0.0
+        sig[clean] = c
+        sig[:, 0] = 0.0
         return x0, x_in, sig.to(dev), cond, texts
 
     def loss(self, x0, x_in, sig, cond: Cond, texts):
-        P = int((sig[0] > 0).nonzero()[0])                            # clean prefix frames (frame 0 + clean blocks)
+        # clean prefix frames (frame 0 + clean blocks): sigma <= context_sigma < every student level
+        P = int((sig[0] > self.context_sigma).nonzero()[0])
         text = self.text.encode_text(texts)
         a, p = cond.per_frame["actions"], cond.per_frame["poses"]
         cache = self.student.new_cache()
         # clean prefix -> KV cache with autograd (compressed by the memory schedule when old enough)
-        self.student(x0[:, :P], sig[:, :P], text, a[:, :P], p[:, :P], "block_causal", cache, 0, True)
+        self.student(x_in[:, :P], sig[:, :P], text, a[:, :P], p[:, :P], "block_causal", cache, 0, True)
         v = self.model(x_in[:, P:], sig[:, P:], text, a[:, P:], p[:, P:], "block_causal", cache, P, False)
         x0_hat = x0_from_velocity(x_in[:, P:], sig[:, P:], v)
         return ode_regression_loss(x0_hat, x0[:, P:])
@@ -234,16 +246,16 @@ class StudentInitStage(Stage):
     @torch.no_grad()
     def sample_video(self, step: int):
         return student_sample(self.ctx, self.student, self.text, self.ae, self.pools.get(self.F), self.s.num_blocks,
-                              self.fpb, self.levels)
+                              self.fpb, self.levels, self.context_sigma)
 
 
 @torch.no_grad()
-def student_sample(ctx, student, text, ae, pool, num_blocks, fpb, levels):
+def student_sample(ctx, student, text, ae, pool, num_blocks, fpb, levels, context_sigma: float = 0.0):
     """Ground truth (top) and a full 4-step student rollout from the same first frame (bottom)."""
     x0, cond, texts = pool_batch(pool, [0], ctx.info.device)
     cond = cond.with_global(text=text.encode_text(texts))
     was = student.training
     student.eval()
-    ro = rollout(DiTBlockGenerator(student), x0[:, :1], cond, num_blocks, fpb, levels, torch.Generator().manual_seed(0))
+    ro = rollout(DiTBlockGenerator(student, context_sigma=context_sigma), x0[:, :1], cond, num_blocks, fpb, levels, torch.Generator().manual_seed(0))
     student.train(was)
     return torch.cat([ae.decode(x0), ae.decode(ro.video)], 0)
