@@ -134,11 +134,15 @@ def test_bundled_recipe_is_valid_and_is_the_bundle_s_network():
     from relic_model.inference.checkpoint import BUNDLED
     cfg = load_config(Path(relic_model.__file__).parent / "configs" / "bundled.yaml")
     bundled = load_config(BUNDLED / "config.yaml")
-    for section in ("data", "autoencoder", "dit", "memory", "text", "sampling"):
-        assert getattr(cfg, section) == getattr(bundled, section), section
-    assert cfg.autoencoder.first_frame == "replicate" and cfg.train["student_init"]["random_prefix"] is True
     from relic_model.train.settings import train_settings
     st = train_settings(cfg)                      # every stage's keys are known ones
+    for section in ("data", "autoencoder", "dit", "memory", "text"):
+        assert getattr(cfg, section) == getattr(bundled, section), section
+    # the bundle streams with the context noise its last distillation phase was trained with
+    last = st.distill.curriculum[-1].get("context_sigma", cfg.sampling.context_sigma)
+    assert bundled.sampling.context_sigma == last
+    assert (bundled.sampling.sigmas, bundled.sampling.seed) == (cfg.sampling.sigmas, cfg.sampling.seed)
+    assert cfg.autoencoder.first_frame == "replicate" and cfg.train["student_init"]["random_prefix"] is True
     longest = max(int(p["latent_frames"]) for p in st.teacher.curriculum)
     # the teacher's score / ODE is only read on clips as long as it was trained on
     fpb = cfg.dit.frames_per_block
