@@ -169,6 +169,14 @@ class SamplingConfig:
     context_sigma: float = 0.0
 
 
+def check_context_sigma(c: float, sigmas, what: str = "context_sigma") -> float:
+    """``c`` if it is a valid context-noise level for the sampler ``sigmas``: in [0, min(sigmas)),
+    so committed context is always less noisy than any frame being denoised; else ValueError."""
+    if not 0.0 <= float(c) < min(sigmas):
+        raise ValueError(f"{what} must be in [0, {min(sigmas)}) (below the sampler's last noise level), got {c}")
+    return float(c)
+
+
 @dataclass
 class RelicConfig:
     name: str = "relic"
@@ -230,10 +238,7 @@ class RelicConfig:
         s = self.sampling.sigmas
         if not s or any(not (0.0 < x <= 1.0) for x in s) or any(a <= b for a, b in zip(s, s[1:])):
             raise ValueError(f"sampling.sigmas must be strictly descending in (0, 1], got {s}")
-        c = self.sampling.context_sigma
-        if not 0.0 <= float(c) < min(s):
-            raise ValueError(f"sampling.context_sigma must be in [0, {min(s)}) (below the sampler's last "
-                             f"noise level), got {c}")
+        check_context_sigma(self.sampling.context_sigma, s, "sampling.context_sigma")
         return self
 
     def to_dict(self) -> dict:

@@ -21,13 +21,13 @@ def add_noise(x0: torch.Tensor, eps: torch.Tensor, sigma: torch.Tensor) -> torch
     return (1.0 - s) * x0 + s * eps
 
 
-def noised_context(x0: torch.Tensor, context_sigma: float, generator: torch.Generator,
+def noised_context(x0: torch.Tensor, context_sigma: float, generator: torch.Generator | None,
                    first_index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Context latents (B, F, C, h, w) as they enter the KV cache under ``sampling.context_sigma``:
     frames with absolute index >= 1 (``first_index`` is the absolute index of ``x0[:, 0]``) become
     ``(1 - c) x0 + c eps`` at sigma ``c``; latent frame 0, the given first image, stays clean at
     sigma 0. Returns ``(x, sigma (B, F))``; ``c == 0`` returns ``x0`` unchanged with sigma 0 and
-    draws nothing. ``eps`` is drawn from ``generator`` on its device."""
+    draws nothing (``generator`` may then be None). ``eps`` is drawn from ``generator`` on its device."""
     B, F = x0.shape[:2]
     sig = torch.zeros((B, F), dtype=x0.dtype, device=x0.device)
     if context_sigma <= 0:

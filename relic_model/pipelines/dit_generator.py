@@ -61,7 +61,8 @@ class DiTBlockGenerator:
 
     def commit(self, x0, cond: Cond, cache, frame_offset: int) -> None:
         with torch.no_grad():
-            g = torch.Generator().manual_seed(self.context_seed * 1_000_003 + int(frame_offset))
+            g = (torch.Generator().manual_seed(self.context_seed * 1_000_003 + int(frame_offset))
+                 if self.context_sigma > 0 else None)
             x0, sig = noised_context(x0, self.context_sigma, g, frame_offset)
             pf = cond.per_frame
             self.module(x0, sig, cond.global_["text"], pf["actions"], pf["poses"], "block_causal", cache,

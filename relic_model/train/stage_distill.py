@@ -33,6 +33,7 @@ import copy
 
 import torch
 
+from relic_model.config import check_context_sigma
 from relic_model.distributed import no_sync_ctx, rank_slice, wrap_model
 from relic_model.objectives.flow_matching import add_noise, first_frame_clean_sigma, flow_matching_loss, sample_sigma
 from relic_model.pipelines.dit_generator import DiTBlockGenerator, score_fn
@@ -91,9 +92,8 @@ class DistillStage(Stage):
         self.levels = [float(x) for x in self.cfg.sampling.sigmas]
         self.base_context_sigma = float(self.cfg.sampling.context_sigma)
         for ph in self.phases:
-            c = float(ph.get("context_sigma", self.base_context_sigma))
-            if not 0.0 <= c < min(self.levels):
-                raise ValueError(f"distill phase {ph}: context_sigma must be in [0, {min(self.levels)})")
+            check_context_sigma(ph.get("context_sigma", self.base_context_sigma), self.levels,
+                                f"distill phase {ph}: context_sigma")
         tr = ctx.settings.teacher
         self.pools = PoolSource(ctx, self.ae, tr.time_reverse_prob, tr.pool_clips, self.s.pause_prob)
         with torch.no_grad():
@@ -127,9 +127,9 @@ class DistillStage(Stage):
         K = len(self.levels)
         # the phase's context noise; the saved config (self.cfg) follows the phase being trained
         self.cfg.sampling.context_sigma = float(ph.get("context_sigma", self.base_context_sigma))
-        gen = DiTBlockGenerator(self.student_w, context_sigma=self.cfg.sampling.context_sigma,
-                                context_seed=int(torch.randint(0, 2 ** 31 - 1, (1,),
-                                                               generator=torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 300 + info.dp_rank))))
+        context_seed = int(torch.randint(0, 2 ** 31 - 1, (1,),
+                                         generator=torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 300 + info.dp_rank)))
+        gen = DiTBlockGenerator(self.student_w, context_sigma=self.cfg.sampling.context_sigma, context_seed=context_seed)
         exits = sample_exit_steps(nb, K, torch_gen(self.ctx.seed, self.name, step, 10 ** 6), s.same_exit_step)
         ro = rollout(gen, x0[:, :1], cond, nb, self.fpb, self.levels,
                      torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 1 + info.dp_rank), exit_steps=exits)
