@@ -163,10 +163,27 @@ class SamplingConfig:
     context enters its KV cache -- each generated block is committed as ``(1 - c) x0 + c eps`` at
     sigma ``c`` (streaming inference and self-forcing rollouts), and student init's clean prefix is
     noised the same way, so the student is trained to read a context as imprecise as its own outputs
-    (CausVid / Self-Forcing's "context noise"). Latent frame 0, the given first image, stays clean."""
+    (CausVid / Self-Forcing's "context noise"). Latent frame 0, the given first image, stays clean.
+
+    ``context_scope`` (beyond the paper): where that noise goes. ``"all"`` (default): the noised
+    block is what the window holds and, once it leaves the window, what is pooled into the
+    compressed memory. ``"window"``: the block is also run clean (one more forward per block) and
+    that clean pass's K/V are the ones pooled into the compressed memory, so only the recent window
+    is read noised (:mod:`relic_model.nn.memory`, memory-only commits)."""
     sigmas: list[float] = field(default_factory=lambda: [1.0, 0.75, 0.5, 0.25])
     seed: int = 0
     context_sigma: float = 0.0
+    context_scope: str = "all"
+
+
+CONTEXT_SCOPES = ("all", "window")
+
+
+def check_context_scope(scope: str, what: str = "context_scope") -> str:
+    """``scope`` if it is one of :data:`CONTEXT_SCOPES`; else ValueError."""
+    if scope not in CONTEXT_SCOPES:
+        raise ValueError(f"{what} must be one of {CONTEXT_SCOPES}, got {scope!r}")
+    return scope
 
 
 def check_context_sigma(c: float, sigmas, what: str = "context_sigma") -> float:
@@ -239,6 +256,7 @@ class RelicConfig:
         if not s or any(not (0.0 < x <= 1.0) for x in s) or any(a <= b for a, b in zip(s, s[1:])):
             raise ValueError(f"sampling.sigmas must be strictly descending in (0, 1], got {s}")
         check_context_sigma(self.sampling.context_sigma, s, "sampling.context_sigma")
+        check_context_scope(self.sampling.context_scope, "sampling.context_scope")
         return self
 
     def to_dict(self) -> dict:

@@ -11,7 +11,9 @@ frames):
 3. the clean latents are run once more with sigma = 0 and ``update_cache=True`` (the cache keeps
    clean K/V: rolling window + compressed memory, or the window only when ``memory=False``); with
    ``sampling.context_sigma = c > 0`` they are committed noised to sigma ``c`` instead, as the
-   student was trained (``objectives.flow_matching.noised_context``);
+   student was trained (``objectives.flow_matching.noised_context``); with
+   ``sampling.context_scope = "window"`` the clean latents are first run with ``memory_only=True``
+   so the compressed memory gets the clean pass's K/V and only the window reads noised context;
 4. the block is decoded with the autoencoder's causal streaming decoder and returned at once.
 
 Memory read budget (beyond the paper; ``memory.read_budget`` / ``memory.select`` in the config,
@@ -72,6 +74,7 @@ class StreamingGenerator:
         self.fpb = cfg.dit.frames_per_block
         self.sigmas = [float(s) for s in cfg.sampling.sigmas]
         self.context_sigma = float(getattr(cfg.sampling, "context_sigma", 0.0))
+        self.context_scope = str(getattr(cfg.sampling, "context_scope", "all"))
         self.cache = None
         m = cfg.memory
         self.read_budget = getattr(m, "read_budget", None)
@@ -147,7 +150,11 @@ class StreamingGenerator:
         off = self.cache.num_frames
         kw = dict(text=self.text, actions=a, poses=p, attn_mode="block_causal", cache=self.cache, frame_offset=off)
         x0 = denoise_block(self.model, noise, self.sigmas, self.gen, **kw)
-        xc, sc = noised_context(x0 if commit is None else commit.to(x0), self.context_sigma, self.gen, off)
+        clean = x0 if commit is None else commit.to(x0)
+        if self.context_sigma > 0 and self.context_scope == "window" and self.cache.enabled:
+            self.model(clean, torch.zeros(clean.shape[:2], device=clean.device), update_cache=True,
+                       memory_only=True, **kw)
+        xc, sc = noised_context(clean, self.context_sigma, self.gen, off)
         self.model(xc, sc, update_cache=True, **kw)
         self.frame_c2w.extend(np.asarray(c) for c in self._block_c2w)
         self.latents.append(x0)

@@ -24,7 +24,9 @@ update_cache) -> v``
   (and is then stored in the cache when ``update_cache``), else ``cache.first_latent``.
 - ``cache``: a :class:`~relic_model.nn.memory.KVCache` holding earlier frames (always visible);
   ``update_cache=True`` commits this call's K/V (frames ``frame_offset..``, which must equal
-  ``cache.num_frames``) after computing the output.
+  ``cache.num_frames``) after computing the output; with ``memory_only=True`` as well they are only
+  kept aside for these frames' later entry into the compressed memory (context noise on the window
+  only: see :mod:`relic_model.nn.memory`), and the normal commit of the same frames must follow.
 
 Execution options (none changes the maths; tests check each against the plain path):
 
@@ -199,7 +201,7 @@ class RelicDiT(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor, actions: torch.Tensor,
                 poses: torch.Tensor, attn_mode: str = "bidirectional", cache: KVCache | None = None,
-                frame_offset: int = 0, update_cache: bool = False) -> torch.Tensor:
+                frame_offset: int = 0, update_cache: bool = False, memory_only: bool = False) -> torch.Tensor:
         B, Fr, C, h, w = x.shape
         if C != self.latent_channels or h % self.patch or w % self.patch:
             raise ValueError(f"latents {tuple(x.shape)} do not match C={self.latent_channels}, patch={self.patch}")
@@ -211,6 +213,8 @@ class RelicDiT(nn.Module):
             raise ValueError(f"attn_mode must be 'bidirectional' or 'block_causal', got {attn_mode!r}")
         if update_cache and cache is None:
             raise ValueError("update_cache=True needs a cache")
+        if memory_only and not update_cache:
+            raise ValueError("memory_only=True is a kind of commit: it needs update_cache=True")
         gh, gw = h // self.patch, w // self.patch
         if cache is not None and cache.grid != (gh, gw):
             raise ValueError(f"cache grid {cache.grid} != token grid {(gh, gw)}")
@@ -218,7 +222,7 @@ class RelicDiT(nn.Module):
         if self.first_frame_concat:
             if frame_offset == 0:
                 first = x[:, :1]
-                if update_cache:
+                if update_cache and not memory_only:
                     cache.first_latent = first.detach()
             elif cache is not None and cache.first_latent is not None:
                 first = cache.first_latent
@@ -245,7 +249,7 @@ class RelicDiT(nn.Module):
                 text_kv = cache.text_kv
             else:
                 text_kv = self.text_kv(text)
-            plan = cache.plan(frames.tolist()) if update_cache else None
+            plan = cache.plan(frames.tolist(), memory_only) if update_cache else None
 
             temb = self.time_embed(timestep_embedding(sigma))                 # (B, F, D)
             mod = self.time_mod(temb).view(B, Fr, 6, self.dim)

@@ -37,6 +37,14 @@ at distance ``d = q0 - f`` is read as if it were at ``d' = W + (d - W) (H - W) /
 stored keys are not changed: :meth:`keys_values` returns memory keys rotated by the extra
 frame-axis angle ``(d - d')`` (RoPE composes additively). Cleared by every commit.
 
+Memory-only commits (beyond the paper; context noise on the window only). A forward with
+``plan = cache.plan(frames, memory_only=True)`` stores its K/V aside for ``frames`` without changing
+the window, the memory or ``num_frames``; the normal commit of the same frames that follows puts
+its own K/V in the window, and when a frame later leaves the window the K/V kept aside for it are
+the ones pooled into the compressed memory. So a block can enter the window as the student saw it
+(noised context) and the memory clean. Frames committed without a memory-only pass are pooled from
+the window as usual.
+
 Two storage modes, chosen automatically: under ``torch.no_grad``/``inference_mode`` the buffers
 are preallocated and written in place (no per-step copy of the whole history); with autograd
 enabled every update is out of place (``torch.cat``), so gradients flow through cached K/V
@@ -172,6 +180,7 @@ class CommitPlan:
     old_window: list[int]
     new_comp: int
     new_window: list[int]
+    memory_only: bool = False
 
 
 class KVCache:
@@ -207,6 +216,7 @@ class KVCache:
         self._mem_rot: tuple[torch.Tensor, torch.Tensor] | None = None   # read-horizon key rotation
         self._mem_k: dict[int, torch.Tensor] = {}   # per layer: memory keys rotated for this block
         self.first_latent: torch.Tensor | None = None   # clean latent 0 (dit.first_frame_concat)
+        self.aside: dict[int, list] = {}     # frame -> per layer (k, v) kept for its memory entry
 
     @property
     def tokens_per_frame(self) -> int:
@@ -238,6 +248,7 @@ class KVCache:
         c.read_frames, c._read_mask = self.read_frames, self._read_mask
         c._mem_rot, c._mem_k = self._mem_rot, {}
         c.first_latent = self.first_latent
+        c.aside = {f: list(kv) for f, kv in self.aside.items()}
         return c
 
     # ------------------------------------------------------------------ read budget
@@ -379,12 +390,17 @@ class KVCache:
         return nk, nv
 
     # ------------------------------------------------------------------ writing
-    def plan(self, frames: list[int]) -> CommitPlan:
-        """Plan committing latent frames ``frames`` (must continue at ``num_frames``)."""
+    def plan(self, frames: list[int], memory_only: bool = False) -> CommitPlan:
+        """Plan committing latent frames ``frames`` (must continue at ``num_frames``). With
+        ``memory_only`` the commit only keeps its K/V aside for these frames' later memory entry
+        (see the module docstring); the normal commit of the same frames must follow."""
         frames = [int(f) for f in frames]
         if frames != list(range(self.num_frames, self.num_frames + len(frames))):
             raise ValueError(f"KVCache expects frames {self.num_frames}.. in order, got {frames} "
                              f"(pass frame_offset=cache.num_frames)")
+        if memory_only:
+            return CommitPlan(frames, [], self.n_comp, list(self.window_frames), self.n_comp,
+                              list(self.window_frames), memory_only=True)
         win = self.window_frames + frames
         n_ev = max(0, len(win) - self.window)
         evicted = [(f, self.schedule[f % len(self.schedule)] if self.enabled else 0) for f in win[:n_ev]]
@@ -394,6 +410,11 @@ class KVCache:
     def commit(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor, plan: CommitPlan) -> None:
         """Write layer ``layer``'s K/V (B, heads, len(plan.frames) * gh * gw, hd) per ``plan``."""
         n = self.tokens_per_frame
+        if plan.memory_only:
+            for j, f in enumerate(plan.frames):
+                per_layer = self.aside.setdefault(f, [None] * self.depth)
+                per_layer[layer] = (k_new[:, :, j * n:(j + 1) * n], v_new[:, :, j * n:(j + 1) * n])
+            return
         kb, vb = self.k[layer], self.v[layer]
         oc, ow = plan.old_comp, len(plan.old_window) * n
         if kb is None:
@@ -406,6 +427,9 @@ class KVCache:
             if s <= 0:
                 continue
             fk, fv = win_k[:, :, j * n:(j + 1) * n], win_v[:, :, j * n:(j + 1) * n]
+            kept = self.aside.get(f)
+            if kept is not None and kept[layer] is not None:   # the memory-only pass's K/V
+                fk, fv = (t.to(fk) for t in kept[layer])
             pk.append(self._pool_keys(fk, f, s))
             pv.append(self._pool(fv, s))
         keep = len(plan.evicted) * n
@@ -434,6 +458,10 @@ class KVCache:
 
     def finish(self, plan: CommitPlan) -> None:
         """Update bookkeeping after every layer committed ``plan``."""
+        if plan.memory_only:
+            return
+        for f, _ in plan.evicted:
+            self.aside.pop(f, None)
         self.n_comp = plan.new_comp
         self.window_frames = list(plan.new_window)
         self.memory_frames += [(f, s) for f, s in plan.evicted if s > 0]

@@ -5,7 +5,8 @@
 - ``commit``: the clean block at sigma 0 with ``update_cache=True`` (always without autograd); with
   ``context_sigma = c > 0`` (``sampling.context_sigma``) the block enters the cache noised to sigma
   ``c`` instead (frame 0 stays clean), with noise seeded by ``(context_seed, frame_offset)`` so a
-  replay rebuilds exactly the rollout's cache.
+  replay rebuilds exactly the rollout's cache; with ``context_scope="window"`` the clean block is
+  first committed ``memory_only`` so the compressed memory is pooled from clean K/V.
 
 Text: ``cond.global_["text"]`` holds the (B, L, Dt) text-encoder output. The DiT caches the text
 cross-attention K/V inside the KV cache; when ``denoise`` runs with autograd it recomputes them
@@ -21,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from relic_model.config import check_context_scope
 from relic_model.distributed import unwrap
 from relic_model.objectives.dmd import cfg_combine
 from relic_model.objectives.flow_matching import noised_context, x0_from_velocity
@@ -29,11 +31,12 @@ from relic_model.pipelines.conditioning import Cond
 
 class DiTBlockGenerator:
     def __init__(self, model: nn.Module, memory: bool | None = None, context_sigma: float = 0.0,
-                 context_seed: int = 0):
+                 context_seed: int = 0, context_scope: str = "all"):
         self.model = model
         self.memory = memory
         self.context_sigma = float(context_sigma)
         self.context_seed = int(context_seed)
+        self.context_scope = check_context_scope(context_scope)
 
     @property
     def module(self) -> nn.Module:
@@ -63,10 +66,12 @@ class DiTBlockGenerator:
         with torch.no_grad():
             g = (torch.Generator().manual_seed(self.context_seed * 1_000_003 + int(frame_offset))
                  if self.context_sigma > 0 else None)
-            x0, sig = noised_context(x0, self.context_sigma, g, frame_offset)
             pf = cond.per_frame
-            self.module(x0, sig, cond.global_["text"], pf["actions"], pf["poses"], "block_causal", cache,
-                        frame_offset, True)
+            args = (cond.global_["text"], pf["actions"], pf["poses"], "block_causal", cache, frame_offset, True)
+            if self.context_sigma > 0 and self.context_scope == "window" and cache.enabled:
+                self.module(x0, torch.zeros(x0.shape[:2], dtype=x0.dtype, device=x0.device), *args, memory_only=True)
+            x0, sig = noised_context(x0, self.context_sigma, g, frame_offset)
+            self.module(x0, sig, *args)
         # FSDP2 keeps the ROOT's parameters unsharded after a forward (expecting a backward); after a
         # no-grad forward nothing would reshard them and the module would keep exposing unsharded
         # parameters without .grad (clipping and optimizer steps would miss the root's gradients)

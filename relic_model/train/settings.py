@@ -109,6 +109,7 @@ class DistillSettings(Common):
     # the DMD gradient of each generator update (0 = pure DMD, the paper); per phase too
     rollout_regression: float = 0.0
     # phases may also set context_sigma (the cache's context noise, default sampling.context_sigma)
+    # and context_scope ("all" | "window", default sampling.context_scope)
     sample_every: int = 60
     ckpt_every: int = 30
 

@@ -22,6 +22,8 @@ the cause of the still-shot drift (benchmark/probes/exposure_bias.py). ``context
 default ``sampling.context_sigma``) is the noise level at which the rollout's blocks enter the KV
 cache (``pipelines.dit_generator``); the config saved with each checkpoint carries the value of the
 phase it was trained in, so the bundle streams with the noise its last phase was trained on.
+``context_scope`` (per phase; default ``sampling.context_scope``) likewise: ``"window"`` pools the
+compressed memory from a clean pass of each block and noises only the window's copy.
 
 The frozen teacher is held as ``train.teacher_dtype`` / ``train.teacher_shard`` say
 (``frozen_teacher.py``); the critic is copied from the fp32 weights first. Sharded, its forward is
@@ -33,7 +35,7 @@ import copy
 
 import torch
 
-from relic_model.config import check_context_sigma
+from relic_model.config import check_context_scope, check_context_sigma
 from relic_model.distributed import no_sync_ctx, rank_slice, wrap_model
 from relic_model.objectives.flow_matching import add_noise, first_frame_clean_sigma, flow_matching_loss, sample_sigma
 from relic_model.pipelines.dit_generator import DiTBlockGenerator, score_fn
@@ -91,9 +93,11 @@ class DistillStage(Stage):
         self.fpb = self.cfg.dit.frames_per_block
         self.levels = [float(x) for x in self.cfg.sampling.sigmas]
         self.base_context_sigma = float(self.cfg.sampling.context_sigma)
+        self.base_context_scope = str(self.cfg.sampling.context_scope)
         for ph in self.phases:
             check_context_sigma(ph.get("context_sigma", self.base_context_sigma), self.levels,
                                 f"distill phase {ph}: context_sigma")
+            check_context_scope(ph.get("context_scope", self.base_context_scope), f"distill phase {ph}: context_scope")
         tr = ctx.settings.teacher
         self.pools = PoolSource(ctx, self.ae, tr.time_reverse_prob, tr.pool_clips, self.s.pause_prob)
         with torch.no_grad():
@@ -127,9 +131,11 @@ class DistillStage(Stage):
         K = len(self.levels)
         # the phase's context noise; the saved config (self.cfg) follows the phase being trained
         self.cfg.sampling.context_sigma = float(ph.get("context_sigma", self.base_context_sigma))
+        self.cfg.sampling.context_scope = str(ph.get("context_scope", self.base_context_scope))
         context_seed = int(torch.randint(0, 2 ** 31 - 1, (1,),
                                          generator=torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 300 + info.dp_rank)))
-        gen = DiTBlockGenerator(self.student_w, context_sigma=self.cfg.sampling.context_sigma, context_seed=context_seed)
+        gen = DiTBlockGenerator(self.student_w, context_sigma=self.cfg.sampling.context_sigma, context_seed=context_seed,
+                                context_scope=self.cfg.sampling.context_scope)
         exits = sample_exit_steps(nb, K, torch_gen(self.ctx.seed, self.name, step, 10 ** 6), s.same_exit_step)
         ro = rollout(gen, x0[:, :1], cond, nb, self.fpb, self.levels,
                      torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 1 + info.dp_rank), exit_steps=exits)
@@ -175,4 +181,4 @@ class DistillStage(Stage):
         _, ph = phase_at(self.phases, max(0, step - 1))
         nb = int(ph["num_blocks"])
         return student_sample(self.ctx, self.student, self.text, self.ae, self.pools.get(1 + nb * self.fpb), nb,
-                              self.fpb, self.levels, self.cfg.sampling.context_sigma)
+                              self.fpb, self.levels, self.cfg.sampling.context_sigma, self.cfg.sampling.context_scope)

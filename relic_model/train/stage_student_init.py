@@ -47,12 +47,13 @@ from relic_model.train.stage_teacher import PoolSource, load_autoencoder, pool_b
 def load_teacher_and_text(ctx: RunContext):
     """(teacher, text encoder, the student's config) from the teacher stage's final weights, frozen.
     The student's config is the teacher's (network, RoPE frame scale) with the recipe's
-    ``sampling.context_sigma``, a student-only setting the teacher never uses; it is saved with the
-    student stages' weights and so reaches the bundle."""
+    ``sampling.context_sigma`` and ``sampling.context_scope``, student-only settings the teacher
+    never uses; they are saved with the student stages' weights and so reach the bundle."""
     tcfg = stage_config(ctx, "teacher")
     teacher = load_stage_module(ctx, "teacher", "teacher", build_dit(tcfg))
     text = load_stage_module(ctx, "teacher", "text", build_text(tcfg))
     tcfg.sampling.context_sigma = float(ctx.cfg.sampling.context_sigma)
+    tcfg.sampling.context_scope = str(ctx.cfg.sampling.context_scope)
     return frozen(teacher), frozen(text), tcfg.validate()
 
 
@@ -146,6 +147,7 @@ class StudentInitStage(Stage):
         self.F = 1 + self.s.num_blocks * self.fpb
         self.levels = [float(x) for x in self.cfg.sampling.sigmas]
         self.context_sigma = float(self.cfg.sampling.context_sigma)
+        self.context_scope = str(self.cfg.sampling.context_scope)
         tr = ctx.settings.teacher
         self.pools = PoolSource(ctx, self.ae, tr.time_reverse_prob, max(tr.pool_clips, self.s.trajectories),
                                 self.s.pause_prob)
@@ -228,7 +230,11 @@ class StudentInitStage(Stage):
         text = self.text.encode_text(texts)
         a, p = cond.per_frame["actions"], cond.per_frame["poses"]
         cache = self.student.new_cache()
-        # clean prefix -> KV cache with autograd (compressed by the memory schedule when old enough)
+        # clean prefix -> KV cache with autograd (compressed by the memory schedule when old enough);
+        # context_scope "window": the compressed memory is pooled from a clean pass of the prefix
+        if self.context_sigma > 0 and self.context_scope == "window" and cache.enabled:
+            self.student(x0[:, :P], torch.zeros_like(sig[:, :P]), text, a[:, :P], p[:, :P], "block_causal", cache, 0,
+                         True, memory_only=True)
         self.student(x_in[:, :P], sig[:, :P], text, a[:, :P], p[:, :P], "block_causal", cache, 0, True)
         v = self.model(x_in[:, P:], sig[:, P:], text, a[:, P:], p[:, P:], "block_causal", cache, P, False)
         x0_hat = x0_from_velocity(x_in[:, P:], sig[:, P:], v)
@@ -246,16 +252,17 @@ class StudentInitStage(Stage):
     @torch.no_grad()
     def sample_video(self, step: int):
         return student_sample(self.ctx, self.student, self.text, self.ae, self.pools.get(self.F), self.s.num_blocks,
-                              self.fpb, self.levels, self.context_sigma)
+                              self.fpb, self.levels, self.context_sigma, self.context_scope)
 
 
 @torch.no_grad()
-def student_sample(ctx, student, text, ae, pool, num_blocks, fpb, levels, context_sigma: float = 0.0):
+def student_sample(ctx, student, text, ae, pool, num_blocks, fpb, levels, context_sigma: float = 0.0,
+                   context_scope: str = "all"):
     """Ground truth (top) and a full 4-step student rollout from the same first frame (bottom)."""
     x0, cond, texts = pool_batch(pool, [0], ctx.info.device)
     cond = cond.with_global(text=text.encode_text(texts))
     was = student.training
     student.eval()
-    ro = rollout(DiTBlockGenerator(student, context_sigma=context_sigma), x0[:, :1], cond, num_blocks, fpb, levels, torch.Generator().manual_seed(0))
+    ro = rollout(DiTBlockGenerator(student, context_sigma=context_sigma, context_scope=context_scope), x0[:, :1], cond, num_blocks, fpb, levels, torch.Generator().manual_seed(0))
     student.train(was)
     return torch.cat([ae.decode(x0), ae.decode(ro.video)], 0)

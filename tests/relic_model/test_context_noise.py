@@ -147,7 +147,8 @@ def corpus(tmp_path_factory):
 def test_student_init_noises_its_clean_prefix_and_distill_phases_set_the_saved_config(corpus, tmp_path):
     d = micro_dict(student_init={"random_prefix": False},
                    distill={"curriculum": [{"num_blocks": 2, "steps": 2},
-                                           {"num_blocks": 2, "steps": 2, "context_sigma": 0.1}]})
+                                           {"num_blocks": 2, "steps": 2, "context_sigma": 0.1,
+                                            "context_scope": "window"}]})
     d["sampling"] = {"context_sigma": 0.15}
     cfg = config_from_dict(d)
     ctx = RunContext(cfg, corpus, tmp_path / "run", progress=False)
@@ -169,12 +170,23 @@ def test_student_init_noises_its_clean_prefix_and_distill_phases_set_the_saved_c
     assert torch.equal(a_in[:, :P], a0[:, :P]) and bool((a_sig[:, :P] == 0).all())
     torch.testing.assert_close(a_in[:, P:], x_in[:, P:], rtol=0, atol=0)   # the noisy blocks are the same draw
     assert torch.isfinite(si.loss(x0, x_in, sig, cond, texts))
+    # context_scope "window": frame 1 leaves a 1-frame window inside the prefix and enters memory
+    # from the clean pass, not the noised one, which changes the loss
+    mcfg = si.student.cfg.memory
+    win, mcfg.window = mcfg.window, 1
+    with torch.no_grad():
+        l_all = float(si.loss(x0, x_in, sig, cond, texts))
+        si.context_scope = "window"
+        l_win = float(si.loss(x0, x_in, sig, cond, texts))
+    si.context_scope, mcfg.window = "all", win
+    assert l_all > 0 and abs(l_all - l_win) > 1e-3 * l_all
     # distillation: the phase's value reaches the config saved with the final weights (-> the bundle)
     for name in ("student_init", "distill"):
         run_stage_named(ctx, name)
     saved = load_config(tmp_path / "run/distill/final/config.yaml")
-    assert saved.sampling.context_sigma == pytest.approx(0.1)
-    assert load_config(tmp_path / "run/student_init/final/config.yaml").sampling.context_sigma == pytest.approx(0.15)
+    assert saved.sampling.context_sigma == pytest.approx(0.1) and saved.sampling.context_scope == "window"
+    si_saved = load_config(tmp_path / "run/student_init/final/config.yaml")
+    assert si_saved.sampling.context_sigma == pytest.approx(0.15) and si_saved.sampling.context_scope == "all"
 
 
 def test_distill_phase_context_noise_out_of_range_is_refused(corpus, tmp_path):
@@ -184,4 +196,7 @@ def test_distill_phase_context_noise_out_of_range_is_refused(corpus, tmp_path):
     for name in ("autoencoder", "teacher", "student_init"):
         run_stage_named(ctx, name)
     with pytest.raises(ValueError, match="context_sigma"):
+        DistillStage(ctx)
+    ctx.settings.distill.curriculum = [{"num_blocks": 2, "steps": 2, "context_scope": "memory"}]
+    with pytest.raises(ValueError, match="context_scope"):
         DistillStage(ctx)
