@@ -139,8 +139,9 @@ def test_bundled_recipe_is_valid_and_is_the_bundle_s_network():
     for section in ("data", "autoencoder", "dit", "memory", "text"):
         assert getattr(cfg, section) == getattr(bundled, section), section
     # the bundle streams with the context noise its last distillation phase was trained with
-    last = st.distill.curriculum[-1].get("context_sigma", cfg.sampling.context_sigma)
-    assert bundled.sampling.context_sigma == last
+    last = st.distill.curriculum[-1]
+    assert bundled.sampling.context_sigma == last.get("context_sigma", cfg.sampling.context_sigma)
+    assert bundled.sampling.context_scope == last.get("context_scope", cfg.sampling.context_scope)
     assert (bundled.sampling.sigmas, bundled.sampling.seed) == (cfg.sampling.sigmas, cfg.sampling.seed)
     assert cfg.autoencoder.first_frame == "replicate" and cfg.train["student_init"]["random_prefix"] is True
     longest = max(int(p["latent_frames"]) for p in st.teacher.curriculum)
