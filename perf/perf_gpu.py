@@ -179,6 +179,7 @@ def build_stage(name: str, cfg, settings, dev, batch: int, tiny: bool, seed: int
         st.opt = torch.optim.AdamW(st.student.parameters(), lr=s.lr, weight_decay=0.0)
         st.fpb, st.F, st.levels, st.pools = fpb, 1 + nb * fpb, levels, pools
         st.context_sigma = float(cfg.sampling.context_sigma)
+        st.context_scope = str(cfg.sampling.context_scope)
         x0 = pools.get(st.F).latents
         g = torch.Generator().manual_seed(seed + 1)
         st._traj = {"x0": x0.clone(), "xt": torch.randn(x0.shape[0], len(levels), *x0.shape[1:], generator=g)}
@@ -202,6 +203,7 @@ def build_stage(name: str, cfg, settings, dev, batch: int, tiny: bool, seed: int
         st.opt_fake = torch.optim.AdamW(st.fake.parameters(), lr=s.lr_fake, weight_decay=0.0, betas=(0.0, 0.999))
         st.fpb, st.levels, st.pools = fpb, levels, pools
         st.base_context_sigma = float(cfg.sampling.context_sigma)
+        st.base_context_scope = str(cfg.sampling.context_scope)
         with torch.no_grad():
             st.null_text = st.text.encode_text([""])
         st.last_gen = {}
