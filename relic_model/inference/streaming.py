@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from relic_model.nn.control import integrate_actions
-from relic_model.nn.memory import select_memory_frames
+from relic_model.nn.memory import select_memory_frames, wants_clean_memory_pass
 from relic_model.inference.sampler import denoise_block
 from relic_model.objectives.flow_matching import noised_context
 
@@ -151,7 +151,7 @@ class StreamingGenerator:
         kw = dict(text=self.text, actions=a, poses=p, attn_mode="block_causal", cache=self.cache, frame_offset=off)
         x0 = denoise_block(self.model, noise, self.sigmas, self.gen, **kw)
         clean = x0 if commit is None else commit.to(x0)
-        if self.context_sigma > 0 and self.context_scope == "window" and self.cache.enabled:
+        if wants_clean_memory_pass(self.cache, self.context_sigma, self.context_scope):
             self.model(clean, torch.zeros(clean.shape[:2], device=clean.device), update_cache=True,
                        memory_only=True, **kw)
         xc, sc = noised_context(clean, self.context_sigma, self.gen, off)

@@ -170,6 +170,12 @@ def select_memory_frames(mem_frames, budget: int | None, mode: str = "recent", m
     return sorted(chosen)
 
 
+def wants_clean_memory_pass(cache: "KVCache", context_sigma: float, context_scope: str) -> bool:
+    """Whether a commit of noised context (``context_sigma > 0``) must be preceded by a clean
+    memory-only pass: ``context_scope == "window"`` and the cache has a compressed memory."""
+    return context_sigma > 0 and context_scope == "window" and cache.enabled
+
+
 @dataclass
 class CommitPlan:
     """What one commit does (shared by all layers): frames added, frames evicted from the window
@@ -509,5 +515,5 @@ class KVCache:
         return apply_rope(pooled, pcos, psin)
 
 
-__all__ = ["KVCache", "CommitPlan", "select_memory_frames", "pose_scores", "kv_token_counts", "history_token_counts", "latent_frames_for_seconds",
+__all__ = ["KVCache", "CommitPlan", "wants_clean_memory_pass", "select_memory_frames", "pose_scores", "kv_token_counts", "history_token_counts", "latent_frames_for_seconds",
            "frame_tokens", "pooled_grid"]

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from relic_model.config import check_context_scope
 from relic_model.distributed import unwrap
+from relic_model.nn.memory import wants_clean_memory_pass
 from relic_model.objectives.dmd import cfg_combine
 from relic_model.objectives.flow_matching import noised_context, x0_from_velocity
 from relic_model.pipelines.conditioning import Cond
@@ -68,7 +69,7 @@ class DiTBlockGenerator:
                  if self.context_sigma > 0 else None)
             pf = cond.per_frame
             args = (cond.global_["text"], pf["actions"], pf["poses"], "block_causal", cache, frame_offset, True)
-            if self.context_sigma > 0 and self.context_scope == "window" and cache.enabled:
+            if wants_clean_memory_pass(cache, self.context_sigma, self.context_scope):
                 self.module(x0, torch.zeros(x0.shape[:2], dtype=x0.dtype, device=x0.device), *args, memory_only=True)
             x0, sig = noised_context(x0, self.context_sigma, g, frame_offset)
             self.module(x0, sig, *args)

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from datagen.filebytes import sha256_file
 from relic_model.data.latent_cache import pool_key
 from relic_model.distributed import barrier, rank_slice, unwrap, wrap_model
+from relic_model.nn.memory import wants_clean_memory_pass
 from relic_model.objectives.flow_matching import noised_context, x0_from_velocity
 from relic_model.objectives.ode_regression import hybrid_forcing_levels, hybrid_split, ode_regression_loss
 from relic_model.pipelines.conditioning import Cond
@@ -232,7 +233,7 @@ class StudentInitStage(Stage):
         cache = self.student.new_cache()
         # clean prefix -> KV cache with autograd (compressed by the memory schedule when old enough);
         # context_scope "window": the compressed memory is pooled from a clean pass of the prefix
-        if self.context_sigma > 0 and self.context_scope == "window" and cache.enabled:
+        if wants_clean_memory_pass(cache, self.context_sigma, self.context_scope):
             self.student(x0[:, :P], torch.zeros_like(sig[:, :P]), text, a[:, :P], p[:, :P], "block_causal", cache, 0,
                          True, memory_only=True)
         self.student(x_in[:, :P], sig[:, :P], text, a[:, :P], p[:, :P], "block_causal", cache, 0, True)
