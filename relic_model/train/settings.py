@@ -109,7 +109,7 @@ class DistillSettings(Common):
     # the DMD gradient of each generator update (0 = pure DMD, the paper); per phase too
     rollout_regression: float = 0.0
     # phases may also set context_sigma (the cache's context noise, default sampling.context_sigma)
-    # and context_scope ("all" | "window", default sampling.context_scope)
+    # and context_scope ("all" | "window", default sampling.context_scope), lr_gen and lr_fake
     sample_every: int = 60
     ckpt_every: int = 30
 
@@ -132,6 +132,25 @@ class TrainSettings:
 
 _STAGES = {"autoencoder": AutoencoderSettings, "teacher": TeacherSettings,
            "student_init": StudentInitSettings, "distill": DistillSettings}
+
+#: the keys a distillation phase may set (stage_distill.py); anything else is a typo that would do nothing
+DISTILL_PHASE_KEYS = frozenset({"num_blocks", "steps", "rollout_regression", "context_sigma", "context_scope", "lr_gen", "lr_fake"})
+
+
+def check_distill_phase(ph: dict) -> None:
+    """Refuse a distillation phase with unknown keys, without ``num_blocks`` / ``steps``, or with a
+    learning rate that is not a positive number."""
+    if not isinstance(ph, dict):
+        raise ValueError(f"distill phase {ph!r}: must be a mapping like {{num_blocks: 8, steps: 300}}")
+    bad = sorted(set(ph) - DISTILL_PHASE_KEYS)
+    if bad:
+        raise ValueError(f"distill phase {ph}: unknown key(s) {bad}; known: {sorted(DISTILL_PHASE_KEYS)}")
+    for k in ("num_blocks", "steps"):
+        if k not in ph:
+            raise ValueError(f"distill phase {ph}: missing {k!r}")
+    for k in ("lr_gen", "lr_fake"):
+        if k in ph and not float(ph[k]) > 0:
+            raise ValueError(f"distill phase {ph}: {k} must be > 0, got {ph[k]!r}")
 
 
 def _fill(cls, d: dict, where: str):
@@ -201,6 +220,8 @@ def train_settings(cfg) -> TrainSettings:
         raise ValueError(f"train.teacher_shard must be true or false, got {kw['teacher_shard']!r}")
     for name, cls in _STAGES.items():
         kw[name] = _fill(cls, dict(d.pop(name, None) or {}), name)
+    for ph in kw["distill"].curriculum:
+        check_distill_phase(ph)
     if d:
         raise ValueError(f"unknown key(s) {sorted(d)} in config section train; known: seed, dist, precision, "
                          f"activation_checkpointing, context_parallel, teacher_dtype, teacher_shard, require_explicit, "

@@ -24,6 +24,8 @@ cache (``pipelines.dit_generator``); the config saved with each checkpoint carri
 phase it was trained in, so the bundle streams with the noise its last phase was trained on.
 ``context_scope`` (per phase; default ``sampling.context_scope``) likewise: ``"window"`` pools the
 compressed memory from a clean pass of each block and noises only the window's copy.
+``lr_gen`` / ``lr_fake`` (per phase; default the stage's) set the generator's / critic's learning
+rate while the phase runs (e.g. a lower-lr continuation). Any other phase key is refused.
 
 The frozen teacher is held as ``train.teacher_dtype`` / ``train.teacher_shard`` say
 (``frozen_teacher.py``); the critic is copied from the fp32 weights first. Sharded, its forward is
@@ -44,7 +46,7 @@ from relic_model.pipelines.self_forcing import rollout, sample_exit_steps
 from relic_model.train.common import RunContext, build_dit, clip_and_step, configure_dit, load_stage_module, torch_gen, warmup_lr
 from relic_model.train.frozen_teacher import prepare_frozen_teacher
 from relic_model.train.loop import Stage
-from relic_model.train.settings import curriculum_total, phase_at, rescale_curriculum
+from relic_model.train.settings import check_distill_phase, curriculum_total, phase_at, rescale_curriculum
 from relic_model.train.stage_student_init import load_teacher_and_text, student_sample
 from relic_model.train.stage_teacher import PoolSource, load_autoencoder, pool_batch
 
@@ -95,6 +97,7 @@ class DistillStage(Stage):
         self.base_context_sigma = float(self.cfg.sampling.context_sigma)
         self.base_context_scope = str(self.cfg.sampling.context_scope)
         for ph in self.phases:
+            check_distill_phase(ph)
             check_context_sigma(ph.get("context_sigma", self.base_context_sigma), self.levels,
                                 f"distill phase {ph}: context_sigma")
             check_context_scope(ph.get("context_scope", self.base_context_scope), f"distill phase {ph}: context_scope")
@@ -141,7 +144,7 @@ class DistillStage(Stage):
                      torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 1 + info.dp_rank), exit_steps=exits)
         out = {}
         if step % s.gen_update_every == s.gen_update_every - 1:
-            warmup_lr(self.opt_gen, s.lr_gen, step // s.gen_update_every, s.warmup)
+            warmup_lr(self.opt_gen, float(ph.get("lr_gen", s.lr_gen)), step // s.gen_update_every, s.warmup)
             B = x0.shape[0]
             null = self.null_text.expand(B, -1, -1)
             self.fake.eval()
@@ -159,7 +162,7 @@ class DistillStage(Stage):
             self.last_gen = {"dmd": tg.loss}
         out.update(self.last_gen)
         # critic: flow matching on the detached student video
-        warmup_lr(self.opt_fake, s.lr_fake, step, s.warmup)
+        warmup_lr(self.opt_fake, float(ph.get("lr_fake", s.lr_fake)), step, s.warmup)
         video = ro.video.detach()
         B, F = video.shape[:2]
         g = torch_gen(self.ctx.seed, self.name, step, 10 ** 6 + 200 + info.dp_rank)

@@ -225,3 +225,29 @@ def test_rollout_regression_gradient_and_the_distill_phase_that_turns_it_on(corp
     log = pd.read_csv(out / "distill/losses.csv")
     reg = log.set_index("step")["rollout_reg"]
     assert reg[[1, 2]].isna().all() and reg[4] > 0
+
+
+def test_a_distill_phase_sets_its_own_learning_rates_and_unknown_phase_keys_are_refused(corpus, tmp_path):
+    from relic_model.train.settings import check_distill_phase as check_phase
+    with pytest.raises(ValueError, match="unknown key"):
+        check_phase({"num_blocks": 2, "steps": 2, "lr": 1e-4})  # the teacher's key, not the distill phase's
+    with pytest.raises(ValueError, match="missing 'steps'"):
+        check_phase({"num_blocks": 2})
+    with pytest.raises(ValueError, match="lr_fake must be > 0"):
+        check_phase({"num_blocks": 2, "steps": 2, "lr_fake": 0})
+    phases = [{"num_blocks": 2, "steps": 2}, {"num_blocks": 2, "steps": 2, "lr_gen": 1e-3, "lr_fake": 3e-3}]
+    cfg_path = write_micro_config(tmp_path / "lr.yaml", distill={"curriculum": phases, "warmup": 1})
+    out = tmp_path / "run"
+    assert relic_cli.main(["train", "all", "--config", str(cfg_path), "--corpus", str(corpus), "--out", str(out),
+                           "--no-progress"]) == 0
+    lr = pd.read_csv(out / "distill/losses.csv").set_index("step")["lr"]
+    assert lr[2] == pytest.approx(5e-5) and lr[4] == pytest.approx(1e-3)  # generator: default, then the phase's
+    ckpts = sorted((out / "distill/checkpoints").glob("step_*"))
+    opt = torch.load(ckpts[-1] / "optimizer.pt", weights_only=False)
+    lrs = sorted(float(g["lr"]) for o in opt.values() for g in o["param_groups"])
+    assert lrs == pytest.approx([1e-3, 3e-3])  # the critic's phase lr too
+    # a typo is refused when the config is read, before any stage trains
+    bad = write_micro_config(tmp_path / "bad.yaml", distill={"curriculum": [{"num_blocks": 2, "steps": 2, "lr_gne": 1e-3}]})
+    assert relic_cli.main(["train", "all", "--config", str(bad), "--corpus", str(corpus), "--out", str(tmp_path / "bad"),
+                           "--no-progress"]) != 0
+    assert not (tmp_path / "bad" / "autoencoder").exists()
